@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Prefetch, Q
+
+from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
+from apps.charging.models import ChargePoint, Connector
+from apps.electrical.models import Circuit
+from apps.tenancy.models import Condominium, Domain
+
+
+@dataclass(frozen=True)
+class CondominiumLink:
+    condominium: Condominium
+    url: str | None
+
+
+def condominium_links(request, condominiums) -> list[CondominiumLink]:
+    """Each condominium with the address of its own site (same scheme and port as this request)."""
+    condominiums = list(condominiums)
+    primary = {
+        d.tenant_id: d.domain
+        for d in Domain.objects.filter(tenant__in=condominiums).order_by("-is_primary", "id")
+    }
+    port = request.get_port()
+    suffix = "" if port in ("80", "443") else f":{port}"
+    return [
+        CondominiumLink(c, f"{request.scheme}://{primary[c.pk]}{suffix}/" if c.pk in primary else None)
+        for c in condominiums
+    ]
+
+
+def building_overview() -> dict:
+    """What a manager or board member sees first: the building's chargers, circuits and people."""
+    live_connectors = Connector.objects.filter(removed_at__isnull=True).select_related("parking_spot")
+    return {
+        "charge_points": ChargePoint.objects.filter(removed_at__isnull=True)
+        .select_related("circuit")
+        .prefetch_related(Prefetch("connectors", queryset=live_connectors)),
+        "circuits": Circuit.objects.filter(removed_at__isnull=True).select_related("parent"),
+        "units": Unit.objects.annotate(
+            resident_count=Count("residents", filter=Q(residents__is_active=True))
+        ).prefetch_related("parking_spots"),
+        "resident_count": Resident.objects.filter(is_active=True).count(),
+    }
+
+
+def residences_of(user) -> list[dict]:
+    """The units a resident lives in, with their parking spots and cards."""
+    residents = Resident.objects.filter(user=user, is_active=True).select_related("unit")
+    result = []
+    for resident in residents:
+        result.append(
+            {
+                "resident": resident,
+                "unit": resident.unit,
+                "parking_spots": ParkingSpot.objects.filter(unit=resident.unit).prefetch_related("connectors"),
+                "id_tags": IdTag.objects.filter(resident=resident),
+            }
+        )
+    return result

@@ -1,0 +1,75 @@
+"""Test-wide fixtures.
+
+The test database is created once per run. On top of it, ``world`` holds three
+condominiums under two companies, created once per session and committed, so
+that real daphne processes and Celery workers can see them as well:
+
+    acme (Acme Property Management): maple-court, oak-tower
+    harbor (Harbor Residential):    harbor-view
+
+Tests that only read or write through the ORM use the ``db`` fixture and are
+rolled back. Do not use ``transactional_db`` or ``live_server``: their flush
+would empty the public schema (the tenants themselves). A test that needs data
+committed for another process uses ``committed`` and makes its own rows with
+unique names; the test database is dropped at the end of the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django_tenants.utils import schema_context
+
+from apps.accounts.models import User
+from apps.tenancy.models import Company, Condominium
+from tests import factories
+
+
+@dataclass
+class World:
+    acme: Company
+    harbor: Company
+    maple: Condominium
+    oak: Condominium
+    harbor_view: Condominium
+    acme_manager: User
+    harbor_manager: User
+    maple_board: User
+    maple_resident: User
+    oak_resident: User
+    harbor_resident: User
+
+
+def _build_world() -> World:
+    with schema_context("public"):
+        acme = factories.company("acme", "Acme Property Management")
+        harbor = factories.company("harbor", "Harbor Residential")
+        maple = factories.condominium(acme, "maple-court")
+        oak = factories.condominium(acme, "oak-tower")
+        harbor_view = factories.condominium(harbor, "harbor-view")
+        world = World(
+            acme=acme, harbor=harbor, maple=maple, oak=oak, harbor_view=harbor_view,
+            acme_manager=factories.manager(acme, "manager@acme.test"),
+            harbor_manager=factories.manager(harbor, "manager@harbor.test"),
+            maple_board=factories.board_member(maple, "board@maple.test"),
+            maple_resident=factories.resident(maple, "alice@maple.test", "101", id_tags=("04A1B2C3D4",)),
+            oak_resident=factories.resident(oak, "olga@oak.test", "7A", id_tags=("0B0B0B0B",)),
+            harbor_resident=factories.resident(harbor_view, "hana@harbor.test", "12", id_tags=("0C0C0C0C",)),
+        )
+        factories.charger(maple, "TEST-MAPLE-1", parking_spots=("P01", "P02"))
+        factories.charger(harbor_view, "TEST-HARBOR-1")
+    return world
+
+
+@pytest.fixture(scope="session")
+def world(django_db_setup, django_db_blocker) -> World:
+    with django_db_blocker.unblock():
+        return _build_world()
+
+
+@pytest.fixture
+def committed(django_db_blocker):
+    """Database access outside a rolled-back transaction: writes are visible to other processes."""
+    with django_db_blocker.unblock():
+        yield
