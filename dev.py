@@ -30,7 +30,7 @@ def venv_python() -> Path:
 
 
 def ensure_venv() -> Path:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs under whatever python3 the user has
         sys.exit(f"Python 3.11 or newer is required (this is {sys.version.split()[0]}).")
     python = venv_python()
     if not python.exists():

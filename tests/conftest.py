@@ -49,7 +49,11 @@ def _build_world() -> World:
         oak = factories.condominium(acme, "oak-tower")
         harbor_view = factories.condominium(harbor, "harbor-view")
         world = World(
-            acme=acme, harbor=harbor, maple=maple, oak=oak, harbor_view=harbor_view,
+            acme=acme,
+            harbor=harbor,
+            maple=maple,
+            oak=oak,
+            harbor_view=harbor_view,
             acme_manager=factories.manager(acme, "manager@acme.test"),
             harbor_manager=factories.manager(harbor, "manager@harbor.test"),
             maple_board=factories.board_member(maple, "board@maple.test"),

@@ -29,8 +29,11 @@ def condominium(company_obj: Company, slug: str, *, timezone: str = "America/Los
         condo = Condominium.objects.filter(slug=slug).first()
         if condo is None:
             condo = Condominium(
-                company=company_obj, slug=slug, name=slug.replace("-", " ").title(),
-                schema_name=slug.replace("-", "_"), timezone=timezone,
+                company=company_obj,
+                slug=slug,
+                name=slug.replace("-", " ").title(),
+                schema_name=slug.replace("-", "_"),
+                timezone=timezone,
             )
             condo.save(verbosity=0)
             Domain.objects.create(domain=f"{slug}.localhost", tenant=condo, is_primary=True)
@@ -70,13 +73,21 @@ def supply(condo: Condominium, max_current_a: str = "200") -> Circuit:
         amps = Decimal(max_current_a)
         return Circuit.objects.get_or_create(
             key="supply",
-            defaults={"max_current_l1_a": amps, "max_current_l2_a": amps, "max_current_l3_a": amps,
-                      "derate": Decimal("0.8"), "margin_a": Decimal("5")},
+            defaults={
+                "max_current_l1_a": amps,
+                "max_current_l2_a": amps,
+                "max_current_l3_a": amps,
+                "derate": Decimal("0.8"),
+                "margin_a": Decimal("5"),
+            },
         )[0]
 
 
 def charger(
-    condo: Condominium, charge_point_id: str, password: str = "charger-secret-0001", connectors: int = 2,
+    condo: Condominium,
+    charge_point_id: str,
+    password: str = "charger-secret-0001",
+    connectors: int = 2,
     parking_spots: tuple[str, ...] = (),
 ) -> ChargePoint:
     with schema_context("public"):
@@ -92,7 +103,8 @@ def charger(
             if n <= len(parking_spots):
                 spot = ParkingSpot.objects.get_or_create(label=parking_spots[n - 1])[0]
             Connector.objects.get_or_create(
-                charge_point=cp, connector_id=n,
+                charge_point=cp,
+                connector_id=n,
                 defaults={"max_current_a": Decimal("32"), "phases": 1, "parking_spot": spot},
             )
         return cp

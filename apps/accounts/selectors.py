@@ -16,9 +16,7 @@ def condominium_roles(user, condominium: Condominium) -> frozenset[str]:
     """The roles ``user`` holds in ``condominium``: any of manager, board, resident."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return frozenset()
-    roles = set(
-        CondominiumMembership.objects.filter(user=user, condominium=condominium).values_list("role", flat=True)
-    )
+    roles = set(CondominiumMembership.objects.filter(user=user, condominium=condominium).values_list("role", flat=True))
     if CompanyMembership.objects.filter(
         user=user, company_id=condominium.company_id, role=CompanyMembership.Role.MANAGER
     ).exists():
@@ -27,9 +25,7 @@ def condominium_roles(user, condominium: Condominium) -> frozenset[str]:
 
 
 def managed_companies(user: User) -> QuerySet[Company]:
-    return Company.objects.filter(
-        memberships__user=user, memberships__role=CompanyMembership.Role.MANAGER
-    ).distinct()
+    return Company.objects.filter(memberships__user=user, memberships__role=CompanyMembership.Role.MANAGER).distinct()
 
 
 def visible_condominiums(user: User) -> QuerySet[Condominium]:

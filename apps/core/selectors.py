@@ -20,8 +20,7 @@ def condominium_links(request, condominiums) -> list[CondominiumLink]:
     """Each condominium with the address of its own site (same scheme and port as this request)."""
     condominiums = list(condominiums)
     primary = {
-        d.tenant_id: d.domain
-        for d in Domain.objects.filter(tenant__in=condominiums).order_by("-is_primary", "id")
+        d.tenant_id: d.domain for d in Domain.objects.filter(tenant__in=condominiums).order_by("-is_primary", "id")
     }
     port = request.get_port()
     suffix = "" if port in ("80", "443") else f":{port}"

@@ -1,0 +1,512 @@
+"""The commissioning file: parse, validate, and report problems with their place.
+
+Pure: no Django. Numbers in the file are read as Decimal (never float), and
+every problem names the path inside the file and, when known, its line:
+
+    maple-court.yaml: chargers[0].connectors[1].max_current_a (line 23): must be greater than 0
+
+The format is documented in docs/commissioning.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SUPPLY = "supply"
+LANGUAGES = ("en", "es", "fr")
+SINGLE_PHASE_ROTATIONS = ("L1", "L2", "L3")
+THREE_PHASE_ROTATIONS = ("RST", "RTS", "SRT", "STR", "TRS", "TSR")
+ROLES = ("manager", "board", "resident")
+
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+# OCPP chargePointId: it becomes the last segment of the websocket URL.
+ChargePointId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+IdTagValue = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[\x21-\x7e]+$")]
+Amps = Annotated[Decimal, Field(gt=0, le=100000, decimal_places=1)]
+Watts = Annotated[int, Field(gt=0, le=10_000_000)]
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _phase_currents(value: Any) -> Any:
+    """``200`` means 200 A on every phase; ``[200, 200, 160]`` gives L1, L2, L3."""
+    if isinstance(value, list):
+        if len(value) != 3:
+            raise ValueError("give one current for all phases, or a list of three (L1, L2, L3)")
+        return tuple(value)
+    return (value, value, value)
+
+
+class CompanySpec(Spec):
+    slug: Slug
+    name: str = Field(min_length=1, max_length=200)
+
+
+class BillingContactSpec(Spec):
+    name: str = Field(default="", max_length=200)
+    email: str = ""
+    address: str = ""
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if value and not EMAIL.match(value):
+            raise ValueError("is not an e-mail address")
+        return value.lower()
+
+
+class CondominiumSpec(Spec):
+    slug: Slug
+    name: str = Field(min_length=1, max_length=200)
+    domains: list[str] = Field(min_length=1)
+    timezone: str
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    locale: Literal["en", "es", "fr"] = "en"
+    billing_contact: BillingContactSpec = BillingContactSpec()
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        lowered = [d.lower() for d in value]
+        for domain in lowered:
+            if not DOMAIN.match(domain):
+                raise ValueError(f"{domain!r} is not a host name")
+        if len(set(lowered)) != len(lowered):
+            raise ValueError("lists a domain twice")
+        return lowered
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/Los_Angeles)") from None
+        if value not in available_timezones():
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/Los_Angeles)")
+        return value
+
+
+class SupplySpec(Spec):
+    voltage_v: int = Field(ge=100, le=480)
+    phases: Literal[1, 3] = 3
+    max_current_a: tuple[Amps, Amps, Amps]
+    max_power_w: Watts | None = None
+    derate: Decimal = Field(default=Decimal("1"), gt=0, le=1, decimal_places=3)
+    margin_a: Decimal = Field(default=Decimal("0"), ge=0, decimal_places=1)
+
+    _currents = field_validator("max_current_a", mode="before")(_phase_currents)
+
+
+class ModbusSpec(Spec):
+    host: str = Field(min_length=1)
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=247)
+    profile: str = Field(default="generic", min_length=1)
+
+
+class OcppMeterSpec(Spec):
+    charger: ChargePointId
+    connector: int = Field(default=0, ge=0)
+
+
+class SiteMeterSpec(Spec):
+    id: Slug
+    source: Literal["api", "ocpp", "modbus"]
+    circuit: Slug = SUPPLY
+    stale_after_s: int = Field(default=15, ge=1, le=3600)
+    token: str | None = Field(default=None, min_length=8)
+    token_hash: str | None = None
+    modbus: ModbusSpec | None = None
+    ocpp: OcppMeterSpec | None = None
+
+    @model_validator(mode="after")
+    def _source_settings(self) -> SiteMeterSpec:
+        if self.source == "api" and not (self.token or self.token_hash):
+            raise ValueError("an api site meter needs a token (the meter sends it as a bearer token)")
+        if self.token and self.token_hash:
+            raise ValueError("give token or token_hash, not both")
+        if self.source == "modbus" and self.modbus is None:
+            raise ValueError("a modbus site meter needs modbus: {host, port, unit_id}")
+        if self.source == "ocpp" and self.ocpp is None:
+            raise ValueError("an ocpp site meter needs ocpp: {charger, connector}")
+        return self
+
+
+class CircuitSpec(Spec):
+    id: Slug
+    name: str = Field(default="", max_length=200)
+    parent: Slug
+    max_current_a: tuple[Amps, Amps, Amps]
+    max_power_w: Watts | None = None
+    derate: Decimal = Field(default=Decimal("1"), gt=0, le=1, decimal_places=3)
+    margin_a: Decimal = Field(default=Decimal("0"), ge=0, decimal_places=1)
+
+    _currents = field_validator("max_current_a", mode="before")(_phase_currents)
+
+    @field_validator("id")
+    @classmethod
+    def _not_supply(cls, value: str) -> str:
+        if value == SUPPLY:
+            raise ValueError("'supply' is the name of the building's supply; give the circuit another id")
+        return value
+
+
+class ElectricalSpec(Spec):
+    supply: SupplySpec
+    site_meter: SiteMeterSpec | None = None
+    circuits: list[CircuitSpec] = []
+
+
+class ConnectorSpec(Spec):
+    id: int = Field(ge=1, le=99)
+    dc: bool = False
+    phases: Literal[1, 3] | None = None
+    phase_rotation: str | None = None
+    min_current_a: Decimal | None = Field(default=None, ge=0, le=1000, decimal_places=1)
+    max_current_a: Amps | None = None
+    min_power_w: int | None = Field(default=None, ge=0, le=10_000_000)
+    max_power_w: Watts | None = None
+    efficiency: Decimal | None = Field(default=None, gt=0, le=1, decimal_places=3)
+    parking_spot: str | None = Field(default=None, min_length=1, max_length=32)
+
+    @model_validator(mode="after")
+    def _electrical(self) -> ConnectorSpec:
+        if self.dc:
+            if self.max_power_w is None:
+                raise ValueError("a DC connector needs max_power_w")
+            if self.min_power_w is not None and self.min_power_w > self.max_power_w:
+                raise ValueError("min_power_w is above max_power_w")
+        else:
+            if self.max_current_a is None:
+                raise ValueError("an AC connector needs max_current_a")
+            if self.efficiency is not None:
+                raise ValueError("efficiency applies to DC connectors only")
+            if self.min_current_a is not None and self.min_current_a > self.max_current_a:
+                raise ValueError("min_current_a is above max_current_a")
+        allowed = THREE_PHASE_ROTATIONS if self.effective_phases == 3 else SINGLE_PHASE_ROTATIONS
+        if self.phase_rotation is not None and self.phase_rotation not in allowed:
+            raise ValueError(
+                f"phase_rotation {self.phase_rotation!r} does not fit a {self.effective_phases}-phase connector; "
+                f"use one of {', '.join(allowed)}"
+            )
+        return self
+
+    @property
+    def effective_phases(self) -> int:
+        return self.phases if self.phases is not None else (3 if self.dc else 1)
+
+    @property
+    def effective_rotation(self) -> str:
+        if self.phase_rotation:
+            return self.phase_rotation
+        return "RST" if self.effective_phases == 3 else "L1"
+
+    @property
+    def effective_min_current_a(self) -> Decimal:
+        if self.min_current_a is not None:
+            return self.min_current_a
+        return Decimal("0") if self.dc else Decimal("6")  # IEC 61851: AC charging needs at least 6 A
+
+
+class ChargerSpec(Spec):
+    id: ChargePointId
+    password: str | None = Field(default=None, min_length=8, max_length=40)
+    password_hash: str | None = None
+    circuit: Slug
+    enabled: bool = True
+    connectors: list[ConnectorSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ChargerSpec:
+        if not self.password and not self.password_hash:
+            raise ValueError("a charger needs its Basic-auth password (OCPP security profile 1)")
+        if self.password and self.password_hash:
+            raise ValueError("give password or password_hash, not both")
+        ids = [c.id for c in self.connectors]
+        if len(set(ids)) != len(ids):
+            raise ValueError("connector ids must be unique within a charger")
+        return self
+
+
+class UnitSpec(Spec):
+    number: str = Field(min_length=1, max_length=32)
+    parking_spots: list[str] = []
+
+
+class PersonSpec(Spec):
+    email: str
+    name: str = Field(default="", max_length=200)
+    unit: str | None = None
+    roles: list[Literal["manager", "board", "resident"]] = Field(min_length=1)
+    id_tags: list[IdTagValue] = []
+    language: Literal["en", "es", "fr"] | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not EMAIL.match(value):
+            raise ValueError(f"{value!r} is not an e-mail address")
+        return value.lower()
+
+    @field_validator("id_tags")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        # OCPP idTags are case-insensitive; they are kept upper-case.
+        return [tag.upper() for tag in value]
+
+    @model_validator(mode="after")
+    def _resident_has_unit(self) -> PersonSpec:
+        if "resident" in self.roles and not self.unit:
+            raise ValueError("a resident needs a unit")
+        if self.id_tags and "resident" not in self.roles:
+            raise ValueError("id_tags belong to residents; add the resident role and a unit")
+        return self
+
+
+class TariffSpec(Spec):
+    code: Slug
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+
+
+class CommissioningSpec(Spec):
+    company: CompanySpec
+    condominium: CondominiumSpec
+    electrical: ElectricalSpec
+    chargers: list[ChargerSpec] = []
+    units: list[UnitSpec] = []
+    people: list[PersonSpec] = []
+    tariffs: list[TariffSpec] = []
+
+
+# --- problems -------------------------------------------------------------------------
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    message: str
+    line: int | None = None
+
+    def where(self) -> str:
+        text = ""
+        for part in self.path:
+            text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        return text or "(top level)"
+
+    def format(self, source: str) -> str:
+        line = f" (line {self.line})" if self.line else ""
+        return f"{source}: {self.where()}{line}: {self.message}"
+
+
+class CommissioningError(Exception):
+    """The file is refused. ``problems`` says what and where; nothing was applied."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(p.format(source) for p in problems))
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+class _DecimalLoader(yaml.SafeLoader):
+    """A safe loader that reads YAML floats as Decimal, so 0.8 stays exactly 0.8."""
+
+
+def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal:
+    text = str(loader.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
+    if text.lower() in {".nan", ".inf", "-.inf", "+.inf"}:
+        raise yaml.constructor.ConstructorError(None, None, f"{text} is not a usable number", node.start_mark)
+    return Decimal(text)
+
+
+_DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+def _line_of(root: yaml.Node | None, path: Path) -> int | None:
+    """The line where ``path`` is written in the file, or the closest enclosing line."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+            if match is None:
+                return line
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+        else:
+            return line
+        line = node.start_mark.line + 1
+    return line
+
+
+def with_lines(text: str, problems: list[Problem]) -> list[Problem]:
+    """Fill in the line of each problem found after parsing (e.g. against the database)."""
+    try:
+        root = yaml.compose(text, Loader=_DecimalLoader)
+    except yaml.YAMLError:
+        return problems
+    return [Problem(p.path, p.message, p.line or _line_of(root, p.path)) for p in problems]
+
+
+def _message(error: dict[str, Any]) -> str:
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if error["type"] == "extra_forbidden":
+        return "is not a known key (see docs/commissioning.md)"
+    if error["type"] == "missing":
+        return "is required"
+    if error["type"] == "string_pattern_mismatch" and "pattern" in error.get("ctx", {}):
+        return f"{error.get('input')!r} has characters that are not allowed here"
+    return message[0].lower() + message[1:] if message else message
+
+
+def load(text: str, source: str = "<file>") -> CommissioningSpec:
+    """Parse and validate a commissioning file, or raise CommissioningError listing every problem."""
+    try:
+        root = yaml.compose(text, Loader=_DecimalLoader)
+        data = yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark else None
+        raise CommissioningError(source, [Problem((), f"not valid YAML: {problem}", line)]) from None
+    if not isinstance(data, dict):
+        raise CommissioningError(source, [Problem((), "the file must be a mapping with company, condominium, ...", 1)])
+    try:
+        spec = CommissioningSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            path = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            # tuple fields add an index for the element; keep it, it names the phase.
+            problems.append(Problem(path, _message(error), _line_of(root, path)))
+        raise CommissioningError(source, problems) from None
+    problems = [Problem(p.path, p.message, _line_of(root, p.path)) for p in cross_check(spec)]
+    if problems:
+        raise CommissioningError(source, problems)
+    return spec
+
+
+def cross_check(spec: CommissioningSpec) -> list[Problem]:
+    """Checks that span several parts of the file: references, uniqueness, the circuit tree."""
+    problems: list[Problem] = []
+    circuits = {SUPPLY: None} | {c.id: c.parent for c in spec.electrical.circuits}
+    seen: set[str] = set()
+    for i, circuit in enumerate(spec.electrical.circuits):
+        if circuit.id in seen:
+            problems.append(Problem(("electrical", "circuits", i, "id"), f"circuit {circuit.id!r} is defined twice"))
+        seen.add(circuit.id)
+        if circuit.parent not in circuits:
+            problems.append(
+                Problem(("electrical", "circuits", i, "parent"), f"no circuit {circuit.parent!r} (nor 'supply')")
+            )
+    for i, circuit in enumerate(spec.electrical.circuits):
+        node, steps = circuit.parent, 0
+        while node is not None and node in circuits and steps <= len(circuits):
+            node, steps = circuits[node], steps + 1
+        if steps > len(circuits):
+            problems.append(Problem(("electrical", "circuits", i, "parent"), "the circuits form a loop"))
+    meter = spec.electrical.site_meter
+    if meter is not None and meter.circuit not in circuits:
+        problems.append(Problem(("electrical", "site_meter", "circuit"), f"no circuit {meter.circuit!r}"))
+
+    charger_ids: dict[str, int] = {}
+    spot_connectors: dict[str, tuple[int, int]] = {}
+    for i, charger in enumerate(spec.chargers):
+        key = charger.id.lower()
+        if key in charger_ids:
+            problems.append(Problem(("chargers", i, "id"), f"charger {charger.id!r} is listed twice"))
+        charger_ids[key] = i
+        if charger.circuit not in circuits:
+            problems.append(Problem(("chargers", i, "circuit"), f"no circuit {charger.circuit!r} (nor 'supply')"))
+        for j, connector in enumerate(charger.connectors):
+            if connector.phases == 3 and spec.electrical.supply.phases == 1:
+                problems.append(
+                    Problem(
+                        ("chargers", i, "connectors", j, "phases"), "a three-phase connector on a single-phase supply"
+                    )
+                )
+            spot = connector.parking_spot
+            if spot is not None:
+                if spot in spot_connectors:
+                    a, b = spot_connectors[spot]
+                    problems.append(
+                        Problem(
+                            ("chargers", i, "connectors", j, "parking_spot"),
+                            f"parking spot {spot!r} already has chargers[{a}].connectors[{b}]",
+                        )
+                    )
+                spot_connectors[spot] = (i, j)
+    if meter is not None and meter.ocpp is not None and meter.ocpp.charger.lower() not in charger_ids:
+        problems.append(Problem(("electrical", "site_meter", "ocpp", "charger"), f"no charger {meter.ocpp.charger!r}"))
+
+    unit_numbers: set[str] = set()
+    spot_units: dict[str, str] = {}
+    for i, unit in enumerate(spec.units):
+        if unit.number in unit_numbers:
+            problems.append(Problem(("units", i, "number"), f"unit {unit.number!r} is listed twice"))
+        unit_numbers.add(unit.number)
+        for j, spot in enumerate(unit.parking_spots):
+            if spot in spot_units:
+                problems.append(
+                    Problem(
+                        ("units", i, "parking_spots", j),
+                        f"parking spot {spot!r} already belongs to unit {spot_units[spot]!r}",
+                    )
+                )
+            spot_units[spot] = unit.number
+
+    emails: set[str] = set()
+    tags: dict[str, str] = {}
+    for i, person in enumerate(spec.people):
+        if person.email in emails:
+            problems.append(Problem(("people", i, "email"), f"{person.email} is listed twice"))
+        emails.add(person.email)
+        for j, tag in enumerate(person.id_tags):
+            if tag in tags:
+                problems.append(Problem(("people", i, "id_tags", j), f"id tag {tag} already belongs to {tags[tag]}"))
+            tags[tag] = person.email
+
+    codes: set[str] = set()
+    for i, tariff in enumerate(spec.tariffs):
+        if tariff.code in codes:
+            problems.append(Problem(("tariffs", i, "code"), f"tariff {tariff.code!r} is listed twice"))
+        codes.add(tariff.code)
+    return problems
+
+
+def dump(data: dict[str, Any]) -> str:
+    """Write a commissioning mapping as YAML, keeping Decimals exact and keys in the given order."""
+    return yaml.dump(data, Dumper=_DecimalDumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+class _DecimalDumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_decimal(dumper: yaml.SafeDumper, value: Decimal) -> yaml.Node:
+    if value == value.to_integral_value():
+        return dumper.represent_int(int(value))
+    return dumper.represent_scalar("tag:yaml.org,2002:float", format(value.normalize(), "f"))
+
+
+_DecimalDumper.add_representer(Decimal, _represent_decimal)

@@ -1,0 +1,671 @@
+"""Apply a commissioning file to the platform, and write a building back out.
+
+`commission_building` is idempotent: it compares before it writes, so a second
+run with the same file changes nothing (not even updated_at) and reports no
+changes. Everything happens in one transaction, the condominium's new schema
+included: a file that fails half-way leaves nothing behind.
+
+Things removed from the file are retired, never deleted, so that history stays:
+chargers, connectors and circuits get ``removed_at``; residents are
+deactivated; id tags are blocked; building roles (board, resident) are revoked.
+Company manager roles are only ever added here, since one manager appears in
+the files of many buildings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.hashers import check_password, make_password
+from django.db import transaction
+from django.db.models import Model
+from django.utils import timezone
+from django_tenants.utils import get_public_schema_name, schema_context
+
+from apps.accounts.models import CompanyMembership, CondominiumMembership, User
+from apps.billing.models import Tariff
+from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
+from apps.charging.models import ChargePoint, Connector
+from apps.commissioning.schema import (
+    SUPPLY,
+    CommissioningError,
+    CommissioningSpec,
+    Problem,
+    dump,
+    load,
+    with_lines,
+)
+from apps.electrical.models import Circuit, SiteMeter
+from apps.tenancy.models import ChargerRegistration, Company, Condominium, Domain
+
+CHARGER_HASHER = "charger_pbkdf2_sha256"
+
+
+def hash_meter_token(token: str) -> str:
+    """Site-meter bearer tokens are looked up on every push, so they are stored as a plain SHA-256."""
+    return "sha256$" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def meter_token_matches(token: str, token_hash: str) -> bool:
+    return hmac.compare_digest(hash_meter_token(token), token_hash)
+
+
+@dataclass
+class CommissioningReport:
+    condominium: str
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.retired)
+
+    def lines(self) -> list[str]:
+        out = [f"+ {item}" for item in self.created]
+        out += [f"~ {item}" for item in self.updated]
+        out += [f"- {item}" for item in self.retired]
+        return out or ["no changes"]
+
+
+class _Writer:
+    """Creates or updates rows, saving only when a field really changes, and records what it did."""
+
+    def __init__(self, report: CommissioningReport):
+        self.report = report
+
+    def upsert(self, model: type[Model], label: str, lookup: dict[str, Any], values: dict[str, Any]) -> Any:
+        obj = model._default_manager.filter(**lookup).first()
+        if obj is None:
+            obj = model(**lookup, **values)
+            obj.save()
+            self.report.created.append(label)
+            return obj
+        changed = [name for name, value in values.items() if getattr(obj, name) != value]
+        if changed:
+            for name in changed:
+                setattr(obj, name, values[name])
+            obj.save()
+            self.report.updated.append(f"{label} ({', '.join(changed)})")
+        return obj
+
+    def retire(self, obj: Model, label: str, **values: Any) -> None:
+        changed = [name for name, value in values.items() if getattr(obj, name) != value]
+        if changed:
+            for name in changed:
+                setattr(obj, name, values[name])
+            obj.save()
+            self.report.retired.append(label)
+
+
+# --- reading and checking a file ---------------------------------------------------------
+
+
+def read_file(path: str | Path) -> str:
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommissioningError(str(path), [Problem((), f"cannot read the file: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise CommissioningError(str(path), [Problem((), "the file is not UTF-8 text")]) from None
+
+
+def load_file(path: str | Path) -> CommissioningSpec:
+    return load(read_file(path), source=str(path))
+
+
+def _check_against_platform(spec: CommissioningSpec, source: str) -> None:
+    """Problems only the database can reveal: names taken by another company or building."""
+    problems: list[Problem] = []
+    slug = spec.condominium.slug
+    existing = Condominium.objects.filter(slug=slug).select_related("company").first()
+    if existing is not None and existing.company.slug != spec.company.slug:
+        problems.append(
+            Problem(("condominium", "slug"), f"condominium {slug!r} belongs to company {existing.company.slug!r}")
+        )
+    for i, domain in enumerate(spec.condominium.domains):
+        owner = Domain.objects.filter(domain=domain).exclude(tenant__slug=slug).select_related("tenant").first()
+        if owner is not None:
+            problems.append(
+                Problem(("condominium", "domains", i), f"{domain} already leads to condominium {owner.tenant.slug!r}")
+            )
+    for i, charger in enumerate(spec.chargers):
+        reg = (
+            ChargerRegistration.objects.filter(charge_point_id__iexact=charger.id)
+            .exclude(condominium__slug=slug)
+            .select_related("condominium")
+            .first()
+        )
+        if reg is not None:
+            problems.append(
+                Problem(
+                    ("chargers", i, "id"),
+                    f"charger {charger.id!r} is registered to condominium {reg.condominium.slug!r}; "
+                    "chargePointIds are unique across the platform",
+                )
+            )
+    if problems:
+        raise CommissioningError(source, problems)
+
+
+# --- applying ----------------------------------------------------------------------------
+
+
+def commission_file(path: str | Path) -> CommissioningReport:
+    return commission_text(read_file(path), source=str(path))
+
+
+def commission_text(text: str, *, source: str = "<file>") -> CommissioningReport:
+    spec = load(text, source=source)
+    try:
+        return commission_building(spec, source=source)
+    except CommissioningError as exc:
+        raise CommissioningError(exc.source, with_lines(text, exc.problems)) from None
+
+
+def commission_building(spec: CommissioningSpec, *, source: str = "<file>") -> CommissioningReport:
+    """Apply a validated file. Prefer commission_text/commission_file, whose refusals carry line numbers."""
+    report = CommissioningReport(condominium=spec.condominium.slug)
+    writer = _Writer(report)
+    with schema_context(get_public_schema_name()):
+        _check_against_platform(spec, source)
+        with transaction.atomic():
+            condominium = _apply_public(spec, writer)
+            with schema_context(condominium.schema_name):
+                _apply_tenant(spec, condominium, writer)
+    return report
+
+
+def _apply_public(spec: CommissioningSpec, writer: _Writer) -> Condominium:
+    company = writer.upsert(
+        Company, f"company {spec.company.slug}", {"slug": spec.company.slug}, {"name": spec.company.name}
+    )
+    c = spec.condominium
+    condo_values = {
+        "company": company,
+        "name": c.name,
+        "timezone": c.timezone,
+        "currency": c.currency,
+        "locale": c.locale,
+        "billing_contact_name": c.billing_contact.name,
+        "billing_contact_email": c.billing_contact.email,
+        "billing_address": c.billing_contact.address,
+    }
+    condominium = Condominium.objects.filter(slug=c.slug).first()
+    if condominium is None:
+        condominium = Condominium(slug=c.slug, schema_name=schema_name_for(c.slug), **condo_values)
+        condominium.save(verbosity=0)  # creates and migrates the schema, inside our transaction
+        writer.report.created.append(f"condominium {c.slug} (schema {condominium.schema_name})")
+    else:
+        condominium = writer.upsert(Condominium, f"condominium {c.slug}", {"slug": c.slug}, condo_values)
+
+    for i, domain in enumerate(c.domains):
+        writer.upsert(Domain, f"domain {domain}", {"domain": domain}, {"tenant": condominium, "is_primary": i == 0})
+    for stale in Domain.objects.filter(tenant=condominium).exclude(domain__in=c.domains):
+        writer.report.retired.append(f"domain {stale.domain}")
+        stale.delete()
+
+    for charger in spec.chargers:
+        _register_charger(charger.id, charger.password, charger.password_hash, condominium, writer)
+    kept = {ch.id for ch in spec.chargers}
+    for reg in ChargerRegistration.objects.filter(condominium=condominium).exclude(charge_point_id__in=kept):
+        # The charger can no longer connect; its history stays in the building's schema.
+        writer.report.retired.append(f"charger registration {reg.charge_point_id}")
+        reg.delete()
+
+    _apply_people_public(spec, company, condominium, writer)
+    return condominium
+
+
+def schema_name_for(slug: str) -> str:
+    return "condo_" + slug.replace("-", "_")
+
+
+def _register_charger(cp_id: str, password: str | None, password_hash: str | None, condominium, writer) -> None:
+    reg = ChargerRegistration.objects.filter(charge_point_id__iexact=cp_id).first()
+    if reg is None:
+        new_hash = password_hash or make_password(password, hasher=CHARGER_HASHER)
+        ChargerRegistration.objects.create(charge_point_id=cp_id, condominium=condominium, password_hash=new_hash)
+        writer.report.created.append(f"charger registration {cp_id}")
+        return
+    changed = []
+    if password is not None and not check_password(password, reg.password_hash):
+        reg.password_hash = make_password(password, hasher=CHARGER_HASHER)
+        changed.append("password")
+    if password_hash is not None and password_hash != reg.password_hash:
+        reg.password_hash = password_hash
+        changed.append("password")
+    if reg.charge_point_id != cp_id:
+        reg.charge_point_id = cp_id
+        changed.append("charge_point_id")
+    if changed:
+        reg.save()
+        writer.report.updated.append(f"charger registration {cp_id} ({', '.join(changed)})")
+
+
+def _apply_people_public(spec: CommissioningSpec, company: Company, condominium: Condominium, writer) -> None:
+    listed: dict[str, set[str]] = {}
+    for person in spec.people:
+        user = User.objects.filter(email__iexact=person.email).first()
+        values = {"name": person.name} | ({"preferred_language": person.language} if person.language else {})
+        if user is None:
+            user = User.objects.create_user(person.email, None, **values)  # no password: set by reset link
+            writer.report.created.append(f"user {person.email}")
+        else:
+            writer.upsert(User, f"user {person.email}", {"pk": user.pk}, values)
+        roles = set(person.roles)
+        if "manager" in roles:
+            writer.upsert(
+                CompanyMembership,
+                f"manager {person.email} of {company.slug}",
+                {"user": user, "company": company, "role": CompanyMembership.Role.MANAGER},
+                {},
+            )
+        for role in roles - {"manager"}:
+            writer.upsert(
+                CondominiumMembership,
+                f"{role} {person.email}",
+                {"user": user, "condominium": condominium, "role": role},
+                {},
+            )
+        listed[user.email] = roles - {"manager"}
+    for membership in CondominiumMembership.objects.filter(condominium=condominium).select_related("user"):
+        if membership.role not in listed.get(membership.user.email, set()):
+            writer.report.retired.append(f"{membership.role} {membership.user.email}")
+            membership.delete()
+
+
+def _apply_tenant(spec: CommissioningSpec, condominium: Condominium, writer: _Writer) -> None:
+    now = timezone.now()
+    circuits = _apply_circuits(spec, writer, now)
+    _apply_site_meter(spec, circuits, writer, now)
+    spots = _apply_units(spec, writer)
+    _apply_chargers(spec, circuits, spots, writer, now)
+    _apply_residents(spec, writer, now)
+    for tariff in spec.tariffs:
+        writer.upsert(
+            Tariff,
+            f"tariff {tariff.code}",
+            {"code": tariff.code},
+            {"name": tariff.name, "description": tariff.description},
+        )
+
+
+def _limits(currents: tuple[Decimal, Decimal, Decimal]) -> dict[str, Decimal]:
+    return {"max_current_l1_a": currents[0], "max_current_l2_a": currents[1], "max_current_l3_a": currents[2]}
+
+
+def _apply_circuits(spec: CommissioningSpec, writer: _Writer, now) -> dict[str, Circuit]:
+    s = spec.electrical.supply
+    circuits = {
+        SUPPLY: writer.upsert(
+            Circuit,
+            "circuit supply",
+            {"key": SUPPLY},
+            {
+                "parent": None,
+                "name": "Supply",
+                "voltage_v": s.voltage_v,
+                "phases": s.phases,
+                "max_power_w": s.max_power_w,
+                "derate": s.derate,
+                "margin_a": s.margin_a,
+                "removed_at": None,
+                **_limits(s.max_current_a),
+            },
+        )
+    }
+    pending = list(spec.electrical.circuits)
+    while pending:  # parents before children; cross_check() has ruled out loops and unknown parents
+        ready = [c for c in pending if c.parent in circuits]
+        for c in ready:
+            circuits[c.id] = writer.upsert(
+                Circuit,
+                f"circuit {c.id}",
+                {"key": c.id},
+                {
+                    "parent": circuits[c.parent],
+                    "name": c.name,
+                    "voltage_v": s.voltage_v,
+                    "phases": s.phases,
+                    "max_power_w": c.max_power_w,
+                    "derate": c.derate,
+                    "margin_a": c.margin_a,
+                    "removed_at": None,
+                    **_limits(c.max_current_a),
+                },
+            )
+        pending = [c for c in pending if c not in ready]
+    for circuit in Circuit.objects.exclude(key__in=circuits).filter(removed_at__isnull=True):
+        writer.retire(circuit, f"circuit {circuit.key}", removed_at=now)
+    return circuits
+
+
+def _apply_site_meter(spec: CommissioningSpec, circuits: dict[str, Circuit], writer: _Writer, now) -> None:
+    meter = spec.electrical.site_meter
+    keep = []
+    if meter is not None:
+        existing = SiteMeter.objects.filter(key=meter.id).first()
+        if meter.token_hash:
+            token_hash = meter.token_hash
+        elif meter.token:
+            token_hash = hash_meter_token(meter.token)
+        else:
+            token_hash = ""
+        settings: dict[str, Any] = {}
+        if meter.modbus is not None:
+            settings["modbus"] = meter.modbus.model_dump()
+        if meter.ocpp is not None:
+            settings["ocpp"] = meter.ocpp.model_dump()
+        writer.upsert(
+            SiteMeter,
+            f"site meter {meter.id}",
+            {"key": meter.id},
+            {
+                "circuit": circuits[meter.circuit],
+                "source": meter.source,
+                "stale_after_s": meter.stale_after_s,
+                "token_hash": token_hash if token_hash or existing is None else existing.token_hash,
+                "settings": settings,
+                "removed_at": None,
+            },
+        )
+        keep.append(meter.id)
+    for old in SiteMeter.objects.exclude(key__in=keep).filter(removed_at__isnull=True):
+        writer.retire(old, f"site meter {old.key}", removed_at=now)
+
+
+def _apply_units(spec: CommissioningSpec, writer: _Writer) -> dict[str, ParkingSpot]:
+    numbers = [u.number for u in spec.units]
+    numbers += [p.unit for p in spec.people if p.unit and p.unit not in numbers]
+    units = {n: writer.upsert(Unit, f"unit {n}", {"number": n}, {"is_active": True}) for n in numbers}
+    for unit in Unit.objects.exclude(number__in=numbers).filter(is_active=True):
+        writer.retire(unit, f"unit {unit.number}", is_active=False)
+
+    spot_unit = {spot: u.number for u in spec.units for spot in u.parking_spots}
+    labels = list(spot_unit)
+    labels += [
+        c.parking_spot
+        for ch in spec.chargers
+        for c in ch.connectors
+        if c.parking_spot and c.parking_spot not in spot_unit
+    ]
+    spots = {}
+    for label in labels:
+        unit = units[spot_unit[label]] if label in spot_unit else None
+        spots[label] = writer.upsert(ParkingSpot, f"parking spot {label}", {"label": label}, {"unit": unit})
+    for spot in ParkingSpot.objects.exclude(label__in=labels).filter(unit__isnull=False):
+        writer.retire(spot, f"parking spot {spot.label} (unassigned)", unit=None)
+    return spots
+
+
+def _apply_chargers(spec, circuits, spots, writer: _Writer, now) -> None:
+    kept = []
+    for charger in spec.chargers:
+        cp = writer.upsert(
+            ChargePoint,
+            f"charger {charger.id}",
+            {"charge_point_id": charger.id},
+            {"circuit": circuits[charger.circuit], "enabled": charger.enabled, "removed_at": None},
+        )
+        kept.append(cp.pk)
+        connector_ids = []
+        for c in charger.connectors:
+            writer.upsert(
+                Connector,
+                f"connector {charger.id}#{c.id}",
+                {"charge_point": cp, "connector_id": c.id},
+                {
+                    "is_dc": c.dc,
+                    "phases": c.effective_phases,
+                    "phase_rotation": c.effective_rotation,
+                    "min_current_a": c.effective_min_current_a,
+                    "max_current_a": c.max_current_a,
+                    "min_power_w": c.min_power_w,
+                    "max_power_w": c.max_power_w,
+                    "efficiency": c.efficiency,
+                    "parking_spot": spots.get(c.parking_spot) if c.parking_spot else None,
+                    "removed_at": None,
+                },
+            )
+            connector_ids.append(c.id)
+        for old in cp.connectors.exclude(connector_id__in=connector_ids).filter(removed_at__isnull=True):
+            writer.retire(old, f"connector {charger.id}#{old.connector_id}", removed_at=now)
+    for old_cp in ChargePoint.objects.exclude(pk__in=kept).filter(removed_at__isnull=True):
+        writer.retire(old_cp, f"charger {old_cp.charge_point_id}", removed_at=now, enabled=False)
+        for old in old_cp.connectors.filter(removed_at__isnull=True):
+            old.removed_at = now
+            old.save(update_fields=["removed_at", "updated_at"])
+
+
+def _apply_residents(spec: CommissioningSpec, writer: _Writer, now) -> None:
+    kept_residents = []
+    kept_tags = []
+    for person in spec.people:
+        if "resident" not in person.roles:
+            continue
+        user = User.objects.get(email__iexact=person.email)
+        unit = Unit.objects.get(number=person.unit)
+        resident = writer.upsert(
+            Resident, f"resident {person.email} in {unit.number}", {"user": user, "unit": unit}, {"is_active": True}
+        )
+        kept_residents.append(resident.pk)
+        household = f"UNIT-{unit.number}".upper()[:20]
+        for tag in person.id_tags:
+            existing = IdTag.objects.filter(id_tag=tag).first()
+            values: dict[str, Any] = {"resident": resident, "parent_id_tag": household}
+            if existing is not None and existing.status_reason == RETIRED_TAG_REASON:
+                values |= {"status": IdTag.Status.ACTIVE, "status_reason": ""}
+            writer.upsert(IdTag, f"id tag {tag}", {"id_tag": tag}, values)
+            kept_tags.append(tag)
+    for resident in (
+        Resident.objects.exclude(pk__in=kept_residents).filter(is_active=True).select_related("user", "unit")
+    ):
+        writer.retire(resident, f"resident {resident.user.email} in {resident.unit.number}", is_active=False)
+    for tag in IdTag.objects.exclude(id_tag__in=kept_tags).exclude(status_reason=RETIRED_TAG_REASON):
+        writer.retire(
+            tag, f"id tag {tag.id_tag} (blocked)", status=IdTag.Status.BLOCKED, status_reason=RETIRED_TAG_REASON
+        )
+
+
+RETIRED_TAG_REASON = "no longer in the commissioning file"
+
+
+# --- exporting ---------------------------------------------------------------------------
+
+
+def _amps(l1: Decimal, l2: Decimal, l3: Decimal) -> Decimal | list[Decimal]:
+    return l1 if l1 == l2 == l3 else [l1, l2, l3]
+
+
+def _compact(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if v is not None and v != "" and v != []}
+
+
+def export_condominium(slug: str) -> str:
+    """The building as a commissioning file (passwords and tokens as their hashes)."""
+    with schema_context(get_public_schema_name()):
+        condominium = Condominium.objects.select_related("company").get(slug=slug)
+        domains = list(
+            Domain.objects.filter(tenant=condominium).order_by("-is_primary", "id").values_list("domain", flat=True)
+        )
+        registrations = dict(
+            ChargerRegistration.objects.filter(condominium=condominium).values_list("charge_point_id", "password_hash")
+        )
+        managers = set(
+            CompanyMembership.objects.filter(company=condominium.company).values_list("user__email", flat=True)
+        )
+        memberships: dict[str, set[str]] = {}
+        for email, role in CondominiumMembership.objects.filter(condominium=condominium).values_list(
+            "user__email", "role"
+        ):
+            memberships.setdefault(email, set()).add(role)
+    data: dict[str, Any] = {
+        "company": {"slug": condominium.company.slug, "name": condominium.company.name},
+        "condominium": _compact(
+            {
+                "slug": condominium.slug,
+                "name": condominium.name,
+                "domains": domains,
+                "timezone": condominium.timezone,
+                "currency": condominium.currency,
+                "locale": condominium.locale,
+                "billing_contact": _compact(
+                    {
+                        "name": condominium.billing_contact_name,
+                        "email": condominium.billing_contact_email,
+                        "address": condominium.billing_address,
+                    }
+                )
+                or None,
+            }
+        ),
+    }
+    with schema_context(condominium.schema_name):
+        data["electrical"] = _export_electrical()
+        data["chargers"] = _export_chargers(registrations)
+        data["units"] = [
+            _compact({"number": u.number, "parking_spots": [s.label for s in u.parking_spots.order_by("label")]})
+            for u in Unit.objects.filter(is_active=True).order_by("number")
+        ]
+        data["people"] = _export_people(memberships, managers)
+        data["tariffs"] = [
+            _compact({"code": t.code, "name": t.name, "description": t.description}) for t in Tariff.objects.all()
+        ]
+    return dump(_compact(data))
+
+
+def _export_electrical() -> dict[str, Any]:
+    supply = Circuit.objects.get(key=SUPPLY)
+    electrical: dict[str, Any] = {
+        "supply": _compact(
+            {
+                "voltage_v": supply.voltage_v,
+                "phases": supply.phases,
+                "max_current_a": _amps(*supply.max_current_a),
+                "max_power_w": supply.max_power_w,
+                "derate": supply.derate,
+                "margin_a": supply.margin_a,
+            }
+        )
+    }
+    meter = SiteMeter.objects.filter(removed_at__isnull=True).select_related("circuit").first()
+    if meter is not None:
+        electrical["site_meter"] = _compact(
+            {
+                "id": meter.key,
+                "source": meter.source,
+                "circuit": meter.circuit.key if meter.circuit.key != SUPPLY else None,
+                "stale_after_s": meter.stale_after_s,
+                "token_hash": meter.token_hash,
+                **meter.settings,
+            }
+        )
+    circuits = []
+    ordered = _tree_order(
+        list(Circuit.objects.filter(removed_at__isnull=True).exclude(key=SUPPLY).select_related("parent"))
+    )
+    for c in ordered:
+        circuits.append(
+            _compact(
+                {
+                    "id": c.key,
+                    "name": c.name,
+                    "parent": c.parent.key,
+                    "max_current_a": _amps(*c.max_current_a),
+                    "max_power_w": c.max_power_w,
+                    "derate": c.derate if c.derate != 1 else None,
+                    "margin_a": c.margin_a if c.margin_a else None,
+                }
+            )
+        )
+    electrical["circuits"] = circuits
+    return electrical
+
+
+def _tree_order(circuits: list[Circuit]) -> list[Circuit]:
+    placed = {SUPPLY}
+    ordered: list[Circuit] = []
+    remaining = sorted(circuits, key=lambda c: c.key)
+    while remaining:
+        ready = [c for c in remaining if c.parent.key in placed]
+        if not ready:  # parent retired: keep the child, under its recorded parent
+            ready = remaining
+        ordered += ready
+        placed |= {c.key for c in ready}
+        remaining = [c for c in remaining if c not in ready]
+    return ordered
+
+
+def _export_chargers(registrations: dict[str, str]) -> list[dict[str, Any]]:
+    chargers = []
+    for cp in ChargePoint.objects.filter(removed_at__isnull=True).select_related("circuit").order_by("charge_point_id"):
+        connectors = []
+        for c in cp.connectors.filter(removed_at__isnull=True).select_related("parking_spot").order_by("connector_id"):
+            default_min = Decimal("0") if c.is_dc else Decimal("6")
+            connectors.append(
+                _compact(
+                    {
+                        "id": c.connector_id,
+                        "dc": True if c.is_dc else None,
+                        "phases": c.phases,
+                        "phase_rotation": c.phase_rotation,
+                        "min_current_a": c.min_current_a if c.min_current_a != default_min else None,
+                        "max_current_a": c.max_current_a,
+                        "min_power_w": c.min_power_w,
+                        "max_power_w": c.max_power_w,
+                        "efficiency": c.efficiency,
+                        "parking_spot": c.parking_spot.label if c.parking_spot else None,
+                    }
+                )
+            )
+        chargers.append(
+            _compact(
+                {
+                    "id": cp.charge_point_id,
+                    "password_hash": registrations.get(cp.charge_point_id),
+                    "circuit": cp.circuit.key,
+                    "enabled": False if not cp.enabled else None,
+                    "connectors": connectors,
+                }
+            )
+        )
+    return chargers
+
+
+def _export_people(memberships: dict[str, set[str]], managers: set[str]) -> list[dict[str, Any]]:
+    residents: dict[str, Resident] = {
+        r.user.email: r for r in Resident.objects.filter(is_active=True).select_related("user", "unit")
+    }
+    tags: dict[int, list[str]] = {}
+    for tag in IdTag.objects.exclude(status_reason=RETIRED_TAG_REASON).order_by("id_tag"):
+        tags.setdefault(tag.resident_id, []).append(tag.id_tag)
+    emails = sorted(set(memberships) | set(residents))
+    users = {u.email: u for u in User.objects.filter(email__in=emails)}
+    people = []
+    for email in emails:
+        roles = []
+        if email in managers:
+            roles.append("manager")
+        roles += [r for r in ("board", "resident") if r in memberships.get(email, set())]
+        resident = residents.get(email)
+        user = users[email]
+        people.append(
+            _compact(
+                {
+                    "email": email,
+                    "name": user.name,
+                    "unit": resident.unit.number if resident and "resident" in roles else None,
+                    "roles": roles,
+                    "id_tags": tags.get(resident.pk, []) if resident and "resident" in roles else [],
+                    "language": user.preferred_language or None,
+                }
+            )
+        )
+    return people

@@ -1,0 +1,139 @@
+"""Commands behind `python3 dev.py`, run inside the virtual environment.
+
+demo       services, migrations, demo buildings and logins, then web + worker + beat
+test       the quality gates and the whole test suite
+services   find or start PostgreSQL and Redis and print their URLs
+stop       stop the embedded PostgreSQL and Redis (if this project started them)
+manage ... run a manage.py command with the services' environment
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from hoa_charging import services
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+EXAMPLES = ["examples/maple-court.yaml", "examples/oak-tower.yaml", "examples/harbor-view.yaml"]
+
+
+def _bin(name: str) -> str:
+    return str(Path(PYTHON).parent / name)
+
+
+def _run(args: list[str], env: dict[str, str], check: bool = True) -> int:
+    print("$", " ".join(args), flush=True)
+    code = subprocess.call(args, cwd=ROOT, env=env)
+    if check and code != 0:
+        sys.exit(code)
+    return code
+
+
+def _service_env() -> tuple[dict[str, str], services.ServiceURLs]:
+    urls = services.ensure_services()
+    print(f"PostgreSQL ({urls.database_origin}): {urls.database_url}")
+    print(f"Redis ({urls.redis_origin}): {urls.redis_url}")
+    env = dict(os.environ, **urls.as_env(), PYTHONPATH=str(ROOT))
+    # The Procfile's commands (daphne, celery) come from the virtual environment.
+    env["PATH"] = str(Path(PYTHON).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("DJANGO_SETTINGS_MODULE", "hoa_charging.settings")
+    return env, urls
+
+
+def _write_services_env(urls: services.ServiceURLs) -> None:
+    folder = services.data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [f"{k}={v}" for k, v in urls.as_env().items()]
+    (folder / "services.env").write_text("# written by dev.py: the services the demo uses\n" + "\n".join(lines) + "\n")
+
+
+def _with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+def cmd_services(_: list[str]) -> int:
+    _, urls = _service_env()
+    _write_services_env(urls)
+    return 0
+
+
+def cmd_stop(_: list[str]) -> int:
+    services.stop_embedded()
+    print("embedded services stopped")
+    return 0
+
+
+def cmd_manage(args: list[str]) -> int:
+    env, _ = _service_env()
+    return _run([PYTHON, "manage.py", *args], env, check=False)
+
+
+def cmd_demo(args: list[str]) -> int:
+    env, urls = _service_env()
+    _write_services_env(urls)
+    port = env.setdefault("HOA_PORT", "8000")
+    env.setdefault("HOA_BIND", "127.0.0.1")
+    _run([PYTHON, "manage.py", "migrate_schemas", "-v", "0"], env)
+    _run([PYTHON, "manage.py", "commission", *EXAMPLES], env)
+    _run([PYTHON, "manage.py", "demo_logins", "--port", port], env)
+    if "--no-run" in args:
+        return 0
+    print("Starting web (daphne), worker and beat. Stop with Ctrl-C.", flush=True)
+    return _run([_bin("honcho"), "start", "-f", "Procfile", "--no-prefix"], env, check=False)
+
+
+def cmd_test(args: list[str]) -> int:
+    env, urls = _service_env()
+    if urls.redis_origin != "environment":
+        # Keep test traffic off the demo's Redis database.
+        env["REDIS_URL"] = _with_redis_db(urls.redis_url, 1)
+    env.setdefault("CHANNEL_LAYER_PREFIX", "hoatest")
+    gates = [
+        ["ruff", "check", "."],
+        ["lint-imports"],
+        [PYTHON, "manage.py", "check", "--fail-level", "WARNING"],
+        [PYTHON, "manage.py", "makemigrations", "--check", "--dry-run"],
+    ]
+    for gate in gates:
+        if gate[0] in {"ruff", "lint-imports"}:
+            gate[0] = _bin(gate[0])
+        _run(gate, env)
+    production = dict(
+        env,
+        HOA_ENV="production",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
+        ALLOWED_HOSTS="charging.example.com,.charging.example.com",
+    )
+    _run([PYTHON, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], production)
+    return _run([PYTHON, "-m", "pytest", *args], env, check=False)
+
+
+COMMANDS = {
+    "demo": cmd_demo,
+    "test": cmd_test,
+    "services": cmd_services,
+    "stop": cmd_stop,
+    "manage": cmd_manage,
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__)
+        return 2
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except services.ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,154 @@
+"""Who sees what, on every page that exists. A user of another company or building gets nothing."""
+
+import re
+
+import pytest
+from django.core import mail
+
+PUBLIC = "localhost"
+MAPLE = "maple-court.localhost"
+OAK = "oak-tower.localhost"
+HARBOR = "harbor-view.localhost"
+TENANT_PAGES = ["/"]
+
+
+def get(client, host, path="/"):
+    return client.get(path, HTTP_HOST=host)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("host", [PUBLIC, MAPLE, OAK, HARBOR])
+def test_anonymous_is_sent_to_login(client, world, host):
+    response = get(client, host)
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+    assert get(client, host, "/accounts/login/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_unknown_host_shows_the_company_site_without_data(client, world):
+    client.force_login(world.maple_resident)
+    response = get(client, "nowhere.localhost")
+    assert response.status_code == 200
+    assert b"04A1B2C3D4" not in response.content
+
+
+@pytest.mark.django_db
+def test_manager_sees_every_building_of_the_company_and_nothing_else(client, world):
+    client.force_login(world.acme_manager)
+    home = get(client, PUBLIC)
+    assert home.status_code == 200
+    text = home.content.decode()
+    assert "Maple Court" in text and "Oak Tower" in text
+    assert "Harbor View" not in text
+    assert "http://maple-court.localhost/" in text
+    maple = get(client, MAPLE)
+    assert maple.status_code == 200
+    assert b"TEST-MAPLE-1" in maple.content and b'id="chargers"' in maple.content
+    assert get(client, OAK).status_code == 200
+    harbor = get(client, HARBOR)
+    assert harbor.status_code == 404
+    assert b"TEST-HARBOR-1" not in harbor.content
+
+
+@pytest.mark.django_db
+def test_manager_of_another_company_gets_nothing_of_acme(client, world):
+    client.force_login(world.harbor_manager)
+    home = get(client, PUBLIC).content.decode()
+    assert "Harbor View" in home and "Maple Court" not in home and "Oak Tower" not in home
+    for host in (MAPLE, OAK):
+        for path in TENANT_PAGES:
+            response = get(client, host, path)
+            assert response.status_code == 404
+            assert b"TEST-MAPLE-1" not in response.content
+    assert b"TEST-HARBOR-1" in get(client, HARBOR).content
+
+
+@pytest.mark.django_db
+def test_board_member_sees_the_building_read_only(client, world):
+    client.force_login(world.maple_board)
+    page = get(client, MAPLE)
+    assert page.status_code == 200
+    assert b'id="chargers"' in page.content and b'id="units"' in page.content
+    assert get(client, OAK).status_code == 404
+    assert get(client, HARBOR).status_code == 404
+    home = get(client, PUBLIC).content.decode()
+    assert "Maple Court" in home and "Oak Tower" not in home
+
+
+@pytest.mark.django_db
+def test_resident_sees_own_unit_and_cards_only(client, world):
+    client.force_login(world.maple_resident)
+    page = get(client, MAPLE)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'id="residence-101"' in text and "04A1B2C3D4" in text
+    assert 'id="chargers"' not in text and 'id="units"' not in text  # the building overview is for board and managers
+    for host in (OAK, HARBOR):
+        response = get(client, host)
+        assert response.status_code == 404
+        assert b"0B0B0B0B" not in response.content and b"0C0C0C0C" not in response.content
+    home = get(client, PUBLIC).content.decode()
+    assert "Maple Court" in home and "Oak Tower" not in home and "Harbor" not in home
+
+
+@pytest.mark.django_db
+def test_admin_site_is_for_platform_staff_only(client, world):
+    client.force_login(world.acme_manager)
+    response = get(client, PUBLIC, "/admin/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    assert get(client, MAPLE, "/admin/").status_code == 404  # not routed on a building's host
+
+
+@pytest.mark.django_db
+def test_login_with_email_and_password(client, world):
+    response = client.post(
+        "/accounts/login/", {"username": "ALICE@maple.test", "password": "correct-horse-battery"}, HTTP_HOST=MAPLE
+    )
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert b"04A1B2C3D4" in get(client, MAPLE).content
+    client.post("/accounts/logout/", HTTP_HOST=MAPLE)
+    assert get(client, MAPLE).status_code == 302
+
+
+@pytest.mark.django_db
+def test_repeated_failures_lock_the_login(client, world, settings):
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        failed = client.post("/accounts/login/", {"username": "alice@maple.test", "password": "wrong"}, HTTP_HOST=MAPLE)
+        assert failed.status_code == 200 and b"correct" in failed.content.lower()
+    locked = client.post("/accounts/login/", {"username": "alice@maple.test", "password": "wrong"}, HTTP_HOST=MAPLE)
+    assert locked.status_code == 429
+    assert b"Too many failed log-in attempts" in locked.content
+    # While locked, even the right password is refused.
+    right = client.post(
+        "/accounts/login/", {"username": "alice@maple.test", "password": "correct-horse-battery"}, HTTP_HOST=MAPLE
+    )
+    assert right.status_code == 429
+    assert get(client, MAPLE).status_code == 302
+
+
+@pytest.mark.django_db
+def test_password_reset_by_email(client, world):
+    response = client.post("/accounts/password-reset/", {"email": "olga@oak.test"}, HTTP_HOST=OAK)
+    assert response.status_code == 302
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["olga@oak.test"]
+    link = re.search(r"http://oak-tower\.localhost(/accounts/reset/\S+)", mail.outbox[0].body).group(1)
+    form = client.get(link, HTTP_HOST=OAK, follow=True)
+    assert form.status_code == 200 and b"new_password1" in form.content
+    done = client.post(
+        form.redirect_chain[-1][0],
+        {"new_password1": "a-fresh-long-passphrase", "new_password2": "a-fresh-long-passphrase"},
+        HTTP_HOST=OAK,
+    )
+    assert done.status_code == 302
+    login = client.post(
+        "/accounts/login/", {"username": "olga@oak.test", "password": "a-fresh-long-passphrase"}, HTTP_HOST=OAK
+    )
+    assert login.status_code == 302
+    # An unknown address gets the same answer and no e-mail.
+    client.post("/accounts/password-reset/", {"email": "nobody@oak.test"}, HTTP_HOST=OAK)
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db
+def test_healthz(client, world):
+    assert get(client, PUBLIC, "/healthz").json() == {"status": "ok"}

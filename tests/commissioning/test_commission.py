@@ -1,0 +1,193 @@
+"""Commissioning against the real database: create, re-run, update, retire, refuse, export."""
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.hashers import check_password
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django_tenants.utils import schema_context, schema_exists
+
+from apps.accounts.models import CompanyMembership, CondominiumMembership, User
+from apps.buildings.models import IdTag, Resident
+from apps.charging.models import ChargePoint, Connector
+from apps.commissioning.schema import CommissioningError, load
+from apps.commissioning.services import commission_building, commission_text, export_condominium
+from apps.electrical.models import Circuit, SiteMeter
+from apps.tenancy.models import ChargerRegistration, Condominium, Domain
+
+EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "maple-court.yaml").read_text()
+# The example under other names, so it does not collide with the session's buildings.
+BIRCH = (
+    EXAMPLE.replace("maple-court", "test-birch")
+    .replace("MAPLE-", "BIRCH-")
+    .replace("maple-main", "birch-main")
+    .replace("acme-pm", "birch-pm")
+    .replace("@example.com", "@birch.test")
+)
+
+
+def apply(text: str):
+    return commission_text(text, source="birch.yaml")
+
+
+@pytest.fixture
+def birch(db):
+    report = apply(BIRCH)
+    return Condominium.objects.get(slug="test-birch"), report
+
+
+def test_creates_the_building(birch):
+    condo, report = birch
+    assert report.changed
+    assert condo.schema_name == "condo_test_birch" and schema_exists(condo.schema_name)
+    assert condo.timezone == "America/Los_Angeles" and condo.currency == "USD"
+    assert Domain.objects.get(domain="test-birch.localhost").tenant == condo
+    reg = ChargerRegistration.objects.get(charge_point_id="BIRCH-CAB-A")
+    assert reg.condominium == condo
+    assert "demo-cab-a-secret" not in reg.password_hash
+    assert check_password("demo-cab-a-secret", reg.password_hash)
+    assert not check_password("wrong", reg.password_hash)
+    bob = User.objects.get(email="bob@birch.test")
+    assert set(CondominiumMembership.objects.filter(user=bob).values_list("role", flat=True)) == {"board", "resident"}
+    assert CompanyMembership.objects.filter(user__email="manager@birch-pm.example", company__slug="birch-pm").exists()
+    with schema_context(condo.schema_name):
+        cabinet = Circuit.objects.get(key="cabinet-a")
+        assert cabinet.parent.key == "garage-panel" and cabinet.parent.parent.key == "supply"
+        assert cabinet.max_power_w == 20000 and cabinet.max_current_a == (Decimal(32),) * 3
+        supply = Circuit.objects.get(key="supply")
+        assert supply.derate == Decimal("0.800") and supply.margin_a == Decimal(5)
+        assert SiteMeter.objects.get(key="birch-main").token_hash.startswith("sha256$")
+        assert Connector.objects.filter(charge_point__charge_point_id="BIRCH-CAB-A").count() == 6
+        gun = Connector.objects.get(charge_point__charge_point_id="BIRCH-CAB-A", connector_id=2)
+        assert (gun.phase_rotation, gun.parking_spot.label, gun.parking_spot.unit.number) == ("L2", "P02", "102")
+        dc = Connector.objects.get(charge_point__charge_point_id="BIRCH-DC-1")
+        assert dc.is_dc and dc.max_power_w == 30000 and dc.efficiency == Decimal("0.930")
+        alice_tag = IdTag.objects.get(id_tag="04A1B2C3D4")
+        assert alice_tag.resident.user.email == "alice@birch.test" and alice_tag.parent_id_tag == "UNIT-101"
+
+
+def test_running_twice_changes_nothing(birch):
+    condo, _ = birch
+    with schema_context(condo.schema_name):
+        before = {cp.pk: cp.updated_at for cp in ChargePoint.objects.all()}
+        connectors_before = {c.pk: c.updated_at for c in Connector.objects.all()}
+    second = apply(BIRCH)
+    assert not second.changed, second.lines()
+    assert second.lines() == ["no changes"]
+    with schema_context(condo.schema_name):
+        assert {cp.pk: cp.updated_at for cp in ChargePoint.objects.all()} == before
+        assert {c.pk: c.updated_at for c in Connector.objects.all()} == connectors_before
+
+
+def test_a_changed_file_updates_and_retires_without_losing_history(birch):
+    condo, _ = birch
+    with schema_context(condo.schema_name):
+        dc_pk = ChargePoint.objects.get(charge_point_id="BIRCH-DC-1").pk
+    edited = (
+        BIRCH.replace(
+            "{id: 2, max_current_a: 32, phases: 1, phase_rotation: L2, parking_spot: P02}",
+            "{id: 2, max_current_a: 16, phases: 1, phase_rotation: L3, parking_spot: P02}",
+        )
+        .replace("  - id: BIRCH-DC-1\n", "  - id: BIRCH-DC-2\n")
+        .replace('password: "demo-cab-a-secret"', 'password: "a-new-cabinet-secret"')
+    )
+    report = apply(edited)
+    assert "charger registration BIRCH-DC-1" in report.retired
+    assert "charger BIRCH-DC-1" in report.retired
+    assert any(line.startswith("connector BIRCH-CAB-A#2 (") for line in report.updated)
+    assert not ChargerRegistration.objects.filter(charge_point_id="BIRCH-DC-1").exists()
+    assert check_password(
+        "a-new-cabinet-secret", ChargerRegistration.objects.get(charge_point_id="BIRCH-CAB-A").password_hash
+    )
+    with schema_context(condo.schema_name):
+        gun = Connector.objects.get(charge_point__charge_point_id="BIRCH-CAB-A", connector_id=2)
+        assert gun.max_current_a == Decimal(16) and gun.phase_rotation == "L3"
+        old = ChargePoint.objects.get(pk=dc_pk)  # still there, with its connectors
+        assert old.removed_at is not None and not old.enabled
+        assert old.connectors.get().removed_at is not None
+        assert ChargePoint.objects.filter(charge_point_id="BIRCH-DC-2", removed_at__isnull=True).exists()
+    # Putting it back revives the same row.
+    apply(BIRCH)
+    with schema_context(condo.schema_name):
+        revived = ChargePoint.objects.get(charge_point_id="BIRCH-DC-1")
+        assert revived.pk == dc_pk and revived.removed_at is None and revived.enabled
+
+
+def test_people_removed_from_the_file_lose_their_roles_and_cards(birch):
+    condo, _ = birch
+    edited = BIRCH.replace(
+        '  - {email: dana@birch.test, name: Dana Kowalski, unit: "202", roles: [resident], id_tags: ["04D4D4D4D4"]}\n',
+        "",
+    ).replace("roles: [resident, board], id_tags", "roles: [resident], id_tags")
+    report = apply(edited)
+    assert "resident dana@birch.test" in report.retired
+    assert "board bob@birch.test" in report.retired
+    assert not CondominiumMembership.objects.filter(user__email="dana@birch.test", condominium=condo).exists()
+    with schema_context(condo.schema_name):
+        assert not Resident.objects.get(user__email="dana@birch.test").is_active
+        tag = IdTag.objects.get(id_tag="04D4D4D4D4")
+        assert tag.status == IdTag.Status.BLOCKED
+    apply(BIRCH)  # back in the file: card active again
+    with schema_context(condo.schema_name):
+        assert IdTag.objects.get(id_tag="04D4D4D4D4").status == IdTag.Status.ACTIVE
+
+
+def test_refused_file_changes_nothing(db, world):
+    # TEST-HARBOR-1 is registered to harbor-view: the whole file must be refused, nothing created.
+    text = BIRCH.replace("  - id: BIRCH-DC-1\n", "  - id: TEST-HARBOR-1\n")
+    with pytest.raises(CommissioningError) as info:
+        apply(text)
+    assert (
+        info.value.problems[0]
+        .format("birch.yaml")
+        .startswith(
+            "birch.yaml: chargers[1].id (line 29): charger 'TEST-HARBOR-1' is registered to condominium 'harbor-view'"
+        )
+    )
+    assert not Condominium.objects.filter(slug="test-birch").exists()
+    assert not schema_exists("condo_test_birch")
+    assert not User.objects.filter(email__endswith="@birch.test").exists()
+
+
+def test_a_failure_half_way_rolls_back_the_new_schema(db):
+    # A domain already used by another building: detected before anything is written...
+    text = BIRCH.replace("domains: [test-birch.localhost]", "domains: [test-birch.localhost, maple-court.localhost]")
+    with pytest.raises(CommissioningError, match=r"maple-court\.localhost already leads to condominium 'maple-court'"):
+        apply(text)
+    assert not schema_exists("condo_test_birch")
+
+
+def test_company_cannot_take_another_companys_building(birch):
+    with pytest.raises(CommissioningError, match="condominium 'test-birch' belongs to company 'birch-pm'"):
+        apply(BIRCH.replace("{slug: birch-pm,", "{slug: other-pm,"))
+
+
+def test_export_round_trips(birch):
+    text = export_condominium("test-birch")
+    assert "demo-cab-a-secret" not in text and "demo-meter-token" not in text
+    spec = load(text, "export.yaml")
+    assert [c.id for c in spec.chargers] == ["BIRCH-CAB-A", "BIRCH-DC-1"]
+    assert spec.electrical.supply.derate == Decimal("0.8")
+    report = commission_building(spec, source="export.yaml")
+    assert not report.changed, report.lines()
+
+
+def test_commands(birch, tmp_path, capsys):
+    out = tmp_path / "birch.yaml"
+    call_command("export_condominium", "test-birch", "--output", str(out))
+    call_command("commission", str(out))
+    assert "no changes" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BIRCH.replace("max_current_a: 100}", "max_current_a: -1}"))
+    with pytest.raises(CommandError) as info:
+        call_command("commission", str(bad))
+    message = str(info.value)
+    assert f"{bad} was refused; nothing was changed" in message
+    assert f"{bad}: electrical.circuits[0].max_current_a[0] (line 16): input should be greater than 0" in message
+    with pytest.raises(CommandError, match="cannot read the file"):
+        call_command("commission", str(tmp_path / "missing.yaml"))
+    with pytest.raises(CommandError, match="no condominium with slug 'nope'"):
+        call_command("export_condominium", "nope")
+    assert connection.schema_name == "public"
