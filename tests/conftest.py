@@ -73,7 +73,24 @@ def world(django_db_setup, django_db_blocker) -> World:
 
 
 @pytest.fixture
-def committed(django_db_blocker):
-    """Database access outside a rolled-back transaction: writes are visible to other processes."""
+def committed(django_db_setup, django_db_blocker):
+    """Database access outside a rolled-back transaction: writes are visible to other processes.
+
+    Do not combine with the ``db`` fixture or the django_db mark, whose transaction would hide the writes.
+    """
     with django_db_blocker.unblock():
         yield
+
+
+@pytest.fixture
+def test_database_url(django_db_setup, django_db_blocker) -> str:
+    """A DATABASE_URL that points another process (daphne, a Celery worker) at the test database."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    user = db["USER"] or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db["HOST"] or ""
+    if host.startswith("/"):  # a Unix socket folder (the embedded PostgreSQL)
+        return f"postgres://{user}{password}@/{db['NAME']}?host={host}"
+    return f"postgres://{user}{password}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
