@@ -111,6 +111,8 @@ TENANT_APPS = [
     "apps.electrical",
     "apps.charging",
     "apps.billing",
+    "apps.ocpp",
+    "apps.alerts",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -199,6 +201,16 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = False
+
+# --- OCPP central system (docs/ocpp.md) ----------------------------------------------
+
+OCPP_HEARTBEAT_INTERVAL = env_int("OCPP_HEARTBEAT_INTERVAL", 300)
+OCPP_OFFLINE_AFTER_HEARTBEATS = env_int("OCPP_OFFLINE_AFTER_HEARTBEATS", 3)
+OCPP_METER_VALUE_SAMPLE_INTERVAL = env_int("OCPP_METER_VALUE_SAMPLE_INTERVAL", 15)
+OCPP_RESPONSE_TIMEOUT = env_int("OCPP_RESPONSE_TIMEOUT", 30)
+OCPP_FRAME_RETENTION_DAYS = env_int("OCPP_FRAME_RETENTION_DAYS", 90)
+OCPP_STALE_SESSION_HOURS = env_int("OCPP_STALE_SESSION_HOURS", 72)
+OCPP_REFUSED_LOG_WINDOW = env_int("OCPP_REFUSED_LOG_WINDOW", 600)
 
 # --- accounts -----------------------------------------------------------------------
 

@@ -30,6 +30,12 @@ class ChargePoint(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     is_online = models.BooleanField(default=False)
     configuration = models.JSONField(default=dict, blank=True, help_text="Keys read with GetConfiguration.")
+    heartbeat_interval_s = models.PositiveIntegerField(null=True, blank=True, help_text="Sent at boot.")
+    local_list_version = models.IntegerField(default=0, help_text="Version of the last SendLocalList accepted.")
+    local_list_hash = models.CharField(max_length=64, blank=True, help_text="Digest of that list's content.")
+    status = models.CharField(max_length=32, blank=True, help_text="Last OCPP status of connector 0.")
+    error_code = models.CharField(max_length=32, blank=True)
+    status_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -85,3 +91,139 @@ class Connector(models.Model):
 
     def __str__(self) -> str:
         return f"{self.charge_point.charge_point_id}#{self.connector_id}"
+
+
+class ChargingSession(models.Model):
+    """One OCPP transaction.
+
+    Times come from the charger (``started_at``, ``stopped_at``), sanity-checked
+    against the server clock, which is kept too (``start_received_at``...).
+    Energy is integer Wh, reconstructed by apps.charging.metering from the
+    meter registers; anything doubtful sets ``needs_review`` so that billing
+    does not charge an absurd amount.
+    """
+
+    class EnergySource(models.TextChoices):
+        REGISTER = "register", "meterStart/meterStop"
+        SAMPLES = "samples", "Meter value samples"
+        MIXED = "mixed", "Registers and samples"
+        NONE = "none", "No meter data"
+
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.PROTECT, related_name="sessions")
+    connector = models.ForeignKey(Connector, null=True, blank=True, on_delete=models.PROTECT, related_name="sessions")
+    connector_number = models.PositiveSmallIntegerField(help_text="OCPP connectorId as sent (0 when unknown).")
+    transaction_id = models.IntegerField(unique=True, null=True, blank=True)
+    id_tag = models.CharField(max_length=20, blank=True)
+    resident = models.ForeignKey(
+        "buildings.Resident", null=True, blank=True, on_delete=models.PROTECT, related_name="charging_sessions"
+    )
+    reservation_id = models.IntegerField(null=True, blank=True)
+    authorization_status = models.CharField(max_length=16, blank=True, help_text="idTagInfo answered at start.")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="Charger's clock.")
+    start_received_at = models.DateTimeField(null=True, blank=True, help_text="Server's clock.")
+    meter_start_wh = models.BigIntegerField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="Charger's clock.")
+    stop_received_at = models.DateTimeField(null=True, blank=True, help_text="Server's clock.")
+    meter_stop_wh = models.BigIntegerField(null=True, blank=True)
+    stop_id_tag = models.CharField(max_length=20, blank=True)
+    stop_reason = models.CharField(max_length=32, blank=True)
+    energy_wh = models.BigIntegerField(default=0)
+    energy_source = models.CharField(max_length=16, choices=EnergySource.choices, default=EnergySource.NONE)
+    needs_review = models.BooleanField(default=False)
+    review_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["charge_point", "connector_number"], condition=models.Q(stopped_at__isnull=True),
+                         name="session_open_idx"),
+        ]
+        constraints = [
+            # A retried StartTransaction (lost reply) must find the first one, never make a second.
+            models.UniqueConstraint(
+                fields=["charge_point", "connector_number", "id_tag", "started_at", "meter_start_wh"],
+                name="session_start_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"session {self.transaction_id} on {self.charge_point_id}#{self.connector_number}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.stopped_at is None
+
+    def flag(self, reason: str) -> None:
+        self.needs_review = True
+        if reason not in self.review_reason:
+            self.review_reason = f"{self.review_reason}\n{reason}".strip()
+
+
+class MeterValue(models.Model):
+    """One sampled value of a MeterValues message or of StopTransaction's transactionData.
+
+    Identical samples re-sent after a reconnect hit the unique constraint and are
+    stored once. Empty strings (not NULL) for the optional parts, so that the
+    constraint compares them.
+    """
+
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="meter_values")
+    connector_number = models.PositiveSmallIntegerField(help_text="0 is the charger's main meter.")
+    session = models.ForeignKey(
+        ChargingSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="meter_values"
+    )
+    transaction_id = models.IntegerField(null=True, blank=True, help_text="As sent by the charger.")
+    measurand = models.CharField(max_length=48)
+    phase = models.CharField(max_length=8, blank=True)
+    unit = models.CharField(max_length=16, blank=True)
+    context = models.CharField(max_length=32, blank=True)
+    location = models.CharField(max_length=16, blank=True)
+    value = models.DecimalField(max_digits=20, decimal_places=6)
+    normalized = models.BigIntegerField(
+        null=True, blank=True, help_text="Integer in the base unit: Wh, varh, W, var, VA, mA, mV, m°C, %."
+    )
+    sampled_at = models.DateTimeField(help_text="Charger's clock.")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["sampled_at", "id"]
+        indexes = [models.Index(fields=["session", "measurand", "sampled_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charge_point", "connector_number", "sampled_at", "measurand", "phase", "location", "context"],
+                name="meter_value_unique_sample",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.measurand} {self.phase} {self.value} {self.unit}"
+
+
+class Reservation(models.Model):
+    """A ReserveNow sent to a charger (reservationId is this row's id)."""
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested", "Requested"
+        ACCEPTED = "accepted", "Accepted"
+        REFUSED = "refused", "Refused by the charger"
+        CANCELLED = "cancelled", "Cancelled"
+        USED = "used", "Used by a session"
+        EXPIRED = "expired", "Expired"
+
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="reservations")
+    connector_number = models.PositiveSmallIntegerField()
+    id_tag = models.CharField(max_length=20)
+    parent_id_tag = models.CharField(max_length=20, blank=True)
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.REQUESTED)
+    charger_answer = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"reservation {self.pk} {self.charge_point_id}#{self.connector_number}"

@@ -76,3 +76,29 @@ class ChargerRegistration(models.Model):
 
     def __str__(self) -> str:
         return self.charge_point_id
+
+
+class ConnectionAttempt(models.Model):
+    """A refused OCPP handshake: unknown charger, wrong password, removed charger...
+
+    Kept in the public schema because an unknown chargePointId belongs to no
+    building. Rate-limited: one row per (id, address, reason) and window; repeats
+    within the window only bump ``attempts`` and ``last_at``.
+    """
+
+    charge_point_id = models.CharField(max_length=64)
+    remote_address = models.CharField(max_length=64, blank=True)
+    reason = models.CharField(max_length=32)
+    condominium = models.ForeignKey(
+        Condominium, null=True, blank=True, on_delete=models.SET_NULL, related_name="connection_attempts"
+    )
+    attempts = models.PositiveIntegerField(default=1)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_at"]
+        indexes = [models.Index(fields=["charge_point_id", "remote_address", "reason", "-last_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.charge_point_id} from {self.remote_address}: {self.reason}"

@@ -1,0 +1,49 @@
+"""Alerts for the building's managers (tenant schema)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Alert(models.Model):
+    """Something a manager should look at: a faulted connector, a charger gone offline...
+
+    At most one open alert per (kind, charger, connector): raising it again only
+    refreshes it, and it is resolved when the condition clears.
+    """
+
+    class Kind(models.TextChoices):
+        CONNECTOR_FAULTED = "connector_faulted", "Connector faulted"
+        CHARGER_OFFLINE = "charger_offline", "Charger offline"
+        SESSION_REVIEW = "session_review", "Session needs review"
+        STALE_SESSION = "stale_session", "Session left open"
+
+    class Severity(models.TextChoices):
+        INFO = "info", "Info"
+        WARNING = "warning", "Warning"
+        CRITICAL = "critical", "Critical"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
+    charge_point_id = models.CharField(max_length=64, blank=True)
+    connector_number = models.PositiveSmallIntegerField(null=True, blank=True)
+    message = models.CharField(max_length=300)
+    details = models.JSONField(default=dict, blank=True)
+    raised_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    occurrences = models.PositiveIntegerField(default=1)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-raised_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "charge_point_id", "connector_number"],
+                condition=models.Q(resolved_at__isnull=True),
+                nulls_distinct=False,
+                name="alert_one_open_per_subject",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.message

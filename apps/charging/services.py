@@ -1,0 +1,481 @@
+"""Charging sessions, authorization and charger state. Call inside the condominium's schema.
+
+The OCPP consumer is the interface that calls these; they know nothing about
+websockets. Each function is safe to run twice for the same input (chargers
+retry whatever they did not get an answer for).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.alerts.models import Alert
+from apps.alerts.services import alert_raise, alert_resolve
+from apps.buildings.models import IdTag
+from apps.charging import metering
+from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue, Reservation
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED = "Accepted"
+BLOCKED = "Blocked"
+EXPIRED = "Expired"
+INVALID = "Invalid"
+CONCURRENT_TX = "ConcurrentTx"
+
+
+# --- chargers -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectorInfo:
+    pk: int
+    max_power_w: int
+
+
+@dataclass(frozen=True)
+class ChargerContext:
+    """What the OCPP connection keeps in memory about its charger."""
+
+    pk: int
+    charge_point_id: str
+    enabled: bool
+    removed: bool
+    connectors: dict[int, ConnectorInfo]
+    # connector number -> (transaction id, session pk, meterStart)
+    open_sessions: dict[int, tuple[int, int, int | None]]
+    statuses: dict[int, tuple[str, str]]  # connector number -> (status, error code); 0 is the charger
+
+
+def charger_context(charge_point_id: str) -> ChargerContext | None:
+    cp = ChargePoint.objects.filter(charge_point_id__iexact=charge_point_id).first()
+    if cp is None:
+        return None
+    rows = list(Connector.objects.filter(charge_point=cp, removed_at__isnull=True))
+    connectors = {
+        c.connector_id: ConnectorInfo(c.pk, metering.connector_max_power_w(c.max_current_a, c.phases)) for c in rows
+    }
+    statuses = {c.connector_id: (c.status, c.error_code) for c in rows if c.status}
+    if cp.status:
+        statuses[0] = (cp.status, cp.error_code)
+    open_sessions = {
+        s.connector_number: (s.transaction_id, s.pk, s.meter_start_wh)
+        for s in ChargingSession.objects.filter(
+            charge_point=cp, stopped_at__isnull=True, transaction_id__isnull=False
+        ).order_by("started_at")
+    }
+    return ChargerContext(
+        cp.pk, cp.charge_point_id, cp.enabled, cp.removed_at is not None, connectors, open_sessions, statuses
+    )
+
+
+def charger_record_boot(*, charge_point_pk: int, info: dict[str, str], heartbeat_interval: int) -> bool:
+    """Store what the charger says about itself. True when it is accepted (enabled)."""
+    fields = {
+        "vendor": info.get("charge_point_vendor", ""),
+        "model": info.get("charge_point_model", ""),
+        "serial_number": info.get("charge_point_serial_number") or info.get("charge_box_serial_number") or "",
+        "firmware_version": info.get("firmware_version", ""),
+        "meter_type": info.get("meter_type", ""),
+        "meter_serial_number": info.get("meter_serial_number", ""),
+        "iccid": info.get("iccid", ""),
+        "imsi": info.get("imsi", ""),
+    }
+    now = timezone.now()
+    ChargePoint.objects.filter(pk=charge_point_pk).update(
+        **fields, last_boot_at=now, last_seen_at=now, heartbeat_interval_s=heartbeat_interval, updated_at=now
+    )
+    return ChargePoint.objects.filter(pk=charge_point_pk, enabled=True, removed_at__isnull=True).exists()
+
+
+def charger_mark_online(*, charge_point_pk: int, charge_point_id: str) -> bool:
+    """Mark the charger online; True when it was offline (the offline alert is resolved)."""
+    now = timezone.now()
+    changed = ChargePoint.objects.filter(pk=charge_point_pk, is_online=False).update(
+        is_online=True, last_seen_at=now, updated_at=now
+    )
+    if changed:
+        alert_resolve(kind=Alert.Kind.CHARGER_OFFLINE, charge_point_id=charge_point_id)
+    return bool(changed)
+
+
+def charger_mark_offline(*, charge_point_pk: int, last_seen_at: datetime | None) -> bool:
+    """Claim the online -> offline change (only one process raises the alert)."""
+    now = timezone.now()
+    cp = ChargePoint.objects.filter(pk=charge_point_pk).first()
+    if cp is None:
+        return False
+    changed = ChargePoint.objects.filter(pk=charge_point_pk, is_online=True).update(
+        is_online=False, last_seen_at=last_seen_at or cp.last_seen_at, updated_at=now
+    )
+    if changed:
+        alert_raise(
+            kind=Alert.Kind.CHARGER_OFFLINE, charge_point_id=cp.charge_point_id, severity=Alert.Severity.CRITICAL,
+            message=f"Charger {cp.charge_point_id} is offline (no message since {last_seen_at or cp.last_seen_at})",
+        )
+    return bool(changed)
+
+
+def charger_record_seen(*, charge_point_pk: int, at: datetime) -> None:
+    ChargePoint.objects.filter(pk=charge_point_pk).update(last_seen_at=at)
+
+
+def charger_store_configuration(*, charge_point_pk: int, configuration: dict) -> None:
+    cp = ChargePoint.objects.get(pk=charge_point_pk)
+    cp.configuration = {**cp.configuration, **configuration}
+    cp.save(update_fields=["configuration", "updated_at"])
+
+
+def connector_record_status(
+    *, charge_point_pk: int, charge_point_id: str, connector_number: int, status: str, error_code: str,
+    info: str = "", vendor_error_code: str = "", at: datetime,
+) -> None:
+    """StatusNotification. Faulted opens an alert with the error code; any other status resolves it."""
+    if connector_number == 0:
+        ChargePoint.objects.filter(pk=charge_point_pk).update(status=status, error_code=error_code, status_at=at)
+    else:
+        updated = Connector.objects.filter(charge_point_id=charge_point_pk, connector_id=connector_number).update(
+            status=status, error_code=error_code, status_at=at
+        )
+        if not updated:
+            logger.warning("%s: status for unknown connector %s", charge_point_id, connector_number)
+    if status == "Faulted":
+        detail = ", ".join(x for x in (info, vendor_error_code) if x)
+        alert_raise(
+            kind=Alert.Kind.CONNECTOR_FAULTED, charge_point_id=charge_point_id, connector_number=connector_number,
+            severity=Alert.Severity.CRITICAL,
+            message=f"{charge_point_id} connector {connector_number} faulted: {error_code}"
+            + (f" ({detail})" if detail else ""),
+            details={"error_code": error_code, "info": info, "vendor_error_code": vendor_error_code},
+        )
+    else:
+        alert_resolve(kind=Alert.Kind.CONNECTOR_FAULTED, charge_point_id=charge_point_id,
+                      connector_number=connector_number)
+
+
+# --- authorization ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdTagDecision:
+    status: str
+    parent_id_tag: str = ""
+    expiry_date: datetime | None = None
+    resident_id: int | None = None
+
+
+def authorize_id_tag(
+    id_tag: str, *, charge_point_pk: int | None = None, connector_number: int | None = None,
+) -> IdTagDecision:
+    """Accepted, Invalid, Blocked, Expired or ConcurrentTx for an idTag.
+
+    ConcurrentTx: the resident already charges elsewhere and may not hold two
+    sessions. A session on the same charger does not count (the tag is likely
+    being presented to stop it).
+    """
+    tag = IdTag.objects.select_related("resident").filter(id_tag=id_tag.strip().upper()).first()
+    if tag is None:
+        return IdTagDecision(INVALID)
+    parent = tag.parent_id_tag or ""
+    base = {"parent_id_tag": parent, "expiry_date": tag.expires_at, "resident_id": tag.resident_id}
+    if tag.status != IdTag.Status.ACTIVE or not tag.resident.is_active:
+        return IdTagDecision(BLOCKED, **base)
+    if tag.expires_at is not None and tag.expires_at <= timezone.now():
+        return IdTagDecision(EXPIRED, **base)
+    if not tag.resident.allow_concurrent_sessions:
+        others = ChargingSession.objects.filter(resident_id=tag.resident_id, stopped_at__isnull=True)
+        if charge_point_pk is not None:
+            others = others.exclude(charge_point_id=charge_point_pk)
+        if others.exists():
+            return IdTagDecision(CONCURRENT_TX, **base)
+    return IdTagDecision(ACCEPTED, **base)
+
+
+def local_list_entries() -> list[dict]:
+    """Every idTag of the building as OCPP localAuthorizationList entries (for SendLocalList)."""
+    entries = []
+    for tag in IdTag.objects.select_related("resident").order_by("id_tag"):
+        decision = authorize_id_tag(tag.id_tag)
+        info: dict = {"status": decision.status if decision.status != CONCURRENT_TX else ACCEPTED}
+        if tag.expires_at:
+            info["expiryDate"] = tag.expires_at.isoformat()
+        if tag.parent_id_tag:
+            info["parentIdTag"] = tag.parent_id_tag
+        entries.append({"idTag": tag.id_tag, "idTagInfo": info})
+    return entries
+
+
+# --- sessions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartResult:
+    transaction_id: int
+    session_pk: int
+    decision: IdTagDecision
+    retried: bool
+
+
+def _charger_time(value: datetime | None, received_at: datetime, what: str, reasons: list[str]) -> datetime:
+    if value is None:
+        reasons.append(f"{what} time missing; server time used")
+        return received_at
+    if not metering.charger_time_is_plausible(value, received_at):
+        reasons.append(f"{what} time {value.isoformat()} implausible; server time used")
+        return received_at
+    return value
+
+
+def _max_power_w(charge_point_pk: int, connector_number: int) -> int:
+    connector = Connector.objects.filter(charge_point_id=charge_point_pk, connector_id=connector_number).first()
+    if connector is None:
+        return metering.DEFAULT_MAX_POWER_W
+    return metering.connector_max_power_w(connector.max_current_a, connector.phases)
+
+
+def session_start(
+    *, charge_point_pk: int, connector_number: int, id_tag: str, meter_start: int, timestamp: datetime | None,
+    received_at: datetime, reservation_id: int | None = None,
+) -> StartResult:
+    """StartTransaction. A retry of one already stored gets the same transactionId.
+
+    The session is stored whatever the idTag's status: the charger may have
+    started it offline, and the energy was delivered either way.
+    """
+    id_tag = id_tag.strip().upper()
+    decision = authorize_id_tag(id_tag, charge_point_pk=charge_point_pk, connector_number=connector_number)
+    reasons: list[str] = []
+    started_at = _charger_time(timestamp, received_at, "start", reasons)
+    if meter_start < 0:
+        reasons.append(f"meterStart {meter_start} is a placeholder")
+    identity = {
+        "charge_point_id": charge_point_pk, "connector_number": connector_number, "id_tag": id_tag,
+        "started_at": started_at, "meter_start_wh": meter_start,
+    }
+    existing = ChargingSession.objects.filter(**identity).first()
+    if existing is not None:
+        return StartResult(existing.transaction_id, existing.pk, decision, retried=True)
+
+    # A new start on a connector that still has an open session: that StopTransaction got lost.
+    for stale in ChargingSession.objects.filter(
+        charge_point_id=charge_point_pk, connector_number=connector_number, stopped_at__isnull=True,
+        started_at__lte=started_at,
+    ):
+        _close_without_stop(stale, stopped_at=started_at, reason="a new StartTransaction on the same connector")
+
+    connector = Connector.objects.filter(charge_point_id=charge_point_pk, connector_id=connector_number).first()
+    try:
+        with transaction.atomic():
+            session = ChargingSession.objects.create(
+                **identity, connector=connector, resident_id=decision.resident_id, reservation_id=reservation_id,
+                authorization_status=decision.status, start_received_at=received_at,
+                needs_review=bool(reasons), review_reason="\n".join(reasons),
+            )
+            session.transaction_id = session.pk
+            session.save(update_fields=["transaction_id"])
+    except IntegrityError:
+        # The same start arrived twice at once (a retry racing the original).
+        existing = ChargingSession.objects.get(**identity)
+        return StartResult(existing.transaction_id, existing.pk, decision, retried=True)
+    if reservation_id is not None:
+        Reservation.objects.filter(pk=reservation_id, charge_point_id=charge_point_pk).update(
+            status=Reservation.Status.USED
+        )
+    return StartResult(session.transaction_id, session.pk, decision, retried=False)
+
+
+@dataclass(frozen=True)
+class StopResult:
+    session_pk: int
+    transaction_id: int | None
+    attached: str  # "exact", "open-session", "orphan" or "already-stopped"
+    decision: IdTagDecision | None
+
+
+def session_find_for_message(
+    *, charge_point_pk: int, transaction_id: int | None, connector_number: int | None = None, id_tag: str = "",
+) -> tuple[ChargingSession | None, str]:
+    """The session a StopTransaction or MeterValues belongs to, and how it was found."""
+    if transaction_id is not None and transaction_id > 0:
+        session = ChargingSession.objects.filter(charge_point_id=charge_point_pk, transaction_id=transaction_id).first()
+        if session is not None:
+            return session, "exact"
+    candidates = ChargingSession.objects.filter(charge_point_id=charge_point_pk, stopped_at__isnull=True)
+    if connector_number:
+        candidates = candidates.filter(connector_number=connector_number)
+    if id_tag:
+        candidates = candidates.filter(id_tag=id_tag.strip().upper())
+    found = list(candidates[:2])
+    if len(found) == 1:
+        return found[0], "open-session"
+    return None, "orphan"
+
+
+def session_stop(
+    *, charge_point_pk: int, charge_point_id: str, transaction_id: int, meter_stop: int,
+    timestamp: datetime | None, received_at: datetime, id_tag: str = "", reason: str = "",
+    transaction_data: list[dict] | None = None,
+) -> StopResult:
+    """StopTransaction: always acknowledged; attached to its session where it can be."""
+    id_tag = (id_tag or "").strip().upper()
+    rows = transaction_data or []
+    connector_hint = rows[0]["connector_number"] if rows and rows[0]["connector_number"] else None
+    with transaction.atomic():
+        session, how = session_find_for_message(
+            charge_point_pk=charge_point_pk, transaction_id=transaction_id, connector_number=connector_hint,
+            id_tag=id_tag,
+        )
+        if session is not None:
+            session = ChargingSession.objects.select_for_update().get(pk=session.pk)
+        if session is not None and session.stopped_at is not None:
+            # A retried StopTransaction: the first one counted, this one changes nothing.
+            meter_values_store(charge_point_pk, _attach(rows, session))
+            return StopResult(session.pk, session.transaction_id, "already-stopped", None)
+        notes: list[str] = []
+        if session is None:
+            logger.warning("%s: StopTransaction for unknown transactionId %s", charge_point_id, transaction_id)
+            session = ChargingSession.objects.create(
+                charge_point_id=charge_point_pk, connector_number=connector_hint or 0,
+                connector=Connector.objects.filter(charge_point_id=charge_point_pk,
+                                                   connector_id=connector_hint or 0).first(),
+                id_tag=id_tag, start_received_at=None, meter_start_wh=None,
+                started_at=min((r["sampled_at"] for r in rows), default=None),
+            )
+            notes.append(f"StopTransaction for unknown transactionId {transaction_id}; no matching session")
+        elif how == "open-session":
+            logger.warning("%s: StopTransaction %s attached to open session %s", charge_point_id, transaction_id,
+                           session.transaction_id)
+            notes.append(f"StopTransaction for transactionId {transaction_id} attached to this open session")
+        meter_values_store(charge_point_pk, _attach(rows, session))
+        stopped_at = _charger_time(timestamp, received_at, "stop", notes)
+        session.stopped_at = stopped_at
+        session.stop_received_at = received_at
+        session.meter_stop_wh = meter_stop
+        session.stop_id_tag = id_tag
+        session.stop_reason = reason or "Local"
+        for note in notes:
+            session.flag(note)
+        _compute_energy(session)
+        session.save()
+    decision = authorize_id_tag(id_tag, charge_point_pk=charge_point_pk) if id_tag else None
+    return StopResult(session.pk, session.transaction_id, how, decision)
+
+
+def _attach(rows: list[dict], session: ChargingSession) -> list[dict]:
+    return [{**row, "session_id": session.pk, "connector_number": row["connector_number"] or session.connector_number}
+            for row in rows]
+
+
+def _compute_energy(session: ChargingSession) -> None:
+    readings = [
+        metering.RegisterReading(at, wh)
+        for at, value, unit in MeterValue.objects.filter(
+            session=session, measurand=metering.REGISTER_MEASURAND, location__in=("", "Outlet")
+        ).values_list("sampled_at", "value", "unit").order_by("sampled_at")
+        if (wh := metering.to_wh(value, unit)) is not None
+    ]
+    result = metering.reconstruct_energy(
+        meter_start=session.meter_start_wh, meter_stop=session.meter_stop_wh, started_at=session.started_at,
+        stopped_at=session.stopped_at, readings=readings,
+        max_power_w=_max_power_w(session.charge_point_id, session.connector_number),
+    )
+    session.energy_wh = result.energy_wh
+    session.energy_source = result.source
+    for reason in result.review_reasons:
+        session.flag(reason)
+
+
+def _close_without_stop(session: ChargingSession, *, stopped_at: datetime, reason: str) -> None:
+    session.stopped_at = stopped_at
+    session.stop_received_at = timezone.now()
+    session.stop_reason = "ClosedByPlatform"
+    session.flag(f"no StopTransaction received; closed after {reason}")
+    _compute_energy(session)
+    session.save()
+
+
+def sessions_close_stale(*, now: datetime | None = None, stale_after: timedelta) -> list[int]:
+    """Close or flag open sessions whose charger never sent StopTransaction.
+
+    Closed: the connector has since reported Available (the car left) for a while.
+    Flagged: nothing at all heard about the session for ``stale_after``.
+    """
+    now = now or timezone.now()
+    touched: list[int] = []
+    grace = timedelta(minutes=15)
+    open_sessions = ChargingSession.objects.filter(stopped_at__isnull=True).select_related("connector")
+    for session in open_sessions:
+        connector = session.connector
+        if (
+            connector is not None and connector.status == "Available" and connector.status_at is not None
+            and session.started_at is not None and connector.status_at > session.started_at
+            and connector.status_at < now - grace
+        ):
+            with transaction.atomic():
+                locked = ChargingSession.objects.select_for_update().get(pk=session.pk)
+                if locked.stopped_at is None:
+                    _close_without_stop(locked, stopped_at=connector.status_at,
+                                        reason="the connector reported Available")
+                    touched.append(locked.pk)
+            continue
+        last_activity = (
+            MeterValue.objects.filter(session=session).order_by("-sampled_at")
+            .values_list("received_at", flat=True).first()
+        ) or session.start_received_at or session.started_at
+        if last_activity is not None and last_activity < now - stale_after and not session.needs_review:
+            ChargingSession.objects.filter(pk=session.pk, needs_review=False).update(
+                needs_review=True,
+                review_reason=(session.review_reason + f"\nopen with no activity since {last_activity.isoformat()}")
+                .strip(),
+            )
+            alert_raise(
+                kind=Alert.Kind.STALE_SESSION, charge_point_id=session.charge_point.charge_point_id,
+                connector_number=session.connector_number,
+                message=f"Session {session.transaction_id} open with no activity since {last_activity:%Y-%m-%d %H:%M}",
+            )
+            touched.append(session.pk)
+    return touched
+
+
+# --- meter values -------------------------------------------------------------------
+
+
+def meter_values_store(charge_point_pk: int, rows: list[dict]) -> int:
+    """Insert sampled values; identical ones already stored (a re-send) are skipped."""
+    if not rows:
+        return 0
+    objects = [
+        MeterValue(
+            charge_point_id=charge_point_pk, connector_number=row["connector_number"],
+            session_id=row.get("session_id"), transaction_id=row.get("transaction_id"),
+            measurand=row["measurand"], phase=row["phase"], unit=row["unit"], context=row["context"],
+            location=row["location"], value=row["value"], normalized=row["normalized"],
+            sampled_at=row["sampled_at"], received_at=row["received_at"],
+        )
+        for row in rows
+    ]
+    created = MeterValue.objects.bulk_create(objects, ignore_conflicts=True)
+    return len(created)
+
+
+def meter_values_session_for(*, charge_point_pk: int, connector_number: int, transaction_id: int | None) -> int | None:
+    """The session MeterValues belong to (by transactionId, else the connector's open session)."""
+    session, how = session_find_for_message(
+        charge_point_pk=charge_point_pk, transaction_id=transaction_id, connector_number=connector_number or None,
+    )
+    if session is None or (how != "exact" and not connector_number):
+        return None
+    return session.pk
+
+
+def open_session_energy_wh(meter_start_wh: int | None, register_wh: Decimal | None) -> int | None:
+    if meter_start_wh is None or register_wh is None or meter_start_wh < 0:
+        return None
+    delta = int(register_wh) - meter_start_wh
+    return delta if delta >= 0 else None

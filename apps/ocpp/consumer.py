@@ -1,0 +1,593 @@
+"""OCPP 1.6J central system over Channels: one consumer per charger connection.
+
+The consumer is the interface: it checks the handshake, keeps the frame log,
+feeds frames to an ``ocpp`` ChargePoint (``CentralSystem``) and runs commands
+that arrive through the channel layer. Handlers translate payloads into calls
+of apps.charging.services and return dataclasses.
+
+Hot paths (Heartbeat, MeterValues) do not query the database: the charger's
+connectors and open sessions are kept in memory, live values go to Redis, and
+frames and meter values are written in batches by apps.ocpp.framelog.
+
+Never await a charger call inside a handler: the reply could only be routed
+by the very loop that is waiting. Server-initiated calls run in the command
+worker task, one at a time (OCPP allows one outstanding CALL per direction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import ocpp.messages
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+from django_tenants.utils import schema_context
+from ocpp.exceptions import (
+    FormationViolationError,
+    FormatViolationError,
+    OccurenceConstraintViolationError,
+    OccurrenceConstraintViolationError,
+    OCPPError,
+)
+from ocpp.messages import Call, CallError, MessageType, unpack, validate_payload
+from ocpp.routing import after, on
+from ocpp.v16 import ChargePoint as OcppChargePoint
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
+
+from apps.charging import services
+from apps.ocpp import framelog, handshake, live
+from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
+
+logger = logging.getLogger(__name__)
+
+SUBPROTOCOL = "ocpp1.6"
+# How often the "last seen" time in Redis is refreshed at most (the watchdog works in minutes).
+TOUCH_EVERY_S = 5.0
+CONFIGURATION_KEYS_KEPT = (
+    "ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit", "ChargingScheduleMaxPeriods",
+    "MaxChargingProfilesInstalled", "MeterValuesSampledData", "MeterValueSampleInterval", "NumberOfConnectors",
+    "HeartbeatInterval", "LocalAuthListEnabled", "LocalAuthListMaxLength", "SendLocalListMaxLength",
+    "SupportedFeatureProfiles", "ClockAlignedDataInterval", "MeterValuesAlignedData", "StopTxnSampledData",
+    "AuthorizeRemoteTxRequests", "LocalPreAuthorize", "LocalAuthorizeOffline", "ConnectionTimeOut",
+    "ConnectorPhaseRotation", "ReserveConnectorZeroSupported",
+)
+WANTED_MEASURANDS = ("Energy.Active.Import.Register", "Current.Import", "Power.Active.Import")
+FALLBACK_MEASURANDS = ("Energy.Active.Import.Register", "Current.Import")
+
+# Schema validation is fast; running it in a thread pool per message costs more than it saves.
+ocpp.messages.ASYNC_VALIDATION = False
+
+_UNIQUE_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"\\]{1,64})"')
+_GROUP_SAFE = re.compile(r"^[A-Za-z0-9.\-]{1,80}$")
+
+
+def group_name(charge_point_id: str) -> str:
+    """The channel-layer group of a charger (names allow letters, digits, hyphens and periods)."""
+    if _GROUP_SAFE.match(charge_point_id):
+        return f"ocpp.cp.{charge_point_id}"
+    return "ocpp.cp.x" + hashlib.sha256(charge_point_id.encode()).hexdigest()[:40]
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _frame_meta(raw: str) -> tuple[int | None, str, str]:
+    """(message type, unique id, action) of a frame, as far as it can be read."""
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        return None, "", ""
+    if not isinstance(msg, list) or len(msg) < 2:
+        return None, "", ""
+    kind = msg[0] if isinstance(msg[0], int) else None
+    unique_id = str(msg[1])
+    action = msg[2] if kind == MessageType.Call and len(msg) > 2 and isinstance(msg[2], str) else ""
+    return kind, unique_id, action
+
+
+def _ocpp16_error(error: OCPPError) -> OCPPError:
+    """The ocpp package raises OCPP 2.0 names for some schema errors; 1.6 spells them differently."""
+    if isinstance(error, FormatViolationError):
+        return FormationViolationError(description=error.description, details=error.details)
+    if isinstance(error, OccurrenceConstraintViolationError):
+        return OccurenceConstraintViolationError(description=error.description, details=error.details)
+    return error
+
+
+def _call_error(unique_id: str, error: OCPPError) -> str:
+    error = _ocpp16_error(error)
+    cause = error.details.get("cause", "") if isinstance(error.details, dict) else ""
+    return CallError(unique_id, error.code, error.description, {"cause": str(cause)[:500]} if cause else {}).to_json()
+
+
+class CommandFailed(Exception):
+    def __init__(self, result: dict[str, Any]):
+        super().__init__(result.get("status"))
+        self.result = result
+
+
+class _Connection:
+    """What the ocpp package expects of a websocket: recv() from a queue fed by the consumer."""
+
+    def __init__(self, consumer: OcppConsumer):
+        self.consumer = consumer
+        self.inbox: asyncio.Queue[str] = asyncio.Queue()
+
+    async def recv(self) -> str:
+        return await self.inbox.get()
+
+    async def send(self, text: str) -> None:
+        await self.consumer.send_frame(text)
+
+
+class CentralSystem(OcppChargePoint):
+    """The platform's side of one charger connection."""
+
+    def __init__(self, consumer: OcppConsumer, connection: _Connection):
+        super().__init__(consumer.charge_point_id, connection, response_timeout=settings.OCPP_RESPONSE_TIMEOUT)
+        self.consumer = consumer
+
+    async def start(self) -> None:
+        while True:
+            raw = await self._connection.recv()
+            try:
+                await self.route_message(raw)
+            except Exception:
+                # Never let one bad frame end the connection's loop.
+                logger.exception("%s: failed to handle %r", self.id, raw[:500])
+
+    async def route_message(self, raw_msg: str) -> None:
+        try:
+            msg = unpack(raw_msg)
+        except OCPPError as error:
+            match = _UNIQUE_ID.match(raw_msg) if isinstance(raw_msg, str) else None
+            await self._send(_call_error(match.group(1) if match else "-1", error))
+            return
+        if msg.message_type_id == MessageType.Call:
+            if not isinstance(msg.unique_id, str) or not isinstance(msg.payload, dict):
+                await self._send(_call_error(str(msg.unique_id), FormationViolationError(
+                    details={"cause": "uniqueId must be a string and the payload an object"})))
+                return
+            try:
+                await self._handle_call(msg)
+            except OCPPError as error:
+                logger.info("%s: %s answered with %s", self.id, msg.action, error.code)
+                await self._send(_call_error(msg.unique_id, error))
+        elif msg.message_type_id in (MessageType.CallResult, MessageType.CallError):
+            self._response_queue.put_nowait(msg)
+
+    async def call_raw(self, action: str, payload: dict, timeout: float) -> dict[str, Any]:
+        """Send one CALL and wait for its answer. Only the command worker calls this."""
+        call = Call(unique_id=str(uuid.uuid4()), action=action, payload=payload)
+        try:
+            await validate_payload(call, self._ocpp_version)
+        except OCPPError as error:
+            return {"status": "invalid", "error_code": _ocpp16_error(error).code,
+                    "description": str(error.details.get("cause", error.description))}
+        async with self._call_lock:
+            await self._send(call.to_json())
+            try:
+                response = await self._get_specific_response(call.unique_id, timeout)
+            except TimeoutError:
+                return {"status": "timeout", "sent": True}
+        if response.message_type_id == MessageType.CallError:
+            return {"status": "error", "error_code": response.error_code,
+                    "description": response.error_description, "details": response.error_details}
+        return {"status": "ok", "payload": response.payload}
+
+    # --- charger-initiated messages -------------------------------------------------
+
+    @on(Action.boot_notification)
+    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **info: str):
+        interval = settings.OCPP_HEARTBEAT_INTERVAL
+        accepted = await self.consumer.db(
+            services.charger_record_boot, charge_point_pk=self.consumer.ctx.pk,
+            info={"charge_point_vendor": charge_point_vendor, "charge_point_model": charge_point_model, **info},
+            heartbeat_interval=interval,
+        )
+        self.consumer.boot_accepted = accepted
+        status = "Accepted" if accepted else "Pending"
+        await live.update(self.id, {"heartbeat_interval": interval, "boot_status": status})
+        return call_result.BootNotification(
+            current_time=_now_iso(), interval=interval if accepted else min(interval, 60),
+            status=RegistrationStatus.accepted if accepted else RegistrationStatus.pending,
+        )
+
+    @after(Action.boot_notification)
+    async def after_boot_notification(self, **_: Any):
+        if self.consumer.boot_accepted:
+            self.consumer.start_configuration()
+
+    @on(Action.heartbeat)
+    async def on_heartbeat(self):
+        return call_result.Heartbeat(current_time=_now_iso())
+
+    @on(Action.status_notification)
+    async def on_status_notification(self, connector_id: int, error_code: str, status: str, timestamp: str = "",
+                                     info: str = "", vendor_id: str = "", vendor_error_code: str = ""):
+        at = parse_time(timestamp) or timezone.now()
+        if self.consumer.statuses.get(connector_id) != (status, error_code) or status == "Faulted":
+            await self.consumer.db(
+                services.connector_record_status, charge_point_pk=self.consumer.ctx.pk, charge_point_id=self.id,
+                connector_number=connector_id, status=status, error_code=error_code, info=info,
+                vendor_error_code=vendor_error_code, at=at,
+            )
+            self.consumer.statuses[connector_id] = (status, error_code)
+        await live.update(self.id, {f"status:{connector_id}": status, f"error_code:{connector_id}": error_code})
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    async def on_authorize(self, id_tag: str):
+        decision = await self.consumer.db(services.authorize_id_tag, id_tag, charge_point_pk=self.consumer.ctx.pk)
+        return call_result.Authorize(id_tag_info=_id_tag_info(decision))
+
+    @on(Action.start_transaction)
+    async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str,
+                                   reservation_id: int | None = None):
+        result = await self.consumer.db(
+            services.session_start, charge_point_pk=self.consumer.ctx.pk, connector_number=connector_id,
+            id_tag=id_tag, meter_start=meter_start, timestamp=parse_time(timestamp), received_at=timezone.now(),
+            reservation_id=reservation_id,
+        )
+        self.consumer.open_sessions[connector_id] = OpenSession(result.transaction_id, result.session_pk, meter_start)
+        await live.update(self.id, {f"transaction_id:{connector_id}": result.transaction_id,
+                                    f"meter_start_wh:{connector_id}": meter_start,
+                                    f"session_energy_wh:{connector_id}": 0})
+        return call_result.StartTransaction(transaction_id=result.transaction_id,
+                                            id_tag_info=_id_tag_info(result.decision))
+
+    @on(Action.stop_transaction)
+    async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int, reason: str = "",
+                                  id_tag: str = "", transaction_data: list | None = None):
+        connector_number = self.consumer.connector_of(transaction_id)
+        rows = meter_value_rows(transaction_data or [], connector_number=connector_number or 0,
+                                transaction_id=transaction_id, received_at=timezone.now())
+        # The session's MeterValues may still sit in the batch: store them before counting energy.
+        await framelog.writer().flush()
+        result = await self.consumer.db(
+            services.session_stop, charge_point_pk=self.consumer.ctx.pk, charge_point_id=self.id,
+            transaction_id=transaction_id, meter_stop=meter_stop, timestamp=parse_time(timestamp),
+            received_at=timezone.now(), id_tag=id_tag, reason=reason, transaction_data=rows,
+        )
+        for number, session in list(self.consumer.open_sessions.items()):
+            if session.session_pk == result.session_pk:
+                del self.consumer.open_sessions[number]
+                await live.remove_fields(self.id, f"transaction_id:{number}", f"meter_start_wh:{number}",
+                                         f"session_energy_wh:{number}")
+        if result.decision is None:
+            return call_result.StopTransaction()
+        return call_result.StopTransaction(id_tag_info=_id_tag_info(result.decision))
+
+    @on(Action.meter_values)
+    async def on_meter_values(self, connector_id: int, meter_value: list, transaction_id: int | None = None):
+        received_at = timezone.now()
+        session_pk = await self.consumer.session_for_meter_values(connector_id, transaction_id)
+        rows = meter_value_rows(meter_value, connector_number=connector_id, transaction_id=transaction_id,
+                                received_at=received_at)
+        for row in rows:
+            row["session_id"] = session_pk
+        framelog.writer().add_meter_values(self.consumer.schema, self.consumer.ctx.pk, rows)
+        readings = live_readings(rows)
+        register = readings.get(f"register_wh:{connector_id}")
+        session = self.consumer.open_sessions.get(connector_id)
+        if register is not None and session is not None:
+            energy = services.open_session_energy_wh(session.meter_start, int(register))
+            if energy is not None:
+                readings[f"session_energy_wh:{connector_id}"] = str(energy)
+        await live.update(self.id, readings)
+        return call_result.MeterValues()
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, message_id: str = "", data: str = ""):
+        logger.info("%s: DataTransfer from vendor %r (%r) not handled", self.id, vendor_id, message_id)
+        return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
+
+    @on(Action.diagnostics_status_notification)
+    async def on_diagnostics_status_notification(self, status: str):
+        await live.update(self.id, {"diagnostics_status": status})
+        return call_result.DiagnosticsStatusNotification()
+
+    @on(Action.firmware_status_notification)
+    async def on_firmware_status_notification(self, status: str):
+        await live.update(self.id, {"firmware_status": status})
+        return call_result.FirmwareStatusNotification()
+
+
+def _id_tag_info(decision: services.IdTagDecision) -> dict[str, str]:
+    info = {"status": decision.status}
+    if decision.parent_id_tag:
+        info["parent_id_tag"] = decision.parent_id_tag
+    if decision.expiry_date:
+        info["expiry_date"] = decision.expiry_date.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return info
+
+
+@dataclass
+class OpenSession:
+    transaction_id: int
+    session_pk: int
+    meter_start: int | None
+
+
+@dataclass
+class Command:
+    action: str
+    payload: dict
+    deadline: float
+    reply_to: str = ""
+    command_id: str = ""
+    future: asyncio.Future | None = field(default=None, repr=False)
+
+
+class OcppConsumer(AsyncWebsocketConsumer):
+    charge_point_id: str
+    schema: str
+    ctx: services.ChargerContext
+
+    # --- handshake -------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.charge_point_id = self.scope["url_route"]["kwargs"]["charge_point_id"]
+        self.replaced = False
+        self.accepted = False
+        client = self.scope.get("client") or ("", 0)
+        remote = str(client[0] or "")
+        if SUBPROTOCOL not in self.scope.get("subprotocols", []):
+            await self.refuse(remote, "no-ocpp1.6-subprotocol")
+            return
+        credentials = handshake.parse_basic_auth(self.scope.get("headers", []))
+        registration = await database_sync_to_async(handshake.find_registration)(self.charge_point_id)
+        if registration is None:
+            await self.refuse(remote, "unknown-charger")
+            return
+        if credentials is None:
+            await self.refuse(remote, "missing-credentials", registration.condominium_id)
+            return
+        username, password = credentials
+        # PBKDF2 releases the GIL: run it off the database thread so a reconnect storm does not queue behind it.
+        matches = await sync_to_async(handshake.password_matches, thread_sensitive=False)(
+            password, registration.password_hash
+        )
+        if username.lower() != registration.charge_point_id.lower() or not matches:
+            await self.refuse(remote, "wrong-credentials", registration.condominium_id)
+            return
+        self.charge_point_id = registration.charge_point_id
+        self.schema = registration.schema_name
+        ctx = await self.db(services.charger_context, self.charge_point_id)
+        if ctx is None or ctx.removed:
+            await self.refuse(remote, "removed-charger" if ctx else "not-commissioned", registration.condominium_id)
+            return
+        self.ctx = ctx
+        self.open_sessions = {n: OpenSession(tid, pk, start) for n, (tid, pk, start) in ctx.open_sessions.items()}
+        self.statuses: dict[int, tuple[str, str]] = dict(ctx.statuses)
+        self.boot_accepted = ctx.enabled
+        self.marked_offline = False
+        self.last_touch = 0.0
+        self.in_flight: dict[str, str] = {}  # unique id -> action, to label the answers in the frame log
+        self.commands: asyncio.Queue[Command] = asyncio.Queue()
+        self.configure_task: asyncio.Task | None = None
+        self.background: set[asyncio.Task] = set()
+
+        self.group = group_name(self.charge_point_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        # An older connection of the same charger (in any process) closes when it gets this.
+        await self.channel_layer.group_send(self.group, {"type": "ocpp.replaced", "by": self.channel_name})
+        await self.accept(subprotocol=SUBPROTOCOL)
+        self.accepted = True
+        self.connection = _Connection(self)
+        self.central = CentralSystem(self, self.connection)
+        self.tasks = [asyncio.ensure_future(self.central.start()), asyncio.ensure_future(self.command_worker())]
+        now = int(time.time())
+        await live.update(self.charge_point_id, {
+            "schema": self.schema, "connected": "1", "channel": self.channel_name, "last_seen": now,
+            "connected_at": now,
+        })
+        await self.db(services.charger_mark_online, charge_point_pk=ctx.pk, charge_point_id=self.charge_point_id)
+        logger.info("%s connected from %s", self.charge_point_id, remote)
+
+    async def refuse(self, remote: str, reason: str, condominium_id: int | None = None) -> None:
+        await database_sync_to_async(handshake.record_refusal)(
+            charge_point_id=self.charge_point_id, remote_address=remote, reason=reason, condominium_id=condominium_id
+        )
+        await self.close()  # before accept(): the handshake is answered with 403
+
+    async def disconnect(self, code: int) -> None:
+        if not getattr(self, "accepted", False):
+            return
+        for task in [*self.tasks, self.configure_task]:
+            if task is not None:
+                task.cancel()
+        while not self.commands.empty():
+            self.reply(self.commands.get_nowait(), {"status": "not_connected"})
+        with contextlib.suppress(Exception):
+            await framelog.writer().flush()
+        if not self.replaced:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        now = int(time.time())
+        await live.release(self.charge_point_id, self.channel_name, now)
+        await self.db(services.charger_record_seen, charge_point_pk=self.ctx.pk, at=timezone.now())
+        logger.info("%s disconnected (%s)", self.charge_point_id, code)
+
+    # --- frames ----------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            logger.info("%s: binary frame ignored", self.charge_point_id)
+            return
+        kind, unique_id, action = _frame_meta(text_data)
+        if kind == MessageType.Call:
+            self.in_flight[unique_id] = action
+        else:
+            action = self.in_flight.pop(unique_id, "")
+        self.log_frame("in", text_data, kind, unique_id, action)
+        await self.touch()
+        self.connection.inbox.put_nowait(text_data)
+
+    async def send_frame(self, text: str) -> None:
+        kind, unique_id, action = _frame_meta(text)
+        if kind == MessageType.Call:
+            self.in_flight[unique_id] = action
+        else:
+            action = self.in_flight.pop(unique_id, "")
+        self.log_frame("out", text, kind, unique_id, action)
+        await self.send(text_data=text)
+
+    def log_frame(self, direction: str, raw: str, kind: int | None, unique_id: str, action: str) -> None:
+        framelog.writer().add_frame(
+            self.schema, charge_point_id=self.charge_point_id, direction=direction, raw=raw, at=timezone.now(),
+            message_type=kind, action=action, unique_id=unique_id,
+        )
+
+    async def touch(self) -> None:
+        now = time.time()
+        if self.marked_offline:
+            self.marked_offline = False
+            await self.db(services.charger_mark_online, charge_point_pk=self.ctx.pk,
+                          charge_point_id=self.charge_point_id)
+        if now - self.last_touch >= TOUCH_EVERY_S:
+            self.last_touch = now
+            await live.update(self.charge_point_id, {"last_seen": int(now), "connected": "1"})
+
+    # --- channel-layer events --------------------------------------------------------
+
+    async def ocpp_replaced(self, event: dict) -> None:
+        if event["by"] == self.channel_name or self.replaced:
+            return
+        self.replaced = True
+        logger.info("%s: replaced by a new connection", self.charge_point_id)
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.close(code=1000)
+
+    async def ocpp_offline(self, event: dict) -> None:
+        """The watchdog marked this charger offline while its socket stayed open."""
+        self.marked_offline = True
+
+    async def ocpp_command(self, event: dict) -> None:
+        if self.replaced:
+            return
+        self.commands.put_nowait(Command(
+            action=event["action"], payload=event.get("payload") or {}, deadline=event["deadline"],
+            reply_to=event.get("reply_to", ""), command_id=event.get("command_id", ""),
+        ))
+
+    # --- server-initiated calls ------------------------------------------------------
+
+    async def command_worker(self) -> None:
+        while True:
+            command = await self.commands.get()
+            remaining = command.deadline - time.time()
+            if remaining <= 0:
+                result: dict[str, Any] = {"status": "timeout", "sent": False}
+            else:
+                try:
+                    result = await self.central.call_raw(command.action, command.payload, remaining)
+                except Exception as error:
+                    logger.exception("%s: command %s failed", self.charge_point_id, command.action)
+                    result = {"status": "error", "error_code": "InternalError", "description": str(error)}
+            self.reply(command, result)
+
+    def reply(self, command: Command, result: dict[str, Any]) -> None:
+        if command.future is not None and not command.future.done():
+            command.future.set_result(result)
+        if command.reply_to:
+            message = {"type": "ocpp.command.result", "command_id": command.command_id, **result}
+            task = asyncio.ensure_future(self.channel_layer.send(command.reply_to, message))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+
+    async def internal_command(self, action: str, payload: dict, timeout: float | None = None) -> dict[str, Any]:
+        """A call of the platform's own (after boot), queued like any other command."""
+        future = asyncio.get_running_loop().create_future()
+        self.commands.put_nowait(Command(action, payload, time.time() + (timeout or settings.OCPP_RESPONSE_TIMEOUT),
+                                         future=future))
+        return await future
+
+    def start_configuration(self) -> None:
+        if self.configure_task is not None and not self.configure_task.done():
+            self.configure_task.cancel()
+        self.configure_task = asyncio.ensure_future(self.configure_after_boot())
+
+    async def configure_after_boot(self) -> None:
+        """Read the charger's configuration once per boot and ask for the metering the platform needs."""
+        result = await self.internal_command("GetConfiguration", {})
+        if result["status"] != "ok":
+            logger.warning("%s: GetConfiguration failed: %s", self.charge_point_id, result)
+            return
+        known = {
+            item["key"]: {"value": item.get("value"), "readonly": bool(item.get("readonly"))}
+            for item in result["payload"].get("configurationKey", [])
+            if item.get("key") in CONFIGURATION_KEYS_KEPT
+        }
+        changes: dict[str, str] = {}
+        measurands = set(str((known.get("MeterValuesSampledData") or {}).get("value") or "").split(","))
+        if not set(WANTED_MEASURANDS) <= {m.strip() for m in measurands}:
+            answer = await self.change_configuration("MeterValuesSampledData", ",".join(WANTED_MEASURANDS))
+            if answer != "Accepted":
+                answer = await self.change_configuration("MeterValuesSampledData", ",".join(FALLBACK_MEASURANDS))
+                if answer == "Accepted":
+                    changes["MeterValuesSampledData"] = ",".join(FALLBACK_MEASURANDS)
+            else:
+                changes["MeterValuesSampledData"] = ",".join(WANTED_MEASURANDS)
+        interval = str(settings.OCPP_METER_VALUE_SAMPLE_INTERVAL)
+        current_interval = str((known.get("MeterValueSampleInterval") or {}).get("value"))
+        if current_interval != interval and await self.change_configuration("MeterValueSampleInterval",
+                                                                             interval) == "Accepted":
+            changes["MeterValueSampleInterval"] = interval
+        for key, value in changes.items():
+            known[key] = {**known.get(key, {"readonly": False}), "value": value}
+        await self.db(services.charger_store_configuration, charge_point_pk=self.ctx.pk, configuration=known)
+
+    async def change_configuration(self, key: str, value: str) -> str:
+        result = await self.internal_command("ChangeConfiguration", {"key": key, "value": value})
+        status = result.get("payload", {}).get("status", result["status"])
+        if status != "Accepted":
+            logger.info("%s: ChangeConfiguration %s=%s answered %s", self.charge_point_id, key, value, status)
+        return status
+
+    # --- helpers ---------------------------------------------------------------------
+
+    async def db(self, fn, *args, **kwargs):
+        """Run ``fn`` in the charger's condominium schema on the database thread."""
+        schema = self.schema
+
+        def run():
+            with schema_context(schema):
+                return fn(*args, **kwargs)
+
+        return await database_sync_to_async(run)()
+
+    def connector_of(self, transaction_id: int) -> int | None:
+        for number, session in self.open_sessions.items():
+            if session.transaction_id == transaction_id:
+                return number
+        return None
+
+    async def session_for_meter_values(self, connector_number: int, transaction_id: int | None) -> int | None:
+        """The session MeterValues belong to, from memory when possible."""
+        if transaction_id is not None and transaction_id > 0:
+            for session in self.open_sessions.values():
+                if session.transaction_id == transaction_id:
+                    return session.session_pk
+            # A session started before this connection, or already stopped (late values): ask the database.
+            return await self.db(services.meter_values_session_for, charge_point_pk=self.ctx.pk,
+                                 connector_number=connector_number, transaction_id=transaction_id)
+        session = self.open_sessions.get(connector_number)
+        if transaction_id is not None and session is not None:
+            logger.warning("%s: MeterValues with transactionId %s attached to open session %s",
+                           self.charge_point_id, transaction_id, session.transaction_id)
+        return session.session_pk if session is not None and connector_number else None

@@ -1,0 +1,1 @@
+import tests.ocpp.dbsetup  # noqa: F401

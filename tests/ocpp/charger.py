@@ -1,0 +1,95 @@
+"""A scripted charger for tests: speaks OCPP-J frames over a WebsocketCommunicator or a websockets client.
+
+It answers the platform's calls (GetConfiguration, ChangeConfiguration...) on its
+own and records them, so tests can look at what the platform asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+from typing import Any
+
+DEFAULT_ANSWERS: dict[str, Any] = {
+    "GetConfiguration": {"configurationKey": [
+        {"key": "MeterValueSampleInterval", "readonly": False, "value": "60"},
+        {"key": "MeterValuesSampledData", "readonly": False, "value": "Energy.Active.Import.Register"},
+        {"key": "NumberOfConnectors", "readonly": True, "value": "2"},
+        {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "8"},
+        {"key": "SomeVendorKey", "readonly": False, "value": "x"},
+    ]},
+    "ChangeConfiguration": {"status": "Accepted"},
+}
+
+
+def basic_auth(charge_point_id: str, password: str) -> tuple[bytes, bytes]:
+    token = base64.b64encode(f"{charge_point_id}:{password}".encode()).decode()
+    return (b"authorization", f"Basic {token}".encode())
+
+
+class FakeCharger:
+    def __init__(self, transport, answers: dict[str, Any] | None = None):
+        self.transport = transport  # WebsocketCommunicator or a websockets ClientConnection
+        self.answers = {**DEFAULT_ANSWERS, **(answers or {})}
+        self.received_calls: list[tuple[str, dict]] = []
+        self._ids = itertools.count(1)
+        self.results: dict[str, list] = {}
+
+    async def _send(self, text: str) -> None:
+        if hasattr(self.transport, "send_to"):
+            await self.transport.send_to(text_data=text)
+        else:
+            await self.transport.send(text)
+
+    async def _recv(self, timeout: float) -> str:
+        if hasattr(self.transport, "receive_from"):
+            return await self.transport.receive_from(timeout=timeout)
+        return await asyncio.wait_for(self.transport.recv(), timeout)
+
+    async def pump(self, timeout: float = 3.0) -> list:
+        """Read one frame; answer it if it is a CALL. Returns the frame."""
+        frame = json.loads(await self._recv(timeout))
+        if frame[0] == 2:
+            _, unique_id, action, payload = frame
+            self.received_calls.append((action, payload))
+            answer = self.answers.get(action, {"status": "Accepted"})
+            if callable(answer):
+                answer = answer(payload)
+            if answer is not None:
+                await self._send(json.dumps([3, unique_id, answer]))
+        else:
+            self.results[frame[1]] = frame
+        return frame
+
+    async def send_raw(self, text: str, unique_id: str | None = None, timeout: float = 5.0) -> list:
+        """Send any text; wait for the answer with ``unique_id`` (or the next non-CALL frame)."""
+        await self._send(text)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if unique_id is not None and unique_id in self.results:
+                return self.results.pop(unique_id)
+            frame = await self.pump(max(deadline - loop.time(), 0.01))
+            if frame[0] != 2 and unique_id is None:
+                self.results.pop(frame[1], None)
+                return frame
+
+    async def call(self, action: str, payload: dict, unique_id: str | None = None) -> list:
+        unique_id = unique_id or f"t{next(self._ids)}"
+        return await self.send_raw(json.dumps([2, unique_id, action, payload]), unique_id)
+
+    async def settle(self, seconds: float = 0.5) -> None:
+        """Answer whatever the platform calls for ``seconds``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while loop.time() < deadline:
+            try:
+                await self.pump(max(deadline - loop.time(), 0.01))
+            except TimeoutError:
+                return
+
+    async def boot(self) -> list:
+        return await self.call("BootNotification", {"chargePointVendor": "Acme", "chargePointModel": "Wallbox 22",
+                                                    "chargePointSerialNumber": "SN-1", "firmwareVersion": "1.2.3"})

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django_tenants.utils import schema_context
+
+import tests.ocpp.dbsetup  # noqa: F401  (before any fixture runs)
+from hoa_charging.asgi import application
+from tests import factories
+from tests.ocpp.charger import FakeCharger, basic_auth
+
+PASSWORD = "charger-secret-0001"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _only_the_test_database(django_db_setup, django_db_blocker):
+    from django.db import connection
+
+    assert connection.settings_dict["NAME"].startswith("test_"), "refusing to run against a non-test database"
+    yield
+    # Consumers ran ORM calls on worker threads whose connections outlive the tests;
+    # end them so that the test database can be dropped.
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+@pytest.fixture
+def new_charger(world, committed) -> Callable[..., str]:
+    """Make a committed charger with a unique id in maple-court (or another building)."""
+
+    def make(condo=None, connectors: int = 2, prefix: str = "T") -> str:
+        charge_point_id = f"{prefix}-{uuid.uuid4().hex[:10].upper()}"
+        factories.charger(condo or world.maple, charge_point_id, PASSWORD, connectors=connectors)
+        return charge_point_id
+
+    return make
+
+
+@pytest.fixture
+def charger_id(new_charger) -> str:
+    return new_charger()
+
+
+def communicator(charge_point_id: str, password: str = PASSWORD, subprotocols=("ocpp1.6",), auth: bool = True,
+                 username: str | None = None) -> WebsocketCommunicator:
+    headers = [basic_auth(username or charge_point_id, password)] if auth else []
+    comm = WebsocketCommunicator(application, f"/ocpp/{charge_point_id}", headers=headers,
+                                 subprotocols=list(subprotocols))
+    # A fresh address per connection, so that rate limits of earlier runs do not apply.
+    comm.scope["client"] = (f"10.{random.randint(0, 255)}.{random.randint(0, 255)}.{random.randint(1, 254)}", 40000)
+    return comm
+
+
+@pytest.fixture
+async def connected(charger_id) -> AsyncIterator[FakeCharger]:
+    comm = communicator(charger_id)
+    ok, subprotocol = await comm.connect(timeout=5)
+    assert ok and subprotocol == "ocpp1.6"
+    charger = FakeCharger(comm)
+    charger.charge_point_id = charger_id
+    yield charger
+    await comm.disconnect()
+
+
+async def in_schema(schema: str, fn: Callable, *args, **kwargs):
+    def run():
+        with schema_context(schema):
+            return fn(*args, **kwargs)
+
+    return await sync_to_async(run, thread_sensitive=False)()
