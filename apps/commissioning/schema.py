@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 SUPPLY = "supply"
 LANGUAGES = ("en", "es", "fr")
@@ -366,7 +367,7 @@ def with_lines(text: str, problems: list[Problem]) -> list[Problem]:
     return [Problem(p.path, p.message, p.line or _line_of(root, p.path)) for p in problems]
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
@@ -409,7 +410,7 @@ def load(text: str, source: str = "<file>") -> CommissioningSpec:
 def cross_check(spec: CommissioningSpec) -> list[Problem]:
     """Checks that span several parts of the file: references, uniqueness, the circuit tree."""
     problems: list[Problem] = []
-    circuits = {SUPPLY: None} | {c.id: c.parent for c in spec.electrical.circuits}
+    circuits: dict[str, str | None] = {SUPPLY: None} | {c.id: c.parent for c in spec.electrical.circuits}
     seen: set[str] = set()
     for i, circuit in enumerate(spec.electrical.circuits):
         if circuit.id in seen:
@@ -420,7 +421,8 @@ def cross_check(spec: CommissioningSpec) -> list[Problem]:
                 Problem(("electrical", "circuits", i, "parent"), f"no circuit {circuit.parent!r} (nor 'supply')")
             )
     for i, circuit in enumerate(spec.electrical.circuits):
-        node, steps = circuit.parent, 0
+        node: str | None = circuit.parent
+        steps = 0
         while node is not None and node in circuits and steps <= len(circuits):
             node, steps = circuits[node], steps + 1
         if steps > len(circuits):
