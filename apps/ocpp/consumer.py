@@ -239,6 +239,8 @@ class CentralSystem(OcppChargePoint):
     @on(Action.start_transaction)
     async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str,
                                    reservation_id: int | None = None):
+        # A start may close a session whose stop was lost; its last MeterValues must be stored first.
+        await framelog.writer().flush()
         result = await self.consumer.db(
             services.session_start, charge_point_pk=self.consumer.ctx.pk, connector_number=connector_id,
             id_tag=id_tag, meter_start=meter_start, timestamp=parse_time(timestamp), received_at=timezone.now(),

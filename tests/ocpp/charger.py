@@ -45,7 +45,10 @@ class FakeCharger:
 
     async def _recv(self, timeout: float) -> str:
         if hasattr(self.transport, "receive_from"):
-            return await self.transport.receive_from(timeout=timeout)
+            # receive_from() cancels the application when it times out; look first.
+            if await self.transport.receive_nothing(timeout=timeout, interval=0.01):
+                raise TimeoutError
+            return await self.transport.receive_from(timeout=1)
         return await asyncio.wait_for(self.transport.recv(), timeout)
 
     async def pump(self, timeout: float = 3.0) -> list:
