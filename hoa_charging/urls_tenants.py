@@ -2,10 +2,12 @@
 
 from django.urls import include, path
 
+from apps.accounts import views as account_views
 from apps.core import views as core_views
 
 urlpatterns = [
     path("", include("apps.accounts.urls")),
     path("", core_views.condominium_home, name="home"),
+    path("accounts/handoff/", account_views.redeem_handoff, name="redeem_handoff"),
     path("healthz", core_views.healthz, name="healthz"),
 ]

@@ -40,7 +40,7 @@ def test_manager_sees_every_building_of_the_company_and_nothing_else(client, wor
     text = home.content.decode()
     assert "Maple Court" in text and "Oak Tower" in text
     assert "Harbor View" not in text
-    assert "http://maple-court.localhost/" in text
+    assert 'href="/go/maple-court/"' in text and 'href="/go/harbor-view/"' not in text
     maple = get(client, MAPLE)
     assert maple.status_code == 200
     assert b"TEST-MAPLE-1" in maple.content and b'id="chargers"' in maple.content
@@ -152,3 +152,42 @@ def test_password_reset_by_email(client, world):
 @pytest.mark.django_db
 def test_healthz(client, world):
     assert get(client, PUBLIC, "/healthz").json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_login_carries_over_to_a_buildings_site_once(client, world):
+    from django.test import Client
+
+    client.force_login(world.acme_manager)
+    response = get(client, PUBLIC, "/go/maple-court/")
+    assert response.status_code == 302
+    target = response["Location"]
+    assert target.startswith("http://maple-court.localhost/accounts/handoff/?ticket=")
+    path = target.removeprefix("http://maple-court.localhost")
+    building = Client()
+    landed = building.get(path, HTTP_HOST=MAPLE)
+    assert landed.status_code == 302 and landed["Location"] == "/"
+    assert b"TEST-MAPLE-1" in get(building, MAPLE).content
+    # Single use: the same ticket again, in another browser, leads to the login page.
+    again = Client().get(path, HTTP_HOST=MAPLE)
+    assert again.status_code == 302 and again["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.django_db
+def test_a_ticket_works_only_for_its_building_and_its_person(client, world):
+    from django.test import Client
+
+    client.force_login(world.acme_manager)
+    path = get(client, PUBLIC, "/go/maple-court/")["Location"].removeprefix("http://maple-court.localhost")
+    elsewhere = Client().get(path, HTTP_HOST=OAK)  # a maple ticket presented to oak-tower
+    assert elsewhere.status_code == 302 and elsewhere["Location"].startswith("/accounts/login/")
+    forged = Client().get(path[:-3] + "xyz", HTTP_HOST=MAPLE)
+    assert forged.status_code == 302 and forged["Location"].startswith("/accounts/login/")
+    # Another company's manager cannot ask for a ticket to Acme's buildings.
+    client.force_login(world.harbor_manager)
+    assert get(client, PUBLIC, "/go/maple-court/").status_code == 404
+    assert get(client, PUBLIC, "/go/oak-tower/").status_code == 404
+    assert get(client, PUBLIC, "/go/harbor-view/").status_code == 302
+    # A resident of one building cannot ask for another.
+    client.force_login(world.maple_resident)
+    assert get(client, PUBLIC, "/go/oak-tower/").status_code == 404
