@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, F, Prefetch, Q
 
 from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
 from apps.charging.models import ChargePoint, Connector
@@ -37,10 +37,14 @@ def building_overview() -> dict:
         "charge_points": ChargePoint.objects.filter(removed_at__isnull=True)
         .select_related("circuit")
         .prefetch_related(Prefetch("connectors", queryset=live_connectors)),
-        "circuits": Circuit.objects.filter(removed_at__isnull=True).select_related("parent"),
-        "units": Unit.objects.annotate(
-            resident_count=Count("residents", filter=Q(residents__is_active=True))
-        ).prefetch_related("parking_spots"),
+        "circuits": Circuit.objects.filter(removed_at__isnull=True)
+        .select_related("parent")
+        .order_by(F("parent").asc(nulls_first=True), "key"),
+        # Meta.ordering does not apply to aggregating queries: order explicitly.
+        "units": Unit.objects.filter(is_active=True)
+        .annotate(resident_count=Count("residents", filter=Q(residents__is_active=True)))
+        .prefetch_related("parking_spots")
+        .order_by("number"),
         "resident_count": Resident.objects.filter(is_active=True).count(),
     }
 
