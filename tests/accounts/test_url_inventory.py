@@ -1,0 +1,55 @@
+"""Every URL the platform serves must be in the access matrix below, with the test that shows a person of
+another company or building gets nothing there. A new URL without an entry fails this test."""
+
+from django.urls import URLPattern, URLResolver, get_resolver
+
+# route -> where its access is tested (file::test)
+PUBLIC_ROUTES = {
+    "accounts/login/": "test_access.py::test_anonymous_is_sent_to_login, test_login_with_email_and_password",
+    "accounts/logout/": "test_access.py::test_login_with_email_and_password",
+    "accounts/password-reset/": "test_access.py::test_password_reset_by_email",
+    "accounts/password-reset/sent/": "test_access.py::test_password_reset_by_email",
+    "accounts/reset/<uidb64>/<token>/": "test_access.py::test_password_reset_by_email",
+    "accounts/reset/done/": "test_access.py::test_password_reset_by_email",
+    "": "test_access.py::test_manager_of_another_company_gets_nothing_of_acme",
+    "go/<slug:slug>/": "test_access.py::test_a_ticket_works_only_for_its_building_and_its_person",
+    "healthz": "test_access.py::test_healthz (no data)",
+    "admin/": "test_access.py::test_admin_site_is_for_platform_staff_only",
+}
+TENANT_ROUTES = {
+    "accounts/login/": "test_access.py::test_login_with_email_and_password",
+    "accounts/logout/": "test_access.py::test_login_with_email_and_password",
+    "accounts/password-reset/": "test_access.py::test_password_reset_by_email",
+    "accounts/password-reset/sent/": "test_access.py::test_password_reset_by_email",
+    "accounts/reset/<uidb64>/<token>/": "test_access.py::test_password_reset_by_email",
+    "accounts/reset/done/": "test_access.py::test_password_reset_by_email",
+    "": "test_access.py::test_resident_sees_own_unit_and_cards_only, test_manager_of_another_company_gets_nothing_of_acme",
+    "accounts/handoff/": "test_access.py::test_a_ticket_works_only_for_its_building_and_its_person",
+    "healthz": "test_access.py::test_healthz (no data)",
+}
+
+
+def routes(urlconf: str) -> set[str]:
+    found: set[str] = set()
+
+    def walk(patterns, prefix: str) -> None:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                if route == "admin/":  # Django's admin guards itself; its entry covers it
+                    found.add(route)
+                    continue
+                walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern):
+                found.add(route)
+
+    walk(get_resolver(urlconf).url_patterns, "")
+    return found
+
+
+def test_every_public_url_has_an_access_test():
+    assert routes("hoa_charging.urls_public") == set(PUBLIC_ROUTES)
+
+
+def test_every_building_url_has_an_access_test():
+    assert routes("hoa_charging.urls_tenants") == set(TENANT_ROUTES)
