@@ -90,7 +90,7 @@ def test_database_url(django_db_setup, django_db_blocker) -> str:
     db = connection.settings_dict
     user = db["USER"] or ""
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db["HOST"] or ""
+    host = db["HOST"] or db.get("OPTIONS", {}).get("host", "")
     if host.startswith("/"):  # a Unix socket folder (the embedded PostgreSQL)
         return f"postgres://{user}{password}@/{db['NAME']}?host={host}"
     return f"postgres://{user}{password}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
