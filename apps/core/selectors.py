@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db.models import Count, F, Prefetch, Q
+from django.utils import timezone
+from django_tenants.utils import get_public_schema_name, schema_context
 
+from apps.alerts.models import Alert
 from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
 from apps.charging.models import ChargePoint, Connector
 from apps.electrical.models import Circuit
-from apps.tenancy.models import Condominium, Domain
+from apps.tenancy.models import Condominium, ConnectionAttempt, Domain
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,8 @@ def condominium_links(request, condominiums) -> list[CondominiumLink]:
     ]
 
 
-def building_overview() -> dict:
-    """What a manager or board member sees first: the building's chargers, circuits and people."""
+def building_overview(condominium: Condominium) -> dict:
+    """What a manager or board member sees first: alerts, chargers, circuits and people."""
     live_connectors = Connector.objects.filter(removed_at__isnull=True).select_related("parking_spot")
     return {
         "charge_points": ChargePoint.objects.filter(removed_at__isnull=True)
@@ -46,7 +50,16 @@ def building_overview() -> dict:
         .prefetch_related("parking_spots")
         .order_by("number"),
         "resident_count": Resident.objects.filter(is_active=True).count(),
+        "alerts": Alert.objects.filter(resolved_at__isnull=True).order_by("-last_seen_at")[:50],
+        "refused_connections": refused_connections(condominium),
     }
+
+
+def refused_connections(condominium: Condominium, days: int = 7) -> list[ConnectionAttempt]:
+    """Chargers of this building that failed the OCPP handshake lately (wrong password, removed...)."""
+    since = timezone.now() - timedelta(days=days)
+    with schema_context(get_public_schema_name()):
+        return list(ConnectionAttempt.objects.filter(condominium=condominium, last_at__gte=since)[:50])
 
 
 def residences_of(user) -> list[dict]:

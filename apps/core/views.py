@@ -35,7 +35,7 @@ def condominium_home(request: HttpRequest) -> HttpResponse:
     roles = request.roles
     context: dict = {"roles": sorted(roles)}
     if MANAGER in roles or BOARD in roles:
-        context["overview"] = selectors.building_overview()
+        context["overview"] = selectors.building_overview(request.tenant)
     if RESIDENT in roles:
         context["residences"] = selectors.residences_of(request.user)
     context["is_manager"] = MANAGER in roles

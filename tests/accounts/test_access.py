@@ -191,3 +191,30 @@ def test_a_ticket_works_only_for_its_building_and_its_person(client, world):
     # A resident of one building cannot ask for another.
     client.force_login(world.maple_resident)
     assert get(client, PUBLIC, "/go/oak-tower/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_alerts_and_refused_connections_reach_only_that_buildings_managers(client, world):
+    from django.utils import timezone
+    from django_tenants.utils import schema_context
+
+    from apps.alerts.services import alert_raise
+    from apps.tenancy.models import ConnectionAttempt
+
+    with schema_context(world.maple.schema_name):
+        alert_raise(kind="connector_faulted", message="GroundFailure on connector 2", charge_point_id="TEST-MAPLE-1",
+                    connector_number=2)
+    now = timezone.now()
+    ConnectionAttempt.objects.create(charge_point_id="TEST-MAPLE-1", remote_address="192.0.2.7",
+                                     reason="wrong-credentials", condominium=world.maple, first_at=now, last_at=now)
+    client.force_login(world.acme_manager)
+    page = get(client, MAPLE).content.decode()
+    assert "GroundFailure on connector 2" in page and "192.0.2.7" in page
+    oak = get(client, OAK).content.decode()
+    assert "GroundFailure" not in oak and "192.0.2.7" not in oak
+    client.force_login(world.maple_board)
+    assert "GroundFailure on connector 2" in get(client, MAPLE).content.decode()
+    for outsider, host in ((world.harbor_manager, MAPLE), (world.maple_resident, MAPLE), (world.harbor_manager, HARBOR)):
+        client.force_login(outsider)
+        text = get(client, host).content.decode()
+        assert "GroundFailure" not in text and "192.0.2.7" not in text
