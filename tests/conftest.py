@@ -94,3 +94,11 @@ def test_database_url(django_db_setup, django_db_blocker) -> str:
     if host.startswith("/"):  # a Unix socket folder (the embedded PostgreSQL)
         return f"postgres://{user}{password}@/{db['NAME']}?host={host}"
     return f"postgres://{user}{password}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(autouse=True)
+def _start_in_the_public_schema():
+    """Requests to a building's host leave the connection in its schema; each test starts from public."""
+    from django.db import connection
+
+    connection.set_schema_to_public()
