@@ -177,7 +177,10 @@ if not REDIS_URL:
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_LAYER_PREFIX", "hoa")},
+        # channels-redis blocks 5 s on BZPOPMIN; redis-py >= 6 gives up reading after 5 s
+        # by default, which would break every idle consumer's receive loop.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                   "prefix": env_str("CHANNEL_LAYER_PREFIX", "hoa")},
     }
 }
 

@@ -12,4 +12,5 @@ urlpatterns = [
     path("go/<slug:slug>/", account_views.go_to_condominium, name="go_to_condominium"),
     path("healthz", core_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("api/ocpp/", include("apps.ocpp.urls")),
 ]

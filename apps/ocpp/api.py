@@ -1,0 +1,43 @@
+"""HTTP interface for commands to chargers: managers of the charger's company (or platform staff).
+
+    POST /api/ocpp/chargers/<chargePointId>/commands/<Action>   body: the OCPP payload (JSON)
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.http import require_POST
+
+from apps.accounts.selectors import MANAGER, condominium_roles
+from apps.ocpp import commands, handshake
+from apps.tenancy.models import Condominium
+
+
+@login_required
+@require_POST
+def charger_command(request: HttpRequest, charge_point_id: str, action: str) -> JsonResponse:
+    registration = handshake.find_registration(charge_point_id)
+    if registration is None:
+        raise Http404("no such charger")
+    condominium = Condominium.objects.get(pk=registration.condominium_id)
+    if not request.user.is_staff and MANAGER not in condominium_roles(request.user, condominium):
+        raise Http404("no such charger")
+    try:
+        payload = json.loads(request.body or b"{}")
+        timeout = float(request.GET.get("timeout", "30"))
+    except ValueError:
+        return JsonResponse({"error": "the body must be a JSON object"}, status=400)
+    if not isinstance(payload, dict):
+        return JsonResponse({"error": "the body must be a JSON object"}, status=400)
+    try:
+        answer = commands.send_command_sync(registration.charge_point_id, action, payload, min(timeout, 120))
+    except commands.ChargerNotConnected:
+        return JsonResponse({"error": "charger not connected"}, status=409)
+    except commands.CommandTimeout as error:
+        return JsonResponse({"error": str(error)}, status=504)
+    except commands.CommandRejected as error:
+        return JsonResponse({"error": error.error_code, "description": error.description}, status=502)
+    return JsonResponse({"status": "ok", "answer": answer})

@@ -1,0 +1,91 @@
+"""Commands to chargers from any process (web, worker, shell), through the channel layer.
+
+    await send_command("TEST-MAPLE-1", "RemoteStartTransaction", {"idTag": "04A1B2C3D4", "connectorId": 1})
+    send_command_sync("TEST-MAPLE-1", "Reset", {"type": "Soft"})
+
+The command goes to the charger's group; the daphne process that holds the
+connection queues it behind any other call to that charger (one outstanding
+CALL at a time), validates it against the OCPP 1.6 schema, sends it and
+replies on a channel of this process with the charger's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from apps.ocpp import live
+from apps.ocpp.consumer import group_name
+
+SERVER_ACTIONS = frozenset({
+    "RemoteStartTransaction", "RemoteStopTransaction", "ChangeAvailability", "ChangeConfiguration",
+    "GetConfiguration", "Reset", "UnlockConnector", "ClearCache", "TriggerMessage", "SetChargingProfile",
+    "ClearChargingProfile", "GetCompositeSchedule", "SendLocalList", "GetLocalListVersion", "ReserveNow",
+    "CancelReservation", "GetDiagnostics", "UpdateFirmware", "DataTransfer",
+})
+
+
+class CommandError(Exception):
+    pass
+
+
+class ChargerNotConnected(CommandError):
+    pass
+
+
+class CommandTimeout(CommandError):
+    pass
+
+
+class CommandRejected(CommandError):
+    """The charger answered with a CALLERROR, or the payload is not valid OCPP 1.6."""
+
+    def __init__(self, error_code: str, description: str = ""):
+        super().__init__(f"{error_code}: {description}")
+        self.error_code = error_code
+        self.description = description
+
+
+async def send_command(
+    charge_point_id: str, action: str, payload: dict | None = None, timeout: float | None = None,
+) -> dict[str, Any]:
+    """Send ``action`` to the charger and return its answer's payload."""
+    if action not in SERVER_ACTIONS:
+        raise CommandRejected("NotSupported", f"{action} is not a central system action")
+    timeout = timeout or settings.OCPP_RESPONSE_TIMEOUT
+    state = await live.read(charge_point_id)
+    if state.get("connected") != "1":
+        raise ChargerNotConnected(charge_point_id)
+    layer = get_channel_layer()
+    # The default "specific." prefix: channels-redis then reads it in the same loop as this process's
+    # consumers. Another prefix would have its own blocking read that starves theirs for seconds.
+    reply_to = await layer.new_channel()
+    await layer.group_send(group_name(charge_point_id), {
+        "type": "ocpp.command", "action": action, "payload": payload or {}, "reply_to": reply_to,
+        "deadline": time.time() + timeout, "command_id": uuid.uuid4().hex,
+    })
+    try:
+        # A little longer than the deadline: the connection answers "timeout" itself when it can.
+        answer = await asyncio.wait_for(layer.receive(reply_to), timeout + 2)
+    except TimeoutError:
+        raise CommandTimeout(f"{charge_point_id} did not answer {action} within {timeout}s") from None
+    status = answer.get("status")
+    if status == "ok":
+        return answer["payload"]
+    if status == "timeout":
+        raise CommandTimeout(f"{charge_point_id} did not answer {action} within {timeout}s")
+    if status == "not_connected":
+        raise ChargerNotConnected(charge_point_id)
+    raise CommandRejected(answer.get("error_code", "GenericError"), answer.get("description", ""))
+
+
+def send_command_sync(
+    charge_point_id: str, action: str, payload: dict | None = None, timeout: float | None = None,
+) -> dict[str, Any]:
+    return async_to_sync(send_command)(charge_point_id, action, payload, timeout)

@@ -1,0 +1,167 @@
+"""Two real daphne processes sharing the Redis channel layer: a command issued by a request
+served by process 2 reaches a charger connected to process 1, and the answer comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.test import Client
+
+from tests.ocpp.charger import FakeCharger
+from tests.ocpp.conftest import PASSWORD
+
+ROOT = Path(__file__).resolve().parents[2]
+CSRF = "a" * 32
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_http(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"daphne on {port} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"daphne on {port} did not start")
+
+
+@pytest.fixture(scope="module")
+def daphnes(tmp_path_factory, django_db_setup):
+    from django.db import connection
+
+    db = connection.settings_dict
+    assert db["NAME"].startswith("test_")
+    test_database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = {
+        **os.environ, "DATABASE_URL": test_database_url, "REDIS_URL": settings.REDIS_URL,
+        "CHANNEL_LAYER_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+        "DJANGO_SETTINGS_MODULE": "hoa_charging.settings", "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("TEST_DATABASE_NAME", None)
+    logs = tmp_path_factory.mktemp("daphne")
+    procs, ports = [], []
+    for n in (1, 2):
+        port = _free_port()
+        log = open(logs / f"daphne{n}.log", "w")  # noqa: SIM115
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "hoa_charging.asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        ))
+        ports.append(port)
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            _wait_http(port, proc)
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class _KeepRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_KeepRedirects)
+
+
+def _session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def _post(port: int, path: str, body: dict, session: str | None) -> tuple[int, dict]:
+    cookie = f"csrftoken={CSRF}" + (f"; {settings.SESSION_COOKIE_NAME}={session}" if session else "")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST",
+        headers={"Host": "localhost", "Cookie": cookie, "X-CSRFToken": CSRF, "Content-Type": "application/json"},
+    )
+    try:
+        with _NO_REDIRECTS.open(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        body = error.read()
+        return error.code, json.loads(body) if body.startswith(b"{") else {"raw": body.decode()[:200]}
+
+
+def _ws_headers(charge_point_id: str, password: str = PASSWORD) -> dict:
+    import base64
+
+    token = base64.b64encode(f"{charge_point_id}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+async def test_command_from_process_two_reaches_charger_on_process_one(daphnes, charger_id, world):
+    first, second = daphnes
+    url = f"ws://127.0.0.1:{first}/ocpp/{charger_id}"
+    async with websockets.connect(url, subprotocols=["ocpp1.6"], additional_headers=_ws_headers(charger_id)) as ws:
+        assert ws.subprotocol == "ocpp1.6"
+        charger = FakeCharger(ws, answers={"GetLocalListVersion": {"listVersion": 7}})
+        assert (await charger.call("Heartbeat", {}))[0] == 3
+        pump = asyncio.ensure_future(charger.settle(25))
+        session = await sync_to_async(_session_cookie)(world.acme_manager)
+        path = f"/api/ocpp/chargers/{charger_id}/commands/GetLocalListVersion"
+        status, answer = await asyncio.to_thread(_post, second, path, {}, session)
+        assert status == 200, answer
+        assert answer == {"status": "ok", "answer": {"listVersion": 7}}
+        assert ("GetLocalListVersion", {}) in charger.received_calls
+
+        # A manager of another company cannot command this charger; nobody anonymous can.
+        other = await sync_to_async(_session_cookie)(world.harbor_manager)
+        status, _ = await asyncio.to_thread(_post, second, path, {}, other)
+        assert status == 404
+        status, _ = await asyncio.to_thread(_post, second, path, {}, None)
+        assert status in (302, 403)
+        # An invalid payload never reaches the charger.
+        calls = len(charger.received_calls)
+        status, answer = await asyncio.to_thread(
+            _post, second, f"/api/ocpp/chargers/{charger_id}/commands/Reset", {"type": "Sideways"}, session)
+        assert status == 502 and answer["error"] in ("FormationViolation", "PropertyConstraintViolation")
+        assert len(charger.received_calls) == calls
+        pump.cancel()
+
+
+async def test_real_handshake_refusal_is_http_403(daphnes, charger_id):
+    url = f"ws://127.0.0.1:{daphnes[0]}/ocpp/{charger_id}"
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        async with websockets.connect(url, subprotocols=["ocpp1.6"],
+                                      additional_headers=_ws_headers(charger_id, "wrong")):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_connection_on_process_two_replaces_the_one_on_process_one(daphnes, charger_id):
+    headers = _ws_headers(charger_id)
+    old = await websockets.connect(f"ws://127.0.0.1:{daphnes[0]}/ocpp/{charger_id}", subprotocols=["ocpp1.6"],
+                                   additional_headers=headers)
+    new = await websockets.connect(f"ws://127.0.0.1:{daphnes[1]}/ocpp/{charger_id}", subprotocols=["ocpp1.6"],
+                                   additional_headers=headers)
+    await asyncio.wait_for(old.wait_closed(), 10)
+    assert (await FakeCharger(new).call("Heartbeat", {}))[0] == 3
+    await new.close()
