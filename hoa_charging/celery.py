@@ -15,4 +15,7 @@ app.conf.beat_schedule = {
         "task": "apps.core.tasks.purge_expired_web_sessions",
         "schedule": 3600.0,
     },
+    "ocpp-heartbeat-watchdog": {"task": "apps.ocpp.tasks.heartbeat_watchdog", "schedule": 60.0},
+    "ocpp-purge-old-frames": {"task": "apps.ocpp.tasks.purge_old_frames", "schedule": 24 * 3600.0},
+    "ocpp-close-stale-sessions": {"task": "apps.ocpp.tasks.close_stale_sessions", "schedule": 900.0},
 }

@@ -1,0 +1,73 @@
+"""Periodic OCPP work: the heartbeat watchdog, the frame log's retention, stale sessions.
+
+Each task walks every condominium; a missing row is simply skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from asgiref.sync import async_to_sync
+from celery import shared_task
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from apps.charging import services
+from apps.charging.models import ChargePoint
+from apps.core.tenants import all_condominiums, in_condominium
+from apps.ocpp import live
+from apps.ocpp.consumer import group_name
+from apps.ocpp.models import OcppFrame
+
+
+def chargers_mark_offline(now: float | None = None) -> list[str]:
+    """Mark offline every online charger silent for OCPP_OFFLINE_AFTER_HEARTBEATS x its interval."""
+    now = now if now is not None else time.time()
+    marked = []
+    for condo in all_condominiums():
+        with in_condominium(condo):
+            online = list(ChargePoint.objects.filter(is_online=True, removed_at__isnull=True).values_list(
+                "pk", "charge_point_id", "heartbeat_interval_s", "last_seen_at"))
+            if not online:
+                continue
+            states = live.read_many_sync([cp_id for _, cp_id, _, _ in online])
+            for pk, cp_id, interval_s, last_seen_at in online:
+                state = states.get(cp_id) or {}
+                last = float(state.get("last_seen") or (last_seen_at.timestamp() if last_seen_at else 0))
+                interval = int(state.get("heartbeat_interval") or interval_s or settings.OCPP_HEARTBEAT_INTERVAL)
+                if now - last <= settings.OCPP_OFFLINE_AFTER_HEARTBEATS * interval:
+                    continue
+                if services.charger_mark_offline(charge_point_pk=pk,
+                                                 last_seen_at=datetime.fromtimestamp(last, tz=UTC) if last else None):
+                    marked.append(cp_id)
+                    # A socket that stays open but silent: its consumer marks it online at its next message.
+                    async_to_sync(get_channel_layer().group_send)(group_name(cp_id), {"type": "ocpp.offline"})
+    return marked
+
+
+@shared_task
+def heartbeat_watchdog() -> int:
+    return len(chargers_mark_offline())
+
+
+@shared_task
+def purge_old_frames() -> int:
+    """Delete frames older than OCPP_FRAME_RETENTION_DAYS (the only deletion the frame log knows)."""
+    cutoff = timezone.now() - timedelta(days=settings.OCPP_FRAME_RETENTION_DAYS)
+    deleted = 0
+    for condo in all_condominiums():
+        with in_condominium(condo):
+            deleted += OcppFrame.objects.filter(received_at__lt=cutoff).delete()[0]
+    return deleted
+
+
+@shared_task
+def close_stale_sessions() -> int:
+    touched = 0
+    for condo in all_condominiums():
+        with in_condominium(condo):
+            touched += len(services.sessions_close_stale(
+                stale_after=timedelta(hours=settings.OCPP_STALE_SESSION_HOURS)))
+    return touched
