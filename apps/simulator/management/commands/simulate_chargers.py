@@ -1,0 +1,104 @@
+"""python manage.py simulate_chargers --condominium maple-court [--speed 60 --duration 120 --scenario FILE]"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.commissioning.schema import CommissioningError
+from apps.simulator import scenario as scenarios
+from apps.simulator.client import ChargerRunner, SimClock, run_chargers
+from apps.simulator.model import ChargerSim
+from apps.simulator.selectors import SetupError, building, charger_passwords
+
+# Without --duration a fast run starts this far back in simulated time, then continues in real time.
+DEFAULT_HORIZON = timedelta(days=7)
+CATCH_UP = timedelta(hours=12)
+
+
+class Command(BaseCommand):
+    help = "Connect a building's commissioned chargers as simulated OCPP 1.6J chargers with EVs (docs/simulator.md)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--condominium", required=True, help="the building's slug, e.g. maple-court")
+        parser.add_argument("--url", default="ws://127.0.0.1:8000/ocpp/", help="the OCPP endpoint, without the id")
+        parser.add_argument("--commissioning-file", type=Path,
+                            help="where the chargers' passwords are (default examples/<slug>.yaml)")
+        parser.add_argument("--scenario", type=Path, help="a scenario file (examples/scenarios/)")
+        parser.add_argument("--seed", type=int, help="random seed (default: the scenario's, else 1)")
+        parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+        parser.add_argument("--duration", type=float, help="stop after this many real seconds (default: run on)")
+        parser.add_argument("--charger", action="append", dest="chargers", help="only this charger (repeatable)")
+        parser.add_argument("--tick", type=float, default=None, help="real seconds between simulation steps")
+        parser.add_argument("--report-every", type=float, default=60, help="real seconds between progress lines")
+
+    def handle(self, *args, condominium, url, commissioning_file, scenario, seed, speed, duration, chargers, tick,
+               report_every, **options):
+        if speed <= 0:
+            raise CommandError("--speed must be above 0")
+        logging.getLogger("ocpp").setLevel(logging.WARNING)  # it logs every frame at INFO
+        path = commissioning_file or Path(settings.BASE_DIR) / "examples" / f"{condominium}.yaml"
+        try:
+            setup = building(condominium, chargers)
+            passwords = charger_passwords(path, setup.chargers)
+        except SetupError as error:
+            raise CommandError(str(error)) from None
+        except CommissioningError as error:
+            raise CommandError(f"{path} cannot be read:\n{error}") from None
+
+        spec = scenarios.Scenario()
+        text = ""
+        if scenario is not None:
+            try:
+                text = scenario.read_text(encoding="utf-8")
+            except OSError as error:
+                raise CommandError(f"cannot read the scenario {scenario}: {error.strerror}") from None
+        try:
+            if scenario is not None:
+                spec = scenarios.load(text, source=str(scenario))
+            seed = seed if seed is not None else (spec.seed if spec.seed is not None else 1)
+            wall_start = datetime.now(UTC).replace(microsecond=0)
+            horizon = timedelta(seconds=duration * speed) if duration is not None else DEFAULT_HORIZON
+            # A fast run starts in the past so that the chargers' clocks never run ahead of the server's.
+            back = horizon if duration is not None else CATCH_UP
+            start = wall_start - back if speed > 1 else wall_start
+            plan = scenarios.plan(spec, setup.chargers, id_tags=setup.id_tags, start=start, horizon=horizon + back,
+                                  seed=seed, source=str(scenario or "<default scenario>"), text=text)
+        except scenarios.ScenarioError as error:
+            raise CommandError(f"the scenario was refused:\n{error}") from None
+
+        clock = SimClock(speed, start, catch_up=speed > 1)
+        tick = tick if tick is not None else max(0.05, min(1.0, 10 / speed))
+        runners = []
+        for config in setup.chargers:
+            config = replace(config, meter_value_interval_s=spec.meter_value_interval_s)
+            sim = ChargerSim(config, plan.evs[config.charge_point_id], start,
+                             registers_wh=plan.registers_wh[config.charge_point_id])
+            runners.append(ChargerRunner(sim, url=url, password=passwords[config.charge_point_id], clock=clock,
+                                         tick_s=tick))
+        visits = sum(len(v) for v in plan.evs.values())
+        self.stdout.write(f"{condominium}: {len(runners)} chargers, {visits} EV visits planned, seed {seed}, "
+                          f"speed {speed:g}x, {url}")
+        stats = asyncio.run(self._run(runners, duration, report_every))
+        self.stdout.write(
+            f"done: {stats.connections} connections, {stats.refused} refused, {stats.errors} errors answered, "
+            f"{stats.dropped} offline messages dropped; sent "
+            + ", ".join(f"{k} {v}" for k, v in sorted(stats.sent.items()))
+        )
+
+    async def _run(self, runners, duration, report_every):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        return await run_chargers(runners, duration_s=duration, stop=stop, report_every_s=report_every,
+                                  report=lambda line: self.stdout.write(line))

@@ -1,0 +1,92 @@
+"""What the simulator reads from the platform: a building's chargers, connectors and residents' tags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db.models import Prefetch, Q
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from apps.buildings.models import IdTag
+from apps.charging.models import ChargePoint, Connector
+from apps.commissioning.schema import load as load_commissioning
+from apps.simulator.model import ChargerConfig, ConnectorConfig
+from apps.tenancy.models import Condominium
+
+
+class SetupError(Exception):
+    """The simulator cannot run for this building; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Building:
+    slug: str
+    schema_name: str
+    chargers: list[ChargerConfig]
+    id_tags: list[str]
+
+
+def building(slug: str, charger_ids: list[str] | None = None) -> Building:
+    """Every commissioned charger of the building (removed ones left out) and its residents' active tags."""
+    condo = Condominium.objects.filter(slug=slug).first()
+    if condo is None:
+        raise SetupError(f"no condominium {slug!r}; commission it first (manage.py commission FILE)")
+    with schema_context(condo.schema_name):
+        live_connectors = Connector.objects.filter(removed_at__isnull=True).order_by("connector_id")
+        chargers = (ChargePoint.objects.filter(removed_at__isnull=True).select_related("circuit")
+                    .prefetch_related(Prefetch("connectors", queryset=live_connectors)).order_by("charge_point_id"))
+        if charger_ids:
+            chargers = chargers.filter(charge_point_id__in=charger_ids)
+        configs = []
+        for cp in chargers:
+            connectors = tuple(
+                ConnectorConfig(
+                    connector_id=c.connector_id, phases=c.phases, max_current_a=c.max_current_a,
+                    min_current_a=c.min_current_a, dc=c.is_dc, max_power_w=c.max_power_w,
+                    min_power_w=c.min_power_w, voltage_v=cp.circuit.voltage_v,
+                )
+                for c in cp.connectors.all()
+            )
+            if connectors:
+                configs.append(ChargerConfig(cp.charge_point_id, connectors))
+        now = timezone.now()
+        tags = list(
+            IdTag.objects.filter(status=IdTag.Status.ACTIVE, resident__is_active=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+            .order_by("id_tag").values_list("id_tag", flat=True)
+        )
+    if charger_ids:
+        missing = set(charger_ids) - {c.charge_point_id for c in configs}
+        if missing:
+            raise SetupError(f"{slug} has no commissioned charger {', '.join(sorted(missing))}")
+    if not configs:
+        raise SetupError(f"{slug} has no commissioned charger with a connector")
+    return Building(slug, condo.schema_name, configs, tags)
+
+
+def charger_passwords(path: Path, chargers: list[ChargerConfig]) -> dict[str, str]:
+    """The chargers' Basic-auth passwords from the building's commissioning file (the database keeps hashes)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SetupError(f"cannot read the commissioning file {path}: {error.strerror}; "
+                         "give the right one with --commissioning-file") from None
+    spec = load_commissioning(text, source=str(path))
+    in_file = {c.id.lower(): (i, c) for i, c in enumerate(spec.chargers)}
+    passwords: dict[str, str] = {}
+    problems = []
+    for charger in chargers:
+        found = in_file.get(charger.charge_point_id.lower())
+        if found is None:
+            problems.append(f"{path}: no charger {charger.charge_point_id!r} in chargers; "
+                            "the simulator needs its password")
+        elif not found[1].password:
+            problems.append(f"{path}: chargers[{found[0]}] ({charger.charge_point_id}) has only password_hash; "
+                            "the simulator needs the password itself (add password: ...)")
+        else:
+            passwords[charger.charge_point_id] = found[1].password
+    if problems:
+        raise SetupError("\n".join(problems))
+    return passwords

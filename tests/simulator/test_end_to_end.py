@@ -1,0 +1,129 @@
+"""The simulator against the real central system: daphne in a subprocess, the test database, real websockets."""
+
+from __future__ import annotations
+
+import time
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django_tenants.utils import schema_context
+
+from apps.charging.models import ChargePoint, ChargingSession, MeterValue
+from apps.simulator.management.commands.simulate_chargers import Command
+from tests import factories
+
+PASSWORD = "sim-secret-0001"
+
+COMMISSIONING = """\
+company: {{slug: acme, name: Acme Property Management}}
+condominium:
+  slug: maple-court
+  name: Maple Court
+  domains: [maple-court.localhost]
+  timezone: America/Los_Angeles
+  currency: USD
+electrical:
+  supply: {{voltage_v: 230, phases: 3, max_current_a: 200}}
+chargers:
+  - id: {charger}
+    password: "{password}"
+    circuit: supply
+    connectors:
+      - {{id: 1, max_current_a: 32, phases: 1}}
+      - {{id: 2, max_current_a: 32, phases: 1}}
+"""
+
+SCENARIO = """\
+description: two EVs, one after the other on connector 2
+arrivals: {enabled: false}
+meter_value_interval_s: 15
+evs:
+  - {charger: %(charger)s, connector: 1, arrive_after_min: 0, stay_min: 6, battery_kwh: 60, soc_percent: 30,
+     max_current_a: 16, phases: 1, id_tag: 04a1b2c3d4}
+  - {charger: %(charger)s, connector: 2, arrive_after_min: 1, stay_min: 4, max_current_a: 32}
+  - {charger: %(charger)s, connector: 2, arrive_after_min: 6, stay_min: 30, max_current_a: 32}
+"""
+
+
+def simulate(*args: str) -> str:
+    out = StringIO()
+    call_command(Command(), *args, stdout=out)
+    return out.getvalue()
+
+
+def wait_for(check, timeout: float = 15):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.3)
+
+
+@pytest.mark.timeout(120)
+def test_simulated_chargers_charge_through_the_real_central_system(world, committed, daphne, tmp_path, unique_id):
+    charger = f"SIM-E2E-{unique_id}"
+    factories.charger(world.maple, charger, PASSWORD, connectors=2)
+    commissioning = tmp_path / "maple-court.yaml"
+    commissioning.write_text(COMMISSIONING.format(charger=charger, password=PASSWORD))
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(SCENARIO % {"charger": charger})
+
+    # 12 real seconds at 60x: 12 simulated minutes. Connector 1 charges 6 minutes; connector 2 twice.
+    output = simulate("--condominium", "maple-court", "--charger", charger, "--url", daphne,
+                      "--commissioning-file", str(commissioning), "--scenario", str(scenario),
+                      "--speed", "60", "--duration", "12", "--seed", "7")
+    assert "1 chargers" in output
+    assert "StartTransaction 3" in output
+    assert " 0 refused, 0 errors answered" in output, output
+
+    def stored():
+        with schema_context(world.maple.schema_name):
+            sessions = list(ChargingSession.objects.filter(charge_point__charge_point_id=charger)
+                            .order_by("connector_number", "started_at"))
+            done = [s for s in sessions if s.stopped_at is not None]
+            return sessions if len(sessions) == 3 and len(done) == 2 else None
+
+    sessions = wait_for(stored)
+    assert sessions, "three sessions, two of them stopped, were expected"
+    first, second, third = sessions
+    assert first.id_tag == "04A1B2C3D4" and first.authorization_status == "Accepted"
+    assert first.resident_id is not None
+    # 16 A x 230 V for 6 minutes = 368 Wh, counted from the integer registers.
+    assert first.meter_stop_wh - first.meter_start_wh == 368
+    assert first.energy_wh == 368
+    assert first.stop_reason == "EVDisconnected"
+    assert second.meter_stop_wh - second.meter_start_wh == 32 * 230 * 4 * 60 // 3600
+    assert third.stopped_at is None  # still plugged in when the run ended
+    assert not first.needs_review and not second.needs_review
+
+    with schema_context(world.maple.schema_name):
+        cp = ChargePoint.objects.get(charge_point_id=charger)
+        assert cp.vendor == "HOA Charging" and cp.serial_number == f"SIM-{charger}"[:25]
+        # The platform asked for per-phase currents every 15 s after boot, and the charger accepted.
+        assert "Current.Import" in cp.configuration["MeterValuesSampledData"]["value"]
+        values = MeterValue.objects.filter(session_id=first.pk)
+        currents = set(values.filter(measurand="Current.Import", phase="L1").values_list("value", flat=True))
+        assert currents == {16}
+        registers = list(values.filter(measurand="Energy.Active.Import.Register", context="Sample.Periodic")
+                         .order_by("sampled_at").values_list("normalized", flat=True))
+        assert len(registers) >= 20  # every 15 s for 6 minutes
+        assert registers == sorted(registers)
+        assert values.filter(measurand="Power.Active.Import", normalized=16 * 230).exists()
+
+
+def test_a_charger_missing_from_the_commissioning_file_is_a_clear_error(world, committed, tmp_path, unique_id):
+    charger = f"SIM-NOPW-{unique_id}"
+    factories.charger(world.maple, charger, PASSWORD, connectors=1)
+    commissioning = tmp_path / "maple-court.yaml"
+    commissioning.write_text(COMMISSIONING.format(charger="SOMEONE-ELSE", password=PASSWORD))
+    with pytest.raises(CommandError, match=f"no charger '{charger}' in chargers; the simulator needs its password"):
+        simulate("--condominium", "maple-court", "--charger", charger, "--commissioning-file", str(commissioning))
+    hashed = COMMISSIONING.format(charger=charger, password=PASSWORD).replace(
+        f'password: "{PASSWORD}"', 'password_hash: "pbkdf2_sha256$1$x$y"')
+    commissioning.write_text(hashed)
+    with pytest.raises(CommandError, match=r"chargers\[0\] .* has only password_hash"):
+        simulate("--condominium", "maple-court", "--charger", charger, "--commissioning-file", str(commissioning))
+    with pytest.raises(CommandError, match="no condominium 'no-such-building'"):
+        simulate("--condominium", "no-such-building")
