@@ -34,28 +34,50 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> 
     raise RuntimeError(f"daphne did not listen on {port} within {timeout} s")
 
 
-@pytest.fixture
-def daphne(test_database_url, tmp_path) -> Iterator[str]:
-    """A real daphne process serving the ASGI app against the test database; yields its OCPP URL."""
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": test_database_url, "LOG_LEVEL": "WARNING"}
-    log = (tmp_path / "daphne.log").open("w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-         "hoa_charging.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, process)
-        yield f"ws://127.0.0.1:{port}/ocpp/"
-    finally:
-        process.terminate()
+class Daphne:
+    """A real daphne process serving the ASGI app against the test database. ``restart`` keeps the port."""
+
+    def __init__(self, database_url: str, log_path: Path):
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}/ocpp/"
+        self.env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
+        self.log = log_path.open("w")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(self.port),
+             "hoa_charging.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, self.process)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
         try:
-            process.wait(10)
+            self.process.wait(10)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self, down_for: float = 0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+
+@pytest.fixture
+def daphne(test_database_url, tmp_path) -> Iterator[Daphne]:
+    server = Daphne(test_database_url, tmp_path / "daphne.log")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        server.log.close()
 
 
 @pytest.fixture

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
+from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django_tenants.utils import schema_context
 
 from apps.charging.models import ChargePoint, ChargingSession, MeterValue
+from apps.ocpp.commands import CommandError as OcppCommandError
+from apps.ocpp.commands import send_command_sync
 from apps.simulator.management.commands.simulate_chargers import Command
 from tests import factories
 
@@ -46,9 +52,9 @@ evs:
 """
 
 
-def simulate(*args: str) -> str:
+def simulate(*args: str, command: Command | None = None) -> str:
     out = StringIO()
-    call_command(Command(), *args, stdout=out)
+    call_command(command or Command(), *args, stdout=out)
     return out.getvalue()
 
 
@@ -71,7 +77,7 @@ def test_simulated_chargers_charge_through_the_real_central_system(world, commit
     scenario.write_text(SCENARIO % {"charger": charger})
 
     # 12 real seconds at 60x: 12 simulated minutes. Connector 1 charges 6 minutes; connector 2 twice.
-    output = simulate("--condominium", "maple-court", "--charger", charger, "--url", daphne,
+    output = simulate("--condominium", "maple-court", "--charger", charger, "--url", daphne.url,
                       "--commissioning-file", str(commissioning), "--scenario", str(scenario),
                       "--speed", "60", "--duration", "12", "--seed", "7")
     assert "1 chargers" in output
@@ -127,3 +133,107 @@ def test_a_charger_missing_from_the_commissioning_file_is_a_clear_error(world, c
         simulate("--condominium", "maple-court", "--charger", charger, "--commissioning-file", str(commissioning))
     with pytest.raises(CommandError, match="no condominium 'no-such-building'"):
         simulate("--condominium", "no-such-building")
+
+
+class Background:
+    """The simulator running in a thread while the test talks to the platform."""
+
+    def __init__(self, *args: str):
+        self.output = ""
+        self.error: BaseException | None = None
+        self.command = Command()
+        self.thread = threading.Thread(target=self._run, args=args, daemon=True)
+        self.thread.start()
+
+    def _run(self, *args: str) -> None:
+        try:
+            self.output = simulate(*args, command=self.command)
+        except BaseException as error:  # reported by the test
+            self.error = error
+        finally:
+            connection.close()
+
+    def join(self, timeout: float, stop: bool = False) -> str:
+        if stop:
+            self.command.request_stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the simulator did not stop"
+        if self.error:
+            raise self.error
+        return self.output
+
+
+@pytest.mark.timeout(150)
+def test_commands_from_the_platform_are_obeyed_and_a_server_restart_loses_nothing(
+    world, committed, daphne, tmp_path, unique_id
+):
+    charger = f"SIM-CMD-{unique_id}"
+    factories.charger(world.maple, charger, PASSWORD, connectors=2)
+    commissioning = tmp_path / "maple-court.yaml"
+    commissioning.write_text(COMMISSIONING.format(charger=charger, password=PASSWORD))
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(f"arrivals: {{enabled: false}}\nevs:\n  - {{charger: {charger}, connector: 1, stay_min: 600,"
+                        " max_current_a: 32, id_tag: 04A1B2C3D4}\n")
+    # 10x: a MeterValues every 1.5 s of real time (the platform asks for 15 s).
+    run = Background("--condominium", "maple-court", "--charger", charger, "--url", daphne.url,
+                     "--commissioning-file", str(commissioning), "--scenario", str(scenario),
+                     "--speed", "10", "--duration", "90", "--report-every", "5")
+    try:
+        _commands_and_restart(world, charger, daphne)
+    finally:
+        output = run.join(30, stop=True)
+    assert "2 connections" in output, output
+
+
+def _commands_and_restart(world, charger: str, daphne) -> None:
+
+    def open_session():
+        with schema_context(world.maple.schema_name):
+            return ChargingSession.objects.filter(charge_point__charge_point_id=charger, stopped_at__isnull=True).first()
+
+    session = wait_for(open_session, 20)
+    assert session is not None, "the EV did not start charging"
+
+    def latest_current() -> Decimal | None:
+        with schema_context(world.maple.schema_name):
+            value = MeterValue.objects.filter(session_id=session.pk, measurand="Current.Import", phase="L1") \
+                .order_by("-sampled_at").first()
+            return value.value if value else None
+
+    assert wait_for(lambda: latest_current() == 32, 15)
+    answer = send_command_sync(charger, "SetChargingProfile", {"connectorId": 1, "csChargingProfiles": {
+        "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Relative", "transactionId": session.transaction_id,
+        "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}]},
+    }})
+    assert answer == {"status": "Accepted"}
+    assert wait_for(lambda: latest_current() == 10, 15)
+
+    # The server goes away for a few seconds: the charger keeps metering and sends it all afterwards.
+    daphne.restart(down_for=4)
+    assert wait_for(lambda: _connected(charger), 30), "the charger did not reconnect"
+    answer = send_command_sync(charger, "RemoteStopTransaction", {"transactionId": session.transaction_id})
+    assert answer == {"status": "Accepted"}
+
+    def stopped():
+        with schema_context(world.maple.schema_name):
+            return ChargingSession.objects.filter(pk=session.pk, stopped_at__isnull=False).first()
+
+    done = wait_for(stopped, 15)
+    assert done is not None and done.stop_reason == "Remote"
+    with schema_context(world.maple.schema_name):
+        times = list(MeterValue.objects.filter(
+            session_id=session.pk, measurand="Energy.Active.Import.Register", context="Sample.Periodic",
+        ).order_by("sampled_at").values_list("sampled_at", flat=True))
+        assert done.energy_wh == done.meter_stop_wh - done.meter_start_wh > 0
+    gaps = {(b - a).total_seconds() for a, b in itertools.pairwise(times)}
+    assert gaps == {15}, f"samples missing across the restart: {sorted(gaps)}"
+    assert len(times) >= 5
+
+
+def _connected(charge_point_id: str) -> bool:
+    try:
+        send_command_sync(charge_point_id, "GetLocalListVersion", {}, timeout=2)
+    except OcppCommandError:
+        return False
+    return True

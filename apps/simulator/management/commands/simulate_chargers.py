@@ -94,9 +94,17 @@ class Command(BaseCommand):
             + ", ".join(f"{k} {v}" for k, v in sorted(stats.sent.items()))
         )
 
+    def request_stop(self) -> None:
+        """Stop a run from another thread (tests)."""
+        if self.loop is not None and self.stop_event is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+
+    loop: asyncio.AbstractEventLoop | None = None
+    stop_event: asyncio.Event | None = None
+
     async def _run(self, runners, duration, report_every):
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
+        stop = self.stop_event = asyncio.Event()
+        loop = self.loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
