@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pytest
 from django_tenants.utils import schema_context
 
+import tests.dbsetup  # noqa: F401  (before any fixture runs: committed-only runs get a test database)
 from apps.accounts.models import User
 from apps.tenancy.models import Company, Condominium
 from tests import factories
@@ -67,13 +68,28 @@ def _build_world() -> World:
 
 
 @pytest.fixture(scope="session")
-def world(django_db_setup, django_db_blocker) -> World:
+def world(_test_database_only, django_db_blocker) -> World:
     with django_db_blocker.unblock():
         return _build_world()
 
 
+@pytest.fixture(scope="session")
+def _test_database_only(django_db_setup, django_db_blocker):
+    from django.db import connection
+
+    assert connection.settings_dict["NAME"].startswith("test_"), "refusing to write to a non-test database"
+    yield
+    # Consumers and other threads ran ORM calls on connections that outlive the tests;
+    # end them so that the test database can be dropped.
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture
-def committed(django_db_setup, django_db_blocker):
+def committed(_test_database_only, django_db_blocker):
     """Database access outside a rolled-back transaction: writes are visible to other processes.
 
     Do not combine with the ``db`` fixture or the django_db mark, whose transaction would hide the writes.
@@ -83,7 +99,7 @@ def committed(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture
-def test_database_url(django_db_setup, django_db_blocker) -> str:
+def test_database_url(_test_database_only) -> str:
     """A DATABASE_URL that points another process (daphne, a Celery worker) at the test database."""
     from django.db import connection
 

@@ -218,3 +218,19 @@ def test_alerts_and_refused_connections_reach_only_that_buildings_managers(clien
         client.force_login(outsider)
         text = get(client, host).content.decode()
         assert "GroundFailure" not in text and "192.0.2.7" not in text
+
+
+@pytest.mark.django_db
+def test_charger_commands_only_for_the_companys_managers(client, world):
+    url = "/api/ocpp/chargers/TEST-MAPLE-1/commands/Reset"
+    body = {"data": '{"type": "Soft"}', "content_type": "application/json", "HTTP_HOST": PUBLIC}
+    assert client.post(url, **body).status_code == 302  # anonymous: to the login page
+    for outsider in (world.harbor_manager, world.maple_board, world.maple_resident, world.oak_resident):
+        client.force_login(outsider)
+        refused = client.post(url, **body)
+        assert refused.status_code == 404, outsider
+        assert b"TEST-MAPLE-1" not in refused.content
+    client.force_login(world.acme_manager)
+    # Allowed, but the charger is not connected in this test: the answer says so.
+    assert client.post(url + "?timeout=1", **body).status_code == 409
+    assert client.post("/api/ocpp/chargers/NO-SUCH-CHARGER/commands/Reset", **body).status_code == 404

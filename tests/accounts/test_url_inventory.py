@@ -15,6 +15,10 @@ PUBLIC_ROUTES = {
     "go/<slug:slug>/": "test_access.py::test_a_ticket_works_only_for_its_building_and_its_person",
     "healthz": "test_access.py::test_healthz (no data)",
     "admin/": "test_access.py::test_admin_site_is_for_platform_staff_only",
+    "api/ocpp/chargers/<str:charge_point_id>/commands/<str:action>": (
+        "test_access.py::test_charger_commands_only_for_the_companys_managers, "
+        "ocpp/test_two_processes.py::test_command_from_process_two_reaches_charger_on_process_one"
+    ),
 }
 TENANT_ROUTES = {
     "accounts/login/": "test_access.py::test_login_with_email_and_password",

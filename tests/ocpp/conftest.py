@@ -9,27 +9,11 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django_tenants.utils import schema_context
 
-import tests.ocpp.dbsetup  # noqa: F401  (before any fixture runs)
 from hoa_charging.asgi import application
 from tests import factories
 from tests.ocpp.charger import FakeCharger, basic_auth
 
 PASSWORD = "charger-secret-0001"
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _only_the_test_database(django_db_setup, django_db_blocker):
-    from django.db import connection
-
-    assert connection.settings_dict["NAME"].startswith("test_"), "refusing to run against a non-test database"
-    yield
-    # Consumers ran ORM calls on worker threads whose connections outlive the tests;
-    # end them so that the test database can be dropped.
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
 
 
 @pytest.fixture
