@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import tests.ocpp.dbsetup  # noqa: F401  (tests that only use ``committed`` get the test database)
 
 ROOT = Path(__file__).resolve().parents[2]
 

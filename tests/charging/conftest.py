@@ -1,1 +1,0 @@
-import tests.ocpp.dbsetup  # noqa: F401
