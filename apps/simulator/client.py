@@ -81,7 +81,7 @@ class Stats:
     sent: Counter[str] = field(default_factory=Counter)
     connections: int = 0
     refused: int = 0
-    errors: int = 0
+    errors: Counter[str] = field(default_factory=Counter)  # "action: error code"
     dropped: int = 0
     calls_received: Counter[str] = field(default_factory=Counter)
 
@@ -90,7 +90,7 @@ class Stats:
         self.calls_received.update(other.calls_received)
         self.connections += other.connections
         self.refused += other.refused
-        self.errors += other.errors
+        self.errors.update(other.errors)
         self.dropped += other.dropped
 
 
@@ -383,7 +383,7 @@ class ChargerRunner:
         except OCPPError as error:
             # A CALLERROR: the central system will not take it however often it is sent.
             logger.warning("%s: %s answered %s: %s", self.name, message.action, error.code, error.description)
-            self.stats.errors += 1
+            self.stats.errors[f"{message.action}: {error.code}"] += 1
             self.queue.popleft()
             return
         except TimeoutError:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import tests.dbsetup  # noqa: F401  (tests that only use ``committed`` get the test database)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -60,6 +62,10 @@ class Daphne:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()[-5000:]
 
     def restart(self, down_for: float = 0) -> None:
         self.stop()

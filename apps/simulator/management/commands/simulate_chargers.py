@@ -89,7 +89,8 @@ class Command(BaseCommand):
                           f"speed {speed:g}x, {url}")
         stats = asyncio.run(self._run(runners, duration, report_every))
         self.stdout.write(
-            f"done: {stats.connections} connections, {stats.refused} refused, {stats.errors} errors answered, "
+            f"done: {stats.connections} connections, {stats.refused} refused, "
+            f"{sum(stats.errors.values())} errors answered{_listed(stats.errors)}, "
             f"{stats.dropped} offline messages dropped; sent "
             + ", ".join(f"{k} {v}" for k, v in sorted(stats.sent.items()))
         )
@@ -110,3 +111,7 @@ class Command(BaseCommand):
                 loop.add_signal_handler(sig, stop.set)
         return await run_chargers(runners, duration_s=duration, stop=stop, report_every_s=report_every,
                                   report=lambda line: self.stdout.write(line))
+
+
+def _listed(counts) -> str:
+    return " (" + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())) + ")" if counts else ""
