@@ -389,16 +389,18 @@ class OcppConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         # An older connection of the same charger (in any process) closes when it gets this.
         await self.channel_layer.group_send(self.group, {"type": "ocpp.replaced", "by": self.channel_name})
-        await self.accept(subprotocol=SUBPROTOCOL)
-        self.accepted = True
-        self.connection = _Connection(self)
-        self.central = CentralSystem(self, self.connection)
-        self.tasks = [asyncio.ensure_future(self.central.start()), asyncio.ensure_future(self.command_worker())]
+        # Connected in the live state before the handshake completes: a command sent the moment the charger
+        # is connected (by the charger's own account) must not find it "not connected".
         now = int(time.time())
         await live.update(self.charge_point_id, {
             "schema": self.schema, "connected": "1", "channel": self.channel_name, "last_seen": now,
             "connected_at": now,
         })
+        self.connection = _Connection(self)
+        self.central = CentralSystem(self, self.connection)
+        self.tasks = [asyncio.ensure_future(self.central.start()), asyncio.ensure_future(self.command_worker())]
+        self.accepted = True  # from here on, disconnect() cleans up
+        await self.accept(subprotocol=SUBPROTOCOL)
         await self.db(services.charger_mark_online, charge_point_pk=ctx.pk, charge_point_id=self.charge_point_id)
         logger.info("%s connected from %s", self.charge_point_id, remote)
 
