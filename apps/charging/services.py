@@ -448,8 +448,11 @@ def sessions_close_stale(*, now: datetime | None = None, stale_after: timedelta)
 
 def meter_values_store(charge_point_pk: int, rows: list[dict]) -> int:
     """Insert sampled values; identical ones already stored (a re-send) are skipped."""
-    if not rows:
-        return 0
+    return meter_values_store_many([(charge_point_pk, rows)])
+
+
+def meter_values_store_many(rows_by_charger: list[tuple[int, list[dict]]]) -> int:
+    """``meter_values_store`` for several chargers in one INSERT."""
     objects = [
         MeterValue(
             charge_point_id=charge_point_pk, connector_number=row["connector_number"],
@@ -458,9 +461,12 @@ def meter_values_store(charge_point_pk: int, rows: list[dict]) -> int:
             location=row["location"], value=row["value"], normalized=row["normalized"],
             sampled_at=row["sampled_at"], received_at=row["received_at"],
         )
+        for charge_point_pk, rows in rows_by_charger
         for row in rows
     ]
-    created = MeterValue.objects.bulk_create(objects, ignore_conflicts=True)
+    if not objects:
+        return 0
+    created = MeterValue.objects.bulk_create(objects, ignore_conflicts=True, batch_size=1000)
     return len(created)
 
 

@@ -5,9 +5,11 @@ feeds frames to an ``ocpp`` ChargePoint (``CentralSystem``) and runs commands
 that arrive through the channel layer. Handlers translate payloads into calls
 of apps.charging.services and return dataclasses.
 
-Hot paths (Heartbeat, MeterValues) do not query the database: the charger's
-connectors and open sessions are kept in memory, live values go to Redis, and
-frames and meter values are written in batches by apps.ocpp.framelog.
+Hot paths (Heartbeat, MeterValues) do not query the database themselves: the
+charger's connectors and open sessions are kept in memory, live values go to
+Redis, and frames and meter values are group-committed by apps.ocpp.framelog.
+No answer leaves before the frame of its CALL (and the MeterValues it
+acknowledges) is committed.
 
 Never await a charger call inside a handler: the reply could only be routed
 by the very loop that is waiting. Server-initiated calls run in the command
@@ -239,8 +241,6 @@ class CentralSystem(OcppChargePoint):
     @on(Action.start_transaction)
     async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str,
                                    reservation_id: int | None = None):
-        # A start may close a session whose stop was lost; its last MeterValues must be stored first.
-        await framelog.writer().flush()
         result = await self.consumer.db(
             services.session_start, charge_point_pk=self.consumer.ctx.pk, connector_number=connector_id,
             id_tag=id_tag, meter_start=meter_start, timestamp=parse_time(timestamp), received_at=timezone.now(),
@@ -259,8 +259,7 @@ class CentralSystem(OcppChargePoint):
         connector_number = self.consumer.connector_of(transaction_id)
         rows = meter_value_rows(transaction_data or [], connector_number=connector_number or 0,
                                 transaction_id=transaction_id, received_at=timezone.now())
-        # The session's MeterValues may still sit in the batch: store them before counting energy.
-        await framelog.writer().flush()
+        # No flush needed before counting energy: every MeterValues answered was committed first.
         result = await self.consumer.db(
             services.session_stop, charge_point_pk=self.consumer.ctx.pk, charge_point_id=self.id,
             transaction_id=transaction_id, meter_stop=meter_stop, timestamp=parse_time(timestamp),
@@ -283,7 +282,8 @@ class CentralSystem(OcppChargePoint):
                                 received_at=received_at)
         for row in rows:
             row["session_id"] = session_pk
-        framelog.writer().add_meter_values(self.consumer.schema, self.consumer.ctx.pk, rows)
+        # Acknowledged means committed: a failed write raises here and the charger gets InternalError.
+        await framelog.writer().add_meter_values(self.consumer.schema, self.id, self.consumer.ctx.pk, rows)
         readings = live_readings(rows)
         register = readings.get(f"register_wh:{connector_id}")
         session = self.consumer.open_sessions.get(connector_id)
@@ -381,6 +381,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.marked_offline = False
         self.last_touch = 0.0
         self.in_flight: dict[str, str] = {}  # unique id -> action, to label the answers in the frame log
+        self.commits: dict[str, asyncio.Future] = {}  # unique id of a CALL received -> commit of its frame
         self.commands: asyncio.Queue[Command] = asyncio.Queue()
         self.configure_task: asyncio.Task | None = None
         self.background: set[asyncio.Task] = set()
@@ -438,12 +439,25 @@ class OcppConsumer(AsyncWebsocketConsumer):
             self.in_flight[unique_id] = action
         else:
             action = self.in_flight.pop(unique_id, "")
-        self.log_frame("in", text_data, kind, unique_id, action)
+        committed = self.log_frame("in", text_data, kind, unique_id, action)
+        if kind == MessageType.Call:
+            self.commits[unique_id] = committed
         await self.touch()
         self.connection.inbox.put_nowait(text_data)
 
     async def send_frame(self, text: str) -> None:
         kind, unique_id, action = _frame_meta(text)
+        committed = self.commits.pop(unique_id, None) if kind != MessageType.Call else None
+        if committed is not None:
+            # The answer to a CALL goes only once the CALL's frame is in the log (group commit).
+            try:
+                await committed
+            except Exception:
+                if kind == MessageType.CallResult:
+                    logger.warning("%s: %s not stored; answering InternalError", self.charge_point_id, action)
+                    text = CallError(unique_id, "InternalError", "The message could not be stored; send it again.",
+                                     {}).to_json()
+                    kind = MessageType.CallError
         if kind == MessageType.Call:
             self.in_flight[unique_id] = action
         else:
@@ -451,8 +465,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.log_frame("out", text, kind, unique_id, action)
         await self.send(text_data=text)
 
-    def log_frame(self, direction: str, raw: str, kind: int | None, unique_id: str, action: str) -> None:
-        framelog.writer().add_frame(
+    def log_frame(self, direction: str, raw: str, kind: int | None, unique_id: str, action: str) -> asyncio.Future:
+        return framelog.writer().add_frame(
             self.schema, charge_point_id=self.charge_point_id, direction=direction, raw=raw, at=timezone.now(),
             message_type=kind, action=action, unique_id=unique_id,
         )

@@ -1,10 +1,24 @@
-"""Batched, append-only writes of OCPP frames and meter values.
+"""Group commit of OCPP frames and meter values: nothing acknowledged is ever lost.
 
-One writer per event loop (a daphne process has one). Consumers hand it rows;
-it inserts them with one bulk INSERT per schema and table every FLUSH_DELAY
-seconds, so thousands of chargers do not cost one query per message. A failed
-write keeps the rows and tries again; a consumer that closes awaits ``flush``
-so that nothing it received is left behind.
+One writer per event loop (a daphne process has one). Consumers hand it rows
+and get back a future for the batch that holds them; a handler whose data must
+survive awaits that future before the charger gets its answer. So a CALLRESULT
+means "committed": a crash after it loses nothing, and a crash before it makes
+the charger send the message again (dedup keeps the retry from counting twice).
+
+Batching keeps the cost low with thousands of chargers: a flush takes
+everything queued so far (every charger, every schema) and writes it with one
+INSERT per schema and table in one transaction. While a flush runs, new rows
+wait for the next one, which starts as soon as this one ends; when the writer
+is idle, the first row starts a flush after FLUSH_DELAY (a few milliseconds, to
+gather the rows of other chargers that arrive at the same moment).
+
+A failed write is never acknowledged: the waiting futures get the exception,
+the consumer answers InternalError and the charger retries. When a schema's
+batch fails, each charger's rows are retried on their own, so that one
+charger's bad row (or one building's broken schema) does not fail the others.
+Frames nobody waits for (answers sent, answers received) are tried again with
+the next batch, a few times.
 """
 
 from __future__ import annotations
@@ -13,82 +27,177 @@ import asyncio
 import logging
 import weakref
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from channels.db import database_sync_to_async
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django_tenants.utils import schema_context
 
-from apps.charging.services import meter_values_store
+from apps.charging.services import meter_values_store_many
 from apps.ocpp.models import OcppFrame
 
 logger = logging.getLogger(__name__)
 
-FLUSH_DELAY = 0.2
-RETRY_DELAY = 2.0
+FLUSH_DELAY = 0.005
+# Attempts for rows nobody waits for (answers sent and received) before they are given up.
+MAX_ATTEMPTS = 3
+
+# One thread (so one database connection) writes the batches of every writer in the process: the
+# consumers' own queries keep the database thread of channels, and a flush never queues behind them.
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocpp-group-commit")
+
+
+@dataclass
+class _Group:
+    """The rows of one charger in one batch, and whoever waits for them."""
+
+    charge_point_pk: int | None = None
+    frames: list[OcppFrame] = field(default_factory=list)
+    meter_values: list[dict] = field(default_factory=list)
+    future: asyncio.Future | None = None
+    attempts: int = 0
 
 
 class BatchWriter:
     def __init__(self) -> None:
-        self._frames: dict[str, list[OcppFrame]] = defaultdict(list)
-        self._meter_values: dict[tuple[str, int], list[dict]] = defaultdict(list)
-        self._lock = asyncio.Lock()
-        self._scheduled: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task] = set()
+        # schema -> charge point id -> rows
+        self._pending: dict[str, dict[str, _Group]] = defaultdict(dict)
+        self._writing: dict[str, dict[str, _Group]] = {}
+        self._runner: asyncio.Task | None = None
+
+    def _group(self, schema: str, charge_point_id: str) -> _Group:
+        group = self._pending[schema].get(charge_point_id)
+        if group is None:
+            group = self._pending[schema][charge_point_id] = _Group()
+        if group.future is None:
+            group.future = asyncio.get_running_loop().create_future()
+            # Nobody may await it (a frame sent): do not warn about an exception never retrieved.
+            group.future.add_done_callback(_consume_exception)
+        self._start()
+        return group
 
     def add_frame(self, schema: str, *, charge_point_id: str, direction: str, raw: str, at: datetime,
-                  message_type: int | None, action: str, unique_id: str) -> None:
-        self._frames[schema].append(OcppFrame(
+                  message_type: int | None, action: str, unique_id: str) -> asyncio.Future:
+        """Queue a frame; the future resolves when it is committed (or fails with the write's error)."""
+        group = self._group(schema, charge_point_id)
+        group.frames.append(OcppFrame(
             charge_point_id=charge_point_id, direction=direction, raw=raw, received_at=at,
             message_type=message_type, action=action[:64], unique_id=unique_id[:64],
         ))
-        self._schedule()
+        return group.future
 
-    def add_meter_values(self, schema: str, charge_point_pk: int, rows: list[dict]) -> None:
-        if rows:
-            self._meter_values[(schema, charge_point_pk)].extend(rows)
-            self._schedule()
+    def add_meter_values(self, schema: str, charge_point_id: str, charge_point_pk: int,
+                         rows: list[dict]) -> asyncio.Future:
+        """Queue meter values; await the future before acknowledging them."""
+        group = self._group(schema, charge_point_id)
+        group.charge_point_pk = charge_point_pk
+        group.meter_values.extend(rows)
+        return group.future
 
-    def _schedule(self, delay: float = FLUSH_DELAY) -> None:
-        if self._scheduled is None:
-            self._scheduled = asyncio.get_running_loop().call_later(delay, self._start_flush)
+    def _start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.ensure_future(self._run())
 
-    def _start_flush(self) -> None:
-        self._scheduled = None
-        task = asyncio.ensure_future(self.flush())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _run(self) -> None:
+        try:
+            await asyncio.sleep(FLUSH_DELAY)
+            while self._pending:
+                # Rows that arrived during the last write go at once: they have waited long enough.
+                self._writing, self._pending = self._pending, defaultdict(dict)
+                await self._write(self._writing)
+        finally:
+            self._writing = {}
+            self._runner = None
+
+    async def _write(self, batch: dict[str, dict[str, _Group]]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            errors = await loop.run_in_executor(_executor, _write_batch, batch)
+        except Exception as error:  # the executor itself failed: nothing is known to be stored
+            logger.exception("group commit failed")
+            errors = {(schema, cp_id): error for schema, groups in batch.items() for cp_id in groups}
+        for schema, groups in batch.items():
+            for cp_id, group in groups.items():
+                error = errors.get((schema, cp_id))
+                if group.future is not None and not group.future.done():
+                    if error is None:
+                        group.future.set_result(None)
+                    else:
+                        group.future.set_exception(error)
+                if error is not None:
+                    self._keep_unawaited_frames(schema, cp_id, group)
+
+    def _keep_unawaited_frames(self, schema: str, charge_point_id: str, group: _Group) -> None:
+        """A failed charger's frames go again with the next batch, a few times.
+
+        Its meter values are not kept: they were not acknowledged, the charger sends them again.
+        """
+        group.attempts += 1
+        if group.attempts >= MAX_ATTEMPTS or not group.frames:
+            logger.error("%s: %d OCPP frames and %d meter values not stored (%s)", charge_point_id,
+                         len(group.frames), len(group.meter_values), schema)
+            return
+        for frame in group.frames:
+            frame.pk = None
+        retry = self._pending[schema].setdefault(charge_point_id, _Group())
+        retry.frames[:0] = group.frames
+        retry.attempts = max(retry.attempts, group.attempts)
+        self._start()
 
     async def flush(self) -> None:
-        async with self._lock:
-            frames, self._frames = self._frames, defaultdict(list)
-            meter_values, self._meter_values = self._meter_values, defaultdict(list)
-            if not frames and not meter_values:
-                return
+        """Wait until everything queued so far has been written (or has failed)."""
+        futures = [group.future for batch in (self._writing, self._pending) for groups in batch.values()
+                   for group in groups.values() if group.future is not None]
+        if futures:
+            await asyncio.gather(*futures, return_exceptions=True)
+
+
+def _consume_exception(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _write_batch(batch: dict[str, dict[str, _Group]]) -> dict[tuple[str, str], Exception]:
+    """Write each schema's rows in one transaction; when that fails, each charger's on its own.
+
+    Returns the error of every (schema, charge point id) whose rows are not stored.
+    """
+    close_old_connections()
+    errors: dict[tuple[str, str], Exception] = {}
+    try:
+        for schema, groups in batch.items():
             try:
-                await database_sync_to_async(_write)(frames, meter_values)
-            except Exception:
-                logger.exception("writing OCPP frames or meter values failed; retrying")
-                for schema, rows in frames.items():
-                    for row in rows:
-                        row.pk = None
-                    self._frames[schema][:0] = rows
-                for k, rows in meter_values.items():
-                    self._meter_values[k][:0] = rows
-                self._schedule(RETRY_DELAY)
-                raise
+                _write_groups(schema, list(groups.values()))
+                continue
+            except Exception as error:
+                if len(groups) == 1:
+                    logger.exception("%s: storing OCPP frames or meter values failed", schema)
+                    errors[(schema, next(iter(groups)))] = error
+                    continue
+            for cp_id, group in groups.items():
+                try:
+                    _write_groups(schema, [group])
+                except Exception as error:
+                    logger.exception("%s/%s: storing OCPP frames or meter values failed", schema, cp_id)
+                    errors[(schema, cp_id)] = error
+    finally:
+        close_old_connections()
+    return errors
 
 
-def _write(frames: dict[str, list[OcppFrame]], meter_values: dict[tuple[str, int], list[dict]]) -> None:
-    """Insert the batches, removing each from its dict once stored (what is left failed)."""
-    for schema in list(frames):
+def _write_groups(schema: str, groups: list[_Group]) -> None:
+    frames = [frame for group in groups for frame in group.frames]
+    try:
         with schema_context(schema), transaction.atomic():
-            OcppFrame.objects.bulk_create(frames[schema], batch_size=500)
-        del frames[schema]
-    for schema, charge_point_pk in list(meter_values):
-        with schema_context(schema), transaction.atomic():
-            meter_values_store(charge_point_pk, meter_values[(schema, charge_point_pk)])
-        del meter_values[(schema, charge_point_pk)]
+            if frames:
+                OcppFrame.objects.bulk_create(frames, batch_size=1000)
+            meter_values_store_many([(group.charge_point_pk, group.meter_values) for group in groups
+                                     if group.meter_values and group.charge_point_pk is not None])
+    except Exception:
+        for frame in frames:  # the transaction rolled back: these rows were never stored
+            frame.pk = None
+        raise
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BatchWriter] = weakref.WeakKeyDictionary()

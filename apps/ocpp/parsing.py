@@ -11,6 +11,9 @@ from apps.charging import metering
 logger = logging.getLogger(__name__)
 
 DEFAULT_MEASURAND = "Energy.Active.Import.Register"
+# MeterValue.value is numeric(20, 6): a larger value would fail the whole write, and the charger would retry
+# it for ever. No real meter reads 10^14 of anything.
+MAX_ABS_VALUE = Decimal(10) ** 14
 
 
 def parse_time(raw: str | None) -> datetime | None:
@@ -30,14 +33,14 @@ def meter_value_rows(
     """Rows for apps.charging.services.meter_values_store from a meterValue / transactionData list.
 
     Keys are snake_case (the ocpp package converts them). Values that are not
-    numbers (SignedData) are skipped and logged.
+    numbers (SignedData) or out of any meter's range are skipped and logged.
     """
     rows = []
     for entry in meter_value or []:
         sampled_at = parse_time(entry.get("timestamp")) or received_at
         for sample in entry.get("sampled_value") or []:
             value = metering.parse_decimal(sample.get("value", ""))
-            if value is None or sample.get("format") == "SignedData":
+            if value is None or sample.get("format") == "SignedData" or abs(value) >= MAX_ABS_VALUE:
                 logger.info("skipping non-numeric sampled value %r", sample)
                 continue
             measurand = sample.get("measurand") or DEFAULT_MEASURAND

@@ -1,0 +1,120 @@
+"""Group commit: a charger's answer leaves only once what it acknowledges is in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.utils import timezone
+
+from apps.charging.models import ChargePoint, MeterValue
+from apps.ocpp import framelog
+from apps.ocpp.models import OcppFrame
+from tests.ocpp.charger import FakeCharger
+from tests.ocpp.conftest import communicator, in_schema
+from tests.ocpp.test_messages import MAPLE, iso
+
+
+def meter_values(at: datetime, wh: int, tx: int | None = None) -> dict:
+    payload = {"connectorId": 1, "meterValue": [{"timestamp": iso(at), "sampledValue": [
+        {"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+        {"value": "16.0", "measurand": "Current.Import", "phase": "L1", "unit": "A"}]}]}
+    if tx is not None:
+        payload["transactionId"] = tx
+    return payload
+
+
+def stored(charge_point_id: str) -> tuple[int, set[str]]:
+    """Meter values and the unique ids of incoming CALL frames, read on another connection."""
+    values = MeterValue.objects.filter(charge_point__charge_point_id=charge_point_id).count()
+    calls = set(OcppFrame.objects.filter(charge_point_id=charge_point_id, direction="in", message_type=2)
+                .values_list("unique_id", flat=True))
+    return values, calls
+
+
+async def test_the_answer_leaves_only_after_the_rows_are_committed(connected):
+    at = datetime.now(UTC).replace(microsecond=0)
+    reply = await connected.call("MeterValues", meter_values(at, 1000), unique_id="mv-1")
+    # The very moment the CALLRESULT is here, another connection sees the readings and the frame.
+    values, calls = await in_schema(MAPLE, stored, connected.charge_point_id)
+    assert reply[0] == 3
+    assert values == 2 and "mv-1" in calls
+    reply = await connected.call("Heartbeat", {}, unique_id="hb-1")
+    _, calls = await in_schema(MAPLE, stored, connected.charge_point_id)
+    assert reply[0] == 3 and "hb-1" in calls
+
+
+def _refuse_meter_values_of(charge_point_id: str) -> str:
+    """A trigger that makes inserting this charger's meter values fail, like a table gone bad."""
+    pk = ChargePoint.objects.get(charge_point_id=charge_point_id).pk
+    name = f"test_refuse_mv_{pk}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            CREATE FUNCTION {MAPLE}.{name}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.charge_point_id = {pk} THEN RAISE EXCEPTION 'meter values unavailable (test)'; END IF;
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER {name} BEFORE INSERT ON {MAPLE}.charging_metervalue
+              FOR EACH ROW EXECUTE FUNCTION {MAPLE}.{name}();
+        """)
+    return name
+
+
+def _drop(name: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON {MAPLE}.charging_metervalue;"
+                       f" DROP FUNCTION IF EXISTS {MAPLE}.{name}();")
+
+
+async def test_a_failed_write_is_not_acknowledged_and_the_retry_counts_once(connected, new_charger):
+    other_id = await sync_to_async(new_charger)()
+    other_comm = communicator(other_id)
+    assert (await other_comm.connect(timeout=5))[0]
+    other = FakeCharger(other_comm)
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+
+    assert (await connected.call("MeterValues", meter_values(at, 1000)))[0] == 3  # acknowledged before
+    trigger = await in_schema(MAPLE, _refuse_meter_values_of, connected.charge_point_id)
+    try:
+        # Both in one batch: the broken charger's rows fail, the other charger's are stored and acknowledged.
+        refused, accepted = await asyncio.gather(
+            connected.call("MeterValues", meter_values(at + timedelta(minutes=1), 1100), unique_id="mv-fail"),
+            other.call("MeterValues", meter_values(at + timedelta(minutes=1), 500)),
+        )
+        assert refused[0] == 4 and refused[2] == "InternalError", refused
+        assert accepted[0] == 3, accepted
+        values, _ = await in_schema(MAPLE, stored, connected.charge_point_id)
+        assert values == 2  # what was acknowledged is there; nothing of the refused message
+        assert (await in_schema(MAPLE, stored, other_id))[0] == 2
+        # The connection survives the failure.
+        assert (await connected.call("Heartbeat", {}))[0] == 3
+    finally:
+        await in_schema(MAPLE, _drop, trigger)
+
+    # The charger sends the refused message again (and, having lost the answer, once more): stored once.
+    for unique_id in ("mv-retry-1", "mv-retry-2"):
+        reply = await connected.call("MeterValues", meter_values(at + timedelta(minutes=1), 1100), unique_id=unique_id)
+        assert reply[0] == 3
+    values, calls = await in_schema(MAPLE, stored, connected.charge_point_id)
+    assert values == 4
+    assert {"mv-retry-1", "mv-retry-2"} <= calls
+    await other_comm.disconnect()
+
+
+@pytest.mark.usefixtures("world", "committed")
+async def test_a_schema_that_does_not_exist_fails_only_its_own_rows():
+    writer = framelog.BatchWriter()
+    cp_id = f"GC-{uuid.uuid4().hex[:8]}"
+    frame = {"direction": "in", "raw": "[2, \"x\", \"Heartbeat\", {}]", "at": timezone.now(), "message_type": 2,
+             "action": "Heartbeat", "unique_id": "x"}
+    lost = writer.add_frame("no_such_schema", charge_point_id=cp_id, **frame)
+    kept = writer.add_frame(MAPLE, charge_point_id=cp_id, **frame)
+    await kept
+    with pytest.raises(Exception, match=r"no_such_schema|does not exist"):
+        await lost
+    assert await in_schema(MAPLE, lambda: OcppFrame.objects.filter(charge_point_id=cp_id).count()) == 1
