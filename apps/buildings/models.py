@@ -30,6 +30,12 @@ class ParkingSpot(models.Model):
         return self.label
 
 
+class AccountStanding(models.TextChoices):
+    GOOD = "good", "In good standing"
+    OVERDUE = "overdue", "Overdue"
+    SUSPENDED = "suspended", "Suspended by a manager"
+
+
 class Resident(models.Model):
     """A person living in (or owning) a unit of this building.
 
@@ -43,6 +49,17 @@ class Resident(models.Model):
     allow_concurrent_sessions = models.BooleanField(
         default=False, help_text="May charge at two connectors at once (otherwise ConcurrentTx)."
     )
+    # Account standing: anything but GOOD blocks charging (Authorize, StartTransaction and the chargers'
+    # local lists answer Blocked). Billing sets OVERDUE; a manager may SUSPEND. Changed only through
+    # apps.buildings.services, which also brings the chargers' local lists up to date.
+    account_standing = models.CharField(max_length=16, choices=AccountStanding.choices, default=AccountStanding.GOOD)
+    overdue_since = models.DateField(null=True, blank=True, help_text="Due date of the oldest unpaid statement.")
+    standing_reason = models.CharField(max_length=200, blank=True, help_text="Why charging is blocked.")
+    standing_changed_at = models.DateTimeField(null=True, blank=True)
+    standing_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Who changed the standing; empty when the platform did (billing).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -52,6 +69,10 @@ class Resident(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.unit})"
+
+    @property
+    def charging_blocked(self) -> bool:
+        return self.account_standing != AccountStanding.GOOD
 
 
 class IdTag(models.Model):

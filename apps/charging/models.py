@@ -33,6 +33,15 @@ class ChargePoint(models.Model):
     heartbeat_interval_s = models.PositiveIntegerField(null=True, blank=True, help_text="Sent at boot.")
     local_list_version = models.IntegerField(default=0, help_text="Version of the last SendLocalList accepted.")
     local_list_hash = models.CharField(max_length=64, blank=True, help_text="Digest of that list's content.")
+    local_list_entries = models.JSONField(
+        default=dict, blank=True, help_text="idTag -> idTagInfo the charger holds at local_list_version."
+    )
+    local_list_status = models.CharField(max_length=16, blank=True, help_text="synced, failed, not-supported...")
+    local_list_note = models.CharField(max_length=300, blank=True, help_text="What the last sync did or hit.")
+    local_list_synced_at = models.DateTimeField(null=True, blank=True)
+    # Work claims (apps.ocpp.local_list): a sync is wanted / one worker holds the charger until then.
+    local_list_dirty = models.BooleanField(default=False)
+    local_list_claimed_until = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=32, blank=True, help_text="Last OCPP status of connector 0.")
     error_code = models.CharField(max_length=32, blank=True)
     status_at = models.DateTimeField(null=True, blank=True)
@@ -218,7 +227,12 @@ class Reservation(models.Model):
     parent_id_tag = models.CharField(max_length=20, blank=True)
     expires_at = models.DateTimeField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.REQUESTED)
-    charger_answer = models.CharField(max_length=16, blank=True)
+    charger_answer = models.CharField(max_length=16, blank=True, help_text="Accepted, Faulted, Occupied...")
+    resident = models.ForeignKey(
+        "buildings.Resident", null=True, blank=True, on_delete=models.PROTECT, related_name="reservations"
+    )
+    answered_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="Used, cancelled or expired at.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

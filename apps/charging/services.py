@@ -7,12 +7,15 @@ retry whatever they did not get an answer for).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.alerts.models import Alert
@@ -127,9 +130,12 @@ def charger_record_seen(*, charge_point_pk: int, at: datetime) -> None:
 
 
 def charger_store_configuration(*, charge_point_pk: int, configuration: dict) -> None:
+    """Keep the configuration read after boot; a charger with a local list gets it brought up to date."""
     cp = ChargePoint.objects.get(pk=charge_point_pk)
     cp.configuration = {**cp.configuration, **configuration}
     cp.save(update_fields=["configuration", "updated_at"])
+    if local_list_supported(cp.configuration):
+        local_list_request_sync(charge_point_pks=[cp.pk])
 
 
 def connector_record_status(
@@ -170,6 +176,20 @@ class IdTagDecision:
     resident_id: int | None = None
 
 
+def id_tag_status(tag: IdTag, now: datetime | None = None) -> str:
+    """Accepted, Blocked or Expired for a tag (with its resident loaded), before any ConcurrentTx check.
+
+    Blocked: a card blocked or reported lost, a resident who moved out, or an account that is not in good
+    standing (overdue, suspended).
+    """
+    resident = tag.resident
+    if tag.status != IdTag.Status.ACTIVE or not resident.is_active or resident.charging_blocked:
+        return BLOCKED
+    if tag.expires_at is not None and tag.expires_at <= (now or timezone.now()):
+        return EXPIRED
+    return ACCEPTED
+
+
 def authorize_id_tag(
     id_tag: str, *, charge_point_pk: int | None = None, connector_number: int | None = None,
 ) -> IdTagDecision:
@@ -184,10 +204,9 @@ def authorize_id_tag(
         return IdTagDecision(INVALID)
     parent = tag.parent_id_tag or ""
     base = {"parent_id_tag": parent, "expiry_date": tag.expires_at, "resident_id": tag.resident_id}
-    if tag.status != IdTag.Status.ACTIVE or not tag.resident.is_active:
-        return IdTagDecision(BLOCKED, **base)
-    if tag.expires_at is not None and tag.expires_at <= timezone.now():
-        return IdTagDecision(EXPIRED, **base)
+    status = id_tag_status(tag)
+    if status != ACCEPTED:
+        return IdTagDecision(status, **base)
     if not tag.resident.allow_concurrent_sessions:
         others = ChargingSession.objects.filter(resident_id=tag.resident_id, stopped_at__isnull=True)
         if charge_point_pk is not None:
@@ -197,18 +216,105 @@ def authorize_id_tag(
     return IdTagDecision(ACCEPTED, **base)
 
 
-def local_list_entries() -> list[dict]:
-    """Every idTag of the building as OCPP localAuthorizationList entries (for SendLocalList)."""
-    entries = []
+def local_list_entries(now: datetime | None = None) -> dict[str, dict]:
+    """Every idTag of the building as OCPP idTagInfo (camelCase, as SendLocalList carries it), by idTag.
+
+    Blocked and expired tags stay in the list: a charger that also caches authorizations must learn
+    that they no longer work. ConcurrentTx is no status for a list: the charger checks it online.
+    """
+    now = now or timezone.now()
+    entries: dict[str, dict] = {}
     for tag in IdTag.objects.select_related("resident").order_by("id_tag"):
-        decision = authorize_id_tag(tag.id_tag)
-        info: dict = {"status": decision.status if decision.status != CONCURRENT_TX else ACCEPTED}
+        info: dict = {"status": id_tag_status(tag, now)}
         if tag.expires_at:
-            info["expiryDate"] = tag.expires_at.isoformat()
+            info["expiryDate"] = tag.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
         if tag.parent_id_tag:
             info["parentIdTag"] = tag.parent_id_tag
-        entries.append({"idTag": tag.id_tag, "idTagInfo": info})
+        entries[tag.id_tag] = info
     return entries
+
+
+# --- local authorization lists (the sending is apps.ocpp.local_list) ------------------
+
+SYNC_LOCAL_LISTS_TASK = "apps.ocpp.tasks.sync_local_lists"
+
+
+def local_list_request_sync(*, charge_point_pks: list[int] | None = None) -> None:
+    """Bring the chargers' local lists up to date once the current transaction commits.
+
+    ``None``: every charger of the building (the current schema). The task runs in a Celery worker and
+    only touches connected chargers; one that connects later is brought up to date after its boot.
+    """
+    from celery import current_app  # the project's app (hoa_charging/__init__.py); by name, no import cycle
+
+    schema = connection.schema_name
+    pks = list(charge_point_pks) if charge_point_pks is not None else None
+    transaction.on_commit(lambda: current_app.send_task(SYNC_LOCAL_LISTS_TASK, args=[schema, pks]))
+
+
+def local_list_supported(configuration: dict) -> bool | None:
+    """True/False when the charger's configuration says whether it keeps a local list; None if unknown."""
+    profiles = (configuration.get("SupportedFeatureProfiles") or {}).get("value")
+    enabled = (configuration.get("LocalAuthListEnabled") or {}).get("value")
+    if profiles is not None and "LocalAuthListManagement" not in str(profiles):
+        return False
+    if enabled is not None:
+        return str(enabled).strip().lower() == "true"
+    return True if profiles is not None else None
+
+
+@dataclass(frozen=True)
+class LocalListState:
+    charge_point_id: str
+    version: int
+    entries: dict[str, dict]
+    configuration: dict
+
+
+def local_list_claim(*, charge_point_pk: int, hold: timedelta) -> bool:
+    """Ask for a sync and try to hold the charger's list for it. False: another worker holds it.
+
+    The holder sees the request (``local_list_dirty``) before it lets go, and syncs again.
+    """
+    now = timezone.now()
+    ChargePoint.objects.filter(pk=charge_point_pk).update(local_list_dirty=True)
+    return bool(ChargePoint.objects.filter(pk=charge_point_pk, removed_at__isnull=True).filter(
+        Q(local_list_claimed_until__isnull=True) | Q(local_list_claimed_until__lt=now)
+    ).update(local_list_claimed_until=now + hold))
+
+
+def local_list_begin(*, charge_point_pk: int) -> LocalListState | None:
+    """Take the pending request and read what the platform knows of the charger's list."""
+    ChargePoint.objects.filter(pk=charge_point_pk).update(local_list_dirty=False)
+    cp = ChargePoint.objects.filter(pk=charge_point_pk).first()
+    if cp is None:
+        return None
+    return LocalListState(cp.charge_point_id, cp.local_list_version, dict(cp.local_list_entries or {}),
+                          dict(cp.configuration or {}))
+
+
+def local_list_release(*, charge_point_pk: int) -> bool:
+    """Let go of the charger's list, unless a sync was asked for meanwhile (then False: sync again)."""
+    return bool(ChargePoint.objects.filter(pk=charge_point_pk, local_list_dirty=False).update(
+        local_list_claimed_until=None))
+
+
+def local_list_record(
+    *, charge_point_pk: int, status: str, note: str = "", version: int | None = None,
+    entries: dict[str, dict] | None = None,
+) -> None:
+    """Store the outcome of (a step of) a sync: the version and content the charger now holds."""
+    fields: dict = {"local_list_status": status, "local_list_note": note[:300], "updated_at": timezone.now()}
+    if version is not None and entries is not None:
+        fields |= {"local_list_version": version, "local_list_entries": entries,
+                   "local_list_hash": local_list_digest(entries)}
+    if status == "synced":
+        fields["local_list_synced_at"] = timezone.now()
+    ChargePoint.objects.filter(pk=charge_point_pk).update(**fields)
+
+
+def local_list_digest(entries: dict[str, dict]) -> str:
+    return hashlib.sha256(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 # --- sessions -----------------------------------------------------------------------
