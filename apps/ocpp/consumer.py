@@ -383,6 +383,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.in_flight: dict[str, str] = {}  # unique id -> action, to label the answers in the frame log
         self.commits: dict[str, asyncio.Future] = {}  # unique id of a CALL received -> commit of its frame
         self.commands: asyncio.Queue[Command] = asyncio.Queue()
+        self.current_command: Command | None = None
         self.configure_task: asyncio.Task | None = None
         self.background: set[asyncio.Task] = set()
 
@@ -417,6 +418,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
         for task in [*self.tasks, self.configure_task]:
             if task is not None:
                 task.cancel()
+        if self.current_command is not None:  # sent, and the answer will never come on this socket
+            self.reply(self.current_command, {"status": "not_connected"})
         while not self.commands.empty():
             self.reply(self.commands.get_nowait(), {"status": "not_connected"})
         with contextlib.suppress(Exception):
@@ -507,7 +510,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
     async def command_worker(self) -> None:
         while True:
-            command = await self.commands.get()
+            command = self.current_command = await self.commands.get()
             remaining = command.deadline - time.time()
             if remaining <= 0:
                 result: dict[str, Any] = {"status": "timeout", "sent": False}
@@ -517,6 +520,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 except Exception as error:
                     logger.exception("%s: command %s failed", self.charge_point_id, command.action)
                     result = {"status": "error", "error_code": "InternalError", "description": str(error)}
+            self.current_command = None
             self.reply(command, result)
 
     def reply(self, command: Command, result: dict[str, Any]) -> None:

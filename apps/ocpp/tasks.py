@@ -71,3 +71,23 @@ def close_stale_sessions() -> int:
             touched += len(services.sessions_close_stale(
                 stale_after=timedelta(hours=settings.OCPP_STALE_SESSION_HOURS)))
     return touched
+
+
+@shared_task
+def sync_local_lists(schema_name: str, charge_point_pks: list[int] | None = None) -> dict[str, str]:
+    """Bring the local authorization lists of a building's connected chargers up to date (apps.ocpp.local_list).
+
+    Queued by apps.charging.services.local_list_request_sync on commit; safe to run twice.
+    """
+    from apps.ocpp import local_list
+
+    return local_list.sync_building(schema_name, charge_point_pks)
+
+
+@shared_task
+def sync_all_local_lists() -> int:
+    """Hourly: cards expire with time; chargers whose list is already right cost one GetLocalListVersion."""
+    condominiums = all_condominiums()
+    for condo in condominiums:
+        sync_local_lists.delay(condo.schema_name, None)
+    return len(condominiums)

@@ -96,3 +96,66 @@ class FakeCharger:
     async def boot(self) -> list:
         return await self.call("BootNotification", {"chargePointVendor": "Acme", "chargePointModel": "Wallbox 22",
                                                     "chargePointSerialNumber": "SN-1", "firmwareVersion": "1.2.3"})
+
+
+class LocalListMemory:
+    """A charger's local authorization list, kept the way OCPP 1.6 says, checking every SendLocalList.
+
+    Plug it into a FakeCharger: ``charger.answers.update(memory.answers())``. Anything the spec forbids
+    (a version that does not increase, a call longer than SendLocalListMaxLength, a list longer than
+    LocalAuthListMaxLength, an entry without idTagInfo in a Full update) is collected in ``violations``.
+    """
+
+    def __init__(self, max_length: int = 50, send_max_length: int = 10, version: int = 0,
+                 entries: dict[str, dict] | None = None):
+        self.max_length = max_length
+        self.send_max_length = send_max_length
+        self.version = version
+        self.entries: dict[str, dict] = dict(entries or {})
+        self.violations: list[str] = []
+        self.updates: list[tuple[str, int, int]] = []  # (updateType, listVersion, entries)
+        self.refuse: list[str] = []  # statuses to answer to the next SendLocalList calls, in order
+
+    def configuration(self) -> list[dict]:
+        return [
+            {"key": "LocalAuthListEnabled", "readonly": False, "value": "true"},
+            {"key": "LocalAuthListMaxLength", "readonly": True, "value": str(self.max_length)},
+            {"key": "SendLocalListMaxLength", "readonly": True, "value": str(self.send_max_length)},
+            {"key": "SupportedFeatureProfiles", "readonly": True,
+             "value": "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger"},
+        ]
+
+    def answers(self) -> dict[str, Any]:
+        return {
+            "GetConfiguration": {"configurationKey": [*DEFAULT_ANSWERS["GetConfiguration"]["configurationKey"],
+                                                      *self.configuration()]},
+            "GetLocalListVersion": lambda payload: {"listVersion": self.version},
+            "SendLocalList": self.send_local_list,
+        }
+
+    def send_local_list(self, payload: dict) -> dict:
+        version, update_type = payload["listVersion"], payload["updateType"]
+        items = payload.get("localAuthorizationList") or []
+        self.updates.append((update_type, version, len(items)))
+        if self.refuse:
+            return {"status": self.refuse.pop(0)}
+        if len(items) > self.send_max_length:
+            self.violations.append(f"{len(items)} entries in one call (max {self.send_max_length})")
+        if version <= self.version:
+            self.violations.append(f"listVersion {version} after {self.version}")
+        if update_type == "Full":
+            if any("idTagInfo" not in item for item in items):
+                self.violations.append("Full update with an entry without idTagInfo")
+            new = {item["idTag"]: item["idTagInfo"] for item in items}
+        else:
+            new = dict(self.entries)
+            for item in items:
+                if "idTagInfo" in item:
+                    new[item["idTag"]] = item["idTagInfo"]
+                else:
+                    new.pop(item["idTag"], None)
+        if len(new) > self.max_length:
+            self.violations.append(f"list of {len(new)} entries (max {self.max_length})")
+            return {"status": "Failed"}
+        self.entries, self.version = new, version
+        return {"status": "Accepted"}
