@@ -19,4 +19,5 @@ app.conf.beat_schedule = {
     "ocpp-purge-old-frames": {"task": "apps.ocpp.tasks.purge_old_frames", "schedule": 24 * 3600.0},
     "ocpp-close-stale-sessions": {"task": "apps.ocpp.tasks.close_stale_sessions", "schedule": 900.0},
     "ocpp-sync-all-local-lists": {"task": "apps.ocpp.tasks.sync_all_local_lists", "schedule": 3600.0},
+    "ocpp-expire-reservations": {"task": "apps.ocpp.tasks.expire_reservations", "schedule": 60.0},
 }

@@ -163,6 +163,12 @@ def connector_record_status(
     else:
         alert_resolve(kind=Alert.Kind.CONNECTOR_FAULTED, charge_point_id=charge_point_id,
                       connector_number=connector_number)
+    if status == "Available" and connector_number:
+        # The charger let the reservation go (it expired on its clock): so does the platform.
+        Reservation.objects.filter(
+            charge_point_id=charge_point_pk, connector_number=connector_number, status=Reservation.Status.ACCEPTED,
+            expires_at__lte=at,
+        ).update(status=Reservation.Status.EXPIRED, ended_at=at)
 
 
 # --- authorization ------------------------------------------------------------------
@@ -317,6 +323,77 @@ def local_list_digest(entries: dict[str, dict]) -> str:
     return hashlib.sha256(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+# --- reservations (the sending is apps.ocpp.reservations) ------------------------------
+
+
+class ReservationRefused(Exception):
+    """The platform does not send this ReserveNow (the reason is the message)."""
+
+
+RESERVATION_ACTIVE = (Reservation.Status.REQUESTED, Reservation.Status.ACCEPTED)
+
+
+def reservation_create(
+    *, charge_point_pk: int, connector_number: int, id_tag: str, expires_at: datetime,
+) -> Reservation:
+    """A reservation of a connector for a resident's tag until ``expires_at``, to be sent with ReserveNow."""
+    now = timezone.now()
+    if expires_at <= now:
+        raise ReservationRefused("the reservation must end in the future")
+    cp = ChargePoint.objects.filter(pk=charge_point_pk, removed_at__isnull=True, enabled=True).first()
+    if cp is None:
+        raise ReservationRefused("no such charger")
+    if connector_number == 0:
+        if str((cp.configuration.get("ReserveConnectorZeroSupported") or {}).get("value", "")).lower() != "true":
+            raise ReservationRefused("the charger does not take reservations of connector 0")
+    elif not Connector.objects.filter(charge_point=cp, connector_id=connector_number,
+                                      removed_at__isnull=True).exists():
+        raise ReservationRefused("no such connector")
+    decision = authorize_id_tag(id_tag)
+    if decision.status != ACCEPTED:
+        raise ReservationRefused(f"the card is {decision.status}")
+    with transaction.atomic():
+        # One live reservation per connector: lock the charger so that two requests cannot both pass.
+        ChargePoint.objects.select_for_update().filter(pk=cp.pk).first()
+        if Reservation.objects.filter(charge_point=cp, connector_number=connector_number,
+                                      status__in=RESERVATION_ACTIVE, expires_at__gt=now).exists():
+            raise ReservationRefused("the connector is already reserved")
+        return Reservation.objects.create(
+            charge_point=cp, connector_number=connector_number, id_tag=id_tag.strip().upper(),
+            parent_id_tag=decision.parent_id_tag, expires_at=expires_at, resident_id=decision.resident_id,
+        )
+
+
+def reservation_record_answer(*, reservation_pk: int, answer: str) -> Reservation:
+    """The charger's answer to ReserveNow: Accepted, Faulted, Occupied, Rejected, Unavailable.
+
+    "NoAnswer" (a timeout) leaves it requested: the charger may hold it; expiry ends it either way.
+    """
+    reservation = Reservation.objects.get(pk=reservation_pk)
+    reservation.charger_answer = answer[:16]
+    reservation.answered_at = timezone.now()
+    if reservation.status == Reservation.Status.REQUESTED:
+        if answer == "Accepted":
+            reservation.status = Reservation.Status.ACCEPTED
+        elif answer != "NoAnswer":
+            reservation.status = Reservation.Status.REFUSED
+            reservation.ended_at = reservation.answered_at
+    reservation.save(update_fields=["charger_answer", "answered_at", "status", "ended_at", "updated_at"])
+    return reservation
+
+
+def reservation_record_cancelled(*, reservation_pk: int) -> int:
+    """CancelReservation went through (Accepted), or the charger no longer knew it (Rejected)."""
+    return Reservation.objects.filter(pk=reservation_pk, status__in=RESERVATION_ACTIVE).update(
+        status=Reservation.Status.CANCELLED, ended_at=timezone.now(), updated_at=timezone.now())
+
+
+def reservations_expire(*, now: datetime | None = None) -> int:
+    now = now or timezone.now()
+    return Reservation.objects.filter(status__in=RESERVATION_ACTIVE, expires_at__lte=now).update(
+        status=Reservation.Status.EXPIRED, ended_at=now, updated_at=now)
+
+
 # --- sessions -----------------------------------------------------------------------
 
 
@@ -390,9 +467,11 @@ def session_start(
         existing = ChargingSession.objects.get(**identity)
         return StartResult(existing.transaction_id, existing.pk, decision, retried=True)
     if reservation_id is not None:
-        Reservation.objects.filter(pk=reservation_id, charge_point_id=charge_point_pk).update(
-            status=Reservation.Status.USED
-        )
+        # The charger honoured it (even just past its expiry on our clock): it is used up.
+        Reservation.objects.filter(
+            pk=reservation_id, charge_point_id=charge_point_pk,
+            status__in=(Reservation.Status.REQUESTED, Reservation.Status.ACCEPTED, Reservation.Status.EXPIRED),
+        ).update(status=Reservation.Status.USED, ended_at=received_at)
     return StartResult(session.transaction_id, session.pk, decision, retried=False)
 
 

@@ -91,3 +91,12 @@ def sync_all_local_lists() -> int:
     for condo in condominiums:
         sync_local_lists.delay(condo.schema_name, None)
     return len(condominiums)
+
+
+@shared_task
+def expire_reservations() -> int:
+    expired = 0
+    for condo in all_condominiums():
+        with in_condominium(condo):
+            expired += services.reservations_expire()
+    return expired
