@@ -355,7 +355,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         credentials = handshake.parse_basic_auth(self.scope.get("headers", []))
         registration = await database_sync_to_async(handshake.find_registration)(self.charge_point_id)
         if registration is None:
-            await self.refuse(remote, "unknown-charger")
+            host_condominium = await database_sync_to_async(handshake.condominium_for_host)(
+                self.scope.get("headers", []))
+            await self.refuse(remote, "unknown-charger", host_condominium)
             return
         if credentials is None:
             await self.refuse(remote, "missing-credentials", registration.condominium_id)

@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
 
-from apps.tenancy.models import ChargerRegistration, ConnectionAttempt
+from apps.tenancy.models import ChargerRegistration, ConnectionAttempt, Domain
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,22 @@ def find_registration(charge_point_id: str) -> Registration | None:
         return Registration(reg.charge_point_id, reg.condominium_id, reg.condominium.schema_name, reg.password_hash)
 
 
+def condominium_for_host(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The condominium whose own domain the charger connected through (Host header), if any.
+
+    Lets an unknown charger's attempt show on that building's page: an installer who typed the
+    building's address but a wrong id is the usual case.
+    """
+    raw = dict(headers).get(b"host", b"").decode("latin-1").strip().lower()
+    host = raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw  # no port; IPv6 literals have many colons
+    host = host.rstrip(".")
+    if not host:
+        return None
+    with schema_context(get_public_schema_name()):
+        return (Domain.objects.filter(domain=host).exclude(tenant__schema_name=get_public_schema_name())
+                .values_list("tenant_id", flat=True).first())
+
+
 def password_matches(password: str, password_hash: str) -> bool:
     return check_password(password, password_hash)
 
@@ -78,7 +94,7 @@ def record_refusal(*, charge_point_id: str, remote_address: str, reason: str, co
             if latest is not None:
                 ConnectionAttempt.objects.filter(pk=latest).update(attempts=F("attempts") + 1, last_at=now)
             return
-        if condominium_id is None:
+        if reason == "unknown-charger":
             # Unknown ids: a scan of random ids from one address must not fill the table.
             rows_key = f"ocpp-refused-rows:{remote_address}"
             cache.add(rows_key, 0, timeout=window)

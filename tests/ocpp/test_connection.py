@@ -92,3 +92,23 @@ async def test_url_id_is_matched_case_insensitively(charger_id):
     reply = await FakeCharger(comm).call("Heartbeat", {})
     assert json.dumps(reply)
     await comm.disconnect()
+
+
+async def test_unknown_charger_on_a_buildings_own_host_is_shown_to_that_building(world, committed):
+    from apps.core.selectors import refused_connections
+
+    on_maple, elsewhere = f"NEW-{uuid.uuid4().hex[:8]}", f"NEW-{uuid.uuid4().hex[:8]}"
+    comm = communicator(on_maple)
+    comm.scope["headers"] = [*comm.scope["headers"], (b"host", b"Maple-Court.localhost:8000")]
+    assert not (await comm.connect(timeout=5))[0]
+    comm = communicator(elsewhere)
+    comm.scope["headers"] = [*comm.scope["headers"], (b"host", b"charging.example.com")]
+    assert not (await comm.connect(timeout=5))[0]
+
+    rows = await in_schema("public", lambda: {a.charge_point_id: (a.reason, a.condominium_id) for a in
+                                              ConnectionAttempt.objects.filter(charge_point_id__in=[on_maple, elsewhere])})
+    assert rows == {on_maple: ("unknown-charger", world.maple.pk), elsewhere: ("unknown-charger", None)}
+    # The managers of Maple Court see it on the building's page; Oak Tower's do not.
+    maple_ids = {a.charge_point_id for a in await in_schema("public", refused_connections, world.maple)}
+    oak_ids = {a.charge_point_id for a in await in_schema("public", refused_connections, world.oak)}
+    assert on_maple in maple_ids and elsewhere not in maple_ids and on_maple not in oak_ids
