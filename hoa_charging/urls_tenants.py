@@ -10,4 +10,5 @@ urlpatterns = [
     path("", core_views.condominium_home, name="home"),
     path("accounts/handoff/", account_views.redeem_handoff, name="redeem_handoff"),
     path("healthz", core_views.healthz, name="healthz"),
+    path("", include("apps.ocpp.urls_tenant")),
 ]
