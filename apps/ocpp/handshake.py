@@ -70,7 +70,7 @@ def condominium_for_host(headers: list[tuple[bytes, bytes]]) -> int | None:
     if not host:
         return None
     with schema_context(get_public_schema_name()):
-        return (Domain.objects.filter(domain=host).exclude(tenant__schema_name=get_public_schema_name())
+        return (Domain.objects.filter(domain__iexact=host).exclude(tenant__schema_name=get_public_schema_name())
                 .values_list("tenant_id", flat=True).first())
 
 

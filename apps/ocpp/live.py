@@ -18,6 +18,9 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+MAX_CONNECTIONS = 50
+POOL_TIMEOUT_S = 20
+
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
 _sync_client: redis.Redis | None = None
 
@@ -40,7 +43,12 @@ def _client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+        # A bounded pool that waits for a free connection: with thousands of chargers, bursts of updates
+        # (a reconnect storm) would otherwise open connections until redis-py refuses ("Too many
+        # connections", its default cap of 100) and the update fails.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=POOL_TIMEOUT_S)
+        client = aioredis.Redis(connection_pool=pool)
         _clients[loop] = client
     return client
 

@@ -30,8 +30,8 @@ COLUMNS = ("received_at", "charge_point_id", "direction", "message_type", "actio
 FIELDS = ("received_at", "charge_point_id", "direction", "message_type", "action", "unique_id", "raw", "id")
 
 
-@require_GET
 @condominium_role_required(MANAGER, BOARD)
+@require_GET
 def frames_csv(request: HttpRequest) -> HttpResponse:
     zone = ZoneInfo(request.tenant.timezone)
     today = datetime.now(zone).date()
