@@ -255,7 +255,8 @@ def local_list_request_sync(*, charge_point_pks: list[int] | None = None) -> Non
 
     schema = connection.schema_name
     pks = list(charge_point_pks) if charge_point_pks is not None else None
-    transaction.on_commit(lambda: current_app.send_task(SYNC_LOCAL_LISTS_TASK, args=[schema, pks]))
+    # robust: a broker that is down must not undo or fail the change itself (the hourly sync catches up).
+    transaction.on_commit(lambda: current_app.send_task(SYNC_LOCAL_LISTS_TASK, args=[schema, pks]), robust=True)
 
 
 def local_list_supported(configuration: dict) -> bool | None:
