@@ -109,6 +109,7 @@ class BenchCharger:
         self.ws: ClientConnection | None = None
         self.ready_at: float | None = None
         self.connects = 0
+        self.failures = 0
 
     async def call(self, action: str, payload: dict) -> dict:
         assert self.ws is not None
@@ -203,6 +204,7 @@ class BenchCharger:
                                    proxy=None) as ws:
                     self.ws = ws
                     self.connects += 1
+                    self.failures = 0
                     reader = asyncio.create_task(self.reader())
                     try:
                         await self.boot(first)
@@ -223,13 +225,23 @@ class BenchCharger:
             finally:
                 self.ws = None
             if not stop.is_set():
-                # A charger that lost its connection retries about once a second.
-                await asyncio.sleep(self.rng.uniform(0.5, 1.5))
+                await asyncio.sleep(self.retry_delay())
+                self.failures += 1
+            else:
+                break
+
+    def retry_delay(self) -> float:
+        if self.args.retry == "fixed":  # the harshest charger firmware: about once a second, for ever
+            return self.rng.uniform(0.5, 1.5)
+        # Exponential backoff with full jitter (what the simulator does, and OCPP 2.0.1's RetryBackOff*).
+        return self.rng.uniform(0, min(self.args.retry_cap, 2.0 ** self.failures))
 
 
 class Daphne:
-    def __init__(self, tree: Path, log: Path):
+    def __init__(self, tree: Path, log: Path, extra: list[str], profile: str = ""):
         self.tree = tree
+        self.extra = extra
+        self.profile = profile
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -238,9 +250,12 @@ class Daphne:
 
     def start(self) -> float:
         env = {**os.environ, "LOG_LEVEL": "WARNING"}
+        command = [str(Path(sys.executable).parent / "daphne")]
+        if self.profile:
+            command = [sys.executable, str(ROOT / "bench" / "profile_daphne.py"), self.profile]
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(self.port),
-             "--access-log", os.devnull, "hoa_charging.asgi:application"],
+            [*command, "-b", "127.0.0.1", "-p", str(self.port), "--access-log", os.devnull, *self.extra,
+             "hoa_charging.asgi:application"],
             cwd=self.tree, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
@@ -283,10 +298,11 @@ def client_cpu() -> float:
 
 async def bench(args: argparse.Namespace) -> dict:
     OUT.mkdir(parents=True, exist_ok=True)
-    daphne = Daphne(Path(args.tree).resolve(), OUT / "daphne.log")
+    daphne = Daphne(Path(args.tree).resolve(), OUT / "daphne.log", args.daphne_arg, args.profile)
     rec = Recorder()
     result: dict = {"chargers": args.chargers, "connectors_per_charger": args.connectors, "active_share": args.active,
-                    "heartbeat_s": args.heartbeat, "meter_interval_s": args.meter_interval}
+                    "heartbeat_s": args.heartbeat, "meter_interval_s": args.meter_interval,
+                    "ramp_rate": args.ramp_rate, "retry": args.retry, "daphne_args": args.daphne_arg}
     daphne.start()
     url = f"ws://127.0.0.1:{daphne.port}/ocpp/"
     rng = random.Random(args.seed)
@@ -374,6 +390,12 @@ def main() -> int:
     parser.add_argument("--storm-timeout", type=float, default=180)
     parser.add_argument("--timeout", type=float, default=30, help="seconds before a CALL counts as lost")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--retry", choices=("backoff", "fixed"), default="backoff",
+                        help="after a failed or lost connection: exponential backoff with jitter, or ~1 s")
+    parser.add_argument("--retry-cap", type=float, default=30, help="longest backoff, seconds")
+    parser.add_argument("--profile", default="", help="run daphne under cProfile, write the profile here")
+    parser.add_argument("--daphne-arg", action="append", default=[],
+                        help="extra daphne argument, e.g. --daphne-arg=--websocket_connect_timeout=30")
     parser.add_argument("--tree", default=str(ROOT), help="the source tree daphne runs (e.g. a clean export)")
     parser.add_argument("--commit", default="", help="the commit --tree was exported from, for the record")
     args = parser.parse_args()

@@ -125,6 +125,25 @@ class Plan:
     registers_wh: dict[str, dict[int, int]]  # chargePointId -> connector -> meter register at the start
 
 
+def check_visits(scenario: Scenario, chargers: list[ChargerConfig], *, source: str = "<scenario>",
+                 text: str = "") -> None:
+    """Every EV written out names a charger and connector among ``chargers``, or ScenarioError says which not."""
+    by_id = {c.charge_point_id.lower(): c for c in chargers}
+    problems: list[Problem] = []
+    for i, visit in enumerate(scenario.evs):
+        charger = by_id.get(visit.charger.lower())
+        if charger is None:
+            problems.append(Problem(("evs", i, "charger"), f"no charger {visit.charger!r} in this building"))
+        elif visit.connector not in {c.connector_id for c in charger.connectors}:
+            problems.append(Problem(("evs", i, "connector"),
+                                    f"charger {charger.charge_point_id!r} has no connector {visit.connector}"))
+    if problems:
+        if text:
+            root = yaml.compose(text, Loader=_DecimalLoader)
+            problems = [Problem(p.path, p.message, _line_of(root, p.path)) for p in problems]
+        raise ScenarioError(source, problems)
+
+
 def plan(scenario: Scenario, chargers: list[ChargerConfig], *, id_tags: list[str], start: datetime,
          horizon: timedelta, seed: int, source: str = "<scenario>", text: str = "") -> Plan:
     """Every EV visit of the run, drawn from ``seed``. Raises ScenarioError for visits that name no connector."""
@@ -132,16 +151,9 @@ def plan(scenario: Scenario, chargers: list[ChargerConfig], *, id_tags: list[str
     tags = sorted(id_tags) or ["SIM-NO-TAG"]
     evs: dict[str, list[Ev]] = {c.charge_point_id: [] for c in chargers}
     registers: dict[str, dict[int, int]] = {}
-    problems: list[Problem] = []
+    check_visits(scenario, chargers, source=source, text=text)
     for i, visit in enumerate(scenario.evs):
-        charger = by_id.get(visit.charger.lower())
-        if charger is None:
-            problems.append(Problem(("evs", i, "charger"), f"no charger {visit.charger!r} in this building"))
-            continue
-        if visit.connector not in {c.connector_id for c in charger.connectors}:
-            problems.append(Problem(("evs", i, "connector"),
-                                    f"charger {charger.charge_point_id!r} has no connector {visit.connector}"))
-            continue
+        charger = by_id[visit.charger.lower()]
         arrival = start + timedelta(seconds=int(visit.arrive_after_min * 60))
         battery_wh = int(visit.battery_kwh * 1000)
         rng = random.Random(f"{seed}:visit:{i}")  # noqa: S311 - a reproducible simulation, not a secret
@@ -152,11 +164,6 @@ def plan(scenario: Scenario, chargers: list[ChargerConfig], *, id_tags: list[str
             max_current_a=visit.max_current_a, phases=visit.phases, id_tag=visit.id_tag or rng.choice(tags),
             max_dc_power_w=int(visit.max_dc_power_kw * 1000), name=f"evs[{i}]",
         ))
-    if problems:
-        if text:
-            root = yaml.compose(text, Loader=_DecimalLoader)
-            problems = [Problem(p.path, p.message, _line_of(root, p.path)) for p in problems]
-        raise ScenarioError(source, problems)
     end = start + horizon
     weights = [m.weight for m in scenario.fleet]
     for charger in chargers:

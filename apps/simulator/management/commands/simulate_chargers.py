@@ -28,7 +28,8 @@ class Command(BaseCommand):
     help = "Connect a building's commissioned chargers as simulated OCPP 1.6J chargers with EVs (docs/simulator.md)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--condominium", required=True, help="the building's slug, e.g. maple-court")
+        parser.add_argument("--condominium", required=True, action="append", dest="condominiums",
+                            help="the building's slug, e.g. maple-court (repeatable: one process, several buildings)")
         parser.add_argument("--url", default="ws://127.0.0.1:8000/ocpp/", help="the OCPP endpoint, without the id")
         parser.add_argument("--commissioning-file", type=Path,
                             help="where the chargers' passwords are (default examples/<slug>.yaml)")
@@ -40,19 +41,23 @@ class Command(BaseCommand):
         parser.add_argument("--tick", type=float, default=None, help="real seconds between simulation steps")
         parser.add_argument("--report-every", type=float, default=60, help="real seconds between progress lines")
 
-    def handle(self, *args, condominium, url, commissioning_file, scenario, seed, speed, duration, chargers, tick,
+    def handle(self, *args, condominiums, url, commissioning_file, scenario, seed, speed, duration, chargers, tick,
                report_every, **options):
         if speed <= 0:
             raise CommandError("--speed must be above 0")
+        if commissioning_file is not None and len(condominiums) > 1:
+            raise CommandError("--commissioning-file goes with one --condominium")
         logging.getLogger("ocpp").setLevel(logging.WARNING)  # it logs every frame at INFO
-        path = commissioning_file or Path(settings.BASE_DIR) / "examples" / f"{condominium}.yaml"
-        try:
-            setup = building(condominium, chargers)
-            passwords = charger_passwords(path, setup.chargers)
-        except SetupError as error:
-            raise CommandError(str(error)) from None
-        except CommissioningError as error:
-            raise CommandError(f"{path} cannot be read:\n{error}") from None
+        buildings = []
+        for slug in condominiums:
+            path = commissioning_file or Path(settings.BASE_DIR) / "examples" / f"{slug}.yaml"
+            try:
+                setup = building(slug, chargers if len(condominiums) == 1 else None)
+                buildings.append((setup, charger_passwords(path, setup.chargers)))
+            except SetupError as error:
+                raise CommandError(str(error)) from None
+            except CommissioningError as error:
+                raise CommandError(f"{path} cannot be read:\n{error}") from None
 
         spec = scenarios.Scenario()
         text = ""
@@ -61,32 +66,40 @@ class Command(BaseCommand):
                 text = scenario.read_text(encoding="utf-8")
             except OSError as error:
                 raise CommandError(f"cannot read the scenario {scenario}: {error.strerror}") from None
+        source = str(scenario or "<default scenario>")
+        wall_start = datetime.now(UTC).replace(microsecond=0)
+        horizon = timedelta(seconds=duration * speed) if duration is not None else DEFAULT_HORIZON
+        # A fast run starts in the past so that the chargers' clocks never run ahead of the server's.
+        back = horizon if duration is not None else CATCH_UP
+        start = wall_start - back if speed > 1 else wall_start
+        plans = []
         try:
             if scenario is not None:
-                spec = scenarios.load(text, source=str(scenario))
+                spec = scenarios.load(text, source=source)
             seed = seed if seed is not None else (spec.seed if spec.seed is not None else 1)
-            wall_start = datetime.now(UTC).replace(microsecond=0)
-            horizon = timedelta(seconds=duration * speed) if duration is not None else DEFAULT_HORIZON
-            # A fast run starts in the past so that the chargers' clocks never run ahead of the server's.
-            back = horizon if duration is not None else CATCH_UP
-            start = wall_start - back if speed > 1 else wall_start
-            plan = scenarios.plan(spec, setup.chargers, id_tags=setup.id_tags, start=start, horizon=horizon + back,
-                                  seed=seed, source=str(scenario or "<default scenario>"), text=text)
+            everyone = [c for setup, _ in buildings for c in setup.chargers]
+            scenarios.check_visits(spec, everyone, source=source, text=text)
+            for setup, _ in buildings:
+                ids = {c.charge_point_id.lower() for c in setup.chargers}
+                own = spec.model_copy(update={"evs": tuple(v for v in spec.evs if v.charger.lower() in ids)})
+                plans.append(scenarios.plan(own, setup.chargers, id_tags=setup.id_tags, start=start,
+                                            horizon=horizon + back, seed=seed, source=source))
         except scenarios.ScenarioError as error:
             raise CommandError(f"the scenario was refused:\n{error}") from None
 
         clock = SimClock(speed, start, catch_up=speed > 1)
         tick = tick if tick is not None else max(0.05, min(1.0, 10 / speed))
         runners = []
-        for config in setup.chargers:
-            config = replace(config, meter_value_interval_s=spec.meter_value_interval_s)
-            sim = ChargerSim(config, plan.evs[config.charge_point_id], start,
-                             registers_wh=plan.registers_wh[config.charge_point_id])
-            runners.append(ChargerRunner(sim, url=url, password=passwords[config.charge_point_id], clock=clock,
-                                         tick_s=tick))
-        visits = sum(len(v) for v in plan.evs.values())
-        self.stdout.write(f"{condominium}: {len(runners)} chargers, {visits} EV visits planned, seed {seed}, "
-                          f"speed {speed:g}x, {url}")
+        for (setup, passwords), plan in zip(buildings, plans, strict=True):
+            for config in setup.chargers:
+                config = replace(config, meter_value_interval_s=spec.meter_value_interval_s)
+                sim = ChargerSim(config, plan.evs[config.charge_point_id], start,
+                                 registers_wh=plan.registers_wh[config.charge_point_id])
+                runners.append(ChargerRunner(sim, url=url, password=passwords[config.charge_point_id], clock=clock,
+                                             tick_s=tick))
+            visits = sum(len(v) for v in plan.evs.values())
+            self.stdout.write(f"{setup.slug}: {len(setup.chargers)} chargers, {visits} EV visits planned, "
+                              f"seed {seed}, speed {speed:g}x, {url}")
         stats = asyncio.run(self._run(runners, duration, report_every))
         self.stdout.write(
             f"done: {stats.connections} connections, {stats.refused} refused, "
