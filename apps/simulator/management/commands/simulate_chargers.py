@@ -20,7 +20,7 @@ from apps.simulator.model import ChargerSim
 from apps.simulator.selectors import SetupError, building, charger_passwords
 
 # Without --duration a fast run starts this far back in simulated time, then continues in real time.
-DEFAULT_HORIZON = timedelta(days=7)
+DEFAULT_HORIZON = timedelta(days=30)
 CATCH_UP = timedelta(hours=12)
 
 
