@@ -17,6 +17,7 @@ class Alert(models.Model):
         CHARGER_OFFLINE = "charger_offline", "Charger offline"
         SESSION_REVIEW = "session_review", "Session needs review"
         STALE_SESSION = "stale_session", "Session left open"
+        LOCAL_LIST_FAILED = "local_list_failed", "Local authorization list not in sync"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"

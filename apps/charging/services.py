@@ -318,6 +318,18 @@ def local_list_record(
     if status == "synced":
         fields["local_list_synced_at"] = timezone.now()
     ChargePoint.objects.filter(pk=charge_point_pk).update(**fields)
+    if status in ("synced", "failed"):
+        charge_point_id = ChargePoint.objects.filter(pk=charge_point_pk).values_list("charge_point_id",
+                                                                                      flat=True).first()
+        if charge_point_id is None:
+            return
+        if status == "failed":
+            # Residents may be refused (or a blocked card accepted) while the building is offline.
+            alert_raise(kind=Alert.Kind.LOCAL_LIST_FAILED, charge_point_id=charge_point_id,
+                        message=f"{charge_point_id}: local authorization list not in sync ({note[:200]})",
+                        details={"note": note[:300]})
+        else:
+            alert_resolve(kind=Alert.Kind.LOCAL_LIST_FAILED, charge_point_id=charge_point_id)
 
 
 def local_list_digest(entries: dict[str, dict]) -> str:

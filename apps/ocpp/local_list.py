@@ -106,7 +106,7 @@ class _Sync:
         with in_condominium(self.schema_name):
             services.local_list_record(charge_point_pk=self.pk, status=status, note=note, version=version,
                                        entries=entries)
-        if status not in ("synced", "unchanged"):
+        if status in ("failed", "not-supported"):
             logger.warning("%s: local list %s: %s", self.state.charge_point_id, status, note)
 
     def run(self) -> str:
@@ -141,7 +141,7 @@ class _Sync:
                 if not known:
                     raise
                 # VersionMismatch or Failed on a differential update: start again from scratch.
-                notes.append(f"differential update answered {refused.status}; sent a full update")
+                notes.append(f"differential update answered {refused.status}, so a full update was sent")
                 version, held = self.update(version, None, desired)
                 how = "full-fallback"
             check = int(self.call("GetLocalListVersion", {})["listVersion"])

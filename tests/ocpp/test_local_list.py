@@ -15,6 +15,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django_tenants.utils import schema_context
 
+from apps.alerts.models import Alert
 from apps.buildings import services as buildings
 from apps.buildings.models import IdTag, Resident
 from apps.charging import services
@@ -117,6 +118,15 @@ async def test_version_mismatch_falls_back_to_full_and_an_unknown_list_gets_a_fu
     assert await run_sync(charger, charger_id) == {charger_id: "failed"}
     cp = await charger_row(charger_id)
     assert cp.local_list_status == "failed" and "Failed" in cp.local_list_note
+    # The building's managers see it; the next successful sync resolves it.
+    alert = await in_schema(MAPLE, Alert.objects.get, kind="local_list_failed", charge_point_id=charger_id,
+                            resolved_at__isnull=True)
+    assert "Failed" in alert.message
+    # Refused calls changed nothing on the charger: the next sync goes on from what it holds.
+    assert await run_sync(charger, charger_id) == {charger_id: "differential"}
+    assert memory.entries == await in_schema(MAPLE, services.local_list_entries)
+    alert = await in_schema(MAPLE, Alert.objects.get, pk=alert.pk)
+    assert alert.resolved_at is not None
     await comm.disconnect()
 
 
@@ -183,3 +193,18 @@ async def test_boot_brings_the_list_up_to_date_through_a_real_celery_worker(char
             worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+async def test_a_charger_that_accepts_but_keeps_its_old_version_gets_a_full_update_next_time(charger_id, world):
+    await sync_to_async(_household)(world)
+    memory = LocalListMemory(max_length=1000, send_max_length=100)
+    comm, charger = await connect(charger_id, memory)
+    charger.answers["GetLocalListVersion"] = {"listVersion": 0}  # firmware that never reports its version
+    assert await run_sync(charger, charger_id) == {charger_id: "failed"}
+    cp = await charger_row(charger_id)
+    assert "the charger reports 0" in cp.local_list_note
+    assert cp.local_list_version == 0 and cp.local_list_entries == {}  # nothing assumed: Full next time
+    del charger.answers["GetLocalListVersion"]
+    charger.answers.update(memory.answers())
+    assert await run_sync(charger, charger_id) == {charger_id: "full"}
+    await comm.disconnect()
