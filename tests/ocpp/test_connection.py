@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from apps.charging.models import ChargePoint
+from apps.ocpp import live
 from apps.tenancy.models import ConnectionAttempt
 from tests.ocpp.charger import FakeCharger
 from tests.ocpp.conftest import communicator, in_schema
@@ -19,6 +20,8 @@ async def test_charger_with_right_password_connects_with_ocpp16(charger_id):
     connected, subprotocol = await comm.connect(timeout=5)
     assert connected
     assert subprotocol == "ocpp1.6"
+    # Connected in the live state by the time the handshake completes: commands can be sent at once.
+    assert (await live.read(charger_id))["connected"] == "1"
     reply = await FakeCharger(comm).call("Heartbeat", {})
     assert reply[0] == 3 and "currentTime" in reply[2]
     await comm.disconnect()
