@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import close_old_connections, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django_tenants.utils import schema_context
 
 from apps.charging.services import meter_values_store_many
@@ -161,28 +161,41 @@ def _consume_exception(future: asyncio.Future) -> None:
 def _write_batch(batch: dict[str, dict[str, _Group]]) -> dict[tuple[str, str], Exception]:
     """Write each schema's rows in one transaction; when that fails, each charger's on its own.
 
-    Returns the error of every (schema, charge point id) whose rows are not stored.
+    Returns the error of every (schema, charge point id) whose rows are not stored. The thread keeps
+    its connection between batches (up to a hundred a second: no reconnect each time, whatever
+    DATABASE_CONN_MAX_AGE says). Rows that failed on a connection-level error (the server restarted or
+    dropped an idle connection) are tried once more, on a new connection if need be.
     """
-    close_old_connections()
+    errors = _write_schemas(batch)
+    broken = {key for key, error in errors.items() if isinstance(error, OperationalError | InterfaceError)}
+    if broken:
+        logger.warning("group commit: %d chargers' rows hit a connection error; trying them again", len(broken))
+        if not connection.is_usable():
+            connection.close()
+        retry: dict[str, dict[str, _Group]] = defaultdict(dict)
+        for schema, cp_id in broken:
+            retry[schema][cp_id] = batch[schema][cp_id]
+        errors = {key: error for key, error in errors.items() if key not in broken} | _write_schemas(retry)
+    return errors
+
+
+def _write_schemas(batch: dict[str, dict[str, _Group]]) -> dict[tuple[str, str], Exception]:
     errors: dict[tuple[str, str], Exception] = {}
-    try:
-        for schema, groups in batch.items():
-            try:
-                _write_groups(schema, list(groups.values()))
+    for schema, groups in batch.items():
+        try:
+            _write_groups(schema, list(groups.values()))
+            continue
+        except Exception as error:
+            if len(groups) == 1:
+                logger.exception("%s: storing OCPP frames or meter values failed", schema)
+                errors[(schema, next(iter(groups)))] = error
                 continue
+        for cp_id, group in groups.items():
+            try:
+                _write_groups(schema, [group])
             except Exception as error:
-                if len(groups) == 1:
-                    logger.exception("%s: storing OCPP frames or meter values failed", schema)
-                    errors[(schema, next(iter(groups)))] = error
-                    continue
-            for cp_id, group in groups.items():
-                try:
-                    _write_groups(schema, [group])
-                except Exception as error:
-                    logger.exception("%s/%s: storing OCPP frames or meter values failed", schema, cp_id)
-                    errors[(schema, cp_id)] = error
-    finally:
-        close_old_connections()
+                logger.exception("%s/%s: storing OCPP frames or meter values failed", schema, cp_id)
+                errors[(schema, cp_id)] = error
     return errors
 
 

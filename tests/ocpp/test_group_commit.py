@@ -118,3 +118,30 @@ async def test_a_schema_that_does_not_exist_fails_only_its_own_rows():
     with pytest.raises(Exception, match=r"no_such_schema|does not exist"):
         await lost
     assert await in_schema(MAPLE, lambda: OcppFrame.objects.filter(charge_point_id=cp_id).count()) == 1
+
+
+def _writer_backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def _terminate(pid: int) -> None:
+    """End that server process and wait until it is gone."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+        assert cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+        assert cursor.fetchone()[0] == 0
+
+
+async def test_a_connection_that_dropped_between_batches_is_replaced_without_an_error(connected):
+    at = datetime.now(UTC).replace(microsecond=0)
+    assert (await connected.call("MeterValues", meter_values(at, 1000)))[0] == 3
+    # The writer keeps its connection between batches; the server drops it (restart, idle timeout...).
+    pid = await asyncio.get_running_loop().run_in_executor(framelog._executor, _writer_backend_pid)
+    await in_schema(MAPLE, _terminate, pid)
+    reply = await connected.call("MeterValues", meter_values(at + timedelta(minutes=1), 1100))
+    assert reply[0] == 3, reply
+    assert (await in_schema(MAPLE, stored, connected.charge_point_id))[0] == 4
+    assert await asyncio.get_running_loop().run_in_executor(framelog._executor, _writer_backend_pid) != pid
