@@ -169,9 +169,13 @@ async def test_data_transfer_and_notifications(connected):
     assert state["diagnostics_status"] == "Uploaded" and state["firmware_status"] == "Installing"
 
 
-async def test_meter_values_all_measurands_are_stored_once_and_feed_the_live_state(connected):
+async def test_meter_values_all_measurands_are_stored_once_and_feed_the_live_state(connected, world):
+    # A resident of its own: the session stays open, and Alice's tag must stay free for other tests
+    # (an open session of hers elsewhere makes her ConcurrentTx).
+    tag = f"MV{uuid.uuid4().hex[:10].upper()}"
+    await sync_to_async(factories.resident)(world.maple, f"{tag.lower()}@maple.test", tag[:8], id_tags=(tag,))
     now = datetime.now(UTC).replace(microsecond=0)
-    start = await connected.call("StartTransaction", {"connectorId": 1, "idTag": "04A1B2C3D4", "meterStart": 1000,
+    start = await connected.call("StartTransaction", {"connectorId": 1, "idTag": tag, "meterStart": 1000,
                                                       "timestamp": iso(now)})
     tx = start[2]["transactionId"]
     payload = {"connectorId": 1, "transactionId": tx, "meterValue": [{
