@@ -17,12 +17,13 @@ a new charging limit, take effect between grid points).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from apps.simulator.profiles import Limit, Profile, ProfileBook, ProfileRejected
+from apps.simulator.profiles import TX, Limit, Profile, ProfileBook, ProfileRejected
 
 STEP_S = 10
 WS_PER_WH = 3600
@@ -372,6 +373,12 @@ class ChargerSim:
         for c in self.connectors.values():
             if c.tx is not None and c.tx.ref == tx_ref:
                 c.tx.transaction_id = transaction_id
+                profiles = self.profiles.profiles.get(c.config.connector_id, [])
+                self.profiles.profiles[c.config.connector_id] = [
+                    replace(p, transaction_id=transaction_id) if p.purpose == TX and p.transaction_id is None else p
+                    for p in profiles
+                ]
+                self._refresh(c, out)
                 if status != "Accepted" and self.configuration["StopTransactionOnInvalidId"][0] == "true":
                     self._stop(c, "DeAuthorized", out)
                     self._refresh(c, out)
@@ -468,11 +475,13 @@ class ChargerSim:
         out: list[Message] = []
         self._start(c, id_tag, out)
         if profile is not None:
-            try:
-                tx_profile = Profile.from_ocpp(profile)
+            # A TxProfile for the transaction about to start: it gets its transactionId with StartTransaction's
+            # answer (transaction_started).
+            with contextlib.suppress(ProfileRejected):
+                tx_profile = replace(Profile.from_ocpp(profile), transaction_id=None)
+                if tx_profile.kind == "Absolute" and tx_profile.start_schedule is None:
+                    tx_profile = replace(tx_profile, start_schedule=datetime.fromtimestamp(self.t, UTC))
                 self.profiles.profiles.setdefault(c.config.connector_id, []).append(tx_profile)
-            except ProfileRejected:
-                pass
         return "Accepted", out
 
     def remote_stop(self, transaction_id: int) -> tuple[str, list[Message]]:

@@ -250,3 +250,19 @@ def test_change_availability_and_unlock():
     assert status == "Unlocked"
     assert cs.actions("StopTransaction")[0].payload["reason"] == "UnlockCommand"
     assert cs.sim.connectors[1].status == "Unavailable"
+
+
+def test_remote_start_with_a_charging_profile_applies_it_to_the_new_transaction():
+    sim = charger(ev(minutes=30))
+    sim.advance(T0)
+    sim.authorized(1, "Invalid")
+    relative = tx_default("12", purpose="TxProfile")
+    relative["charging_profile_kind"] = "Relative"
+    status, messages = sim.remote_start("APP-TOKEN", 1, relative)
+    assert status == "Accepted"
+    sim.transaction_started(messages[0].tx_ref, 5, "Accepted")
+    assert sim.connectors[1].current_a == Decimal("12.0")
+    sim.remote_stop(5)
+    status, messages = sim.remote_start("APP-TOKEN", 1, tx_default("9", purpose="TxProfile"))  # Absolute, from now
+    sim.transaction_started(messages[0].tx_ref, 6, "Accepted")
+    assert sim.connectors[1].current_a == Decimal("9.0")
