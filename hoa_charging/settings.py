@@ -104,6 +104,7 @@ SHARED_APPS = [
     "channels",
     "apps.core",
     "apps.commissioning",
+    "apps.simulator",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",

@@ -326,8 +326,8 @@ class CommissioningError(Exception):
 # --- loading --------------------------------------------------------------------------
 
 
-class _DecimalLoader(yaml.SafeLoader):
-    """A safe loader that reads YAML floats as Decimal, so 0.8 stays exactly 0.8."""
+class DecimalLoader(yaml.SafeLoader):
+    """A safe loader that reads YAML floats as Decimal, so 0.8 stays exactly 0.8 (also used for scenario files)."""
 
 
 def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal:
@@ -337,10 +337,10 @@ def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal:
     return Decimal(text)
 
 
-_DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 
 
-def _line_of(root: yaml.Node | None, path: Path) -> int | None:
+def line_of(root: yaml.Node | None, path: Path) -> int | None:
     """The line where ``path`` is written in the file, or the closest enclosing line."""
     node = root
     line = node.start_mark.line + 1 if node is not None else None
@@ -361,13 +361,14 @@ def _line_of(root: yaml.Node | None, path: Path) -> int | None:
 def with_lines(text: str, problems: list[Problem]) -> list[Problem]:
     """Fill in the line of each problem found after parsing (e.g. against the database)."""
     try:
-        root = yaml.compose(text, Loader=_DecimalLoader)
+        root = yaml.compose(text, Loader=DecimalLoader)
     except yaml.YAMLError:
         return problems
-    return [Problem(p.path, p.message, p.line or _line_of(root, p.path)) for p in problems]
+    return [Problem(p.path, p.message, p.line or line_of(root, p.path)) for p in problems]
 
 
-def _message(error: ErrorDetails) -> str:
+def error_message(error: ErrorDetails) -> str:
+    """A pydantic error as a short sentence about the value at its place."""
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
@@ -383,8 +384,8 @@ def _message(error: ErrorDetails) -> str:
 def load(text: str, source: str = "<file>") -> CommissioningSpec:
     """Parse and validate a commissioning file, or raise CommissioningError listing every problem."""
     try:
-        root = yaml.compose(text, Loader=_DecimalLoader)
-        data = yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 - a SafeLoader subclass
+        root = yaml.compose(text, Loader=DecimalLoader)
+        data = yaml.load(text, Loader=DecimalLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -399,9 +400,9 @@ def load(text: str, source: str = "<file>") -> CommissioningSpec:
         for error in exc.errors():
             path = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
             # tuple fields add an index for the element; keep it, it names the phase.
-            problems.append(Problem(path, _message(error), _line_of(root, path)))
+            problems.append(Problem(path, error_message(error), line_of(root, path)))
         raise CommissioningError(source, problems) from None
-    problems = [Problem(p.path, p.message, _line_of(root, p.path)) for p in cross_check(spec)]
+    problems = [Problem(p.path, p.message, line_of(root, p.path)) for p in cross_check(spec)]
     if problems:
         raise CommissioningError(source, problems)
     return spec

@@ -31,6 +31,7 @@ from apps.accounts.models import CompanyMembership, CondominiumMembership, User
 from apps.billing.models import Tariff
 from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
 from apps.charging.models import ChargePoint, Connector
+from apps.charging.services import local_list_request_sync
 from apps.commissioning.schema import (
     SUPPLY,
     CommissioningError,
@@ -64,7 +65,10 @@ class CommissioningReport:
 
     @property
     def changed(self) -> bool:
-        return bool(self.created or self.updated or self.retired)
+        return bool(self.count())
+
+    def count(self) -> int:
+        return len(self.created) + len(self.updated) + len(self.retired)
 
     def lines(self) -> list[str]:
         out = [f"+ {item}" for item in self.created]
@@ -287,7 +291,11 @@ def _apply_tenant(spec: CommissioningSpec, condominium: Condominium, writer: _Wr
     _apply_site_meter(spec, circuits, writer, now)
     spots = _apply_units(spec, writer)
     _apply_chargers(spec, circuits, spots, writer, now)
+    changes_before = writer.report.count()
     _apply_residents(spec, writer, now)
+    if writer.report.count() != changes_before:
+        # Cards or residents changed: the chargers' local authorization lists must follow.
+        local_list_request_sync()
     for tariff in spec.tariffs:
         writer.upsert(
             Tariff,

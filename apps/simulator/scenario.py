@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from apps.commissioning.schema import Problem, _DecimalLoader, _line_of, _message
+from apps.commissioning.schema import DecimalLoader, Problem, error_message, line_of
 from apps.simulator.model import ChargerConfig, Ev
 
 Percent = Annotated[int, Field(ge=0, le=100)]
@@ -97,8 +97,8 @@ class Scenario(Spec):
 def load(text: str, source: str = "<scenario>") -> Scenario:
     """Parse and validate a scenario, or raise ScenarioError listing every problem."""
     try:
-        root = yaml.compose(text, Loader=_DecimalLoader)
-        data = yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 - a SafeLoader subclass
+        root = yaml.compose(text, Loader=DecimalLoader)
+        data = yaml.load(text, Loader=DecimalLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -114,8 +114,8 @@ def load(text: str, source: str = "<scenario>") -> Scenario:
         problems = []
         for error in exc.errors():
             path = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            message = _message(error).replace("docs/commissioning.md", "docs/simulator.md")
-            problems.append(Problem(path, message, _line_of(root, path)))
+            message = error_message(error).replace("docs/commissioning.md", "docs/simulator.md")
+            problems.append(Problem(path, message, line_of(root, path)))
         raise ScenarioError(source, problems) from None
 
 
@@ -139,8 +139,8 @@ def check_visits(scenario: Scenario, chargers: list[ChargerConfig], *, source: s
                                     f"charger {charger.charge_point_id!r} has no connector {visit.connector}"))
     if problems:
         if text:
-            root = yaml.compose(text, Loader=_DecimalLoader)
-            problems = [Problem(p.path, p.message, _line_of(root, p.path)) for p in problems]
+            root = yaml.compose(text, Loader=DecimalLoader)
+            problems = [Problem(p.path, p.message, line_of(root, p.path)) for p in problems]
         raise ScenarioError(source, problems)
 
 

@@ -191,3 +191,15 @@ def test_commands(birch, tmp_path, capsys):
     with pytest.raises(CommandError, match="no condominium with slug 'nope'"):
         call_command("export_condominium", "nope")
     assert connection.schema_name == "public"
+
+
+def test_card_changes_bring_the_chargers_local_lists_up_to_date(birch, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as unchanged:
+        apply(BIRCH)
+    assert unchanged == []
+    with django_capture_on_commit_callbacks() as blocked:
+        apply(BIRCH.replace('id_tags: ["04D4D4D4D4"]', "id_tags: []"))
+    assert len(blocked) == 1  # one sync request for the building, sent once the change commits
+    with django_capture_on_commit_callbacks() as charger_only:
+        apply(BIRCH.replace('id_tags: ["04D4D4D4D4"]', "id_tags: []").replace("max_current_a: 100}", "max_current_a: 90}"))
+    assert charger_only == []
