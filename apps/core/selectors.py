@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 
 from django.db.models import Count, F, Prefetch, Q
 from django.utils import timezone
@@ -11,7 +12,37 @@ from apps.alerts.models import Alert
 from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
 from apps.charging.models import ChargePoint, Connector
 from apps.electrical.models import Circuit
+from apps.ocpp import live
 from apps.tenancy.models import Condominium, ConnectionAttempt, Domain
+
+
+@dataclass(frozen=True)
+class ConnectorLive:
+    """What a connector is doing right now, from the chargers' live state in Redis (no database query)."""
+
+    status: str
+    power_kw: Decimal | None
+    session_kwh: Decimal | None
+    currents_a: tuple[Decimal | None, Decimal | None, Decimal | None]
+
+    @classmethod
+    def from_state(cls, state: dict[str, str], number: int) -> ConnectorLive:
+        def decimal(name: str) -> Decimal | None:
+            try:
+                return Decimal(state[name])
+            except (KeyError, InvalidOperation):
+                return None
+
+        power = decimal(f"power_w:{number}")
+        energy = decimal(f"session_energy_wh:{number}")
+        return cls(
+            status=state.get(f"status:{number}", ""),
+            power_kw=(power / 1000).quantize(Decimal("0.1")) if power is not None else None,
+            session_kwh=(energy / 1000).quantize(Decimal("0.01")) if energy is not None else None,
+            currents_a=(
+                decimal(f"current_a:{number}:L1"), decimal(f"current_a:{number}:L2"), decimal(f"current_a:{number}:L3")
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -37,10 +68,17 @@ def condominium_links(request, condominiums) -> list[CondominiumLink]:
 def building_overview(condominium: Condominium) -> dict:
     """What a manager or board member sees first: alerts, chargers, circuits and people."""
     live_connectors = Connector.objects.filter(removed_at__isnull=True).select_related("parking_spot")
-    return {
-        "charge_points": ChargePoint.objects.filter(removed_at__isnull=True)
+    charge_points = list(
+        ChargePoint.objects.filter(removed_at__isnull=True)
         .select_related("circuit")
-        .prefetch_related(Prefetch("connectors", queryset=live_connectors)),
+        .prefetch_related(Prefetch("connectors", queryset=live_connectors))
+    )
+    states = live.read_many_sync([cp.charge_point_id for cp in charge_points]) if charge_points else {}
+    for cp in charge_points:
+        for connector in cp.connectors.all():
+            connector.live = ConnectorLive.from_state(states.get(cp.charge_point_id, {}), connector.connector_id)
+    return {
+        "charge_points": charge_points,
         "circuits": Circuit.objects.filter(removed_at__isnull=True)
         .select_related("parent")
         .order_by(F("parent").asc(nulls_first=True), "key"),

@@ -234,3 +234,22 @@ def test_charger_commands_only_for_the_companys_managers(client, world):
     # Allowed, but the charger is not connected in this test: the answer says so.
     assert client.post(url + "?timeout=1", **body).status_code == 409
     assert client.post("/api/ocpp/chargers/NO-SUCH-CHARGER/commands/Reset", **body).status_code == 404
+
+
+@pytest.mark.django_db
+def test_building_page_shows_live_charging_from_the_live_state(client, world):
+    from asgiref.sync import async_to_sync
+
+    from apps.ocpp import live
+
+    async_to_sync(live.update)(
+        "TEST-MAPLE-1", {"status:1": "Charging", "power_w:1": "7360", "session_energy_wh:1": "2415"}
+    )
+    try:
+        client.force_login(world.acme_manager)
+        page = get(client, MAPLE).content.decode()
+        assert "#1 (P01) Charging · 7.4 kW · 2.42 kWh" in page
+        client.force_login(world.harbor_manager)
+        assert "7.4 kW" not in get(client, HARBOR).content.decode()
+    finally:
+        live._sync().delete(live.key("TEST-MAPLE-1"))
