@@ -17,20 +17,16 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from apps.commissioning.schema import DecimalLoader, Problem, error_message, line_of
+from apps.core.yamlfile import FileRefused, Problem, parse, with_lines
 from apps.simulator.model import ChargerConfig, Ev
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
 
-class ScenarioError(Exception):
-    def __init__(self, source: str, problems: list[Problem]):
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(p.format(source) for p in problems))
+class ScenarioError(FileRefused):
+    """The scenario file is refused; ``problems`` says what and where."""
 
 
 class Spec(BaseModel):
@@ -96,27 +92,11 @@ class Scenario(Spec):
 
 def load(text: str, source: str = "<scenario>") -> Scenario:
     """Parse and validate a scenario, or raise ScenarioError listing every problem."""
-    try:
-        root = yaml.compose(text, Loader=DecimalLoader)
-        data = yaml.load(text, Loader=DecimalLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError(source, [Problem((), f"not valid YAML: {problem}", mark.line + 1 if mark else None)]) \
-            from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ScenarioError(source, [Problem((), "a scenario is a mapping (description, arrivals, fleet, evs)", 1)])
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            path = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            message = error_message(error).replace("docs/commissioning.md", "docs/simulator.md")
-            problems.append(Problem(path, message, line_of(root, path)))
-        raise ScenarioError(source, problems) from None
+    scenario, _ = parse(
+        text, Scenario, source, error=ScenarioError, docs="docs/simulator.md", empty_ok=True,
+        mapping_hint="a scenario is a mapping (description, arrivals, fleet, evs)",
+    )
+    return scenario
 
 
 @dataclass(frozen=True)
@@ -138,10 +118,7 @@ def check_visits(scenario: Scenario, chargers: list[ChargerConfig], *, source: s
             problems.append(Problem(("evs", i, "connector"),
                                     f"charger {charger.charge_point_id!r} has no connector {visit.connector}"))
     if problems:
-        if text:
-            root = yaml.compose(text, Loader=DecimalLoader)
-            problems = [Problem(p.path, p.message, line_of(root, p.path)) for p in problems]
-        raise ScenarioError(source, problems)
+        raise ScenarioError(source, with_lines(text, problems) if text else problems)
 
 
 def plan(scenario: Scenario, chargers: list[ChargerConfig], *, id_tags: list[str], start: datetime,
