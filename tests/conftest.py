@@ -25,6 +25,7 @@ import tests.dbsetup  # noqa: F401  (before any fixture runs: committed-only run
 from apps.accounts.models import User
 from apps.tenancy.models import Company, Condominium
 from tests import factories
+from tests.servers import database_url_for_subprocesses
 
 
 @dataclass
@@ -101,15 +102,7 @@ def committed(_test_database_only, django_db_blocker):
 @pytest.fixture
 def test_database_url(_test_database_only) -> str:
     """A DATABASE_URL that points another process (daphne, a Celery worker) at the test database."""
-    from django.db import connection
-
-    db = connection.settings_dict
-    user = db["USER"] or ""
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db["HOST"] or db.get("OPTIONS", {}).get("host", "")
-    if host.startswith("/"):  # a Unix socket folder (the embedded PostgreSQL)
-        return f"postgres://{user}{password}@/{db['NAME']}?host={host}"
-    return f"postgres://{user}{password}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+    return database_url_for_subprocesses()
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,7 @@ async def test_channel_layer_round_trip_through_redis():
 
 
 def test_beat_schedule_has_the_periodic_tasks():
+    celery_app.loader.import_default_modules()  # what a worker does at start: find every app's tasks
     schedule = celery_app.conf.beat_schedule
     assert schedule["purge-expired-web-sessions"]["task"] == "apps.core.tasks.purge_expired_web_sessions"
     assert all(entry["task"] in celery_app.tasks for entry in schedule.values())

@@ -5,13 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import websockets
@@ -21,65 +15,22 @@ from django.test import Client
 
 from tests.ocpp.charger import FakeCharger
 from tests.ocpp.conftest import PASSWORD
+from tests.servers import Daphne, database_url_for_subprocesses
 
-ROOT = Path(__file__).resolve().parents[2]
 CSRF = "a" * 32
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_http(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"daphne on {port} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"daphne on {port} did not start")
-
-
 @pytest.fixture(scope="module")
-def daphnes(tmp_path_factory, django_db_setup):
-    from django.db import connection
-
-    db = connection.settings_dict
-    assert db["NAME"].startswith("test_")
-    test_database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-    env = {
-        **os.environ, "DATABASE_URL": test_database_url, "REDIS_URL": settings.REDIS_URL,
-        "CHANNEL_LAYER_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
-        "DJANGO_SETTINGS_MODULE": "hoa_charging.settings", "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("TEST_DATABASE_NAME", None)
+def daphnes(tmp_path_factory, _test_database_only):
     logs = tmp_path_factory.mktemp("daphne")
-    procs, ports = [], []
-    for n in (1, 2):
-        port = _free_port()
-        log = open(logs / f"daphne{n}.log", "w")  # noqa: SIM115
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "hoa_charging.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        ))
-        ports.append(port)
+    servers = [Daphne(database_url_for_subprocesses(), logs / f"daphne{n}.log") for n in (1, 2)]
     try:
-        for port, proc in zip(ports, procs, strict=True):
-            _wait_http(port, proc)
-        yield ports
+        for server in servers:
+            server.start()
+        yield [server.port for server in servers]
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for server in servers:
+            server.close()
 
 
 class _KeepRedirects(urllib.request.HTTPRedirectHandler):

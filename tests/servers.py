@@ -1,0 +1,102 @@
+"""Real servers for tests: daphne processes serving the ASGI app against the test database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {process.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"daphne did not listen on {port} within {timeout} s")
+
+
+def database_url_for_subprocesses() -> str:
+    """A DATABASE_URL that points another process (daphne, a Celery worker) at the test database."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    assert db["NAME"].startswith("test_"), "refusing to point a subprocess at a non-test database"
+    user = db["USER"] or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db["HOST"] or db.get("OPTIONS", {}).get("host", "")
+    if host.startswith("/"):  # a Unix socket folder (the embedded PostgreSQL)
+        return f"postgres://{user}{password}@/{db['NAME']}?host={host}"
+    return f"postgres://{user}{password}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Daphne:
+    """A real daphne process on a free port, sharing this run's Redis and channel-layer prefix.
+
+    ``database_url`` is the ``test_database_url`` fixture. ``restart`` keeps the port.
+    """
+
+    def __init__(self, database_url: str, log_path: Path):
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}/ocpp/"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": settings.REDIS_URL,
+            "CHANNEL_LAYER_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+            "DJANGO_SETTINGS_MODULE": "hoa_charging.settings",
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "WARNING",
+        }
+        self.log = log_path.open("w")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "hoa_charging.asgi:application"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, self.process)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        self.log.close()
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()[-5000:]
+
+    def restart(self, down_for: float = 0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
