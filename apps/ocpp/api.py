@@ -27,17 +27,29 @@ def charger_command(request: HttpRequest, charge_point_id: str, action: str) -> 
         raise Http404("no such charger")
     try:
         payload = json.loads(request.body or b"{}")
-        timeout = float(request.GET.get("timeout", "30"))
     except ValueError:
-        return JsonResponse({"error": "the body must be a JSON object"}, status=400)
+        payload = None
     if not isinstance(payload, dict):
-        return JsonResponse({"error": "the body must be a JSON object"}, status=400)
+        return JsonResponse({"error": "the body must be a JSON object (the OCPP payload)"}, status=400)
+    timeout = _timeout(request.GET.get("timeout", "30"))
+    if timeout is None:
+        return JsonResponse({"error": "timeout must be a number of seconds from 1 to 120"}, status=400)
     try:
-        answer = commands.send_command_sync(registration.charge_point_id, action, payload, min(timeout, 120))
+        answer = commands.send_command_sync(registration.charge_point_id, action, payload, timeout)
     except commands.ChargerNotConnected:
         return JsonResponse({"error": "charger not connected"}, status=409)
     except commands.CommandTimeout as error:
         return JsonResponse({"error": str(error)}, status=504)
+    except commands.InvalidCommand as error:
+        return JsonResponse({"error": error.error_code, "description": error.description}, status=400)
     except commands.CommandRejected as error:
         return JsonResponse({"error": error.error_code, "description": error.description}, status=502)
     return JsonResponse({"status": "ok", "answer": answer})
+
+
+def _timeout(raw: str) -> float | None:
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if 1 <= value <= 120 else None  # also refuses nan and inf

@@ -52,12 +52,16 @@ class CommandRejected(CommandError):
         self.description = description
 
 
+class InvalidCommand(CommandRejected):
+    """Not sent: the action is not one a central system sends, or the payload is not valid OCPP 1.6."""
+
+
 async def send_command(
     charge_point_id: str, action: str, payload: dict | None = None, timeout: float | None = None,
 ) -> dict[str, Any]:
     """Send ``action`` to the charger and return its answer's payload."""
     if action not in SERVER_ACTIONS:
-        raise CommandRejected("NotSupported", f"{action} is not a central system action")
+        raise InvalidCommand("NotSupported", f"{action} is not a central system action")
     timeout = timeout or settings.OCPP_RESPONSE_TIMEOUT
     state = await live.read(charge_point_id)
     if state.get("connected") != "1":
@@ -82,6 +86,8 @@ async def send_command(
         raise CommandTimeout(f"{charge_point_id} did not answer {action} within {timeout}s")
     if status == "not_connected":
         raise ChargerNotConnected(charge_point_id)
+    if status == "invalid":
+        raise InvalidCommand(answer.get("error_code", "FormationViolation"), answer.get("description", ""))
     raise CommandRejected(answer.get("error_code", "GenericError"), answer.get("description", ""))
 
 

@@ -234,6 +234,14 @@ def test_charger_commands_only_for_the_companys_managers(client, world):
     # Allowed, but the charger is not connected in this test: the answer says so.
     assert client.post(url + "?timeout=1", **body).status_code == 409
     assert client.post("/api/ocpp/chargers/NO-SUCH-CHARGER/commands/Reset", **body).status_code == 404
+    # Bad requests say what is wrong.
+    bad_json = client.post(url, data="{not json", content_type="application/json", HTTP_HOST=PUBLIC)
+    assert bad_json.status_code == 400 and "JSON object" in bad_json.json()["error"]
+    for timeout in ("nan", "0", "999", "soon"):
+        bad_timeout = client.post(f"{url}?timeout={timeout}", **body)
+        assert bad_timeout.status_code == 400 and "timeout" in bad_timeout.json()["error"]
+    not_ours = client.post("/api/ocpp/chargers/TEST-MAPLE-1/commands/BootNotification", **body)
+    assert not_ours.status_code == 400 and not_ours.json()["error"] == "NotSupported"
 
 
 @pytest.mark.django_db

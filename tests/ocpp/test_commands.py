@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from apps.ocpp.commands import ChargerNotConnected, CommandRejected, CommandTimeout, send_command
+from apps.ocpp.commands import ChargerNotConnected, CommandTimeout, InvalidCommand, send_command
 
 PAYLOADS = {
     "RemoteStartTransaction": {"idTag": "04A1B2C3D4", "connectorId": 1},
@@ -67,7 +67,7 @@ async def test_silent_charger_times_out_and_invalid_payloads_are_refused(connect
     pump = asyncio.ensure_future(connected.settle(10))
     with pytest.raises(CommandTimeout):
         await send_command(connected.charge_point_id, "Reset", {"type": "Hard"}, timeout=1)
-    with pytest.raises(CommandRejected):
+    with pytest.raises(InvalidCommand):
         await send_command(connected.charge_point_id, "Reset", {"type": "Sideways"}, timeout=2)
     pump.cancel()
 
