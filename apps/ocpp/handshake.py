@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import logging
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -77,28 +74,8 @@ def condominium_for_host(headers: list[tuple[bytes, bytes]]) -> int | None:
                 .values_list("tenant_id", flat=True).first())
 
 
-# Passwords this process has verified, as (stored hash, SHA-256 of the password given). After a restart
-# every charger reconnects at once, and each PBKDF2 check costs milliseconds of CPU; a charger that
-# reconnects later (network blip, replaced connection) is then checked with one SHA-256. The stored hash
-# is part of the key, so a changed password is verified afresh; only successes are remembered.
-_VERIFIED: OrderedDict[tuple[str, str], None] = OrderedDict()
-_VERIFIED_MAX = 20_000
-_VERIFIED_LOCK = threading.Lock()
-
-
 def password_matches(password: str, password_hash: str) -> bool:
-    key = (password_hash, hashlib.sha256(password.encode("utf-8", "surrogatepass")).hexdigest())
-    with _VERIFIED_LOCK:
-        if key in _VERIFIED:
-            _VERIFIED.move_to_end(key)
-            return True
-    if not check_password(password, password_hash):
-        return False
-    with _VERIFIED_LOCK:
-        _VERIFIED[key] = None
-        while len(_VERIFIED) > _VERIFIED_MAX:
-            _VERIFIED.popitem(last=False)
-    return True
+    return check_password(password, password_hash)
 
 
 def record_refusal(*, charge_point_id: str, remote_address: str, reason: str, condominium_id: int | None) -> None:

@@ -115,22 +115,3 @@ async def test_unknown_charger_on_a_buildings_own_host_is_shown_to_that_building
     maple_ids = {a.charge_point_id for a in await in_schema("public", refused_connections, world.maple)}
     oak_ids = {a.charge_point_id for a in await in_schema("public", refused_connections, world.oak)}
     assert on_maple in maple_ids and elsewhere not in maple_ids and on_maple not in oak_ids
-
-
-def test_verified_passwords_are_remembered_only_for_the_same_stored_hash():
-    from django.contrib.auth.hashers import make_password
-
-    from apps.ocpp.handshake import password_matches
-
-    stored = make_password("cabinet-secret-1", hasher="charger_pbkdf2_sha256")
-    assert password_matches("cabinet-secret-1", stored)
-    assert password_matches("cabinet-secret-1", stored)  # from memory now
-    assert not password_matches("cabinet-secret-2", stored)
-    assert not password_matches("", stored)
-    # A new password (a new stored hash, with its own salt): the old one no longer opens.
-    rotated = make_password("cabinet-secret-2", hasher="charger_pbkdf2_sha256")
-    assert not password_matches("cabinet-secret-1", rotated)
-    assert password_matches("cabinet-secret-2", rotated)
-    # The same password registered for another charger has another salt and hash: checked afresh, and right.
-    other = make_password("cabinet-secret-1", hasher="charger_pbkdf2_sha256")
-    assert other != stored and password_matches("cabinet-secret-1", other)
