@@ -215,6 +215,9 @@ OCPP_RESPONSE_TIMEOUT = env_int("OCPP_RESPONSE_TIMEOUT", 30)
 OCPP_FRAME_RETENTION_DAYS = env_int("OCPP_FRAME_RETENTION_DAYS", 90)
 OCPP_STALE_SESSION_HOURS = env_int("OCPP_STALE_SESSION_HOURS", 72)
 OCPP_REFUSED_LOG_WINDOW = env_int("OCPP_REFUSED_LOG_WINDOW", 600)
+# Per connection: frames per second sustained, and the burst allowed above it; a faster charger is slowed down.
+OCPP_MAX_FRAME_RATE = env_int("OCPP_MAX_FRAME_RATE", 50)
+OCPP_FRAME_BURST = env_int("OCPP_FRAME_BURST", 300)
 
 # --- accounts -----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ class Alert(models.Model):
         SESSION_REVIEW = "session_review", "Session needs review"
         STALE_SESSION = "stale_session", "Session left open"
         LOCAL_LIST_FAILED = "local_list_failed", "Local authorization list not in sync"
+        CHARGER_MISBEHAVING = "charger_misbehaving", "Charger disconnected for misbehaving"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"

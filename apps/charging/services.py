@@ -466,6 +466,8 @@ def session_start(
         _close_without_stop(stale, stopped_at=started_at, reason="a new StartTransaction on the same connector")
 
     connector = Connector.objects.filter(charge_point_id=charge_point_pk, connector_id=connector_number).first()
+    if connector is None:
+        reasons.append(f"connector {connector_number} is not commissioned on this charger")
     try:
         with transaction.atomic():
             session = ChargingSession.objects.create(

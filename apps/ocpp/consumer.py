@@ -26,9 +26,10 @@ import logging
 import re
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import ocpp.messages
 from asgiref.sync import sync_to_async
@@ -40,9 +41,15 @@ from django_tenants.utils import schema_context
 from ocpp.exceptions import (
     FormationViolationError,
     FormatViolationError,
+    NotSupportedError,
     OccurenceConstraintViolationError,
     OccurrenceConstraintViolationError,
     OCPPError,
+    PropertyConstraintViolationError,
+    TypeConstraintViolationError,
+)
+from ocpp.exceptions import (
+    NotImplementedError as ActionNotImplementedError,
 )
 from ocpp.messages import Call, CallError, MessageType, unpack, validate_payload
 from ocpp.routing import after, on
@@ -50,8 +57,10 @@ from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
+from apps.alerts.models import Alert
+from apps.alerts.services import alert_raise
 from apps.charging import services
-from apps.ocpp import framelog, handshake, live
+from apps.ocpp import edge, framelog, handshake, live
 from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
 
 logger = logging.getLogger(__name__)
@@ -72,6 +81,17 @@ FALLBACK_MEASURANDS = ("Energy.Active.Import.Register", "Current.Import")
 
 # Schema validation is fast; running it in a thread pool per message costs more than it saves.
 ocpp.messages.ASYNC_VALIDATION = False
+
+# Frames received and not yet handled. A charger waits for each answer (one CALL at a time), so a
+# well-behaved one never has more than a few here; one that floods is cut off instead of growing memory.
+MAX_INBOX = 32
+# Unique ids remembered to label answers in the frame log and to hold them for the group commit; junk ids
+# that are never answered under the same id must not accumulate.
+MAX_TRACKED_IDS = 64
+# Answers to calls the platform never made (or gave up waiting for): a few are normal (a late answer),
+# a stream of them is not. Burst, and refill per second.
+UNSOLICITED_BURST, UNSOLICITED_RATE = 20, 1 / 60
+KNOWN_ACTIONS = frozenset(action.value for action in Action)
 
 _UNIQUE_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"\\]{1,64})"')
 _GROUP_SAFE = re.compile(r"^[A-Za-z0-9.\-]{1,80}$")
@@ -143,10 +163,17 @@ class CentralSystem(OcppChargePoint):
     def __init__(self, consumer: OcppConsumer, connection: _Connection):
         super().__init__(consumer.charge_point_id, connection, response_timeout=settings.OCPP_RESPONSE_TIMEOUT)
         self.consumer = consumer
+        self.awaiting: str | None = None  # unique id of the platform's outstanding CALL
+        self.abandoned: BoundedMap[str] = BoundedMap(8)  # calls given up on: unique id -> action
 
     async def start(self) -> None:
         while True:
             raw = await self._connection.recv()
+            # The frame rate limit: a charger faster than OCPP_MAX_FRAME_RATE is slowed down, not served
+            # faster; one that does not wait for the answers fills the inbox and is cut off (receive()).
+            delay = self.consumer.frame_budget.wait(time.monotonic())
+            if delay > 0:
+                await asyncio.sleep(delay)
             try:
                 await self.route_message(raw)
             except Exception:
@@ -166,12 +193,37 @@ class CentralSystem(OcppChargePoint):
                     details={"cause": "uniqueId must be a string and the payload an object"})))
                 return
             try:
+                refusal = self._refuse_call(msg.action, msg.payload)
+                if refusal is not None:
+                    raise refusal
                 await self._handle_call(msg)
             except OCPPError as error:
                 logger.info("%s: %s answered with %s", self.id, msg.action, error.code)
                 await self._send(_call_error(msg.unique_id, error))
         elif msg.message_type_id in (MessageType.CallResult, MessageType.CallError):
-            self._response_queue.put_nowait(msg)
+            if msg.unique_id == self.awaiting:
+                self._response_queue.put_nowait(msg)
+            elif msg.unique_id in self.abandoned:
+                logger.info("%s: late answer to %s dropped", self.id, self.abandoned.pop(msg.unique_id))
+            else:
+                await self.consumer.unsolicited_answer(str(msg.unique_id))
+
+    def _refuse_call(self, action: object, payload: dict) -> OCPPError | None:
+        """The error a CALL gets before any handler runs, or None to handle it.
+
+        OCPP-J 1.6 section 4.2.3: NotImplemented is for an action the receiver does not know at all,
+        NotSupported for one it knows but does not take (the ocpp package has the two the other way round).
+        """
+        if action not in self.route_map:
+            if action in KNOWN_ACTIONS:
+                return NotSupportedError(details={"cause": f"{action} is not an action a charger sends"})
+            return ActionNotImplementedError(details={"cause": f"{str(action)[:60]!r} is no OCPP 1.6 action"})
+        problem = edge.check(str(action), payload)
+        if problem is None:
+            return None
+        code, description = problem
+        error = {edge.PROPERTY: PropertyConstraintViolationError, edge.TYPE: TypeConstraintViolationError}[code]
+        return error(description=description, details={"cause": description})
 
     async def call_raw(self, action: str, payload: dict, timeout: float) -> dict[str, Any]:
         """Send one CALL and wait for its answer. Only the command worker calls this."""
@@ -182,11 +234,17 @@ class CentralSystem(OcppChargePoint):
             return {"status": "invalid", "error_code": _ocpp16_error(error).code,
                     "description": str(error.details.get("cause", error.description))}
         async with self._call_lock:
-            await self._send(call.to_json())
+            self.awaiting = call.unique_id
             try:
+                await self._send(call.to_json())
                 response = await self._get_specific_response(call.unique_id, timeout)
             except TimeoutError:
                 return {"status": "timeout", "sent": True}
+            finally:
+                self.awaiting = None
+                # Timed out or cancelled: an answer may still come, and is no misbehaviour.
+                self.abandoned[call.unique_id] = action
+            self.abandoned.pop(call.unique_id, None)
         if response.message_type_id == MessageType.CallError:
             return {"status": "error", "error_code": response.error_code,
                     "description": response.error_description, "details": response.error_details}
@@ -319,6 +377,23 @@ def _id_tag_info(decision: services.IdTagDecision) -> dict[str, str]:
     return info
 
 
+V = TypeVar("V")
+
+
+class BoundedMap(OrderedDict[str, V]):
+    """A dict that forgets its oldest entries beyond ``limit``."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: str, value: V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
 @dataclass
 class OpenSession:
     transaction_id: int
@@ -382,8 +457,14 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.boot_accepted = ctx.enabled
         self.marked_offline = False
         self.last_touch = 0.0
-        self.in_flight: dict[str, str] = {}  # unique id -> action, to label the answers in the frame log
-        self.commits: dict[str, asyncio.Future] = {}  # unique id of a CALL received -> commit of its frame
+        # unique id -> action, to label the answers in the frame log
+        self.in_flight: BoundedMap[str] = BoundedMap(MAX_TRACKED_IDS)
+        # unique id of a CALL received -> commit of its frame
+        self.commits: BoundedMap[asyncio.Future] = BoundedMap(MAX_TRACKED_IDS)
+        now_m = time.monotonic()
+        self.frame_budget = edge.TokenBucket(settings.OCPP_MAX_FRAME_RATE, settings.OCPP_FRAME_BURST, now_m)
+        self.unsolicited_budget = edge.TokenBucket(UNSOLICITED_RATE, UNSOLICITED_BURST, now_m)
+        self.closing = False
         self.commands: asyncio.Queue[Command] = asyncio.Queue()
         self.current_command: Command | None = None
         self.configure_task: asyncio.Task | None = None
@@ -436,6 +517,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
     # --- frames ----------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        if self.connection.inbox.qsize() >= MAX_INBOX:
+            await self.cut_off(f"{MAX_INBOX} frames waiting without the charger waiting for answers")
+            return
         if text_data is None:
             logger.info("%s: binary frame ignored", self.charge_point_id)
             return
@@ -485,6 +571,30 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if now - self.last_touch >= TOUCH_EVERY_S:
             self.last_touch = now
             await live.update(self.charge_point_id, {"last_seen": int(now), "connected": "1"})
+
+    async def unsolicited_answer(self, unique_id: str) -> None:
+        """An answer to no call of ours (or one we gave up on): dropped; a stream of them ends the connection."""
+        logger.info("%s: dropped an answer to no outstanding call (%r)", self.charge_point_id, unique_id[:64])
+        if not self.unsolicited_budget.take(time.monotonic()):
+            await self.cut_off(f"more than {UNSOLICITED_BURST} answers to calls the platform did not make")
+
+    async def cut_off(self, reason: str) -> None:
+        """Close a connection that misbehaves, with the reason logged and an alert for the managers.
+
+        Whatever was acknowledged is already committed (group commit); frames not yet answered are not
+        acknowledged, so the charger sends them again when it reconnects.
+        """
+        if self.closing:
+            return
+        self.closing = True
+        logger.warning("%s: connection closed: %s", self.charge_point_id, reason)
+        try:
+            await self.db(alert_raise, kind=Alert.Kind.CHARGER_MISBEHAVING, charge_point_id=self.charge_point_id,
+                          message=f"{self.charge_point_id} was disconnected: {reason}"[:300],
+                          details={"reason": reason})
+        except Exception:
+            logger.exception("%s: could not raise the alert", self.charge_point_id)
+        await self.close(code=1008)  # policy violation
 
     # --- channel-layer events --------------------------------------------------------
 

@@ -22,9 +22,10 @@ def parse_time(raw: str | None) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(raw.strip())
-    except ValueError:
+        # In UTC at once: year 1 at +05:00 (or 9999 at -05:00) is not a time any comparison can take.
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def meter_value_rows(

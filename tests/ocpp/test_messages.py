@@ -70,10 +70,12 @@ async def test_every_frame_in_and_out_is_logged(connected):
 async def test_protocol_errors_get_the_right_callerror_and_the_connection_survives(connected):
     bad_json = await connected.send_raw('[2, "x1", "Heartbeat", {')
     assert bad_json[0] == 4 and bad_json[2] == "FormationViolation"
+    # OCPP-J 1.6 section 4.2.3: an action not known at all is NotImplemented; one known but not taken
+    # from a charger is NotSupported.
     unknown = await connected.call("FlyToTheMoon", {})
-    assert unknown[0] == 4 and unknown[2] == "NotSupported"
-    not_implemented = await connected.call("SignCertificate", {"csr": "x"})
-    assert not_implemented[0] == 4 and not_implemented[2] in ("NotImplemented", "NotSupported")
+    assert unknown[0] == 4 and unknown[2] == "NotImplemented"
+    not_supported = await connected.call("RemoteStartTransaction", {"idTag": "x"})
+    assert not_supported[0] == 4 and not_supported[2] == "NotSupported"
     missing = await connected.call("StatusNotification", {"connectorId": 1})
     assert missing[0] == 4 and missing[2] == "ProtocolError"
     wrong_type = await connected.call("StatusNotification", {"connectorId": "one", "errorCode": "NoError",

@@ -1,0 +1,229 @@
+"""A charger (or anything that reaches the port) must not be able to hurt the platform.
+
+Bad values inside well-formed frames are refused at the edge with the OCPP-J error that names them, never
+InternalError; junk unique ids, floods and unsolicited answers are answered or end the connection at once,
+with the reason logged and an alert for the managers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from datetime import UTC, datetime, timedelta
+
+from apps.alerts.models import Alert
+from apps.charging.models import ChargePoint, ChargingSession
+from apps.ocpp.models import OcppFrame
+from tests.ocpp.charger import FakeCharger
+from tests.ocpp.conftest import communicator, in_schema
+
+MAPLE = "maple_court"
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def closed_within(charger: FakeCharger, seconds: float) -> dict:
+    """The websocket.close the platform sent, skipping any frames before it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        output = await charger.transport.receive_output(timeout=max(deadline - time.monotonic(), 0.01))
+        if output["type"] == "websocket.close":
+            return output
+    raise AssertionError(f"still open after {seconds} s")
+
+
+async def test_junk_unique_ids_are_answered_or_cut_off_promptly_never_hung(connected):
+    # A number where the unique id belongs: answered FormationViolation under the only id there is.
+    for _ in range(50):
+        reply = await connected.send_raw('[2,123,"Heartbeat",{}]')
+        assert reply[0] == 4 and reply[1] == "123" and reply[2] == "FormationViolation"
+    assert (await connected.call("Heartbeat", {}, unique_id="good-one"))[0] == 3
+    # Two thousand at once, without waiting for the answers: a Heartbeat after them is answered, or the
+    # connection is closed, within 10 s.
+    for _ in range(2000):
+        await connected.transport.send_to(text_data='[2,123,"Heartbeat",{}]')
+    await connected.transport.send_to(text_data='[2,"good-two","Heartbeat",{}]')
+    deadline = time.monotonic() + 10
+    while True:
+        output = await connected.transport.receive_output(timeout=max(deadline - time.monotonic(), 0.01))
+        if output["type"] == "websocket.close":
+            assert output.get("code") == 1008
+            break
+        if json.loads(output["text"])[1] == "good-two":
+            break
+
+
+async def test_a_flood_of_frames_closes_the_connection_with_a_reason_and_an_alert(connected):
+    await connected.boot()
+    await connected.settle(0.5)
+    for _ in range(3000):
+        await connected.transport.send_to(text_data='[2,123,"Heartbeat",{}]')
+    closed = await closed_within(connected, 10)
+    assert closed.get("code") == 1008
+    alerts = await in_schema(MAPLE, lambda: list(Alert.objects.filter(
+        kind=Alert.Kind.CHARGER_MISBEHAVING, charge_point_id=connected.charge_point_id).values_list("message",
+                                                                                                  flat=True)))
+    assert len(alerts) == 1 and "was disconnected" in alerts[0] and "frames" in alerts[0]
+
+
+async def test_unsolicited_answers_are_dropped_and_a_stream_of_them_closes_the_connection(connected):
+    await connected.boot()
+    await connected.settle(0.5)
+    for n in range(5):
+        await connected.transport.send_to(text_data=json.dumps([3, f"never-asked-{n}", {}]))
+    assert (await connected.call("Heartbeat", {}))[0] == 3
+    for n in range(200):
+        await connected.transport.send_to(text_data=json.dumps([3, f"never-asked-more-{n}", {}]))
+    closed = await closed_within(connected, 10)
+    assert closed.get("code") == 1008
+
+
+async def test_bad_values_in_well_formed_frames_name_the_field_and_never_internal_error(connected):
+    await connected.boot()
+    await connected.settle(0.5)
+    now = iso(datetime.now(UTC) - timedelta(minutes=5))
+    nul_vendor = await connected.call("BootNotification", {"chargePointVendor": "\u0000", "chargePointModel": "M"})
+    assert nul_vendor[0] == 4 and nul_vendor[2] == "PropertyConstraintViolation"
+    assert "chargePointVendor" in nul_vendor[3]
+    huge_tx = await connected.call("StopTransaction", {"transactionId": 2**53, "meterStop": 1, "timestamp": now})
+    assert huge_tx[0] == 4 and huge_tx[2] == "TypeConstraintViolation" and "transactionId" in huge_tx[3]
+    huge_meter = await connected.call("StartTransaction", {"connectorId": 1, "idTag": "X", "meterStart": 2**53,
+                                                          "timestamp": now})
+    assert huge_meter[0] == 4 and huge_meter[2] == "TypeConstraintViolation" and "meterStart" in huge_meter[3]
+    negative = await connected.call("StartTransaction", {"connectorId": -3, "idTag": "X", "meterStart": 0,
+                                                        "timestamp": now})
+    assert negative[0] == 4 and negative[2] == "PropertyConstraintViolation" and "connectorId" in negative[3]
+    nul_value = await connected.call("MeterValues", {"connectorId": 1, "meterValue": [
+        {"timestamp": now, "sampledValue": [{"value": "1\u00002"}]}]})
+    assert nul_value[0] == 4 and nul_value[2] == "PropertyConstraintViolation"
+    assert "meterValue[0].sampledValue[0].value" in nul_value[3]
+    # An uncommissioned connector: the session is kept (energy was delivered) and flagged for review.
+    far = await connected.call("StartTransaction", {"connectorId": 9, "idTag": "X", "meterStart": 0,
+                                                   "timestamp": now})
+    assert far[0] == 3
+    session = await in_schema(MAPLE, ChargingSession.objects.get, transaction_id=far[2]["transactionId"])
+    assert session.needs_review and "connector 9" in session.review_reason
+    assert (await connected.call("Heartbeat", {}))[0] == 3
+
+
+async def test_unknown_action_is_not_implemented_and_a_known_one_we_do_not_take_is_not_supported(connected):
+    unknown = await connected.call("FlyToTheMoon", {})
+    assert unknown[0] == 4 and unknown[2] == "NotImplemented"
+    server_action = await connected.call("Reset", {"type": "Soft"})
+    assert server_action[0] == 4 and server_action[2] == "NotSupported"
+
+
+# --- the seeded fuzz: thousands of mutated charger-to-server frames -------------------------------------------
+
+SEEDS = {
+    "BootNotification": {"chargePointVendor": "Acme", "chargePointModel": "W22", "firmwareVersion": "1.0"},
+    "Heartbeat": {},
+    "StatusNotification": {"connectorId": 1, "errorCode": "NoError", "status": "Available",
+                           "timestamp": "2026-01-01T00:00:00Z", "info": "ok"},
+    "Authorize": {"idTag": "04A1B2C3D4"},
+    "StartTransaction": {"connectorId": 1, "idTag": "04A1B2C3D4", "meterStart": 1000,
+                         "timestamp": "2026-01-01T00:00:00Z", "reservationId": 5},
+    "StopTransaction": {"transactionId": 1, "meterStop": 2000, "timestamp": "2026-01-01T01:00:00Z",
+                        "idTag": "04A1B2C3D4", "reason": "Local",
+                        "transactionData": [{"timestamp": "2026-01-01T00:30:00Z",
+                                             "sampledValue": [{"value": "1500", "unit": "Wh"}]}]},
+    "MeterValues": {"connectorId": 1, "transactionId": 1, "meterValue": [
+        {"timestamp": "2026-01-01T00:30:00Z", "sampledValue": [
+            {"value": "16.1", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+            {"value": "1500", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]}]},
+    "DataTransfer": {"vendorId": "acme", "messageId": "x", "data": "y"},
+    "DiagnosticsStatusNotification": {"status": "Idle"},
+    "FirmwareStatusNotification": {"status": "Idle"},
+}
+NASTY_VALUES = [
+    "\u0000", "a\u0000b", "", " ", "x" * 5000, "💥", "\ud7ff", -1, 0, 2**31, 2**31 - 1, -(2**31) - 1, 2**53,
+    2**63, 10**30, 1.5, -0.0, 1e308, True, None, [], {}, [1, 2], {"a": 1}, "NaN", "Infinity", "-1e309",
+    "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00",
+    "2026-13-45T99:99:99Z", "not a date",
+]
+
+
+def _paths(value, path=()):
+    yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, (*path, index))
+
+
+def _mutate(payload: dict, rng: random.Random) -> dict:
+    payload = copy.deepcopy(payload)
+    for _ in range(rng.randint(1, 3)):
+        paths = [p for p in _paths(payload) if p]
+        if not paths:
+            break
+        path = rng.choice(paths)
+        parent = payload
+        for part in path[:-1]:
+            parent = parent[part]
+        if rng.random() < 0.1 and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = copy.deepcopy(rng.choice(NASTY_VALUES))
+    return payload
+
+
+async def test_seeded_fuzz_of_charger_frames_never_gets_internal_error(charger_id, settings):
+    settings.OCPP_MAX_FRAME_RATE = 10_000  # the fuzz waits for every answer; the rate limit is tested below
+    comm = communicator(charger_id)
+    assert (await comm.connect(timeout=5))[0]
+    connected = FakeCharger(comm)
+    connected.charge_point_id = charger_id
+    rng = random.Random(20261129)
+    await connected.boot()
+    await connected.settle(0.5)
+    internal = []
+    for n in range(2500):
+        action = rng.choice(sorted(SEEDS))
+        payload = _mutate(SEEDS[action], rng)
+        reply = await connected.call(action, payload, unique_id=f"fz{n}")
+        if reply[0] == 4 and reply[2] in ("InternalError", "GenericError"):
+            internal.append((action, payload, reply))
+        if n % 250 == 0:
+            await connected.settle(0.01)  # answer whatever the platform asked meanwhile
+    assert internal == [], internal[:5]
+    assert (await connected.call("Heartbeat", {}))[0] == 3
+    stored = await in_schema(MAPLE, lambda: OcppFrame.objects.filter(
+        charge_point_id=connected.charge_point_id, direction="in").count())
+    assert stored >= 2500
+    assert await in_schema(MAPLE, ChargePoint.objects.filter(charge_point_id=connected.charge_point_id).exists)
+    await comm.disconnect()
+
+
+async def test_a_charger_faster_than_the_frame_rate_is_slowed_down_not_cut_off(charger_id, settings):
+    settings.OCPP_MAX_FRAME_RATE, settings.OCPP_FRAME_BURST = 20, 20
+    comm = communicator(charger_id)
+    assert (await comm.connect(timeout=5))[0]
+    charger = FakeCharger(comm)
+    started = time.monotonic()
+    for n in range(60):
+        assert (await charger.call("Heartbeat", {}, unique_id=f"hb{n}"))[0] == 3
+    # 20 at once, then 40 more at 20 per second.
+    assert time.monotonic() - started >= 1.8
+    await comm.disconnect()
+
+
+async def test_bounded_inbox_closes_a_charger_that_does_not_wait_for_answers(charger_id, settings):
+    from apps.ocpp import consumer as consumer_module
+
+    # Slow handling down (the rate limit delays each frame), so that the burst below surely piles up.
+    settings.OCPP_MAX_FRAME_RATE, settings.OCPP_FRAME_BURST = 5, 1
+    comm = communicator(charger_id)
+    assert (await comm.connect(timeout=5))[0]
+    charger = FakeCharger(comm)
+    # Many calls in one burst, without waiting for the answers: the inbox fills up.
+    for n in range(consumer_module.MAX_INBOX * 3):
+        await comm.send_to(text_data=json.dumps([2, f"s{n}", "Authorize", {"idTag": f"T{n}"}]))
+    closed = await closed_within(charger, 15)
+    assert closed.get("code") == 1008
