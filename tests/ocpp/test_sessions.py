@@ -180,3 +180,11 @@ async def test_retried_stop_for_an_unknown_transaction_makes_one_session_to_revi
     # The same transactionId with another meterStop is another message (a charger reusing its ids).
     await stop(connected, 555_000, 2_500, at + timedelta(minutes=10), idTag=TAG)
     assert len(await sessions_of(connected.charge_point_id)) == 2
+
+
+async def test_retried_stop_attached_by_tag_is_not_attached_again(connected):
+    tx, at = await start(connected, meter=1_000)
+    for _ in range(2):  # "-1": the charger never got the transactionId; the first answer was lost too
+        await stop(connected, -1, 2_000, at + timedelta(minutes=20), idTag=TAG)
+    [session] = await sessions_of(connected.charge_point_id)
+    assert session.transaction_id == tx and session.energy_wh == 1_000
