@@ -136,6 +136,10 @@ class ChargingSession(models.Model):
     meter_stop_wh = models.BigIntegerField(null=True, blank=True)
     stop_id_tag = models.CharField(max_length=20, blank=True)
     stop_reason = models.CharField(max_length=32, blank=True)
+    stop_message_key = models.CharField(
+        max_length=120, blank=True,
+        help_text="transactionId/meterStop/timestamp/idTag of the StopTransaction that ended it, as sent.",
+    )
     energy_wh = models.BigIntegerField(default=0)
     energy_source = models.CharField(max_length=16, choices=EnergySource.choices, default=EnergySource.NONE)
     needs_review = models.BooleanField(default=False)
@@ -154,6 +158,12 @@ class ChargingSession(models.Model):
             models.UniqueConstraint(
                 fields=["charge_point", "connector_number", "id_tag", "started_at", "meter_start_wh"],
                 name="session_start_unique",
+            ),
+            # A copy of a StopTransaction (a retry, or two at once) must find the session the first one ended,
+            # above all one made for an unknown transactionId, which has no transactionId to find it by.
+            models.UniqueConstraint(
+                fields=["charge_point", "stop_message_key"], condition=~models.Q(stop_message_key=""),
+                name="session_stop_message_unique",
             ),
         ]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise, alert_resolve
-from apps.buildings.models import IdTag
+from apps.buildings.models import IdTag, Resident
 from apps.charging import metering
 from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue, Reservation
 
@@ -198,12 +198,18 @@ def id_tag_status(tag: IdTag, now: datetime | None = None) -> str:
 
 def authorize_id_tag(
     id_tag: str, *, charge_point_pk: int | None = None, connector_number: int | None = None,
+    lock_resident: bool = False,
 ) -> IdTagDecision:
     """Accepted, Invalid, Blocked, Expired or ConcurrentTx for an idTag.
 
     ConcurrentTx: the resident already charges elsewhere and may not hold two
     sessions. A session on the same charger does not count (the tag is likely
     being presented to stop it).
+
+    ``lock_resident`` (inside the caller's transaction, which then stores the session): the resident's
+    row is locked before their open sessions are counted, so that two StartTransactions of one card at
+    two chargers take turns and the second sees the first's session. NO KEY UPDATE: rows that merely
+    point at the resident (sessions, reservations) can still be inserted meanwhile.
     """
     tag = IdTag.objects.select_related("resident").filter(id_tag=id_tag.strip().upper()).first()
     if tag is None:
@@ -214,6 +220,10 @@ def authorize_id_tag(
     if status != ACCEPTED:
         return IdTagDecision(status, **base)
     if not tag.resident.allow_concurrent_sessions:
+        if lock_resident:
+            # order_by(): the default ordering would join (and lock) the unit and the user too.
+            list(Resident.objects.select_for_update(no_key=True).filter(pk=tag.resident_id).order_by()
+                 .values_list("pk", flat=True))
         others = ChargingSession.objects.filter(resident_id=tag.resident_id, stopped_at__isnull=True)
         if charge_point_pk is not None:
             others = others.exclude(charge_point_id=charge_point_pk)
@@ -439,13 +449,18 @@ def session_start(
     *, charge_point_pk: int, connector_number: int, id_tag: str, meter_start: int, timestamp: datetime | None,
     received_at: datetime, reservation_id: int | None = None,
 ) -> StartResult:
-    """StartTransaction. A retry of one already stored gets the same transactionId.
+    """StartTransaction. A retry of one already stored gets the same transactionId and the same answer.
 
     The session is stored whatever the idTag's status: the charger may have
     started it offline, and the energy was delivered either way.
+
+    One transaction decides and writes, under row locks taken in this order (the same order everywhere,
+    so two starts never deadlock): the resident (two starts of one card at two chargers: the second
+    waits and then sees the first session, ConcurrentTx), the connector (two starts on one connector
+    see each other), then each open session it closes (a StopTransaction that got there first wins).
+    NO KEY UPDATE locks: inserting meter values that point at a locked session does not wait for them.
     """
     id_tag = id_tag.strip().upper()
-    decision = authorize_id_tag(id_tag, charge_point_pk=charge_point_pk, connector_number=connector_number)
     reasons: list[str] = []
     started_at = _charger_time(timestamp, received_at, "start", reasons)
     if meter_start < 0:
@@ -454,40 +469,53 @@ def session_start(
         "charge_point_id": charge_point_pk, "connector_number": connector_number, "id_tag": id_tag,
         "started_at": started_at, "meter_start_wh": meter_start,
     }
-    existing = ChargingSession.objects.filter(**identity).first()
-    if existing is not None:
-        return StartResult(existing.transaction_id, existing.pk, decision, retried=True)
+    with transaction.atomic():
+        decision = authorize_id_tag(id_tag, charge_point_pk=charge_point_pk, connector_number=connector_number,
+                                    lock_resident=True)
+        # order_by(): the default ordering would join (and lock) the charger's row too.
+        connector = Connector.objects.select_for_update(no_key=True).filter(
+            charge_point_id=charge_point_pk, connector_id=connector_number).order_by().first()
+        existing = ChargingSession.objects.filter(**identity).first()
+        if existing is not None:
+            return _start_retried(existing, decision)
 
-    # A new start on a connector that still has an open session: that StopTransaction got lost.
-    for stale in ChargingSession.objects.filter(
-        charge_point_id=charge_point_pk, connector_number=connector_number, stopped_at__isnull=True,
-        started_at__lte=started_at,
-    ):
-        _close_without_stop(stale, stopped_at=started_at, reason="a new StartTransaction on the same connector")
+        # A new start on a connector that still has an open session: that StopTransaction got lost.
+        for stale in ChargingSession.objects.select_for_update(no_key=True).filter(
+            charge_point_id=charge_point_pk, connector_number=connector_number, stopped_at__isnull=True,
+            started_at__lte=started_at,
+        ):
+            _close_without_stop(stale, stopped_at=started_at, reason="a new StartTransaction on the same connector")
 
-    connector = Connector.objects.filter(charge_point_id=charge_point_pk, connector_id=connector_number).first()
-    if connector is None:
-        reasons.append(f"connector {connector_number} is not commissioned on this charger")
-    try:
-        with transaction.atomic():
-            session = ChargingSession.objects.create(
-                **identity, connector=connector, resident_id=decision.resident_id, reservation_id=reservation_id,
-                authorization_status=decision.status, start_received_at=received_at,
-                needs_review=bool(reasons), review_reason="\n".join(reasons),
-            )
-            session.transaction_id = session.pk
-            session.save(update_fields=["transaction_id"])
-    except IntegrityError:
-        # The same start arrived twice at once (a retry racing the original).
-        existing = ChargingSession.objects.get(**identity)
-        return StartResult(existing.transaction_id, existing.pk, decision, retried=True)
-    if reservation_id is not None:
-        # The charger honoured it (even just past its expiry on our clock): it is used up.
-        Reservation.objects.filter(
-            pk=reservation_id, charge_point_id=charge_point_pk,
-            status__in=(Reservation.Status.REQUESTED, Reservation.Status.ACCEPTED, Reservation.Status.EXPIRED),
-        ).update(status=Reservation.Status.USED, ended_at=received_at)
+        if connector is None:
+            reasons.append(f"connector {connector_number} is not commissioned on this charger")
+        try:
+            with transaction.atomic():
+                session = ChargingSession.objects.create(
+                    **identity, connector=connector, resident_id=decision.resident_id,
+                    reservation_id=reservation_id, authorization_status=decision.status,
+                    start_received_at=received_at, needs_review=bool(reasons), review_reason="\n".join(reasons),
+                )
+                session.transaction_id = session.pk
+                session.save(update_fields=["transaction_id"])
+        except IntegrityError:
+            # The same start arrived twice at once (a retry racing the original) and no row lock held the
+            # second back (an unknown connector, a card without the resident lock): the constraint did.
+            return _start_retried(ChargingSession.objects.get(**identity), decision)
+        if reservation_id is not None:
+            # The charger honoured it (even just past its expiry on our clock): it is used up.
+            Reservation.objects.filter(
+                pk=reservation_id, charge_point_id=charge_point_pk,
+                status__in=(Reservation.Status.REQUESTED, Reservation.Status.ACCEPTED, Reservation.Status.EXPIRED),
+            ).update(status=Reservation.Status.USED, ended_at=received_at)
     return StartResult(session.transaction_id, session.pk, decision, retried=False)
+
+
+def _start_retried(existing: ChargingSession, decision: IdTagDecision) -> StartResult:
+    # The answer the charger got the first time: since then the resident's session at another charger
+    # may have started (ConcurrentTx now) or ended (Accepted now), and the charger acted on the first answer.
+    if existing.authorization_status:
+        decision = replace(decision, status=existing.authorization_status)
+    return StartResult(existing.transaction_id, existing.pk, decision, retried=True)
 
 
 @dataclass(frozen=True)
@@ -522,17 +550,28 @@ def session_stop(
     timestamp: datetime | None, received_at: datetime, id_tag: str = "", reason: str = "",
     transaction_data: list[dict] | None = None,
 ) -> StopResult:
-    """StopTransaction: always acknowledged; attached to its session where it can be."""
+    """StopTransaction: always acknowledged; attached to its session where it can be.
+
+    A copy of a StopTransaction already applied (a retry after a lost answer, or two copies at once)
+    changes nothing: it is recognised by its message key (the transactionId, meterStop, timestamp and
+    idTag it carries), which is unique per charger in the database. That is what finds a session made
+    for an unknown transactionId (it has no transactionId of its own) or one attached by tag.
+    """
     id_tag = (id_tag or "").strip().upper()
     rows = transaction_data or []
     connector_hint = rows[0]["connector_number"] if rows and rows[0]["connector_number"] else None
+    key = _stop_message_key(transaction_id, meter_stop, timestamp, id_tag)
     with transaction.atomic():
-        session, how = session_find_for_message(
-            charge_point_pk=charge_point_pk, transaction_id=transaction_id, connector_number=connector_hint,
-            id_tag=id_tag,
-        )
-        if session is not None:
-            session = ChargingSession.objects.select_for_update().get(pk=session.pk)
+        session = ChargingSession.objects.select_for_update(no_key=True).filter(
+            charge_point_id=charge_point_pk, stop_message_key=key).first()
+        how = "already-stopped"
+        if session is None:
+            session, how = session_find_for_message(
+                charge_point_pk=charge_point_pk, transaction_id=transaction_id, connector_number=connector_hint,
+                id_tag=id_tag,
+            )
+            if session is not None:
+                session = ChargingSession.objects.select_for_update(no_key=True).get(pk=session.pk)
         if session is not None and session.stopped_at is not None:
             # A retried StopTransaction: the first one counted, this one changes nothing.
             meter_values_store(charge_point_pk, _attach(rows, session))
@@ -540,13 +579,20 @@ def session_stop(
         notes: list[str] = []
         if session is None:
             logger.warning("%s: StopTransaction for unknown transactionId %s", charge_point_id, transaction_id)
-            session = ChargingSession.objects.create(
-                charge_point_id=charge_point_pk, connector_number=connector_hint or 0,
-                connector=Connector.objects.filter(charge_point_id=charge_point_pk,
-                                                   connector_id=connector_hint or 0).first(),
-                id_tag=id_tag, start_received_at=None, meter_start_wh=None,
-                started_at=min((r["sampled_at"] for r in rows), default=None),
-            )
+            try:
+                with transaction.atomic():
+                    session = ChargingSession.objects.create(
+                        charge_point_id=charge_point_pk, connector_number=connector_hint or 0,
+                        connector=Connector.objects.filter(charge_point_id=charge_point_pk,
+                                                           connector_id=connector_hint or 0).first(),
+                        id_tag=id_tag, start_received_at=None, meter_start_wh=None,
+                        started_at=min((r["sampled_at"] for r in rows), default=None), stop_message_key=key,
+                    )
+            except IntegrityError:
+                # Another copy of this StopTransaction made the session first (it waited for that commit).
+                session = ChargingSession.objects.get(charge_point_id=charge_point_pk, stop_message_key=key)
+                meter_values_store(charge_point_pk, _attach(rows, session))
+                return StopResult(session.pk, session.transaction_id, "already-stopped", None)
             notes.append(f"StopTransaction for unknown transactionId {transaction_id}; no matching session")
         elif how == "open-session":
             logger.warning("%s: StopTransaction %s attached to open session %s", charge_point_id, transaction_id,
@@ -559,12 +605,23 @@ def session_stop(
         session.meter_stop_wh = meter_stop
         session.stop_id_tag = id_tag
         session.stop_reason = reason or "Local"
+        session.stop_message_key = key
         for note in notes:
             session.flag(note)
         _compute_energy(session)
         session.save()
     decision = authorize_id_tag(id_tag, charge_point_pk=charge_point_pk) if id_tag else None
     return StopResult(session.pk, session.transaction_id, how, decision)
+
+
+def _stop_message_key(transaction_id: int, meter_stop: int, timestamp: datetime | None, id_tag: str) -> str:
+    """What tells one StopTransaction from another; a retry sends the very same payload.
+
+    The charger's timestamp as sent (UTC), not the stop time kept, which server time replaces when it is
+    implausible (and server time differs between copies).
+    """
+    sent_at = timestamp.astimezone(UTC).isoformat() if timestamp is not None else ""
+    return f"{transaction_id}/{meter_stop}/{sent_at}/{id_tag}"
 
 
 def _attach(rows: list[dict], session: ChargingSession) -> list[dict]:

@@ -166,3 +166,25 @@ async def test_new_start_on_a_connector_closes_the_session_whose_stop_was_lost(c
     assert first.transaction_id == tx1 and first.stopped_at == at + timedelta(hours=1)
     assert first.energy_wh == 2_000 and first.needs_review
     assert second.transaction_id == tx2 and second.stopped_at is None
+
+
+async def test_retried_stop_for_an_unknown_transaction_makes_one_session_to_review(connected):
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    data = [register(at - timedelta(minutes=30), 1_000)]
+    # The answer to the first copy was lost: the charger sends the same StopTransaction again.
+    for _ in range(2):
+        await stop(connected, 555_000, 1_800, at, transactionData=data, idTag=TAG)
+    [orphan] = await sessions_of(connected.charge_point_id)
+    assert orphan.transaction_id is None and orphan.needs_review and "555000" in orphan.review_reason
+    assert (orphan.meter_stop_wh, orphan.energy_wh) == (1_800, 800)
+    # The same transactionId with another meterStop is another message (a charger reusing its ids).
+    await stop(connected, 555_000, 2_500, at + timedelta(minutes=10), idTag=TAG)
+    assert len(await sessions_of(connected.charge_point_id)) == 2
+
+
+async def test_retried_stop_attached_by_tag_is_not_attached_again(connected):
+    tx, at = await start(connected, meter=1_000)
+    for _ in range(2):  # "-1": the charger never got the transactionId; the first answer was lost too
+        await stop(connected, -1, 2_000, at + timedelta(minutes=20), idTag=TAG)
+    [session] = await sessions_of(connected.charge_point_id)
+    assert session.transaction_id == tx and session.energy_wh == 1_000
