@@ -17,6 +17,9 @@ app.conf.beat_schedule = {
     },
     "ocpp-heartbeat-watchdog": {"task": "apps.ocpp.tasks.heartbeat_watchdog", "schedule": 60.0},
     "ocpp-purge-old-frames": {"task": "apps.ocpp.tasks.purge_old_frames", "schedule": 24 * 3600.0},
+    "ocpp-purge-refused-connections": {
+        "task": "apps.ocpp.tasks.purge_refused_connections", "schedule": 24 * 3600.0,
+    },
     "ocpp-close-stale-sessions": {"task": "apps.ocpp.tasks.close_stale_sessions", "schedule": 900.0},
     "ocpp-sync-all-local-lists": {"task": "apps.ocpp.tasks.sync_all_local_lists", "schedule": 3600.0},
     "ocpp-expire-reservations": {"task": "apps.ocpp.tasks.expire_reservations", "schedule": 60.0},

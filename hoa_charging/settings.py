@@ -218,6 +218,11 @@ OCPP_REFUSED_LOG_WINDOW = env_int("OCPP_REFUSED_LOG_WINDOW", 600)
 # Per connection: frames per second sustained, and the burst allowed above it; a faster charger is slowed down.
 OCPP_MAX_FRAME_RATE = env_int("OCPP_MAX_FRAME_RATE", 50)
 OCPP_FRAME_BURST = env_int("OCPP_FRAME_BURST", 300)
+# Failed charger passwords before handshakes are refused without checking (per id; per address, where a
+# building's chargers may share one), for a back-off that doubles with each further failure.
+OCPP_AUTH_FAILURES_PER_ID = env_int("OCPP_AUTH_FAILURES_PER_ID", 5)
+OCPP_AUTH_FAILURES_PER_ADDRESS = env_int("OCPP_AUTH_FAILURES_PER_ADDRESS", 50)
+OCPP_REFUSED_RETENTION_DAYS = env_int("OCPP_REFUSED_RETENTION_DAYS", 30)
 
 # --- accounts -----------------------------------------------------------------------
 

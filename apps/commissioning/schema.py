@@ -222,7 +222,8 @@ class ConnectorSpec(Spec):
 
 class ChargerSpec(Spec):
     id: ChargePointId
-    password: str | None = Field(default=None, min_length=8, max_length=40)
+    # 16+ characters: a charger's password is a generated secret (manage.py charger_password makes one).
+    password: str | None = Field(default=None, min_length=16, max_length=40)
     password_hash: str | None = None
     circuit: Slug
     enabled: bool = True

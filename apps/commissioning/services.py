@@ -43,6 +43,7 @@ from apps.commissioning.schema import (
 )
 from apps.electrical.models import Circuit, SiteMeter
 from apps.tenancy.models import ChargerRegistration, Company, Condominium, Domain
+from apps.tenancy.services import charger_hash_problem
 
 CHARGER_HASHER = "charger_pbkdf2_sha256"
 
@@ -154,6 +155,9 @@ def _check_against_platform(spec: CommissioningSpec, source: str) -> None:
                     "chargePointIds are unique across the platform",
                 )
             )
+    for i, charger in enumerate(spec.chargers):
+        if charger.password_hash is not None and (problem := charger_hash_problem(charger.password_hash)):
+            problems.append(Problem(("chargers", i, "password_hash"), problem))
     if problems:
         raise CommissioningError(source, problems)
 
@@ -233,17 +237,22 @@ def schema_name_for(slug: str) -> str:
 
 def _register_charger(cp_id: str, password: str | None, password_hash: str | None, condominium, writer) -> None:
     reg = ChargerRegistration.objects.filter(charge_point_id__iexact=cp_id).first()
+    # The file's passwords are 16+ characters (schema); a hash says nothing of its password's length.
+    weak = False if password is not None else None
     if reg is None:
         new_hash = password_hash or make_password(password, hasher=CHARGER_HASHER)
-        ChargerRegistration.objects.create(charge_point_id=cp_id, condominium=condominium, password_hash=new_hash)
+        ChargerRegistration.objects.create(charge_point_id=cp_id, condominium=condominium, password_hash=new_hash,
+                                           password_weak=weak)
         writer.report.created.append(f"charger registration {cp_id}")
         return
     changed = []
     if password is not None and not check_password(password, reg.password_hash):
         reg.password_hash = make_password(password, hasher=CHARGER_HASHER)
+        reg.password_weak = weak
         changed.append("password")
     if password_hash is not None and password_hash != reg.password_hash:
         reg.password_hash = password_hash
+        reg.password_weak = weak
         changed.append("password")
     if reg.charge_point_id != cp_id:
         reg.charge_point_id = cp_id

@@ -13,7 +13,7 @@ from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
 from apps.charging.models import ChargePoint, Connector
 from apps.electrical.models import Circuit
 from apps.ocpp import live
-from apps.tenancy.models import Condominium, ConnectionAttempt, Domain
+from apps.tenancy.models import ChargerRegistration, Condominium, ConnectionAttempt, Domain
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,15 @@ def building_overview(condominium: Condominium) -> dict:
         "resident_count": Resident.objects.filter(is_active=True).count(),
         "alerts": Alert.objects.filter(resolved_at__isnull=True).order_by("-last_seen_at")[:50],
         "refused_connections": refused_connections(condominium),
+        "weak_charger_passwords": weak_charger_passwords(condominium),
     }
+
+
+def weak_charger_passwords(condominium: Condominium) -> list[str]:
+    """Chargers whose password is shorter than 16 characters (known when set, or at the last handshake)."""
+    with schema_context(get_public_schema_name()):
+        return list(ChargerRegistration.objects.filter(condominium=condominium, password_weak=True)
+                    .order_by("charge_point_id").values_list("charge_point_id", flat=True))
 
 
 def refused_connections(condominium: Condominium, days: int = 7) -> list[ConnectionAttempt]:

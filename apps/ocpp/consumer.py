@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import ocpp.messages
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -65,7 +64,6 @@ from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
 
 logger = logging.getLogger(__name__)
 
-SUBPROTOCOL = "ocpp1.6"
 # How often the "last seen" time in Redis is refreshed at most (the watchdog works in minutes).
 TOUCH_EVERY_S = 5.0
 CONFIGURATION_KEYS_KEPT = (
@@ -419,37 +417,22 @@ class OcppConsumer(AsyncWebsocketConsumer):
     # --- handshake -------------------------------------------------------------------
 
     async def connect(self) -> None:
-        self.charge_point_id = self.scope["url_route"]["kwargs"]["charge_point_id"]
+        self.charge_point_id = str(self.scope.get("url_route", {}).get("kwargs", {}).get("charge_point_id", ""))
         self.replaced = False
         self.accepted = False
-        client = self.scope.get("client") or ("", 0)
-        remote = str(client[0] or "")
-        if SUBPROTOCOL not in self.scope.get("subprotocols", []):
-            await self.refuse(remote, "no-ocpp1.6-subprotocol")
+        decision = await handshake.check(self.scope)
+        if isinstance(decision, handshake.Refused):
+            await self.close()  # before accept(): the handshake is answered with 403
             return
-        credentials = handshake.parse_basic_auth(self.scope.get("headers", []))
-        registration = await database_sync_to_async(handshake.find_registration)(self.charge_point_id)
-        if registration is None:
-            host_condominium = await database_sync_to_async(handshake.condominium_for_host)(
-                self.scope.get("headers", []))
-            await self.refuse(remote, "unknown-charger", host_condominium)
-            return
-        if credentials is None:
-            await self.refuse(remote, "missing-credentials", registration.condominium_id)
-            return
-        username, password = credentials
-        # PBKDF2 releases the GIL: run it off the database thread so a reconnect storm does not queue behind it.
-        matches = await sync_to_async(handshake.password_matches, thread_sensitive=False)(
-            password, registration.password_hash
-        )
-        if username.lower() != registration.charge_point_id.lower() or not matches:
-            await self.refuse(remote, "wrong-credentials", registration.condominium_id)
-            return
+        registration, remote = decision.registration, decision.remote
         self.charge_point_id = registration.charge_point_id
         self.schema = registration.schema_name
         ctx = await self.db(services.charger_context, self.charge_point_id)
         if ctx is None or ctx.removed:
-            await self.refuse(remote, "removed-charger" if ctx else "not-commissioned", registration.condominium_id)
+            await database_sync_to_async(handshake.record_refusal)(
+                charge_point_id=self.charge_point_id, remote_address=remote,
+                reason="removed-charger" if ctx else "not-commissioned")
+            await self.close()
             return
         self.ctx = ctx
         self.open_sessions = {n: OpenSession(tid, pk, start) for n, (tid, pk, start) in ctx.open_sessions.items()}
@@ -485,15 +468,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.central = CentralSystem(self, self.connection)
         self.tasks = [asyncio.ensure_future(self.central.start()), asyncio.ensure_future(self.command_worker())]
         self.accepted = True  # from here on, disconnect() cleans up
-        await self.accept(subprotocol=SUBPROTOCOL)
+        await self.accept(subprotocol=handshake.SUBPROTOCOL)
         await self.db(services.charger_mark_online, charge_point_pk=ctx.pk, charge_point_id=self.charge_point_id)
         logger.info("%s connected from %s", self.charge_point_id, remote)
-
-    async def refuse(self, remote: str, reason: str, condominium_id: int | None = None) -> None:
-        await database_sync_to_async(handshake.record_refusal)(
-            charge_point_id=self.charge_point_id, remote_address=remote, reason=reason, condominium_id=condominium_id
-        )
-        await self.close()  # before accept(): the handshake is answered with 403
 
     async def disconnect(self, code: int) -> None:
         if not getattr(self, "accepted", False):

@@ -1,6 +1,18 @@
-"""Who is knocking: the checks of an OCPP websocket handshake (public schema, then the tenant's).
+"""Who is knocking: the decision on an OCPP websocket handshake, in one function.
 
-Sync functions; the consumer runs them through database_sync_to_async.
+    decision = await handshake.check(scope)   # Accepted(...) or Refused(reason)
+
+The consumer only acts on the decision. In order:
+1. the chargePointId must be one the platform could have registered (printable, 1-64 characters);
+2. the subprotocol must be ocpp1.6;
+3. too many failed passwords lately, for this chargePointId or from this address: refused before any
+   hashing, for a time that doubles with every further failure (counted in Redis, shared by every process);
+4. the registration (public schema) and the Basic-auth password. An unknown chargePointId costs the same
+   as a known one (a password is checked against a dummy hash of the same cost), so timing does not tell
+   which ids exist.
+
+Every refusal is recorded for the managers (``record_refusal``), at most one row per id, address, reason
+and window and at most MAX_ROWS_PER_ADDRESS rows per address and window, whatever the reason.
 """
 
 from __future__ import annotations
@@ -9,20 +21,31 @@ import base64
 import binascii
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
 
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib.auth.hashers import check_password
-from django.core.cache import cache
+from django.contrib.auth.hashers import check_password, make_password
+from django.core.cache import cache as django_cache
 from django.db.models import F
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
 
+from apps.ocpp import live
+from apps.tenancy.hashers import ChargerPasswordHasher
 from apps.tenancy.models import ChargerRegistration, ConnectionAttempt, Domain
 
 logger = logging.getLogger(__name__)
 
-# Rows for unknown chargePointIds written per remote address and window.
+SUBPROTOCOL = "ocpp1.6"
+# Rows written per remote address and window, whatever the reason: a scan from one address must not
+# fill the table.
 MAX_ROWS_PER_ADDRESS = 20
+MAX_ID_LENGTH = 64  # ChargerRegistration.charge_point_id
+# Shorter charger passwords are accepted (chargers already installed) but shown as weak to the managers.
+MIN_PASSWORD_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -31,6 +54,69 @@ class Registration:
     condominium_id: int
     schema_name: str
     password_hash: str
+    password_weak: bool | None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    registration: Registration
+    remote: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+
+
+def client_address(scope: dict) -> str:
+    client = scope.get("client") or ("", 0)
+    return str(client[0] or "")
+
+
+def valid_charge_point_id(charge_point_id: str) -> bool:
+    return 0 < len(charge_point_id) <= MAX_ID_LENGTH and charge_point_id.isprintable() and "\\" not in charge_point_id
+
+
+async def check(scope: dict) -> Accepted | Refused:
+    """Accept the handshake, or refuse it with a reason (recorded for the managers)."""
+    charge_point_id = str(scope.get("url_route", {}).get("kwargs", {}).get("charge_point_id", ""))
+    remote = client_address(scope)
+    headers = scope.get("headers", [])
+    decision = await _decide(scope, charge_point_id, remote, headers)
+    if isinstance(decision, Refused):
+        await database_sync_to_async(record_refusal)(
+            charge_point_id=charge_point_id or scope.get("path", ""), remote_address=remote, reason=decision.reason,
+            headers=headers,
+        )
+    return decision
+
+
+async def _decide(scope: dict, charge_point_id: str, remote: str, headers: list) -> Accepted | Refused:
+    if not valid_charge_point_id(charge_point_id):
+        return Refused("bad-charger-id")
+    if SUBPROTOCOL not in scope.get("subprotocols", []):
+        return Refused("no-ocpp1.6-subprotocol")
+    if await failures.locked(charge_point_id, remote):
+        return Refused("too-many-failures")
+    credentials = parse_basic_auth(headers)
+    registration = await database_sync_to_async(find_registration)(charge_point_id)
+    if credentials is None:
+        return Refused("missing-credentials" if registration else "unknown-charger")
+    username, password = credentials
+    # PBKDF2 releases the GIL: run it off the database thread so a reconnect storm does not queue behind it.
+    matches = await sync_to_async(password_matches, thread_sensitive=False)(
+        password, registration.password_hash if registration else dummy_hash())
+    if registration is None:
+        await failures.record(charge_point_id, remote)
+        return Refused("unknown-charger")
+    if username.lower() != registration.charge_point_id.lower() or not matches:
+        await failures.record(charge_point_id, remote)
+        return Refused("wrong-credentials")
+    await failures.clear(charge_point_id)
+    weak = len(password) < MIN_PASSWORD_LENGTH
+    if weak != registration.password_weak:
+        await database_sync_to_async(registration_mark_weak)(registration.charge_point_id, weak)
+    return Accepted(registration, remote)
 
 
 def parse_basic_auth(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
@@ -55,7 +141,24 @@ def find_registration(charge_point_id: str) -> Registration | None:
         )
         if reg is None:
             return None
-        return Registration(reg.charge_point_id, reg.condominium_id, reg.condominium.schema_name, reg.password_hash)
+        return Registration(reg.charge_point_id, reg.condominium_id, reg.condominium.schema_name, reg.password_hash,
+                            reg.password_weak)
+
+
+def registration_mark_weak(charge_point_id: str, weak: bool) -> None:
+    """What the charger's password turned out to be at its last handshake (the platform keeps only a hash)."""
+    with schema_context(get_public_schema_name()):
+        ChargerRegistration.objects.filter(charge_point_id=charge_point_id).update(password_weak=weak)
+
+
+@cache
+def dummy_hash() -> str:
+    """A hash of the chargers' algorithm and cost that no password matches in practice."""
+    return make_password("no charger has this password", hasher=ChargerPasswordHasher.algorithm)
+
+
+def password_matches(password: str, password_hash: str) -> bool:
+    return check_password(password, password_hash)
 
 
 def condominium_for_host(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -67,24 +170,35 @@ def condominium_for_host(headers: list[tuple[bytes, bytes]]) -> int | None:
     raw = dict(headers).get(b"host", b"").decode("latin-1").strip().lower()
     host = raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw  # no port; IPv6 literals have many colons
     host = host.rstrip(".")
-    if not host:
+    if not host or not host.isprintable():
         return None
     with schema_context(get_public_schema_name()):
         return (Domain.objects.filter(domain__iexact=host).exclude(tenant__schema_name=get_public_schema_name())
                 .values_list("tenant_id", flat=True).first())
 
 
-def password_matches(password: str, password_hash: str) -> bool:
-    return check_password(password, password_hash)
+def printable(text: str) -> str:
+    """An id as it can be stored and shown: escapes for what is not printable (a NUL, say), at most 64."""
+    return text.encode("unicode_escape").decode("ascii")[:MAX_ID_LENGTH]
 
 
-def record_refusal(*, charge_point_id: str, remote_address: str, reason: str, condominium_id: int | None) -> None:
-    """Keep a refused handshake for the managers to see, at most one row per window and reason."""
+def record_refusal(*, charge_point_id: str, remote_address: str, reason: str, headers: list | None = None) -> None:
+    """Keep a refused handshake for the managers to see, at most one row per window and reason.
+
+    The building is the registration's, else the one whose own host name the charger used. The same
+    queries run for every reason, so the time the refusal takes does not tell whether the id exists.
+    """
     window = settings.OCPP_REFUSED_LOG_WINDOW
     now = timezone.now()
-    charge_point_id = charge_point_id[:64]
+    charge_point_id = printable(charge_point_id)
+    remote_address = printable(remote_address)
     with schema_context(get_public_schema_name()):
-        first_in_window = cache.add(f"ocpp-refused:{charge_point_id}:{remote_address}:{reason}", 1, timeout=window)
+        registered = (ChargerRegistration.objects.filter(charge_point_id__iexact=charge_point_id)
+                      .values_list("condominium_id", flat=True).first())
+        on_host = condominium_for_host(headers or [])
+        condominium_id = registered or on_host
+        first_in_window = django_cache.add(f"ocpp-refused:{charge_point_id}:{remote_address}:{reason}", 1,
+                                           timeout=window)
         if not first_in_window:
             latest = (
                 ConnectionAttempt.objects.filter(
@@ -94,14 +208,60 @@ def record_refusal(*, charge_point_id: str, remote_address: str, reason: str, co
             if latest is not None:
                 ConnectionAttempt.objects.filter(pk=latest).update(attempts=F("attempts") + 1, last_at=now)
             return
-        if reason == "unknown-charger":
-            # Unknown ids: a scan of random ids from one address must not fill the table.
-            rows_key = f"ocpp-refused-rows:{remote_address}"
-            cache.add(rows_key, 0, timeout=window)
-            if cache.incr(rows_key) > MAX_ROWS_PER_ADDRESS:
-                return
+        rows_key = f"ocpp-refused-rows:{remote_address}"
+        django_cache.add(rows_key, 0, timeout=window)
+        if django_cache.incr(rows_key) > MAX_ROWS_PER_ADDRESS:
+            return
         ConnectionAttempt.objects.create(
             charge_point_id=charge_point_id, remote_address=remote_address, reason=reason,
             condominium_id=condominium_id, first_at=now, last_at=now,
         )
     logger.warning("refused OCPP connection for %r from %s: %s", charge_point_id, remote_address, reason)
+
+
+def purge_refusals(*, older_than_days: int) -> int:
+    with schema_context(get_public_schema_name()):
+        cutoff = timezone.now() - timedelta(days=older_than_days)
+        return ConnectionAttempt.objects.filter(last_at__lt=cutoff).delete()[0]
+
+
+class FailedPasswords:
+    """Failed charger passwords counted in Redis per chargePointId and per remote address.
+
+    Past ``per_id`` failures for an id (or ``per_address`` from an address: a building's chargers may
+    share one), handshakes are refused without hashing for a back-off that doubles with each failure,
+    from a minute up to an hour. Counts are forgotten after an hour without failures; a right password
+    clears the id's count.
+    """
+
+    FORGET_AFTER_S = 3600
+    FIRST_BACKOFF_S = 60
+    MAX_BACKOFF_S = 3600
+
+    def _keys(self, kind: str, value: str) -> tuple[str, str]:
+        base = live.prefixed(f"auth-failures:{kind}:{printable(value.lower())}")
+        return base + ":count", base + ":locked"
+
+    async def locked(self, charge_point_id: str, remote: str) -> bool:
+        keys = [self._keys("id", charge_point_id)[1], self._keys("address", remote)[1]]
+        return any(await live.client().mget(keys))
+
+    async def record(self, charge_point_id: str, remote: str) -> None:
+        for kind, value, limit in (("id", charge_point_id, settings.OCPP_AUTH_FAILURES_PER_ID),
+                                   ("address", remote, settings.OCPP_AUTH_FAILURES_PER_ADDRESS)):
+            count_key, lock_key = self._keys(kind, value)
+            pipe = live.client().pipeline(transaction=False)
+            pipe.incr(count_key)
+            pipe.expire(count_key, self.FORGET_AFTER_S)
+            count = (await pipe.execute())[0]
+            if count >= limit:
+                backoff = min(self.FIRST_BACKOFF_S * 2 ** min(count - limit, 10), self.MAX_BACKOFF_S)
+                await live.client().set(lock_key, count, ex=backoff)
+                logger.warning("OCPP password failures: %s %r locked for %s s after %s", kind, value, backoff, count)
+
+    async def clear(self, charge_point_id: str) -> None:
+        count_key, _ = self._keys("id", charge_point_id)
+        await live.client().delete(count_key)
+
+
+failures = FailedPasswords()

@@ -34,9 +34,14 @@ return 0
 """
 
 
-def key(charge_point_id: str) -> str:
+def prefixed(name: str) -> str:
+    """A Redis key of the OCPP side, under this deployment's prefix (tests run under their own)."""
     prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "hoa")
-    return f"{prefix}:ocpp:live:{charge_point_id}"
+    return f"{prefix}:ocpp:{name}"
+
+
+def key(charge_point_id: str) -> str:
+    return prefixed(f"live:{charge_point_id}")
 
 
 def _client() -> aioredis.Redis:
@@ -51,6 +56,11 @@ def _client() -> aioredis.Redis:
         client = aioredis.Redis(connection_pool=pool)
         _clients[loop] = client
     return client
+
+
+def client() -> aioredis.Redis:
+    """This event loop's client of the shared, bounded pool."""
+    return _client()
 
 
 async def update(charge_point_id: str, fields: dict[str, str | int]) -> None:

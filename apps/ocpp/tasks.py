@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.charging import services
 from apps.charging.models import ChargePoint
 from apps.core.tenants import all_condominiums, in_condominium
-from apps.ocpp import live
+from apps.ocpp import handshake, live
 from apps.ocpp.consumer import group_name
 from apps.ocpp.models import OcppFrame
 
@@ -61,6 +61,12 @@ def purge_old_frames() -> int:
         with in_condominium(condo):
             deleted += OcppFrame.objects.filter(received_at__lt=cutoff).delete()[0]
     return deleted
+
+
+@shared_task
+def purge_refused_connections() -> int:
+    """Delete refused handshakes not seen for OCPP_REFUSED_RETENTION_DAYS."""
+    return handshake.purge_refusals(older_than_days=settings.OCPP_REFUSED_RETENTION_DAYS)
 
 
 @shared_task

@@ -65,6 +65,8 @@ class ChargerRegistration(models.Model):
     charge_point_id = models.CharField(max_length=64, unique=True)
     condominium = models.ForeignKey(Condominium, on_delete=models.CASCADE, related_name="charger_registrations")
     password_hash = models.CharField(max_length=256)
+    # Only a hash is kept: a password is known to be short when it is set, or when the charger next connects.
+    password_weak = models.BooleanField(null=True, blank=True, help_text="Shorter than 16 characters; None: not known.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

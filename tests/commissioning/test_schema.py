@@ -23,7 +23,7 @@ electrical:
     - {id: cabinet-a, parent: supply, max_current_a: 32, max_power_w: 20000}
 chargers:
   - id: ELM-1
-    password: "elm-secret-1"
+    password: "elm-secret-00000001"
     circuit: cabinet-a
     connectors:
       - {id: 1, max_current_a: 32, phases: 1, phase_rotation: L1, parking_spot: P01}
@@ -75,7 +75,7 @@ def test_unknown_key():
 
 
 def test_missing_key():
-    problems = refuse(BASE.replace('    password: "elm-secret-1"\n', ""))
+    problems = refuse(BASE.replace('    password: "elm-secret-00000001"\n', ""))
     assert problems == [
         "elm.yaml: chargers[0] (line 13): a charger needs its Basic-auth password (OCPP security profile 1)"
     ]
@@ -158,7 +158,7 @@ def test_cross_references():
     assert refuse(twice) == ["elm.yaml: people[1].id_tags[0] (line 23): id tag 04A1 already belongs to a@example.com"]
     dup = BASE.replace(
         "chargers:\n",
-        "chargers:\n  - {id: elm-1, password: other-secret, circuit: supply, connectors: [{id: 1, max_current_a: 16}]}\n",
+        "chargers:\n  - {id: elm-1, password: other-secret-000001, circuit: supply, connectors: [{id: 1, max_current_a: 16}]}\n",
     )
     assert "elm.yaml: chargers[1].id (line 14): charger 'ELM-1' is listed twice" in refuse(dup)
     loop = BASE.replace(

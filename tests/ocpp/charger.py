@@ -24,6 +24,14 @@ DEFAULT_ANSWERS: dict[str, Any] = {
 }
 
 
+def ws_headers(charge_point_id: str, password: str | None = None) -> dict[str, str]:
+    """Basic-auth headers for a websockets client (the tests' own chargers' password by default)."""
+    from tests.ocpp.conftest import PASSWORD
+
+    token = base64.b64encode(f"{charge_point_id}:{password or PASSWORD}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 def basic_auth(charge_point_id: str, password: str) -> tuple[bytes, bytes]:
     token = base64.b64encode(f"{charge_point_id}:{password}".encode()).decode()
     return (b"authorization", f"Basic {token}".encode())

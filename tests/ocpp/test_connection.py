@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from asgiref.sync import sync_to_async
@@ -93,7 +92,7 @@ async def test_url_id_is_matched_case_insensitively(charger_id):
     connected, _ = await comm.connect(timeout=5)
     assert connected
     reply = await FakeCharger(comm).call("Heartbeat", {})
-    assert json.dumps(reply)
+    assert reply[0] == 3 and "currentTime" in reply[2]
     await comm.disconnect()
 
 
@@ -115,3 +114,110 @@ async def test_unknown_charger_on_a_buildings_own_host_is_shown_to_that_building
     maple_ids = {a.charge_point_id for a in await in_schema("public", refused_connections, world.maple)}
     oak_ids = {a.charge_point_id for a in await in_schema("public", refused_connections, world.oak)}
     assert on_maple in maple_ids and elsewhere not in maple_ids and on_maple not in oak_ids
+
+
+async def test_failed_passwords_lock_the_id_before_any_hashing_with_a_back_off(charger_id, settings):
+    from apps.ocpp import handshake
+
+    for _ in range(settings.OCPP_AUTH_FAILURES_PER_ID):
+        assert not (await communicator(charger_id, password="guess").connect(timeout=5))[0]
+    # Locked: even the right password is refused now, from any address, without checking it.
+    checked = []
+    original = handshake.password_matches
+    handshake.password_matches = lambda *args: checked.append(args) or original(*args)
+    try:
+        assert not (await communicator(charger_id).connect(timeout=5))[0]
+    finally:
+        handshake.password_matches = original
+    assert checked == []
+    reasons = await in_schema("public", lambda: set(ConnectionAttempt.objects.filter(
+        charge_point_id=charger_id).values_list("reason", flat=True)))
+    assert "too-many-failures" in reasons
+    # The lock expires (a minute after the limit, doubling with each further failure).
+    ttl = await live.client().ttl(handshake.failures._keys("id", charger_id)[1])
+    assert 0 < ttl <= handshake.FailedPasswords.FIRST_BACKOFF_S
+    await live.client().delete(handshake.failures._keys("id", charger_id)[1])
+    comm = communicator(charger_id)
+    assert (await comm.connect(timeout=5))[0]
+    await comm.disconnect()
+
+
+async def test_failures_from_one_address_lock_that_address_only(new_charger, settings):
+    settings.OCPP_AUTH_FAILURES_PER_ADDRESS = 6
+    victims = [await sync_to_async(new_charger)() for _ in range(3)]
+    address = communicator(victims[0]).scope["client"]
+    for n in range(6):  # a spray: a couple of guesses at each of several ids
+        comm = communicator(victims[n % 3], password=f"guess-{n}")
+        comm.scope["client"] = address
+        assert not (await comm.connect(timeout=5))[0]
+    blocked = communicator(victims[0])
+    blocked.scope["client"] = address
+    assert not (await blocked.connect(timeout=5))[0]
+    elsewhere = communicator(victims[0])
+    assert (await elsewhere.connect(timeout=5))[0]
+    await elsewhere.disconnect()
+
+
+async def test_an_unknown_id_costs_as_much_as_a_wrong_password(new_charger):
+    import statistics
+    import time
+
+    from tests.ocpp.conftest import PASSWORD
+
+    async def handshake_time(charge_point_id):
+        started = time.perf_counter()
+        assert not (await communicator(charge_point_id, password=PASSWORD + "x").connect(timeout=5))[0]
+        return time.perf_counter() - started
+
+    known_id = await sync_to_async(new_charger)()
+    known = [await handshake_time(known_id) for _ in range(4)]
+    unknown = [await handshake_time(f"NOBODY-{uuid.uuid4().hex[:8]}") for _ in range(4)]
+    # Without the dummy hash an unknown id is refused in a fraction of the time a PBKDF2 check takes.
+    assert statistics.median(unknown) > 0.6 * statistics.median(known), (known, unknown)
+
+
+async def test_weak_passwords_are_found_at_the_handshake(new_charger, world):
+    from apps.core.selectors import weak_charger_passwords
+    from tests import factories
+
+    weak_id = f"W-{uuid.uuid4().hex[:8].upper()}"
+    await sync_to_async(factories.charger)(world.maple, weak_id, "short-pw-1")
+    comm = communicator(weak_id, password="short-pw-1")
+    assert (await comm.connect(timeout=5))[0]
+    await comm.disconnect()
+    strong_id = await sync_to_async(new_charger)()
+    comm = communicator(strong_id)
+    assert (await comm.connect(timeout=5))[0]
+    await comm.disconnect()
+    maple_weak = await in_schema("public", weak_charger_passwords, world.maple)
+    assert weak_id in maple_weak and strong_id not in maple_weak
+    assert weak_id not in await in_schema("public", weak_charger_passwords, world.oak)
+
+
+async def test_refusal_rows_are_capped_per_address_whatever_the_reason(world, committed):
+    from apps.ocpp.handshake import MAX_ROWS_PER_ADDRESS
+
+    address = (f"10.99.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}", 1)
+    ids = [f"SCAN-{uuid.uuid4().hex[:8]}" for _ in range(MAX_ROWS_PER_ADDRESS + 10)]
+    for n, cp_id in enumerate(ids):
+        comm = communicator(cp_id, subprotocols=("ocpp1.6",) if n % 2 else ("nope",))
+        comm.scope["client"] = address
+        assert not (await comm.connect(timeout=5))[0]
+    rows = await in_schema("public", lambda: ConnectionAttempt.objects.filter(remote_address=address[0]).count())
+    assert rows == MAX_ROWS_PER_ADDRESS
+
+
+def test_old_refusals_are_purged(world, committed):
+    from datetime import timedelta
+
+    from apps.ocpp.tasks import purge_refused_connections
+
+    old = ConnectionAttempt.objects.create(charge_point_id="OLD-ONE", remote_address="10.0.0.1", reason="x",
+                                           first_at=timezone.now() - timedelta(days=40),
+                                           last_at=timezone.now() - timedelta(days=31))
+    recent = ConnectionAttempt.objects.create(charge_point_id="NEW-ONE", remote_address="10.0.0.1", reason="x",
+                                              first_at=timezone.now(), last_at=timezone.now())
+    assert purge_refused_connections() >= 1
+    assert not ConnectionAttempt.objects.filter(pk=old.pk).exists()
+    assert ConnectionAttempt.objects.filter(pk=recent.pk).exists()
+    recent.delete()

@@ -19,7 +19,7 @@ from apps.ocpp.commands import send_command_sync
 from apps.simulator.management.commands.simulate_chargers import Command
 from tests import factories
 
-PASSWORD = "sim-secret-0001"
+PASSWORD = "sim-secret-000001"
 
 COMMISSIONING = """\
 company: {{slug: acme, name: Acme Property Management}}
