@@ -44,6 +44,9 @@ def _service_env() -> tuple[dict[str, str], services.ServiceURLs]:
     # The Procfile's commands (daphne, celery) come from the virtual environment.
     env["PATH"] = str(Path(PYTHON).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("DJANGO_SETTINGS_MODULE", "hoa_charging.settings")
+    # The settings refuse to start without HOA_ENV; everything dev.py starts (manage.py,
+    # pytest and the processes the tests spawn, the Procfile's processes) is development.
+    env["HOA_ENV"] = "development"
     return env, urls
 
 

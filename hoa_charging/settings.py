@@ -62,17 +62,30 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-HOA_ENV = env_str("HOA_ENV", "development")
+# No default: a process started without HOA_ENV (a bare `daphne`, `celery` or
+# `manage.py runserver` on a server) must not quietly run with DEBUG and the
+# development key below, with which anyone could sign sessions and hand-off tickets.
+# `python3 dev.py` sets HOA_ENV=development for everything it starts.
+HOA_ENV = os.environ.get("HOA_ENV", "")
+if not HOA_ENV:
+    raise ImproperlyConfigured(
+        "HOA_ENV is not set. Set HOA_ENV=production (with DJANGO_SECRET_KEY and ALLOWED_HOSTS) on a server, "
+        "or HOA_ENV=development on your own machine; `python3 dev.py demo|test|manage` sets it for you."
+    )
 if HOA_ENV not in {"development", "production"}:
     raise ImproperlyConfigured(f"HOA_ENV must be development or production, not {HOA_ENV!r}")
 PRODUCTION = HOA_ENV == "production"
 
+# Committed to the repository, hence public: only ever used with HOA_ENV=development.
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production-0123456789"
 if PRODUCTION:
     SECRET_KEY = env_str("DJANGO_SECRET_KEY")
     if len(SECRET_KEY) < 50:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 characters in production")
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY is the public development key; generate a secret one")
 else:
-    SECRET_KEY = env_str("DJANGO_SECRET_KEY", "development-only-secret-key-do-not-use-in-production-0123456789")
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else ".localhost,localhost,127.0.0.1,testserver")
