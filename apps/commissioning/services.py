@@ -41,6 +41,7 @@ from apps.commissioning.schema import (
     load,
     with_lines,
 )
+from apps.core.yamlfile import size_problem
 from apps.electrical.models import Circuit, SiteMeter
 from apps.tenancy.models import ChargerRegistration, Company, Condominium, Domain
 
@@ -113,6 +114,10 @@ class _Writer:
 def read_file(path: str | Path) -> str:
     path = Path(path)
     try:
+        # Refuse an oversized file before reading it into memory.
+        too_big = size_problem(path.stat().st_size) if path.is_file() else None
+        if too_big is not None:
+            raise CommissioningError(str(path), [too_big])
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CommissioningError(str(path), [Problem((), f"cannot read the file: {exc.strerror}")]) from None

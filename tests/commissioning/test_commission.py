@@ -188,6 +188,10 @@ def test_commands(birch, tmp_path, capsys):
     assert f"{bad}: electrical.circuits[0].max_current_a[0] (line 16): input should be greater than 0" in message
     with pytest.raises(CommandError, match="cannot read the file"):
         call_command("commission", str(tmp_path / "missing.yaml"))
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(BIRCH + "#" * (1024 * 1024))
+    with pytest.raises(CommandError, match=r"huge\.yaml: \(top level\): the file is [\d,]+ bytes; the limit is 1,048,576"):
+        call_command("commission", str(huge))
     with pytest.raises(CommandError, match="no condominium with slug 'nope'"):
         call_command("export_condominium", "nope")
     assert connection.schema_name == "public"
