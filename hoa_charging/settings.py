@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -96,6 +97,24 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 # The host name of the company-wide site (login, the manager's list of buildings).
 # Every other host is looked up among the condominiums' domains.
 PUBLIC_HOST = env_str("PUBLIC_HOST", "localhost")
+# The company site's address as people reach it. Links in e-mails (invitations) use its
+# scheme and port, on the company site's host or on a building's own host.
+PUBLIC_URL = env_str(
+    "PUBLIC_URL", f"https://{PUBLIC_HOST}" if PRODUCTION else f"http://{PUBLIC_HOST}:{env_str('HOA_PORT', '8000')}"
+)
+_public_url = urlsplit(PUBLIC_URL)
+try:
+    _public_url.port  # noqa: B018 - raises ValueError for a bad port
+except ValueError:
+    raise ImproperlyConfigured(f"PUBLIC_URL has a bad port: {PUBLIC_URL!r}") from None
+if (
+    _public_url.scheme not in {"http", "https"}
+    or _public_url.hostname != PUBLIC_HOST.lower()
+    or _public_url.path not in {"", "/"}
+):
+    raise ImproperlyConfigured(
+        f"PUBLIC_URL must be http(s)://{PUBLIC_HOST}[:port] (the company site, PUBLIC_HOST), not {PUBLIC_URL!r}"
+    )
 
 # --- applications -------------------------------------------------------------------
 
@@ -260,6 +279,11 @@ AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_IPWARE_PROXY_COUNT = env_int("PROXY_COUNT", 0) or None
+
+# How long the link in an invitation to choose a password stays valid (docs/commissioning.md).
+INVITATION_VALID_DAYS = env_int("INVITATION_VALID_DAYS", 7)
+if not 1 <= INVITATION_VALID_DAYS <= 90:
+    raise ImproperlyConfigured(f"INVITATION_VALID_DAYS must be 1 to 90 days, not {INVITATION_VALID_DAYS}")
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
 SESSION_COOKIE_DOMAIN = os.environ.get("SESSION_COOKIE_DOMAIN") or None

@@ -28,6 +28,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from apps.accounts.models import CompanyMembership, CondominiumMembership, User
+from apps.accounts.services import invite_new_people, people_to_invite
 from apps.billing.models import Tariff
 from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
 from apps.charging.models import ChargePoint, Connector
@@ -63,6 +64,9 @@ class CommissioningReport:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
+    # E-mails, not changes to the building: filled once the transaction has committed.
+    invited: list[str] = field(default_factory=list)
+    invitations_failed: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -75,7 +79,10 @@ class CommissioningReport:
         out = [f"+ {item}" for item in self.created]
         out += [f"~ {item}" for item in self.updated]
         out += [f"- {item}" for item in self.retired]
-        return out or ["no changes"]
+        out = out or ["no changes"]
+        out += [f"> invitation sent to {email}" for email in self.invited]
+        out += [f"! invitation not sent to {problem}" for problem in self.invitations_failed]
+        return out
 
 
 class _Writer:
@@ -166,20 +173,25 @@ def _check_against_platform(spec: CommissioningSpec, source: str) -> None:
 # --- applying ----------------------------------------------------------------------------
 
 
-def commission_file(path: str | Path) -> CommissioningReport:
-    return commission_text(read_file(path), source=str(path))
+def commission_file(path: str | Path, *, invite: bool = True) -> CommissioningReport:
+    return commission_text(read_file(path), source=str(path), invite=invite)
 
 
-def commission_text(text: str, *, source: str = "<file>") -> CommissioningReport:
+def commission_text(text: str, *, source: str = "<file>", invite: bool = True) -> CommissioningReport:
     spec = load(text, source=source)
     try:
-        return commission_building(spec, source=source)
+        return commission_building(spec, source=source, invite=invite)
     except CommissioningError as exc:
         raise CommissioningError(exc.source, with_lines(text, exc.problems)) from None
 
 
-def commission_building(spec: CommissioningSpec, *, source: str = "<file>") -> CommissioningReport:
-    """Apply a validated file. Prefer commission_text/commission_file, whose refusals carry line numbers."""
+def commission_building(spec: CommissioningSpec, *, source: str = "<file>", invite: bool = True) -> CommissioningReport:
+    """Apply a validated file. Prefer commission_text/commission_file, whose refusals carry line numbers.
+
+    With ``invite``, people of the file who have neither a password nor an invitation
+    yet are e-mailed a link to choose a password, once the transaction has committed
+    (a refused or failed file sends nothing). Running the file again invites nobody twice.
+    """
     report = CommissioningReport(condominium=spec.condominium.slug)
     writer = _Writer(report)
     with schema_context(get_public_schema_name()):
@@ -188,7 +200,18 @@ def commission_building(spec: CommissioningSpec, *, source: str = "<file>") -> C
             condominium = _apply_public(spec, writer)
             with schema_context(condominium.schema_name):
                 _apply_tenant(spec, condominium, writer)
+        if invite:
+            pending = people_to_invite(emails=[person.email for person in spec.people])
+            if pending:
+                transaction.on_commit(lambda: _invite(pending, report))
     return report
+
+
+def _invite(emails: list[str], report: CommissioningReport) -> None:
+    with schema_context(get_public_schema_name()):
+        result = invite_new_people(emails=emails)
+    report.invited += result.invited
+    report.invitations_failed += result.failed
 
 
 def _apply_public(spec: CommissioningSpec, writer: _Writer) -> Condominium:
