@@ -166,8 +166,57 @@ def _check_against_platform(spec: CommissioningSpec, source: str) -> None:
                     "chargePointIds are unique across the platform",
                 )
             )
+    problems += _people_of_other_companies(spec)
     if problems:
         raise CommissioningError(source, problems)
+
+
+def _people_of_other_companies(spec: CommissioningSpec) -> list[Problem]:
+    """A file may not change, or give a role to, a person who belongs to another company.
+
+    Logins are platform-wide, so without this a file for one company could rename
+    another company's manager, or attach them (and so their password, which they
+    keep) to its buildings. Such a person is left to a platform admin; once the role
+    is there, files that change nothing about the person apply as usual.
+    Platform staff are treated the same way.
+    """
+    problems: list[Problem] = []
+    company_slug, condo_slug = spec.company.slug, spec.condominium.slug
+    for i, person in enumerate(spec.people):
+        user = User.objects.filter(email__iexact=person.email).first()
+        if user is None:
+            continue
+        elsewhere = (
+            CompanyMembership.objects.filter(user=user).exclude(company__slug=company_slug).exists()
+            or CondominiumMembership.objects.filter(user=user)
+            .exclude(condominium__company__slug=company_slug)
+            .exists()
+        )
+        if not (elsewhere or user.is_staff or user.is_superuser):
+            continue
+        changes = []
+        if user.name != person.name:
+            changes.append("their name")
+        if person.language and user.preferred_language != person.language:
+            changes.append("their language")
+        held = set(
+            CondominiumMembership.objects.filter(user=user, condominium__slug=condo_slug).values_list("role", flat=True)
+        )
+        if CompanyMembership.objects.filter(user=user, company__slug=company_slug).exists():
+            held.add("manager")
+        new_roles = [role for role in person.roles if role not in held]
+        if new_roles:
+            changes.append("a role (" + ", ".join(new_roles) + ")")
+        if changes:
+            who = "a platform administrator" if user.is_staff or user.is_superuser else "a person of another company"
+            problems.append(
+                Problem(
+                    ("people", i, "email"),
+                    f"{person.email} is {who}; this file would change {' and '.join(changes)}. A file cannot "
+                    "change or take over such a person: use another e-mail address, or ask a platform admin",
+                )
+            )
+    return problems
 
 
 # --- applying ----------------------------------------------------------------------------
