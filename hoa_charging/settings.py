@@ -269,16 +269,29 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
-# Login lockout: after AXES_FAILURE_LIMIT failures for one e-mail address from one
-# address, further attempts are refused for AXES_COOLOFF_MINUTES.
+# Login lockout (apps/accounts/lockout.py): after AXES_FAILURE_LIMIT failures for one
+# e-mail address (any case) from one client address, or AXES_ADDRESS_FAILURE_LIMIT
+# failures from one client address over all e-mails, further attempts are refused for
+# AXES_COOLOFF_MINUTES.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_ADDRESS_FAILURE_LIMIT = env_int("AXES_ADDRESS_FAILURE_LIMIT", 30)
+if AXES_FAILURE_LIMIT < 1 or AXES_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
+    raise ImproperlyConfigured("AXES_FAILURE_LIMIT must be 1 or more, and AXES_ADDRESS_FAILURE_LIMIT at least as much")
 AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_FORM_FIELD = "username"
+AXES_USERNAME_CALLABLE = "apps.accounts.lockout.username_for_lockout"
+AXES_HANDLER = "apps.accounts.lockout.LockoutHandler"
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
-AXES_IPWARE_PROXY_COUNT = env_int("PROXY_COUNT", 0) or None
+# Reverse proxies in front of daphne; the client's address is read from X-Forwarded-For
+# accordingly (docs/deployment.md). django-ipware is not installed, so axes' own
+# AXES_IPWARE_PROXY_COUNT would have no effect: our callable reads the header itself.
+PROXY_COUNT = env_int("PROXY_COUNT", 0)
+if not 0 <= PROXY_COUNT <= 5:
+    raise ImproperlyConfigured(f"PROXY_COUNT must be 0 to 5, not {PROXY_COUNT}")
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.lockout.client_address"
 
 # How long the link in an invitation to choose a password stays valid (docs/commissioning.md).
 INVITATION_VALID_DAYS = env_int("INVITATION_VALID_DAYS", 7)
