@@ -399,6 +399,9 @@ def main() -> int:
     parser.add_argument("--tree", default=str(ROOT), help="the source tree daphne runs (e.g. a clean export)")
     parser.add_argument("--commit", default="", help="the commit --tree was exported from, for the record")
     args = parser.parse_args()
+    # A benchmark runs the development settings against its own database; the settings
+    # refuse to start without HOA_ENV, so say it here for manage.py and daphne below.
+    os.environ.setdefault("HOA_ENV", "development")
     if "bench" not in os.environ.get("DATABASE_URL", ""):
         print("set DATABASE_URL to the benchmark database (see bench/setup_bench.py)", file=sys.stderr)
         return 2

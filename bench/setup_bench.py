@@ -60,6 +60,9 @@ def main() -> int:
     parser.add_argument("--chargers", type=int, default=2000)
     parser.add_argument("--connectors", type=int, default=2)
     args = parser.parse_args()
+    # A benchmark runs the development settings against its own database; the settings
+    # refuse to start without HOA_ENV, so say it here for manage.py and daphne below.
+    os.environ.setdefault("HOA_ENV", "development")
     url = os.environ.get("DATABASE_URL", "")
     name = urlparse(url).path.lstrip("/")
     if "bench" not in name:

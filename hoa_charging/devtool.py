@@ -44,6 +44,9 @@ def _service_env() -> tuple[dict[str, str], services.ServiceURLs]:
     # The Procfile's commands (daphne, celery) come from the virtual environment.
     env["PATH"] = str(Path(PYTHON).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("DJANGO_SETTINGS_MODULE", "hoa_charging.settings")
+    # The settings refuse to start without HOA_ENV; everything dev.py starts (manage.py,
+    # pytest and the processes the tests spawn, the Procfile's processes) is development.
+    env["HOA_ENV"] = "development"
     return env, urls
 
 
@@ -82,7 +85,9 @@ def cmd_demo(args: list[str]) -> int:
     port = env.setdefault("HOA_PORT", "8000")
     env.setdefault("HOA_BIND", "127.0.0.1")
     _run([PYTHON, "manage.py", "migrate_schemas", "-v", "0"], env)
-    _run([PYTHON, "manage.py", "commission", *EXAMPLES], env)
+    # demo_logins gives every example person a known password right after, so inviting
+    # them to choose one would only fill the terminal with e-mails (the console backend).
+    _run([PYTHON, "manage.py", "commission", "--no-invite", *EXAMPLES], env)
     _run([PYTHON, "manage.py", "demo_logins", "--port", port], env)
     if "--no-run" in args:
         return 0

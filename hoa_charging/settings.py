@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -62,17 +63,30 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-HOA_ENV = env_str("HOA_ENV", "development")
+# No default: a process started without HOA_ENV (a bare `daphne`, `celery` or
+# `manage.py runserver` on a server) must not quietly run with DEBUG and the
+# development key below, with which anyone could sign sessions and hand-off tickets.
+# `python3 dev.py` sets HOA_ENV=development for everything it starts.
+HOA_ENV = os.environ.get("HOA_ENV", "")
+if not HOA_ENV:
+    raise ImproperlyConfigured(
+        "HOA_ENV is not set. Set HOA_ENV=production (with DJANGO_SECRET_KEY and ALLOWED_HOSTS) on a server, "
+        "or HOA_ENV=development on your own machine; `python3 dev.py demo|test|manage` sets it for you."
+    )
 if HOA_ENV not in {"development", "production"}:
     raise ImproperlyConfigured(f"HOA_ENV must be development or production, not {HOA_ENV!r}")
 PRODUCTION = HOA_ENV == "production"
 
+# Committed to the repository, hence public: only ever used with HOA_ENV=development.
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production-0123456789"
 if PRODUCTION:
     SECRET_KEY = env_str("DJANGO_SECRET_KEY")
     if len(SECRET_KEY) < 50:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 characters in production")
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY is the public development key; generate a secret one")
 else:
-    SECRET_KEY = env_str("DJANGO_SECRET_KEY", "development-only-secret-key-do-not-use-in-production-0123456789")
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else ".localhost,localhost,127.0.0.1,testserver")
@@ -83,6 +97,24 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 # The host name of the company-wide site (login, the manager's list of buildings).
 # Every other host is looked up among the condominiums' domains.
 PUBLIC_HOST = env_str("PUBLIC_HOST", "localhost")
+# The company site's address as people reach it. Links in e-mails (invitations) use its
+# scheme and port, on the company site's host or on a building's own host.
+PUBLIC_URL = env_str(
+    "PUBLIC_URL", f"https://{PUBLIC_HOST}" if PRODUCTION else f"http://{PUBLIC_HOST}:{env_str('HOA_PORT', '8000')}"
+)
+_public_url = urlsplit(PUBLIC_URL)
+try:
+    _public_url.port  # noqa: B018 - raises ValueError for a bad port
+except ValueError:
+    raise ImproperlyConfigured(f"PUBLIC_URL has a bad port: {PUBLIC_URL!r}") from None
+if (
+    _public_url.scheme not in {"http", "https"}
+    or _public_url.hostname != PUBLIC_HOST.lower()
+    or _public_url.path not in {"", "/"}
+):
+    raise ImproperlyConfigured(
+        f"PUBLIC_URL must be http(s)://{PUBLIC_HOST}[:port] (the company site, PUBLIC_HOST), not {PUBLIC_URL!r}"
+    )
 
 # --- applications -------------------------------------------------------------------
 
@@ -245,16 +277,34 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
-# Login lockout: after AXES_FAILURE_LIMIT failures for one e-mail address from one
-# address, further attempts are refused for AXES_COOLOFF_MINUTES.
+# Login lockout (apps/accounts/lockout.py): after AXES_FAILURE_LIMIT failures for one
+# e-mail address (any case) from one client address, or AXES_ADDRESS_FAILURE_LIMIT
+# failures from one client address over all e-mails, further attempts are refused for
+# AXES_COOLOFF_MINUTES.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_ADDRESS_FAILURE_LIMIT = env_int("AXES_ADDRESS_FAILURE_LIMIT", 30)
+if AXES_FAILURE_LIMIT < 1 or AXES_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
+    raise ImproperlyConfigured("AXES_FAILURE_LIMIT must be 1 or more, and AXES_ADDRESS_FAILURE_LIMIT at least as much")
 AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_FORM_FIELD = "username"
+AXES_USERNAME_CALLABLE = "apps.accounts.lockout.username_for_lockout"
+AXES_HANDLER = "apps.accounts.lockout.LockoutHandler"
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
-AXES_IPWARE_PROXY_COUNT = env_int("PROXY_COUNT", 0) or None
+# Reverse proxies in front of daphne; the client's address is read from X-Forwarded-For
+# accordingly (docs/deployment.md). django-ipware is not installed, so axes' own
+# AXES_IPWARE_PROXY_COUNT would have no effect: our callable reads the header itself.
+PROXY_COUNT = env_int("PROXY_COUNT", 0)
+if not 0 <= PROXY_COUNT <= 5:
+    raise ImproperlyConfigured(f"PROXY_COUNT must be 0 to 5, not {PROXY_COUNT}")
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.lockout.client_address"
+
+# How long the link in an invitation to choose a password stays valid (docs/commissioning.md).
+INVITATION_VALID_DAYS = env_int("INVITATION_VALID_DAYS", 7)
+if not 1 <= INVITATION_VALID_DAYS <= 90:
+    raise ImproperlyConfigured(f"INVITATION_VALID_DAYS must be 1 to 90 days, not {INVITATION_VALID_DAYS}")
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
 SESSION_COOKIE_DOMAIN = os.environ.get("SESSION_COOKIE_DOMAIN") or None

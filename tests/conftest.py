@@ -25,6 +25,7 @@ import tests.dbsetup  # noqa: F401  (before any fixture runs: committed-only run
 from apps.accounts.models import User
 from apps.tenancy.models import Company, Condominium
 from tests import factories
+from tests.mailserver import Inbox, MailServer
 from tests.servers import database_url_for_subprocesses
 
 
@@ -111,3 +112,19 @@ def _start_in_the_public_schema():
     from django.db import connection
 
     connection.set_schema_to_public()
+
+
+@pytest.fixture
+def smtp_inbox(settings) -> Inbox:
+    """Django sends e-mail through its real SMTP backend to a real SMTP server on loopback."""
+    server = MailServer()
+    server.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = server.port
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = False
+    try:
+        yield server.inbox
+    finally:
+        server.stop()

@@ -61,11 +61,15 @@ def procfile_daphne_limits() -> list[str]:
 class Daphne:
     """A real daphne process on a free port, sharing this run's Redis and channel-layer prefix.
 
-    ``database_url`` is the ``test_database_url`` fixture. ``restart`` keeps the port.
+    ``database_url`` is the ``test_database_url`` fixture. ``restart`` keeps the port. ``args`` are
+    extra daphne options (e.g. the Procfile's --proxy-headers); ``env`` adds to the environment.
     """
 
-    def __init__(self, database_url: str, log_path: Path):
+    def __init__(
+        self, database_url: str, log_path: Path, *, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ):
         self.port = free_port()
+        self.args = args
         self.url = f"ws://127.0.0.1:{self.port}/ocpp/"
         self.env = {
             **os.environ,
@@ -75,13 +79,14 @@ class Daphne:
             "DJANGO_SETTINGS_MODULE": "hoa_charging.settings",
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "WARNING",
+            **(env or {}),
         }
         self.log = log_path.open("w")
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", *procfile_daphne_limits(), "-b", "127.0.0.1", "-p", str(self.port),
+            [sys.executable, "-m", "daphne", *procfile_daphne_limits(), "-b", "127.0.0.1", "-p", str(self.port), *self.args,
              "hoa_charging.asgi:application"],
             cwd=ROOT,
             env=self.env,

@@ -12,7 +12,9 @@ class UserAdmin(BaseUserAdmin):
     fieldsets = [
         (None, {"fields": ["email", "password", "name", "preferred_language"]}),
         ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser"]}),
+        ("Invitation", {"fields": ["invited_at", "last_login"]}),
     ]
+    readonly_fields = ["invited_at", "last_login"]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
 
 

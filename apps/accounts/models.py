@@ -37,6 +37,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False, help_text="Can use the platform's admin site.")
     date_joined = models.DateTimeField(default=timezone.now)
+    # Set when an invitation to choose a password was last sent, so that running a
+    # commissioning file again does not invite the same person again.
+    invited_at = models.DateTimeField(null=True, blank=True)
 
     objects = UserManager()
 

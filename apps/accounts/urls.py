@@ -1,7 +1,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from apps.accounts.forms import EmailAuthenticationForm
+from apps.accounts.forms import EmailAuthenticationForm, EveryonePasswordResetForm
+from apps.accounts.views import InvitationView
 
 urlpatterns = [
     path(
@@ -20,6 +21,7 @@ urlpatterns = [
             template_name="accounts/password_reset_form.html",
             email_template_name="accounts/password_reset_email.txt",
             subject_template_name="accounts/password_reset_subject.txt",
+            form_class=EveryonePasswordResetForm,
         ),
         name="password_reset",
     ),
@@ -38,4 +40,5 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(template_name="accounts/password_reset_complete.html"),
         name="password_reset_complete",
     ),
+    path("accounts/invitation/<uidb64>/<token>/", InvitationView.as_view(), name="invitation"),
 ]

@@ -1,14 +1,17 @@
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import PasswordResetConfirmView
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from apps.accounts import handoff
 from apps.accounts.models import User
 from apps.accounts.selectors import condominium_roles, visible_condominiums
+from apps.accounts.tokens import invitation_tokens
 from apps.core.selectors import condominium_links
 
 
@@ -38,3 +41,20 @@ def redeem_handoff(request: HttpRequest) -> HttpResponse:
         raise Http404("not found")
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     return redirect("home")
+
+
+class InvitationView(PasswordResetConfirmView):
+    """Choose a first password from an invitation link (one-time, valid INVITATION_VALID_DAYS).
+
+    Django's reset view does the rest: it moves the token from the URL into the
+    session (so it does not leak through the Referer header) and rejects it once
+    the password is set, because the token hashes the password.
+    """
+
+    token_generator = invitation_tokens
+    template_name = "accounts/invitation_accept.html"
+    success_url = reverse_lazy("password_reset_complete")
+
+    def get_user(self, uidb64):
+        user = super().get_user(uidb64)
+        return user if user is not None and user.is_active else None

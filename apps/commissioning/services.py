@@ -28,6 +28,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from apps.accounts.models import CompanyMembership, CondominiumMembership, User
+from apps.accounts.services import invite_new_people, people_to_invite
 from apps.billing.models import Tariff
 from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
 from apps.charging.models import ChargePoint, Connector
@@ -41,6 +42,7 @@ from apps.commissioning.schema import (
     load,
     with_lines,
 )
+from apps.core.yamlfile import size_problem
 from apps.electrical.models import Circuit, SiteMeter
 from apps.tenancy.models import ChargerRegistration, Company, Condominium, Domain
 from apps.tenancy.services import charger_hash_problem
@@ -63,6 +65,9 @@ class CommissioningReport:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
+    # E-mails, not changes to the building: filled once the transaction has committed.
+    invited: list[str] = field(default_factory=list)
+    invitations_failed: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -75,7 +80,10 @@ class CommissioningReport:
         out = [f"+ {item}" for item in self.created]
         out += [f"~ {item}" for item in self.updated]
         out += [f"- {item}" for item in self.retired]
-        return out or ["no changes"]
+        out = out or ["no changes"]
+        out += [f"> invitation sent to {email}" for email in self.invited]
+        out += [f"! invitation not sent to {problem}" for problem in self.invitations_failed]
+        return out
 
 
 class _Writer:
@@ -114,6 +122,10 @@ class _Writer:
 def read_file(path: str | Path) -> str:
     path = Path(path)
     try:
+        # Refuse an oversized file before reading it into memory.
+        too_big = size_problem(path.stat().st_size) if path.is_file() else None
+        if too_big is not None:
+            raise CommissioningError(str(path), [too_big])
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CommissioningError(str(path), [Problem((), f"cannot read the file: {exc.strerror}")]) from None
@@ -158,27 +170,81 @@ def _check_against_platform(spec: CommissioningSpec, source: str) -> None:
     for i, charger in enumerate(spec.chargers):
         if charger.password_hash is not None and (problem := charger_hash_problem(charger.password_hash)):
             problems.append(Problem(("chargers", i, "password_hash"), problem))
+    problems += _people_of_other_companies(spec)
     if problems:
         raise CommissioningError(source, problems)
+
+
+def _people_of_other_companies(spec: CommissioningSpec) -> list[Problem]:
+    """A file may not change, or give a role to, a person who belongs to another company.
+
+    Logins are platform-wide, so without this a file for one company could rename
+    another company's manager, or attach them (and so their password, which they
+    keep) to its buildings. Such a person is left to a platform admin; once the role
+    is there, files that change nothing about the person apply as usual.
+    Platform staff are treated the same way.
+    """
+    problems: list[Problem] = []
+    company_slug, condo_slug = spec.company.slug, spec.condominium.slug
+    for i, person in enumerate(spec.people):
+        user = User.objects.filter(email__iexact=person.email).first()
+        if user is None:
+            continue
+        elsewhere = (
+            CompanyMembership.objects.filter(user=user).exclude(company__slug=company_slug).exists()
+            or CondominiumMembership.objects.filter(user=user)
+            .exclude(condominium__company__slug=company_slug)
+            .exists()
+        )
+        if not (elsewhere or user.is_staff or user.is_superuser):
+            continue
+        changes = []
+        if user.name != person.name:
+            changes.append("their name")
+        if person.language and user.preferred_language != person.language:
+            changes.append("their language")
+        held = set(
+            CondominiumMembership.objects.filter(user=user, condominium__slug=condo_slug).values_list("role", flat=True)
+        )
+        if CompanyMembership.objects.filter(user=user, company__slug=company_slug).exists():
+            held.add("manager")
+        new_roles = [role for role in person.roles if role not in held]
+        if new_roles:
+            changes.append("a role (" + ", ".join(new_roles) + ")")
+        if changes:
+            who = "a platform administrator" if user.is_staff or user.is_superuser else "a person of another company"
+            problems.append(
+                Problem(
+                    ("people", i, "email"),
+                    f"{person.email} is {who}; this file would change {' and '.join(changes)}. A file cannot "
+                    "change or take over such a person: use another e-mail address, or ask a platform admin",
+                )
+            )
+    return problems
 
 
 # --- applying ----------------------------------------------------------------------------
 
 
-def commission_file(path: str | Path) -> CommissioningReport:
-    return commission_text(read_file(path), source=str(path))
+def commission_file(path: str | Path, *, invite: bool = True) -> CommissioningReport:
+    return commission_text(read_file(path), source=str(path), invite=invite)
 
 
-def commission_text(text: str, *, source: str = "<file>") -> CommissioningReport:
+def commission_text(text: str, *, source: str = "<file>", invite: bool = True) -> CommissioningReport:
     spec = load(text, source=source)
     try:
-        return commission_building(spec, source=source)
+        return commission_building(spec, source=source, invite=invite)
     except CommissioningError as exc:
         raise CommissioningError(exc.source, with_lines(text, exc.problems)) from None
 
 
-def commission_building(spec: CommissioningSpec, *, source: str = "<file>") -> CommissioningReport:
-    """Apply a validated file. Prefer commission_text/commission_file, whose refusals carry line numbers."""
+def commission_building(spec: CommissioningSpec, *, source: str = "<file>", invite: bool = True) -> CommissioningReport:
+    """Apply a validated file. Prefer commission_text/commission_file, whose refusals carry line numbers.
+
+    With ``invite``, people of the file who have neither a password nor an invitation
+    yet are e-mailed a link to choose a password, once the transaction has committed
+    (a refused or failed file sends nothing). Running the file again invites nobody twice.
+    """
     report = CommissioningReport(condominium=spec.condominium.slug)
     writer = _Writer(report)
     with schema_context(get_public_schema_name()):
@@ -187,7 +253,18 @@ def commission_building(spec: CommissioningSpec, *, source: str = "<file>") -> C
             condominium = _apply_public(spec, writer)
             with schema_context(condominium.schema_name):
                 _apply_tenant(spec, condominium, writer)
+        if invite:
+            pending = people_to_invite(emails=[person.email for person in spec.people])
+            if pending:
+                transaction.on_commit(lambda: _invite(pending, report))
     return report
+
+
+def _invite(emails: list[str], report: CommissioningReport) -> None:
+    with schema_context(get_public_schema_name()):
+        result = invite_new_people(emails=emails)
+    report.invited += result.invited
+    report.invitations_failed += result.failed
 
 
 def _apply_public(spec: CommissioningSpec, writer: _Writer) -> Condominium:

@@ -47,6 +47,15 @@ class FileRefused(Exception):
         super().__init__("\n".join(p.format(source) for p in problems))
 
 
+# A commissioning file for a large building is a few hundred kilobytes; a scenario far less.
+MAX_FILE_BYTES = 1024 * 1024
+# Values after expanding aliases. A file of MAX_FILE_BYTES without aliases holds at most about
+# half a million values ("[1,1,1,...]"), so this never refuses a plain file; it stops "billion
+# laughs" files, whose few kilobytes of nested aliases expand to billions of values that
+# validation would walk one by one.
+MAX_VALUES = 1_000_000
+
+
 class DecimalLoader(yaml.SafeLoader):
     """A safe loader that reads YAML floats as Decimal, so 0.8 stays exactly 0.8."""
 
@@ -59,6 +68,32 @@ def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal:
 
 
 DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+def size_problem(size: int) -> Problem | None:
+    if size > MAX_FILE_BYTES:
+        return Problem((), f"the file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes (1 MiB)")
+    return None
+
+
+def _expansion_problem(root: yaml.Node | None) -> Problem | None:
+    """Count values as validation would see them (every alias expanded), stopping at MAX_VALUES."""
+    count = 0
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return Problem(
+                (), f"the file expands to more than {MAX_VALUES:,} values (nested aliases: *name); refused", 1
+            )
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append(key)
+                stack.append(value)
+    return None
 
 
 def line_of(root: yaml.Node | None, path: Path) -> int | None:
@@ -116,8 +151,14 @@ def parse(
 
     Returns the node tree as well, so that later checks can give lines too.
     """
+    too_big = size_problem(len(text.encode("utf-8")))
+    if too_big is not None:
+        raise error(source, [too_big])
     try:
-        root = yaml.compose(text, Loader=DecimalLoader)
+        root = yaml.compose(text, Loader=DecimalLoader)  # aliases stay shared nodes here: cheap
+        bomb = _expansion_problem(root)
+        if bomb is not None:
+            raise error(source, [bomb])
         data = yaml.load(text, Loader=DecimalLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -11,6 +11,10 @@ PUBLIC_ROUTES = {
     "accounts/password-reset/sent/": "test_access.py::test_password_reset_by_email",
     "accounts/reset/<uidb64>/<token>/": "test_access.py::test_password_reset_by_email",
     "accounts/reset/done/": "test_access.py::test_password_reset_by_email",
+    "accounts/invitation/<uidb64>/<token>/": (
+        "test_invitations.py::test_commissioning_invites_new_people_who_choose_a_password_and_log_in, "
+        "test_a_link_is_for_its_own_person_only"
+    ),
     "": "test_access.py::test_manager_of_another_company_gets_nothing_of_acme",
     "go/<slug:slug>/": "test_access.py::test_a_ticket_works_only_for_its_building_and_its_person",
     "healthz": "test_access.py::test_healthz (no data)",
@@ -27,6 +31,10 @@ TENANT_ROUTES = {
     "accounts/password-reset/sent/": "test_access.py::test_password_reset_by_email",
     "accounts/reset/<uidb64>/<token>/": "test_access.py::test_password_reset_by_email",
     "accounts/reset/done/": "test_access.py::test_password_reset_by_email",
+    "accounts/invitation/<uidb64>/<token>/": (
+        "test_invitations.py::test_commissioning_invites_new_people_who_choose_a_password_and_log_in, "
+        "test_a_link_is_for_its_own_person_only"
+    ),
     "": "test_access.py::test_resident_sees_own_unit_and_cards_only, test_manager_of_another_company_gets_nothing_of_acme",
     "accounts/handoff/": "test_access.py::test_a_ticket_works_only_for_its_building_and_its_person",
     "healthz": "test_access.py::test_healthz (no data)",

@@ -29,7 +29,9 @@ BIRCH = (
 
 
 def apply(text: str):
-    return commission_text(text, source="birch.yaml")
+    # Invitations have their own tests (tests/accounts/test_invitations.py); here they would
+    # only add on-commit callbacks to the ones some tests count.
+    return commission_text(text, source="birch.yaml", invite=False)
 
 
 @pytest.fixture
@@ -188,6 +190,10 @@ def test_commands(birch, tmp_path, capsys):
     assert f"{bad}: electrical.circuits[0].max_current_a[0] (line 16): input should be greater than 0" in message
     with pytest.raises(CommandError, match="cannot read the file"):
         call_command("commission", str(tmp_path / "missing.yaml"))
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(BIRCH + "#" * (1024 * 1024))
+    with pytest.raises(CommandError, match=r"huge\.yaml: \(top level\): the file is [\d,]+ bytes; the limit is 1,048,576"):
+        call_command("commission", str(huge))
     with pytest.raises(CommandError, match="no condominium with slug 'nope'"):
         call_command("export_condominium", "nope")
     assert connection.schema_name == "public"
@@ -203,3 +209,55 @@ def test_card_changes_bring_the_chargers_local_lists_up_to_date(birch, django_ca
     with django_capture_on_commit_callbacks() as charger_only:
         apply(BIRCH.replace('id_tags: ["04D4D4D4D4"]', "id_tags: []").replace("max_current_a: 100}", "max_current_a: 90}"))
     assert charger_only == []
+
+
+# --- people of other companies -----------------------------------------------------------
+
+
+def test_a_file_cannot_rename_or_take_over_another_companys_people(db, world):
+    acme_manager = world.acme_manager  # manager@acme.test, manager of company "acme"
+    name_before, password_before = acme_manager.name, acme_manager.password
+    text = BIRCH.replace(
+        "{email: manager@birch-pm.example, name: Maria Manager, roles: [manager]}",
+        "{email: Manager@Acme.test, name: Mallory Takeover, roles: [manager]}",
+    ).replace("{email: alice@birch.test,", "{email: hana@harbor.test,")
+    assert "Manager@Acme.test" in text and "hana@harbor.test" in text
+    with pytest.raises(CommissioningError) as info:
+        apply(text)
+    lines = str(info.value).splitlines()
+    assert any(
+        line.startswith("birch.yaml: people[0].email (line ")
+        and "manager@acme.test is a person of another company; this file would change their name and a role (manager)"
+        in line
+        for line in lines
+    ), lines
+    assert any("people[1].email" in line and "hana@harbor.test is a person of another company" in line for line in lines)
+    acme_manager.refresh_from_db()
+    assert (acme_manager.name, acme_manager.password) == (name_before, password_before)
+    assert set(CompanyMembership.objects.filter(user=acme_manager).values_list("company__slug", flat=True)) == {"acme"}
+    assert not CondominiumMembership.objects.filter(user__email="hana@harbor.test", condominium__slug="test-birch").exists()
+    assert not Condominium.objects.filter(slug="test-birch").exists()
+
+
+def test_a_file_cannot_take_over_a_platform_administrator(db, world):
+    User.objects.create_superuser("root@platform.test", "x-long-admin-password", name="Root")
+    text = BIRCH.replace("{email: alice@birch.test,", "{email: root@platform.test,")
+    with pytest.raises(CommissioningError, match=r"root@platform\.test is a platform administrator"):
+        apply(text)
+    assert not CondominiumMembership.objects.filter(user__email="root@platform.test").exists()
+
+
+def test_a_person_of_two_companies_set_up_by_an_admin_keeps_working(birch, world):
+    condo, _ = birch
+    # An admin gave Acme's manager a board role in Birch: the file that lists them unchanged still applies.
+    acme_manager = world.acme_manager
+    CondominiumMembership.objects.create(user=acme_manager, condominium=condo, role="board")
+    text = BIRCH.replace(
+        "  - {email: frank@birch.test,",
+        f"  - {{email: manager@acme.test, name: {acme_manager.name}, roles: [board]}}\n  - {{email: frank@birch.test,",
+    )
+    report = apply(text)
+    assert not report.changed, report.lines()
+    # Renaming them is still refused.
+    with pytest.raises(CommissioningError, match="would change their name"):
+        apply(text.replace(f"name: {acme_manager.name}, roles: [board]", "name: Someone Else, roles: [board]"))

@@ -173,3 +173,46 @@ def test_every_problem_is_reported_at_once():
         "{id: 2, max_current_a: 32", "{id: 2, max_current_a: 0"
     )
     assert len(refuse(text)) == 2
+
+
+# --- files that would exhaust memory or time --------------------------------------------
+
+BILLION_LAUGHS = "\n".join(
+    ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
+    + ["company: *i"]
+)
+
+
+def test_an_alias_bomb_is_refused_quickly_with_a_clear_message():
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(CommissioningError) as info:
+        load(BILLION_LAUGHS, "laughs.yaml")
+    assert time.monotonic() - started < 10
+    assert str(info.value).startswith("laughs.yaml: (top level) (line 1): the file expands to more than 1,000,000 values")
+
+
+def test_a_simulator_scenario_alias_bomb_is_refused_too():
+    from apps.simulator.scenario import ScenarioError
+    from apps.simulator.scenario import load as load_scenario
+
+    with pytest.raises(ScenarioError, match="expands to more than"):
+        load_scenario(BILLION_LAUGHS, "laughs.yaml")
+
+
+def test_aliases_within_reason_still_work():
+    maple = (EXAMPLES[0].parent / "maple-court.yaml").read_text()
+    # A parking spot label written once and referred to again.
+    text = maple.replace("parking_spot: P01}", "parking_spot: &first P01}", 1).replace(
+        "parking_spots: [P01]", "parking_spots: [*first]", 1
+    )
+    assert "*first" in text
+    assert load(text, "m.yaml").units[0].parking_spots == ["P01"]
+
+
+def test_a_file_over_one_mebibyte_is_refused():
+    text = (EXAMPLES[0].parent / "maple-court.yaml").read_text() + "#" * (1024 * 1024)
+    with pytest.raises(CommissioningError, match=r"the file is 1,0\d\d,\d\d\d bytes; the limit is 1,048,576 bytes"):
+        load(text, "huge.yaml")
