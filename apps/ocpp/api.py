@@ -35,7 +35,8 @@ def charger_command(request: HttpRequest, charge_point_id: str, action: str) -> 
     if timeout is None:
         return JsonResponse({"error": "timeout must be a number of seconds from 1 to 120"}, status=400)
     try:
-        answer = commands.send_command_sync(registration.charge_point_id, action, payload, timeout)
+        answer = commands.send_command_sync(registration.charge_point_id, action, payload, timeout,
+                                            schema_name=registration.schema_name)
     except commands.ChargerNotConnected:
         return JsonResponse({"error": "charger not connected"}, status=409)
     except commands.CommandTimeout as error:
