@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from hoa_charging import services
+from hoa_charging import datastores
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -36,8 +36,8 @@ def _run(args: list[str], env: dict[str, str], check: bool = True) -> int:
     return code
 
 
-def _service_env() -> tuple[dict[str, str], services.ServiceURLs]:
-    urls = services.ensure_services()
+def _service_env() -> tuple[dict[str, str], datastores.ServiceURLs]:
+    urls = datastores.ensure_services()
     print(f"PostgreSQL ({urls.database_origin}): {urls.database_url}")
     print(f"Redis ({urls.redis_origin}): {urls.redis_url}")
     env = dict(os.environ, **urls.as_env(), PYTHONPATH=str(ROOT))
@@ -50,8 +50,8 @@ def _service_env() -> tuple[dict[str, str], services.ServiceURLs]:
     return env, urls
 
 
-def _write_services_env(urls: services.ServiceURLs) -> None:
-    folder = services.data_dir()
+def _write_services_env(urls: datastores.ServiceURLs) -> None:
+    folder = datastores.data_dir()
     folder.mkdir(parents=True, exist_ok=True)
     lines = [f"{k}={v}" for k, v in urls.as_env().items()]
     (folder / "services.env").write_text("# written by dev.py: the services the demo uses\n" + "\n".join(lines) + "\n")
@@ -69,7 +69,7 @@ def cmd_services(_: list[str]) -> int:
 
 
 def cmd_stop(_: list[str]) -> int:
-    services.stop_embedded()
+    datastores.stop_embedded()
     print("embedded services stopped")
     return 0
 
@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         return COMMANDS[argv[0]](argv[1:])
-    except services.ServiceError as exc:
+    except datastores.ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

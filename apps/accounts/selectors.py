@@ -24,6 +24,16 @@ def condominium_roles(user, condominium: Condominium) -> frozenset[str]:
     return frozenset(roles)
 
 
+def may_run_chargers(user, condominium: Condominium) -> bool:
+    """Whether ``user`` may send commands to the condominium's chargers: its company's managers and superusers.
+
+    Not every ``is_staff`` account: staff only reach the admin site, with the permissions given there.
+    """
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return user.is_superuser or MANAGER in condominium_roles(user, condominium)
+
+
 def managed_companies(user: User) -> QuerySet[Company]:
     return Company.objects.filter(memberships__user=user, memberships__role=CompanyMembership.Role.MANAGER).distinct()
 

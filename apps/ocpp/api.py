@@ -1,4 +1,4 @@
-"""HTTP interface for commands to chargers: managers of the charger's company (or platform staff).
+"""HTTP interface for commands to chargers: managers of the charger's company (and superusers).
 
     POST /api/ocpp/chargers/<chargePointId>/commands/<Action>   body: the OCPP payload (JSON)
 """
@@ -11,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
 
-from apps.accounts.selectors import MANAGER, condominium_roles
+from apps.accounts.selectors import may_run_chargers
 from apps.ocpp import commands, handshake
 from apps.tenancy.models import Condominium
 
@@ -23,8 +23,8 @@ def charger_command(request: HttpRequest, charge_point_id: str, action: str) -> 
     if registration is None:
         raise Http404("no such charger")
     condominium = Condominium.objects.get(pk=registration.condominium_id)
-    if not request.user.is_staff and MANAGER not in condominium_roles(request.user, condominium):
-        raise Http404("no such charger")
+    if not may_run_chargers(request.user, condominium):
+        raise Http404("no such charger")  # the same answer as for a charger that does not exist
     try:
         payload = json.loads(request.body or b"{}")
     except ValueError:
@@ -35,7 +35,8 @@ def charger_command(request: HttpRequest, charge_point_id: str, action: str) -> 
     if timeout is None:
         return JsonResponse({"error": "timeout must be a number of seconds from 1 to 120"}, status=400)
     try:
-        answer = commands.send_command_sync(registration.charge_point_id, action, payload, timeout)
+        answer = commands.send_command_sync(registration.charge_point_id, action, payload, timeout,
+                                            schema_name=registration.schema_name)
     except commands.ChargerNotConnected:
         return JsonResponse({"error": "charger not connected"}, status=409)
     except commands.CommandTimeout as error:

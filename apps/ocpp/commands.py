@@ -1,17 +1,25 @@
 """Commands to chargers from any process (web, worker, shell), through the channel layer.
 
-    await send_command("TEST-MAPLE-1", "RemoteStartTransaction", {"idTag": "04A1B2C3D4", "connectorId": 1})
-    send_command_sync("TEST-MAPLE-1", "Reset", {"type": "Soft"})
+    await send_command("TEST-MAPLE-1", "RemoteStartTransaction", {"idTag": "04A1B2C3D4", "connectorId": 1},
+                       schema_name="maple_court")
+    send_command_sync("TEST-MAPLE-1", "Reset", {"type": "Soft"}, schema_name="maple_court")
 
 The command goes to the charger's group; the daphne process that holds the
 connection queues it behind any other call to that charger (one outstanding
 CALL at a time), validates it against the OCPP 1.6 schema, sends it and
 replies on a channel of this process with the charger's answer.
+
+A command names the building (schema) it acts for, and only a connection of that
+building takes it: a chargePointId moved to another building while a connection
+of the old one is still open must not receive the other building's commands or
+card lists. It is checked twice: here against the live state, and by the
+connection itself (which answers "wrong_building").
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Any
@@ -22,6 +30,8 @@ from django.conf import settings
 
 from apps.ocpp import live
 from apps.ocpp.consumer import group_name
+
+logger = logging.getLogger(__name__)
 
 SERVER_ACTIONS = frozenset({
     "RemoteStartTransaction", "RemoteStopTransaction", "ChangeAvailability", "ChangeConfiguration",
@@ -37,6 +47,14 @@ class CommandError(Exception):
 
 class ChargerNotConnected(CommandError):
     pass
+
+
+class ChargerOfAnotherBuilding(ChargerNotConnected):
+    """Connected, but the live connection belongs to another building than the one the command is for.
+
+    For the building that sent the command the charger is not connected: callers that handle
+    ChargerNotConnected need nothing more. The message does not name the other building.
+    """
 
 
 class CommandTimeout(CommandError):
@@ -57,22 +75,27 @@ class InvalidCommand(CommandRejected):
 
 
 async def send_command(
-    charge_point_id: str, action: str, payload: dict | None = None, timeout: float | None = None,
+    charge_point_id: str, action: str, payload: dict | None = None, timeout: float | None = None, *,
+    schema_name: str,
 ) -> dict[str, Any]:
-    """Send ``action`` to the charger and return its answer's payload."""
+    """Send ``action`` to the charger, for the building ``schema_name``, and return its answer's payload."""
     if action not in SERVER_ACTIONS:
         raise InvalidCommand("NotSupported", f"{action} is not a central system action")
+    if not schema_name:
+        raise ValueError("send_command needs the schema name of the building it acts for")
     timeout = timeout or settings.OCPP_RESPONSE_TIMEOUT
     state = await live.read(charge_point_id)
     if state.get("connected") != "1":
         raise ChargerNotConnected(charge_point_id)
+    if state.get("schema") != schema_name:
+        raise _of_another_building(charge_point_id, schema_name)
     layer = get_channel_layer()
     # The default "specific." prefix: channels-redis then reads it in the same loop as this process's
     # consumers. Another prefix would have its own blocking read that starves theirs for seconds.
     reply_to = await layer.new_channel()
     await layer.group_send(group_name(charge_point_id), {
         "type": "ocpp.command", "action": action, "payload": payload or {}, "reply_to": reply_to,
-        "deadline": time.time() + timeout, "command_id": uuid.uuid4().hex,
+        "deadline": time.time() + timeout, "command_id": uuid.uuid4().hex, "schema": schema_name,
     })
     try:
         # A little longer than the deadline: the connection answers "timeout" itself when it can.
@@ -86,12 +109,23 @@ async def send_command(
         raise CommandTimeout(f"{charge_point_id} did not answer {action} within {timeout}s")
     if status == "not_connected":
         raise ChargerNotConnected(charge_point_id)
+    if status == "wrong_building":
+        # Also possible for a moment while a moved charger's new connection replaces the old one (both are
+        # in the group): the old one's refusal may come first. The caller may retry; nothing went astray.
+        raise _of_another_building(charge_point_id, schema_name)
     if status == "invalid":
         raise InvalidCommand(answer.get("error_code", "FormationViolation"), answer.get("description", ""))
     raise CommandRejected(answer.get("error_code", "GenericError"), answer.get("description", ""))
 
 
 def send_command_sync(
-    charge_point_id: str, action: str, payload: dict | None = None, timeout: float | None = None,
+    charge_point_id: str, action: str, payload: dict | None = None, timeout: float | None = None, *,
+    schema_name: str,
 ) -> dict[str, Any]:
-    return async_to_sync(send_command)(charge_point_id, action, payload, timeout)
+    return async_to_sync(send_command)(charge_point_id, action, payload, timeout, schema_name=schema_name)
+
+
+def _of_another_building(charge_point_id: str, schema_name: str) -> ChargerOfAnotherBuilding:
+    logger.warning("%s: a command for %s refused: the live connection belongs to another building",
+                   charge_point_id, schema_name)
+    return ChargerOfAnotherBuilding(f"{charge_point_id} is not connected to this building")

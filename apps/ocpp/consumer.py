@@ -590,10 +590,18 @@ class OcppConsumer(AsyncWebsocketConsumer):
     async def ocpp_command(self, event: dict) -> None:
         if self.replaced:
             return
-        self.commands.put_nowait(Command(
+        command = Command(
             action=event["action"], payload=event.get("payload") or {}, deadline=event["deadline"],
             reply_to=event.get("reply_to", ""), command_id=event.get("command_id", ""),
-        ))
+        )
+        if event.get("schema") != self.schema:
+            # Meant for another building's charger of the same id (moved while this connection stayed
+            # open): never send it another building's commands or cards. send_command checks this too.
+            logger.warning("%s: refused a command %s meant for another building", self.charge_point_id,
+                           command.action)
+            self.reply(command, {"status": "wrong_building"})
+            return
+        self.commands.put_nowait(command)
 
     # --- server-initiated calls ------------------------------------------------------
 

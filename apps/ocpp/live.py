@@ -92,6 +92,11 @@ def read_sync(charge_point_id: str) -> dict[str, str]:
     return _sync().hgetall(key(charge_point_id))
 
 
+def connected_to(state: dict[str, str], schema_name: str) -> bool:
+    """Whether a live state (``read`` / ``read_sync``) is an open connection of the building ``schema_name``."""
+    return state.get("connected") == "1" and state.get("schema") == schema_name
+
+
 def read_many_sync(charge_point_ids: list[str]) -> dict[str, dict[str, str]]:
     pipe = _sync().pipeline(transaction=False)
     for cp_id in charge_point_ids:

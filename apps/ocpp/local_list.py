@@ -41,11 +41,12 @@ CLAIM_HOLD = timedelta(minutes=5)
 # Entries per call when the charger does not say (SendLocalListMaxLength).
 DEFAULT_CHUNK = 100
 
-Send = Callable[[str, str, dict], dict[str, Any]]
+# (schema name of the building, chargePointId, action, payload) -> the charger's answer
+Send = Callable[[str, str, str, dict], dict[str, Any]]
 
 
-def send_through_channel_layer(charge_point_id: str, action: str, payload: dict) -> dict[str, Any]:
-    return commands.send_command_sync(charge_point_id, action, payload)
+def send_through_channel_layer(schema_name: str, charge_point_id: str, action: str, payload: dict) -> dict[str, Any]:
+    return commands.send_command_sync(charge_point_id, action, payload, schema_name=schema_name)
 
 
 def sync_building(schema_name: str, charge_point_pks: list[int] | None = None,
@@ -61,7 +62,8 @@ def sync_building(schema_name: str, charge_point_pks: list[int] | None = None,
         return {}
     outcomes = {}
     for pk, charge_point_id in found:
-        if live.read_sync(charge_point_id).get("connected") != "1":
+        if not live.connected_to(live.read_sync(charge_point_id), schema_name):
+            # Not connected, or the connection belongs to another building (an id moved while it was open).
             outcomes[charge_point_id] = "not-connected"
             continue
         outcomes[charge_point_id] = sync_charger(schema_name, pk, send)
@@ -99,7 +101,7 @@ class _Sync:
     send: Send
 
     def call(self, action: str, payload: dict) -> dict[str, Any]:
-        return self.send(self.state.charge_point_id, action, payload)
+        return self.send(self.schema_name, self.state.charge_point_id, action, payload)
 
     def record(self, status: str, note: str = "", version: int | None = None,
                entries: dict[str, dict] | None = None) -> None:

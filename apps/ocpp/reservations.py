@@ -32,7 +32,7 @@ def reserve_now(schema_name: str, *, charge_point_id: str, connector_number: int
     if reservation.parent_id_tag:
         payload["parentIdTag"] = reservation.parent_id_tag
     try:
-        answer = str(send(cp.charge_point_id, "ReserveNow", payload).get("status", ""))
+        answer = str(send(schema_name, cp.charge_point_id, "ReserveNow", payload).get("status", ""))
     except commands.CommandTimeout:
         answer = "NoAnswer"
     except commands.ChargerNotConnected:
@@ -49,7 +49,7 @@ def cancel_reservation(schema_name: str, reservation_pk: int, send: Send = send_
         reservation = Reservation.objects.select_related("charge_point").get(pk=reservation_pk)
     if reservation.status not in services.RESERVATION_ACTIVE:
         return "NotActive"
-    answer = str(send(reservation.charge_point.charge_point_id, "CancelReservation",
+    answer = str(send(schema_name, reservation.charge_point.charge_point_id, "CancelReservation",
                       {"reservationId": reservation.pk}).get("status", ""))
     if answer in ("Accepted", "Rejected"):
         with in_condominium(schema_name):

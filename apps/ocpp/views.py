@@ -4,6 +4,10 @@
 
 Days are the building's (its time zone), both ends included; without dates, today. The rows are read
 in keyset pages and streamed: a year of frames never sits in memory.
+
+The frames carry every resident's card id (idTag). The company's managers run the chargers and the
+cards, and see the frames as they are; board members audit the building and get the card ids masked
+(apps/ocpp/masking.py), row by row as the pages stream.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from django_tenants.utils import schema_context
 
 from apps.accounts.access import condominium_role_required
 from apps.accounts.selectors import BOARD, MANAGER
+from apps.ocpp.masking import mask_frame
 from apps.ocpp.models import OcppFrame
 
 CHUNK = 2000
@@ -46,7 +51,7 @@ def frames_csv(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest(f"at most {MAX_DAYS} days at a time\n", content_type="text/plain")
     charger = request.GET.get("charger", "").strip()[:64]
     query = _Query(
-        schema=request.tenant.schema_name, charger=charger,
+        schema=request.tenant.schema_name, charger=charger, full_id_tags=MANAGER in request.roles,
         start=datetime.combine(first, time.min, zone), end=datetime.combine(last + timedelta(days=1), time.min, zone),
     )
     # Under ASGI (daphne) a sync iterator would be read whole before sending: give each server its kind.
@@ -80,8 +85,9 @@ def _cell(value: object) -> object:
 
 
 class _Query:
-    def __init__(self, *, schema: str, charger: str, start: datetime, end: datetime):
+    def __init__(self, *, schema: str, charger: str, full_id_tags: bool, start: datetime, end: datetime):
         self.schema, self.charger, self.start, self.end = schema, charger, start, end
+        self.full_id_tags = full_id_tags
         self.writer = csv.writer(_Line())
 
     def page(self, after: tuple[datetime, int] | None) -> list[tuple]:
@@ -95,6 +101,8 @@ class _Query:
             return list(frames.order_by("received_at", "id").values_list(*FIELDS)[:CHUNK])
 
     def lines(self, rows: list[tuple]) -> str:
+        if not self.full_id_tags:
+            rows = [(*row[:6], mask_frame(row[6]), *row[7:]) for row in rows]
         return "".join(self.writer.writerow([row[0].isoformat(), *(_cell(v) for v in row[1:7])]) for row in rows)
 
     def iter_csv(self) -> Iterator[str]:

@@ -5,6 +5,8 @@ import re
 import pytest
 from django.core import mail
 
+from apps.accounts.models import User
+
 PUBLIC = "localhost"
 MAPLE = "maple-court.localhost"
 OAK = "oak-tower.localhost"
@@ -230,9 +232,16 @@ def test_charger_commands_only_for_the_companys_managers(client, world):
         refused = client.post(url, **body)
         assert refused.status_code == 404, outsider
         assert b"TEST-MAPLE-1" not in refused.content
-    client.force_login(world.acme_manager)
-    # Allowed, but the charger is not connected in this test: the answer says so.
-    assert client.post(url + "?timeout=1", **body).status_code == 409
+    # Platform staff (the admin site) are not managers of the company: nothing, like any stranger.
+    staff = User.objects.create_user("staff@platform.test", "x", is_staff=True)
+    client.force_login(staff)
+    refused = client.post(url, **body)
+    assert refused.status_code == 404 and b"TEST-MAPLE-1" not in refused.content
+    # A superuser and the company's manager pass the check; the charger is not connected in this test.
+    for allowed in (User.objects.create_superuser("root@platform.test", "x"), world.acme_manager):
+        client.force_login(allowed)
+        answer = client.post(url + "?timeout=1", **body)
+        assert answer.status_code == 409 and answer.json() == {"error": "charger not connected"}
     assert client.post("/api/ocpp/chargers/NO-SUCH-CHARGER/commands/Reset", **body).status_code == 404
     # Bad requests say what is wrong.
     bad_json = client.post(url, data="{not json", content_type="application/json", HTTP_HOST=PUBLIC)

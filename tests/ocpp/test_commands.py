@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
+from asgiref.sync import sync_to_async
 
-from apps.ocpp.commands import ChargerNotConnected, CommandTimeout, InvalidCommand, send_command
+from apps.charging.models import ChargePoint
+from apps.ocpp import live, local_list, tasks
+from apps.ocpp.commands import (
+    ChargerNotConnected,
+    ChargerOfAnotherBuilding,
+    CommandTimeout,
+    InvalidCommand,
+    send_command,
+)
+from tests import factories
+from tests.ocpp.conftest import PASSWORD, in_schema
+from tests.ocpp.test_messages import MAPLE
 
 PAYLOADS = {
     "RemoteStartTransaction": {"idTag": "04A1B2C3D4", "connectorId": 1},
@@ -48,7 +61,7 @@ async def test_every_server_action_reaches_the_charger_and_the_answer_comes_back
     connected.answers.update(ANSWERS)
     pump = asyncio.ensure_future(connected.settle(30))
     for action, payload in PAYLOADS.items():
-        answer = await send_command(connected.charge_point_id, action, payload, timeout=5)
+        answer = await send_command(connected.charge_point_id, action, payload, timeout=5, schema_name=MAPLE)
         assert answer == ANSWERS.get(action, {"status": "Accepted"}), action
     pump.cancel()
     assert [a for a, _ in connected.received_calls] == list(PAYLOADS)
@@ -56,8 +69,8 @@ async def test_every_server_action_reaches_the_charger_and_the_answer_comes_back
 
 async def test_commands_are_queued_one_outstanding_call_at_a_time(connected):
     pump = asyncio.ensure_future(connected.settle(10))
-    answers = await asyncio.gather(*(send_command(connected.charge_point_id, "ClearCache", {}, timeout=5)
-                                     for _ in range(5)))
+    answers = await asyncio.gather(*(
+        send_command(connected.charge_point_id, "ClearCache", {}, timeout=5, schema_name=MAPLE) for _ in range(5)))
     pump.cancel()
     assert answers == [{"status": "Accepted"}] * 5
 
@@ -66,12 +79,68 @@ async def test_silent_charger_times_out_and_invalid_payloads_are_refused(connect
     connected.answers["Reset"] = None  # never answers
     pump = asyncio.ensure_future(connected.settle(10))
     with pytest.raises(CommandTimeout):
-        await send_command(connected.charge_point_id, "Reset", {"type": "Hard"}, timeout=1)
+        await send_command(connected.charge_point_id, "Reset", {"type": "Hard"}, timeout=1, schema_name=MAPLE)
     with pytest.raises(InvalidCommand):
-        await send_command(connected.charge_point_id, "Reset", {"type": "Sideways"}, timeout=2)
+        await send_command(connected.charge_point_id, "Reset", {"type": "Sideways"}, timeout=2, schema_name=MAPLE)
     pump.cancel()
 
 
 async def test_charger_not_connected(charger_id):
     with pytest.raises(ChargerNotConnected):
-        await send_command(charger_id, "ClearCache", {}, timeout=1)
+        await send_command(charger_id, "ClearCache", {}, timeout=1, schema_name=MAPLE)
+
+
+OAK = "oak_tower"
+
+
+async def test_a_command_for_another_building_is_refused_before_it_is_sent(connected):
+    with pytest.raises(ChargerOfAnotherBuilding) as refused:
+        await send_command(connected.charge_point_id, "ClearCache", {}, timeout=2, schema_name=OAK)
+    assert OAK not in str(refused.value)  # the other building is not named
+    assert isinstance(refused.value, ChargerNotConnected)  # callers that handle "not connected" need no change
+    with pytest.raises(ValueError, match="schema name"):
+        await send_command(connected.charge_point_id, "ClearCache", {}, timeout=2, schema_name="")
+    await connected.settle(0.3)
+    assert connected.received_calls == []
+
+
+async def test_a_charger_id_moved_to_another_building_gets_none_of_its_commands_or_cards(connected, world):
+    """The id is registered to Oak Tower while Maple Court's connection is still open."""
+    charger_id = connected.charge_point_id
+    await sync_to_async(factories.charger)(world.oak, charger_id, PASSWORD)
+    oak_pk = await in_schema(OAK, lambda: ChargePoint.objects.get(charge_point_id=charger_id).pk)
+    pump = asyncio.ensure_future(connected.settle(10))
+    try:
+        with pytest.raises(ChargerOfAnotherBuilding):
+            await send_command(charger_id, "RemoteStartTransaction", {"idTag": "0B0B0B0B", "connectorId": 1},
+                               timeout=2, schema_name=OAK)
+        # Oak Tower's card list is not sent: the task finds the charger not connected to Oak Tower...
+        outcome = await sync_to_async(tasks.sync_local_lists, thread_sensitive=False)(OAK, [oak_pk])
+        assert outcome == {charger_id: "not-connected"}
+        # ...and the sync's own sender refuses too.
+        with pytest.raises(ChargerOfAnotherBuilding):
+            await sync_to_async(local_list.send_through_channel_layer, thread_sensitive=False)(
+                OAK, charger_id, "SendLocalList", {"listVersion": 1, "updateType": "Full",
+                                                   "localAuthorizationList": [{"idTag": "0B0B0B0B"}]})
+        # The connection's own building still reaches it.
+        assert await send_command(charger_id, "ClearCache", {}, timeout=5, schema_name=MAPLE) == {
+            "status": "Accepted"}
+    finally:
+        pump.cancel()
+    assert [action for action, _ in connected.received_calls] == ["ClearCache"]
+
+
+async def test_the_connection_refuses_a_command_for_another_building_itself(connected):
+    """Defence in depth: even when the live state says Oak Tower, Maple Court's connection does not send it."""
+    charger_id = connected.charge_point_id
+    await live.update(charger_id, {"schema": OAK})
+    pump = asyncio.ensure_future(connected.settle(10))
+    try:
+        started = time.monotonic()
+        with pytest.raises(ChargerOfAnotherBuilding):
+            await send_command(charger_id, "Reset", {"type": "Soft"}, timeout=5, schema_name=OAK)
+        assert time.monotonic() - started < 4  # answered by the connection, not a timeout
+    finally:
+        pump.cancel()
+        await live.update(charger_id, {"schema": MAPLE})
+    assert connected.received_calls == []

@@ -127,3 +127,56 @@ async def test_under_asgi_the_rows_stream_in_several_body_messages(world, frames
             break
     assert len([p for p in parts if p]) == 4  # header and three pages, each its own message
     assert b"".join(parts).decode().count(frames) == 3
+
+
+@pytest.fixture
+def card_frames(world, committed) -> str:
+    """Frames of a Maple Court charger on 2026-03-12 that carry Alice's card, one of them cut off mid-frame."""
+    cp_id = f"EXP-{uuid.uuid4().hex[:8].upper()}"
+    at = datetime(2026, 3, 12, 9, 0, tzinfo=ZoneInfo(world.maple.timezone))
+    raws = [
+        '[2,"1","Authorize",{"idTag":"04A1B2C3D4"}]',
+        '[3,"1",{"idTagInfo":{"status":"Accepted","parentIdTag":"PARENT0042"}}]',
+        '[2,"2","SendLocalList",{"listVersion":1,"updateType":"Full","localAuthorizationList":'
+        '[{"idTag":"04A1B2C3D4","idTagInfo":{"status":"Accepted"}}]}]',
+        '[2,"3","StartTransaction",{"connectorId":1,"idTag":"04A1B2C3D4","meterStart":0,"timesta',  # cut off
+        '[2,"4","Heartbeat",{}]',
+    ]
+    with schema_context(world.maple.schema_name):
+        OcppFrame.objects.bulk_create([
+            OcppFrame(charge_point_id=cp_id, direction="in", raw=raw, received_at=at.replace(second=n))
+            for n, raw in enumerate(raws)])
+    return cp_id
+
+
+def test_managers_see_card_ids_board_members_see_them_masked_and_outsiders_nothing(world, card_frames,
+                                                                                      monkeypatch):
+    query = f"from=2026-03-12&to=2026-03-12&charger={card_frames}"
+    full = body(get(world.acme_manager, query))
+    assert [row[6] for row in full[1:]][:2] == [
+        '[2,"1","Authorize",{"idTag":"04A1B2C3D4"}]',
+        '[3,"1",{"idTagInfo":{"status":"Accepted","parentIdTag":"PARENT0042"}}]']
+    assert sum("04A1B2C3D4" in row[6] for row in full) == 3
+
+    monkeypatch.setattr(views, "CHUNK", 2)  # masked page by page, still streamed
+    response = get(world.maple_board, query)
+    chunks = list(response.streaming_content)
+    assert len(chunks) == 1 + 3
+    masked = list(csv.reader(io.StringIO(b"".join(chunks).decode())))
+    assert len(masked) == 1 + 5 and all(len(row) == len(views.COLUMNS) for row in masked)
+    text = b"".join(chunks).decode()
+    assert "04A1B2" not in text and "PARENT" not in text
+    assert [row[6] for row in masked[1:]] == [
+        '[2,"1","Authorize",{"idTag":"****C3D4"}]',
+        '[3,"1",{"idTagInfo":{"status":"Accepted","parentIdTag":"****0042"}}]',
+        '[2,"2","SendLocalList",{"listVersion":1,"updateType":"Full","localAuthorizationList":'
+        '[{"idTag":"****C3D4","idTagInfo":{"status":"Accepted"}}]}]',
+        '[2,"3","StartTransaction",{"connectorId":1,"idTag":"****C3D4","meterStart":0,"timesta',
+        '[2,"4","Heartbeat",{}]',
+    ]
+
+    oak_board = factories.board_member(world.oak, f"board-{uuid.uuid4().hex[:6]}@oak.test")
+    for stranger in (world.maple_resident, world.harbor_manager, world.harbor_resident, oak_board):
+        refused = get(stranger, query)
+        assert refused.status_code == 404, stranger
+        assert b"C3D4" not in refused.content and card_frames.encode() not in refused.content

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+import uuid
 
 import pytest
 import websockets
@@ -13,6 +14,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.test import Client
 
+from apps.accounts.models import User
 from tests.ocpp.charger import FakeCharger
 from tests.ocpp.conftest import PASSWORD
 from tests.servers import Daphne, database_url_for_subprocesses
@@ -61,6 +63,12 @@ def _post(port: int, path: str, body: dict, session: str | None) -> tuple[int, d
         return error.code, json.loads(body) if body.startswith(b"{") else {"raw": body.decode()[:200]}
 
 
+def _staff_and_superuser() -> tuple[User, User]:
+    suffix = uuid.uuid4().hex[:8]
+    return (User.objects.create_user(f"staff-{suffix}@platform.test", "x", is_staff=True),
+            User.objects.create_superuser(f"root-{suffix}@platform.test", "x"))
+
+
 def _ws_headers(charge_point_id: str, password: str = PASSWORD) -> dict:
     import base64
 
@@ -83,10 +91,17 @@ async def test_command_from_process_two_reaches_charger_on_process_one(daphnes, 
         assert answer == {"status": "ok", "answer": {"listVersion": 7}}
         assert ("GetLocalListVersion", {}) in charger.received_calls
 
-        # A manager of another company cannot command this charger; nobody anonymous can.
-        other = await sync_to_async(_session_cookie)(world.harbor_manager)
-        status, _ = await asyncio.to_thread(_post, second, path, {}, other)
-        assert status == 404
+        # A manager of another company cannot command this charger, nor can platform staff who manage
+        # nothing; nobody anonymous can. A superuser can.
+        staff, superuser = await sync_to_async(_staff_and_superuser)()
+        for outsider in (world.harbor_manager, staff):
+            status, answer = await asyncio.to_thread(_post, second, path, {}, await sync_to_async(_session_cookie)(
+                outsider))
+            assert status == 404 and "listVersion" not in str(answer)
+        status, answer = await asyncio.to_thread(_post, second, path, {}, await sync_to_async(_session_cookie)(
+            superuser))
+        assert status == 200 and answer == {"status": "ok", "answer": {"listVersion": 7}}
+        assert [action for action, _ in charger.received_calls] == ["GetLocalListVersion"] * 2
         status, _ = await asyncio.to_thread(_post, second, path, {}, None)
         assert status in (302, 403)
         # An invalid payload never reaches the charger.

@@ -226,14 +226,15 @@ def _commands_and_restart(world, charger: str, daphne) -> None:
         "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
         "chargingProfileKind": "Relative", "transactionId": session.transaction_id,
         "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}]},
-    }})
+    }}, schema_name=world.maple.schema_name)
     assert answer == {"status": "Accepted"}
     assert wait_for(lambda: latest_current() == 10, 15)
 
     # The server goes away for a few seconds: the charger keeps metering and sends it all afterwards.
     daphne.restart(down_for=4)
-    assert wait_for(lambda: _connected(charger), 30), "the charger did not reconnect"
-    answer = send_command_sync(charger, "RemoteStopTransaction", {"transactionId": session.transaction_id})
+    assert wait_for(lambda: _connected(charger, world.maple.schema_name), 30), "the charger did not reconnect"
+    answer = send_command_sync(charger, "RemoteStopTransaction", {"transactionId": session.transaction_id},
+                               schema_name=world.maple.schema_name)
     assert answer == {"status": "Accepted"}
 
     def stopped():
@@ -252,9 +253,9 @@ def _commands_and_restart(world, charger: str, daphne) -> None:
     assert len(times) >= 5
 
 
-def _connected(charge_point_id: str) -> bool:
+def _connected(charge_point_id: str, schema_name: str) -> bool:
     try:
-        send_command_sync(charge_point_id, "GetLocalListVersion", {}, timeout=2)
+        send_command_sync(charge_point_id, "GetLocalListVersion", {}, timeout=2, schema_name=schema_name)
     except OcppCommandError:
         return False
     return True

@@ -1,4 +1,4 @@
-"""Find or start the backing services: PostgreSQL and Redis.
+"""Find or start the data stores the platform needs: PostgreSQL and Redis.
 
 Order of preference, for each service:
 1. the URL given in the environment (DATABASE_URL, REDIS_URL);

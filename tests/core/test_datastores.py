@@ -1,4 +1,4 @@
-"""The real backing services: Redis as channel layer and Celery broker, a real worker, the beat schedule,
+"""The real data stores: Redis as channel layer and Celery broker, a real worker, the beat schedule,
 and the embedded fallbacks that a machine without PostgreSQL or Redis uses."""
 
 import os
@@ -78,7 +78,7 @@ def test_embedded_postgres_and_redis(tmp_path):
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
     script = (
-        "from hoa_charging import services; u = services.ensure_services(); "
+        "from hoa_charging import datastores; u = datastores.ensure_services(); "
         "print(u.database_url); print(u.redis_url); print(u.database_origin, u.redis_origin)"
     )
     try:
@@ -94,7 +94,7 @@ def test_embedded_postgres_and_redis(tmp_path):
         assert redis.Redis.from_url(redis_url).ping()
     finally:
         subprocess.run(
-            [sys.executable, "-c", "from hoa_charging import services; services.stop_embedded()"],
+            [sys.executable, "-c", "from hoa_charging import datastores; datastores.stop_embedded()"],
             cwd=ROOT,
             env=env,
             timeout=60,
