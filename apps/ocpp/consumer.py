@@ -366,6 +366,15 @@ class CentralSystem(OcppChargePoint):
         return call_result.FirmwareStatusNotification()
 
 
+def _load_and_mark_online(charge_point_id: str) -> services.ChargerContext | None:
+    """What a new connection keeps about its charger, and the charger marked online: one trip to the
+    database thread, which every connection of the process shares (a reconnect storm queues there)."""
+    ctx = services.charger_context(charge_point_id)
+    if ctx is not None and not ctx.removed:
+        services.charger_mark_online(charge_point_pk=ctx.pk, charge_point_id=ctx.charge_point_id)
+    return ctx
+
+
 def _id_tag_info(decision: services.IdTagDecision) -> dict[str, str]:
     info = {"status": decision.status}
     if decision.parent_id_tag:
@@ -427,7 +436,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         registration, remote = decision.registration, decision.remote
         self.charge_point_id = registration.charge_point_id
         self.schema = registration.schema_name
-        ctx = await self.db(services.charger_context, self.charge_point_id)
+        ctx = await self.db(_load_and_mark_online, self.charge_point_id)
         if ctx is None or ctx.removed:
             await database_sync_to_async(handshake.record_refusal)(
                 charge_point_id=self.charge_point_id, remote_address=remote,
@@ -469,7 +478,6 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.tasks = [asyncio.ensure_future(self.central.start()), asyncio.ensure_future(self.command_worker())]
         self.accepted = True  # from here on, disconnect() cleans up
         await self.accept(subprotocol=handshake.SUBPROTOCOL)
-        await self.db(services.charger_mark_online, charge_point_pk=ctx.pk, charge_point_id=self.charge_point_id)
         logger.info("%s connected from %s", self.charge_point_id, remote)
 
     async def disconnect(self, code: int) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -103,9 +105,15 @@ async def _decide(scope: dict, charge_point_id: str, remote: str, headers: list)
     if credentials is None:
         return Refused("missing-credentials" if registration else "unknown-charger")
     username, password = credentials
-    # PBKDF2 releases the GIL: run it off the database thread so a reconnect storm does not queue behind it.
-    matches = await sync_to_async(password_matches, thread_sensitive=False)(
-        password, registration.password_hash if registration else dummy_hash())
+    # An unknown id goes through the same steps against a dummy registration: the same Redis lookup, the
+    # same PBKDF2 cost, so that timing does not tell which ids exist.
+    candidate = registration or Registration(charge_point_id, 0, "", dummy_hash(), None)
+    matches = await verified.known(candidate, password)  # verified lately, by any process: no PBKDF2
+    if not matches:
+        # PBKDF2 releases the GIL: run it off the database thread so a burst does not queue behind it.
+        matches = await sync_to_async(password_matches, thread_sensitive=False)(password, candidate.password_hash)
+        if matches and registration is not None:
+            await verified.remember(registration, password)
     if registration is None:
         await failures.record(charge_point_id, remote)
         return Refused("unknown-charger")
@@ -265,3 +273,29 @@ class FailedPasswords:
 
 
 failures = FailedPasswords()
+
+
+class VerifiedPasswords:
+    """Charger passwords verified lately, remembered in Redis so that a reconnect storm skips PBKDF2.
+
+    After a restart every charger reconnects at once; checking 2,000 PBKDF2 hashes then costs tens of
+    seconds of CPU, which is what tipped the storm over. The entry is an HMAC (keyed with the secret key)
+    of the id, the password and the stored hash: Redis never holds anything that tells a password without
+    the key, a new password (a new stored hash) never matches an old entry, and entries expire.
+    """
+
+    TTL_S = 7 * 24 * 3600
+
+    def _key(self, registration: Registration, password: str) -> str:
+        message = "\0".join((registration.charge_point_id.lower(), password, registration.password_hash))
+        digest = hmac.new(settings.SECRET_KEY.encode(), message.encode(), hashlib.sha256).hexdigest()
+        return live.prefixed(f"verified:{digest}")
+
+    async def known(self, registration: Registration, password: str) -> bool:
+        return bool(await live.client().exists(self._key(registration, password)))
+
+    async def remember(self, registration: Registration, password: str) -> None:
+        await live.client().set(self._key(registration, password), 1, ex=self.TTL_S)
+
+
+verified = VerifiedPasswords()

@@ -261,3 +261,25 @@ def test_a_person_of_two_companies_set_up_by_an_admin_keeps_working(birch, world
     # Renaming them is still refused.
     with pytest.raises(CommissioningError, match="would change their name"):
         apply(text.replace(f"name: {acme_manager.name}, roles: [board]", "name: Someone Else, roles: [board]"))
+
+
+def test_charger_passwords_are_16_characters_or_a_hash_of_the_chargers_own_cost(db):
+    from django.contrib.auth.hashers import make_password
+
+    def refused(replacement: str) -> str:
+        with pytest.raises(CommissioningError) as error:
+            apply(BIRCH.replace('password: "demo-cab-a-secret"', replacement))
+        return str(error.value)
+
+    assert "chargers[0].password" in refused('password: "short-secret"')
+    assert "at least 16 characters" in refused('password: "short-secret"')
+    people_hash = make_password("a-perfectly-long-password")  # a people's hash: a million rounds per reconnect
+    assert "chargers[0].password_hash" in refused(f'password_hash: "{people_hash}"')
+    assert "chargers' passwords use charger_pbkdf2_sha256" in refused(f'password_hash: "{people_hash}"')
+    cheap = "charger_pbkdf2_sha256$1000$salt$" + "A" * 44
+    assert "1000 iterations; chargers' passwords use 20000" in refused(f'password_hash: "{cheap}"')
+    assert "not a password hash" in refused('password_hash: "plain-text-is-no-hash"')
+    charger_hash = make_password("a-perfectly-long-password", hasher="charger_pbkdf2_sha256")
+    apply(BIRCH.replace('password: "demo-cab-a-secret"', f'password_hash: "{charger_hash}"'))
+    registration = ChargerRegistration.objects.get(charge_point_id="BIRCH-CAB-A")
+    assert registration.password_hash == charger_hash and registration.password_weak is None

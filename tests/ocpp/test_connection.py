@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 
+import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
@@ -221,3 +223,48 @@ def test_old_refusals_are_purged(world, committed):
     assert not ConnectionAttempt.objects.filter(pk=old.pk).exists()
     assert ConnectionAttempt.objects.filter(pk=recent.pk).exists()
     recent.delete()
+
+
+async def test_a_verified_password_skips_pbkdf2_until_the_password_changes(charger_id):
+    from django.core.management import call_command
+
+    from apps.ocpp import handshake
+
+    comm = communicator(charger_id)
+    assert (await comm.connect(timeout=5))[0]
+    await comm.disconnect()
+    checked = []
+    original = handshake.password_matches
+    handshake.password_matches = lambda *args: checked.append(args) or original(*args)
+    try:
+        comm = communicator(charger_id)  # a reconnect (another address: as after a restart, from anywhere)
+        assert (await comm.connect(timeout=5))[0]
+        await comm.disconnect()
+        assert checked == []
+        # A new password: the remembered verification no longer counts.
+        await sync_to_async(call_command)("charger_password", charger_id, stdout=io.StringIO())
+        assert not (await communicator(charger_id).connect(timeout=5))[0]
+        assert len(checked) == 1
+    finally:
+        handshake.password_matches = original
+
+
+def test_charger_password_command_generates_stores_and_prints_a_strong_password(new_charger, world):
+    from django.contrib.auth.hashers import check_password
+    from django.core.management import CommandError, call_command
+
+    from apps.tenancy.models import ChargerRegistration
+    from apps.tenancy.services import charger_hash_problem
+
+    charger = new_charger()
+    out = io.StringIO()
+    call_command("charger_password", charger.lower(), stdout=out)
+    printed = out.getvalue()
+    password = printed.split(f"New password for {charger.lower()}: ", 1)[1].split()[0]
+    registration = ChargerRegistration.objects.get(charge_point_id=charger)
+    assert len(password) >= 16 and check_password(password, registration.password_hash)
+    assert registration.password_weak is False
+    assert f'password_hash: "{registration.password_hash}"' in printed
+    assert charger_hash_problem(registration.password_hash) is None
+    with pytest.raises(CommandError, match="no charger 'NO-SUCH-ONE' is registered"):
+        call_command("charger_password", "NO-SUCH-ONE", stdout=io.StringIO())
