@@ -5,11 +5,12 @@
 The consumer only acts on the decision. In order:
 1. the chargePointId must be one the platform could have registered (printable, 1-64 characters);
 2. the subprotocol must be ocpp1.6;
-3. too many failed passwords lately, for this chargePointId or from this address: refused before any
+3. the registration (public schema);
+4. too many failed passwords lately, for this chargePointId or from this address: refused before any
    hashing, for a time that doubles with every further failure (counted in Redis, shared by every process);
-4. the registration (public schema) and the Basic-auth password. An unknown chargePointId costs the same
-   as a known one (a password is checked against a dummy hash of the same cost), so timing does not tell
-   which ids exist.
+5. the Basic-auth password, remembered in Redis once verified so that a reconnect storm skips PBKDF2.
+   An unknown chargePointId costs the same as a known one (the same lookups, a password checked against a
+   dummy hash of the same cost), so timing does not tell which ids exist.
 
 Every refusal is recorded for the managers (``record_refusal``), at most one row per id, address, reason
 and window and at most MAX_ROWS_PER_ADDRESS rows per address and window, whatever the reason.
@@ -98,17 +99,19 @@ async def _decide(scope: dict, charge_point_id: str, remote: str, headers: list)
         return Refused("bad-charger-id")
     if SUBPROTOCOL not in scope.get("subprotocols", []):
         return Refused("no-ocpp1.6-subprotocol")
-    if await failures.locked(charge_point_id, remote):
-        return Refused("too-many-failures")
     credentials = parse_basic_auth(headers)
     registration = await database_sync_to_async(find_registration)(charge_point_id)
-    if credentials is None:
-        return Refused("missing-credentials" if registration else "unknown-charger")
-    username, password = credentials
+    password = credentials[1] if credentials else ""
     # An unknown id goes through the same steps against a dummy registration: the same Redis lookup, the
     # same PBKDF2 cost, so that timing does not tell which ids exist.
     candidate = registration or Registration(charge_point_id, 0, "", dummy_hash(), None)
-    matches = await verified.known(candidate, password)  # verified lately, by any process: no PBKDF2
+    # One Redis round trip: locked out? verified lately (by any process: no PBKDF2)? failures to clear?
+    locked, matches, failed_before = await failures.look_up(charge_point_id, remote, verified.key(candidate, password))
+    if locked:
+        return Refused("too-many-failures")
+    if credentials is None:
+        return Refused("missing-credentials" if registration else "unknown-charger")
+    username = credentials[0]
     if not matches:
         # PBKDF2 releases the GIL: run it off the database thread so a burst does not queue behind it.
         matches = await sync_to_async(password_matches, thread_sensitive=False)(password, candidate.password_hash)
@@ -120,7 +123,8 @@ async def _decide(scope: dict, charge_point_id: str, remote: str, headers: list)
     if username.lower() != registration.charge_point_id.lower() or not matches:
         await failures.record(charge_point_id, remote)
         return Refused("wrong-credentials")
-    await failures.clear(charge_point_id)
+    if failed_before:
+        await failures.clear(charge_point_id)
     weak = len(password) < MIN_PASSWORD_LENGTH
     if weak != registration.password_weak:
         await database_sync_to_async(registration_mark_weak)(registration.charge_point_id, weak)
@@ -250,9 +254,11 @@ class FailedPasswords:
         base = live.prefixed(f"auth-failures:{kind}:{printable(value.lower())}")
         return base + ":count", base + ":locked"
 
-    async def locked(self, charge_point_id: str, remote: str) -> bool:
-        keys = [self._keys("id", charge_point_id)[1], self._keys("address", remote)[1]]
-        return any(await live.client().mget(keys))
+    async def look_up(self, charge_point_id: str, remote: str, verified_key: str) -> tuple[bool, bool, bool]:
+        """(locked out, ``verified_key`` present, failures counted for the id) in one round trip."""
+        count_key, lock_key = self._keys("id", charge_point_id)
+        values = await live.client().mget([lock_key, self._keys("address", remote)[1], verified_key, count_key])
+        return bool(values[0] or values[1]), bool(values[2]), bool(values[3])
 
     async def record(self, charge_point_id: str, remote: str) -> None:
         for kind, value, limit in (("id", charge_point_id, settings.OCPP_AUTH_FAILURES_PER_ID),
@@ -286,16 +292,13 @@ class VerifiedPasswords:
 
     TTL_S = 7 * 24 * 3600
 
-    def _key(self, registration: Registration, password: str) -> str:
+    def key(self, registration: Registration, password: str) -> str:
         message = "\0".join((registration.charge_point_id.lower(), password, registration.password_hash))
         digest = hmac.new(settings.SECRET_KEY.encode(), message.encode(), hashlib.sha256).hexdigest()
         return live.prefixed(f"verified:{digest}")
 
-    async def known(self, registration: Registration, password: str) -> bool:
-        return bool(await live.client().exists(self._key(registration, password)))
-
     async def remember(self, registration: Registration, password: str) -> None:
-        await live.client().set(self._key(registration, password), 1, ex=self.TTL_S)
+        await live.client().set(self.key(registration, password), 1, ex=self.TTL_S)
 
 
 verified = VerifiedPasswords()
