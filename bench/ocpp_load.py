@@ -16,7 +16,8 @@ What it does, all on loopback, with a bounded duration:
    connector, each at a random phase; the round trip of every CALL is recorded (send to CALLRESULT);
 4. the reconnect storm: daphne is stopped and started again; every charger retries about once a second
    (with jitter) and, once in, sends BootNotification and a StatusNotification per connector. "Settled" is
-   when the last charger has had all of them answered; measured from the moment the new daphne listens.
+   when the last charger has had all of them answered, its BootNotification Accepted (a charger told Pending
+   boots again after the interval, as OCPP says); measured from the moment the new daphne listens.
 
 The client is plain asyncio + websockets (no ocpp package) to keep its own overhead low; it shares the
 machine with daphne, PostgreSQL and Redis, so its CPU use is reported too. Results are printed and written
@@ -150,8 +151,14 @@ class BenchCharger:
                     future.set_result(message)
 
     async def boot(self, first: bool) -> None:
-        await self.call("BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "Load",
-                                             "chargePointSerialNumber": self.id, "firmwareVersion": "1"})
+        while True:
+            reply = await self.call("BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "Load",
+                                                         "chargePointSerialNumber": self.id, "firmwareVersion": "1"})
+            if reply.get("status") != "Pending":
+                break
+            # As OCPP says: stay connected, boot again after the interval (the platform is saturated).
+            self.rec.error("boot Pending")
+            await asyncio.sleep(reply.get("interval") or 10)
         for c in [0, *self.connectors]:
             status = "Charging" if c in self.active else "Available"
             await self.call("StatusNotification", {"connectorId": c, "errorCode": "NoError", "status": status,

@@ -255,6 +255,9 @@ OCPP_FRAME_BURST = env_int("OCPP_FRAME_BURST", 300)
 OCPP_AUTH_FAILURES_PER_ID = env_int("OCPP_AUTH_FAILURES_PER_ID", 5)
 OCPP_AUTH_FAILURES_PER_ADDRESS = env_int("OCPP_AUTH_FAILURES_PER_ADDRESS", 50)
 OCPP_REFUSED_RETENTION_DAYS = env_int("OCPP_REFUSED_RETENTION_DAYS", 30)
+# Admission control per process (apps/ocpp/admission.py): handshakes and boots in progress at once.
+OCPP_MAX_CONCURRENT_HANDSHAKES = env_int("OCPP_MAX_CONCURRENT_HANDSHAKES", 100)
+OCPP_MAX_CONCURRENT_BOOTS = env_int("OCPP_MAX_CONCURRENT_BOOTS", 100)
 
 # --- accounts -----------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import random
 import re
 import time
 import uuid
@@ -59,7 +60,7 @@ from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise
 from apps.charging import services
-from apps.ocpp import edge, framelog, handshake, live
+from apps.ocpp import admission, edge, framelog, handshake, live
 from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
 
 logger = logging.getLogger(__name__)
@@ -253,6 +254,14 @@ class CentralSystem(OcppChargePoint):
     @on(Action.boot_notification)
     async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **info: str):
         interval = settings.OCPP_HEARTBEAT_INTERVAL
+        if not self.consumer.booting:
+            if not admission.boots.enter(settings.OCPP_MAX_CONCURRENT_BOOTS):
+                # Saturated: come back later, nothing written (the boot is recorded when it is accepted).
+                _log_shed("boot", admission.boots)
+                self.consumer.boot_accepted = False
+                return call_result.BootNotification(current_time=_now_iso(), status=RegistrationStatus.pending,
+                                                    interval=admission.pending_interval(_jitter))
+            self.consumer.booting = True
         accepted = await self.consumer.db(
             services.charger_record_boot, charge_point_pk=self.consumer.ctx.pk,
             info={"charge_point_vendor": charge_point_vendor, "charge_point_model": charge_point_model, **info},
@@ -270,6 +279,8 @@ class CentralSystem(OcppChargePoint):
     async def after_boot_notification(self, **_: Any):
         if self.consumer.boot_accepted:
             self.consumer.start_configuration()
+        else:
+            self.consumer.boot_done()
 
     @on(Action.heartbeat)
     async def on_heartbeat(self):
@@ -366,6 +377,19 @@ class CentralSystem(OcppChargePoint):
         return call_result.FirmwareStatusNotification()
 
 
+_jitter = random.Random()  # noqa: S311 - spreading retries, no secret
+_last_shed_log = [0.0]
+
+
+def _log_shed(what: str, gate: admission.Gate) -> None:
+    """At most one line a second while shedding load: the log must not add to it."""
+    now = time.monotonic()
+    if now - _last_shed_log[0] >= 1:
+        _last_shed_log[0] = now
+        logger.warning("saturated: %s refused (%s in progress, %s refused so far)", what, gate.in_progress,
+                       gate.refused)
+
+
 def _load_and_mark_online(charge_point_id: str) -> services.ChargerContext | None:
     """What a new connection keeps about its charger, and the charger marked online: one trip to the
     database thread, which every connection of the process shares (a reconnect storm queues there)."""
@@ -429,6 +453,17 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.charge_point_id = str(self.scope.get("url_route", {}).get("kwargs", {}).get("charge_point_id", ""))
         self.replaced = False
         self.accepted = False
+        self.booting = False
+        if not admission.handshakes.enter(settings.OCPP_MAX_CONCURRENT_HANDSHAKES):
+            _log_shed("handshake", admission.handshakes)
+            await self.close()  # 403 at once: the charger retries later
+            return
+        try:
+            await self._connect()
+        finally:
+            admission.handshakes.leave()
+
+    async def _connect(self) -> None:
         decision = await handshake.check(self.scope)
         if isinstance(decision, handshake.Refused):
             await self.close()  # before accept(): the handshake is answered with 403
@@ -483,6 +518,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if not getattr(self, "accepted", False):
             return
+        self.boot_done()
         for task in [*self.tasks, self.configure_task]:
             if task is not None:
                 task.cancel()
@@ -648,6 +684,13 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if self.configure_task is not None and not self.configure_task.done():
             self.configure_task.cancel()
         self.configure_task = asyncio.ensure_future(self.configure_after_boot())
+        self.configure_task.add_done_callback(lambda _: self.boot_done())
+
+    def boot_done(self) -> None:
+        """The boot and the configuration after it are over: its place in the boots' gate is free."""
+        if self.booting:
+            self.booting = False
+            admission.boots.leave()
 
     async def configure_after_boot(self) -> None:
         """Read the charger's configuration once per boot and ask for the metering the platform needs."""

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from apps.alerts.models import Alert
 from apps.charging.models import ChargePoint, ChargingSession
 from apps.ocpp.models import OcppFrame
+from apps.tenancy.models import ConnectionAttempt
 from tests.ocpp.charger import FakeCharger
 from tests.ocpp.conftest import communicator, in_schema
 
@@ -227,3 +228,47 @@ async def test_bounded_inbox_closes_a_charger_that_does_not_wait_for_answers(cha
         await comm.send_to(text_data=json.dumps([2, f"s{n}", "Authorize", {"idTag": f"T{n}"}]))
     closed = await closed_within(charger, 15)
     assert closed.get("code") == 1008
+
+
+# --- admission control ----------------------------------------------------------------------------------------
+
+
+async def test_a_saturated_process_refuses_handshakes_at_once_and_takes_them_again_later(charger_id, settings):
+    from apps.ocpp import admission
+
+    settings.OCPP_MAX_CONCURRENT_HANDSHAKES = 0
+    refused_before = admission.handshakes.refused
+    assert not (await communicator(charger_id).connect(timeout=5))[0]
+    assert admission.handshakes.refused == refused_before + 1
+    # Nothing was recorded for it: shedding load must not add any.
+    attempts = await in_schema("public", lambda: ConnectionAttempt.objects.filter(
+        charge_point_id=charger_id).count())
+    assert attempts == 0
+    settings.OCPP_MAX_CONCURRENT_HANDSHAKES = 100
+    comm = communicator(charger_id)
+    assert (await comm.connect(timeout=5))[0]
+    assert admission.handshakes.in_progress == 0
+    await comm.disconnect()
+
+
+async def test_a_saturated_process_answers_boot_pending_with_a_jittered_interval(connected, settings):
+    from apps.ocpp import admission
+
+    settings.OCPP_MAX_CONCURRENT_BOOTS = 0
+    intervals = set()
+    for _ in range(5):
+        reply = await connected.boot()
+        assert reply[2]["status"] == "Pending"
+        intervals.add(reply[2]["interval"])
+    assert all(admission.PENDING_INTERVAL_S[0] <= i <= admission.PENDING_INTERVAL_S[1] for i in intervals)
+    assert len(intervals) > 1  # jittered
+    await connected.settle(0.5)
+    assert connected.received_calls == []  # no configuration for a charger told to come back later
+    vendor = await in_schema(MAPLE, lambda: ChargePoint.objects.get(charge_point_id=connected.charge_point_id).vendor)
+    assert vendor == ""  # nothing written either
+    settings.OCPP_MAX_CONCURRENT_BOOTS = 100
+    reply = await connected.boot()
+    assert reply[2]["status"] == "Accepted"
+    await connected.settle(1.0)
+    assert [action for action, _ in connected.received_calls][:1] == ["GetConfiguration"]
+    assert admission.boots.in_progress == 0  # the place is free once the configuration is done
