@@ -1,4 +1,4 @@
-"""Charging sessions, authorization and charger state. Call inside the condominium's schema.
+"""Charging sessions, authorization and charger state: the writes. Call inside the condominium's schema.
 
 The OCPP consumer is the interface that calls these; they know nothing about
 websockets. Each function is safe to run twice for the same input (chargers
@@ -12,7 +12,6 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
@@ -20,62 +19,16 @@ from django.utils import timezone
 
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise, alert_resolve
-from apps.buildings.models import IdTag, Resident
+from apps.buildings.models import IdTag
 from apps.charging import metering
 from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue, Reservation
+from apps.charging.selectors import ACCEPTED, IdTagDecision, authorize_id_tag, id_tag_status, session_find_for_message
 
 logger = logging.getLogger(__name__)
 
-ACCEPTED = "Accepted"
-BLOCKED = "Blocked"
-EXPIRED = "Expired"
-INVALID = "Invalid"
-CONCURRENT_TX = "ConcurrentTx"
 
 
 # --- chargers -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConnectorInfo:
-    pk: int
-    max_power_w: int
-
-
-@dataclass(frozen=True)
-class ChargerContext:
-    """What the OCPP connection keeps in memory about its charger."""
-
-    pk: int
-    charge_point_id: str
-    enabled: bool
-    removed: bool
-    connectors: dict[int, ConnectorInfo]
-    # connector number -> (transaction id, session pk, meterStart)
-    open_sessions: dict[int, tuple[int, int, int | None]]
-    statuses: dict[int, tuple[str, str]]  # connector number -> (status, error code); 0 is the charger
-
-
-def charger_context(charge_point_id: str) -> ChargerContext | None:
-    cp = ChargePoint.objects.filter(charge_point_id__iexact=charge_point_id).first()
-    if cp is None:
-        return None
-    rows = list(Connector.objects.filter(charge_point=cp, removed_at__isnull=True))
-    connectors = {
-        c.connector_id: ConnectorInfo(c.pk, metering.connector_max_power_w(c.max_current_a, c.phases)) for c in rows
-    }
-    statuses = {c.connector_id: (c.status, c.error_code) for c in rows if c.status}
-    if cp.status:
-        statuses[0] = (cp.status, cp.error_code)
-    open_sessions = {
-        s.connector_number: (s.transaction_id, s.pk, s.meter_start_wh)
-        for s in ChargingSession.objects.filter(
-            charge_point=cp, stopped_at__isnull=True, transaction_id__isnull=False
-        ).order_by("started_at")
-    }
-    return ChargerContext(
-        cp.pk, cp.charge_point_id, cp.enabled, cp.removed_at is not None, connectors, open_sessions, statuses
-    )
 
 
 def charger_record_boot(*, charge_point_pk: int, info: dict[str, str], heartbeat_interval: int) -> bool:
@@ -172,64 +125,6 @@ def connector_record_status(
 
 
 # --- authorization ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IdTagDecision:
-    status: str
-    parent_id_tag: str = ""
-    expiry_date: datetime | None = None
-    resident_id: int | None = None
-
-
-def id_tag_status(tag: IdTag, now: datetime | None = None) -> str:
-    """Accepted, Blocked or Expired for a tag (with its resident loaded), before any ConcurrentTx check.
-
-    Blocked: a card blocked or reported lost, a resident who moved out, or an account that is not in good
-    standing (overdue, suspended).
-    """
-    resident = tag.resident
-    if tag.status != IdTag.Status.ACTIVE or not resident.is_active or resident.charging_blocked:
-        return BLOCKED
-    if tag.expires_at is not None and tag.expires_at <= (now or timezone.now()):
-        return EXPIRED
-    return ACCEPTED
-
-
-def authorize_id_tag(
-    id_tag: str, *, charge_point_pk: int | None = None, connector_number: int | None = None,
-    lock_resident: bool = False,
-) -> IdTagDecision:
-    """Accepted, Invalid, Blocked, Expired or ConcurrentTx for an idTag.
-
-    ConcurrentTx: the resident already charges elsewhere and may not hold two
-    sessions. A session on the same charger does not count (the tag is likely
-    being presented to stop it).
-
-    ``lock_resident`` (inside the caller's transaction, which then stores the session): the resident's
-    row is locked before their open sessions are counted, so that two StartTransactions of one card at
-    two chargers take turns and the second sees the first's session. NO KEY UPDATE: rows that merely
-    point at the resident (sessions, reservations) can still be inserted meanwhile.
-    """
-    tag = IdTag.objects.select_related("resident").filter(id_tag=id_tag.strip().upper()).first()
-    if tag is None:
-        return IdTagDecision(INVALID)
-    parent = tag.parent_id_tag or ""
-    base = {"parent_id_tag": parent, "expiry_date": tag.expires_at, "resident_id": tag.resident_id}
-    status = id_tag_status(tag)
-    if status != ACCEPTED:
-        return IdTagDecision(status, **base)
-    if not tag.resident.allow_concurrent_sessions:
-        if lock_resident:
-            # order_by(): the default ordering would join (and lock) the unit and the user too.
-            list(Resident.objects.select_for_update(no_key=True).filter(pk=tag.resident_id).order_by()
-                 .values_list("pk", flat=True))
-        others = ChargingSession.objects.filter(resident_id=tag.resident_id, stopped_at__isnull=True)
-        if charge_point_pk is not None:
-            others = others.exclude(charge_point_id=charge_point_pk)
-        if others.exists():
-            return IdTagDecision(CONCURRENT_TX, **base)
-    return IdTagDecision(ACCEPTED, **base)
 
 
 def local_list_entries(now: datetime | None = None) -> dict[str, dict]:
@@ -526,25 +421,6 @@ class StopResult:
     decision: IdTagDecision | None
 
 
-def session_find_for_message(
-    *, charge_point_pk: int, transaction_id: int | None, connector_number: int | None = None, id_tag: str = "",
-) -> tuple[ChargingSession | None, str]:
-    """The session a StopTransaction or MeterValues belongs to, and how it was found."""
-    if transaction_id is not None and transaction_id > 0:
-        session = ChargingSession.objects.filter(charge_point_id=charge_point_pk, transaction_id=transaction_id).first()
-        if session is not None:
-            return session, "exact"
-    candidates = ChargingSession.objects.filter(charge_point_id=charge_point_pk, stopped_at__isnull=True)
-    if connector_number:
-        candidates = candidates.filter(connector_number=connector_number)
-    if id_tag:
-        candidates = candidates.filter(id_tag=id_tag.strip().upper())
-    found = list(candidates[:2])
-    if len(found) == 1:
-        return found[0], "open-session"
-    return None, "orphan"
-
-
 def session_stop(
     *, charge_point_pk: int, charge_point_id: str, transaction_id: int, meter_stop: int,
     timestamp: datetime | None, received_at: datetime, id_tag: str = "", reason: str = "",
@@ -725,20 +601,3 @@ def meter_values_store_many(rows_by_charger: list[tuple[int, list[dict]]]) -> in
         return 0
     created = MeterValue.objects.bulk_create(objects, ignore_conflicts=True, batch_size=1000)
     return len(created)
-
-
-def meter_values_session_for(*, charge_point_pk: int, connector_number: int, transaction_id: int | None) -> int | None:
-    """The session MeterValues belong to (by transactionId, else the connector's open session)."""
-    session, how = session_find_for_message(
-        charge_point_pk=charge_point_pk, transaction_id=transaction_id, connector_number=connector_number or None,
-    )
-    if session is None or (how != "exact" and not connector_number):
-        return None
-    return session.pk
-
-
-def open_session_energy_wh(meter_start_wh: int | None, register_wh: Decimal | None) -> int | None:
-    if meter_start_wh is None or register_wh is None or meter_start_wh < 0:
-        return None
-    delta = int(register_wh) - meter_start_wh
-    return delta if delta >= 0 else None

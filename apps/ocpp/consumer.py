@@ -58,7 +58,7 @@ from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise
-from apps.charging import services
+from apps.charging import selectors, services
 from apps.ocpp import edge, framelog, handshake, live
 from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
 
@@ -291,7 +291,7 @@ class CentralSystem(OcppChargePoint):
 
     @on(Action.authorize)
     async def on_authorize(self, id_tag: str):
-        decision = await self.consumer.db(services.authorize_id_tag, id_tag, charge_point_pk=self.consumer.ctx.pk)
+        decision = await self.consumer.db(selectors.authorize_id_tag, id_tag, charge_point_pk=self.consumer.ctx.pk)
         return call_result.Authorize(id_tag_info=_id_tag_info(decision))
 
     @on(Action.start_transaction)
@@ -344,7 +344,7 @@ class CentralSystem(OcppChargePoint):
         register = readings.get(f"register_wh:{connector_id}")
         session = self.consumer.open_sessions.get(connector_id)
         if register is not None and session is not None:
-            energy = services.open_session_energy_wh(session.meter_start, int(register))
+            energy = selectors.open_session_energy_wh(session.meter_start, int(register))
             if energy is not None:
                 readings[f"session_energy_wh:{connector_id}"] = str(energy)
         await live.update(self.id, readings)
@@ -366,7 +366,7 @@ class CentralSystem(OcppChargePoint):
         return call_result.FirmwareStatusNotification()
 
 
-def _id_tag_info(decision: services.IdTagDecision) -> dict[str, str]:
+def _id_tag_info(decision: selectors.IdTagDecision) -> dict[str, str]:
     info = {"status": decision.status}
     if decision.parent_id_tag:
         info["parent_id_tag"] = decision.parent_id_tag
@@ -412,7 +412,7 @@ class Command:
 class OcppConsumer(AsyncWebsocketConsumer):
     charge_point_id: str
     schema: str
-    ctx: services.ChargerContext
+    ctx: selectors.ChargerContext
 
     # --- handshake -------------------------------------------------------------------
 
@@ -427,7 +427,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         registration, remote = decision.registration, decision.remote
         self.charge_point_id = registration.charge_point_id
         self.schema = registration.schema_name
-        ctx = await self.db(services.charger_context, self.charge_point_id)
+        ctx = await self.db(selectors.charger_context, self.charge_point_id)
         if ctx is None or ctx.removed:
             await database_sync_to_async(handshake.record_refusal)(
                 charge_point_id=self.charge_point_id, remote_address=remote,
@@ -703,7 +703,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 if session.transaction_id == transaction_id:
                     return session.session_pk
             # A session started before this connection, or already stopped (late values): ask the database.
-            return await self.db(services.meter_values_session_for, charge_point_pk=self.ctx.pk,
+            return await self.db(selectors.meter_values_session_for, charge_point_pk=self.ctx.pk,
                                  connector_number=connector_number, transaction_id=transaction_id)
         session = self.open_sessions.get(connector_number)
         if transaction_id is not None and session is not None:

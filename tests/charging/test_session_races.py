@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django_tenants.utils import schema_context
 
 from apps.buildings.models import Resident
-from apps.charging import services
+from apps.charging import selectors, services
 from apps.charging.models import ChargePoint, ChargingSession, MeterValue
 from apps.ocpp.parsing import meter_value_rows
 from tests import factories
@@ -138,7 +138,7 @@ def test_one_card_at_two_chargers_at_once_is_accepted_once_and_both_sessions_are
 
     results = race(HOLD_SESSION_INSERTS, _start(first, tag, at=at), _start(second, tag, at=at))
 
-    assert sorted(r.decision.status for r in results) == [services.ACCEPTED, services.CONCURRENT_TX]
+    assert sorted(r.decision.status for r in results) == [selectors.ACCEPTED, selectors.CONCURRENT_TX]
     # The charger may already deliver energy: the refused session is stored too, with what it was told.
     stored = _in_maple(lambda: sorted(ChargingSession.objects.filter(id_tag=tag).values_list(
         "charge_point_id", "authorization_status")))
@@ -160,7 +160,7 @@ def test_a_retried_start_racing_its_original_is_stored_once(charger_pk):
 
     assert results[0].transaction_id == results[1].transaction_id
     assert sorted(r.retried for r in results) == [False, True]
-    assert {r.decision.status for r in results} == {services.INVALID}
+    assert {r.decision.status for r in results} == {selectors.INVALID}
     assert _in_maple(lambda: ChargingSession.objects.filter(charge_point_id=cp).count()) == 1
 
 

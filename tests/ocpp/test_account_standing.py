@@ -11,7 +11,7 @@ from django_tenants.utils import schema_context
 
 from apps.buildings import services as buildings
 from apps.buildings.models import AccountStanding, Resident
-from apps.charging import services
+from apps.charging import selectors, services
 from apps.charging.models import ChargingSession
 from tests import factories
 from tests.ocpp.conftest import in_schema
@@ -64,4 +64,4 @@ async def test_manager_suspension_records_who_and_why(world, committed):
     assert resident.account_standing == AccountStanding.SUSPENDED
     assert resident.standing_changed_by_id == world.acme_manager.pk
     assert resident.standing_reason == "damaged a charger"
-    assert (await in_schema(MAPLE, services.authorize_id_tag, tag)).status == "Blocked"
+    assert (await in_schema(MAPLE, selectors.authorize_id_tag, tag)).status == "Blocked"
