@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.buildings.models import AccountStanding, IdTag, Resident
-from apps.charging.services import local_list_request_sync
+from apps.charging.local_lists import local_list_request_sync
 
 logger = logging.getLogger(__name__)
 

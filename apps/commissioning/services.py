@@ -31,8 +31,8 @@ from apps.accounts.models import CompanyMembership, CondominiumMembership, User
 from apps.accounts.services import invite_new_people, people_to_invite
 from apps.billing.models import Tariff
 from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
+from apps.charging.local_lists import local_list_request_sync
 from apps.charging.models import ChargePoint, Connector
-from apps.charging.services import local_list_request_sync
 from apps.commissioning.schema import (
     SUPPLY,
     CommissioningError,

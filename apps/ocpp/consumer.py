@@ -3,7 +3,8 @@
 The consumer is the interface: it checks the handshake, keeps the frame log,
 feeds frames to an ``ocpp`` ChargePoint (``CentralSystem``) and runs commands
 that arrive through the channel layer. Handlers translate payloads into calls
-of apps.charging.services and return dataclasses.
+of apps.charging.services (writes) and apps.charging.selectors (reads) and
+return dataclasses.
 
 Hot paths (Heartbeat, MeterValues) do not query the database themselves: the
 charger's connectors and open sessions are kept in memory, live values go to

@@ -11,7 +11,8 @@ from django_tenants.utils import schema_context
 
 from apps.buildings import services as buildings
 from apps.buildings.models import AccountStanding, Resident
-from apps.charging import selectors, services
+from apps.charging import selectors
+from apps.charging.local_lists import local_list_entries
 from apps.charging.models import ChargingSession
 from tests import factories
 from tests.ocpp.conftest import in_schema
@@ -47,13 +48,13 @@ async def test_overdue_account_is_blocked_at_authorize_start_and_in_the_local_li
     assert started[2]["idTagInfo"]["status"] == "Blocked"
     session = await in_schema(MAPLE, ChargingSession.objects.get, transaction_id=started[2]["transactionId"])
     assert session.authorization_status == "Blocked" and session.resident_id == resident_id
-    entries = await in_schema(MAPLE, services.local_list_entries)
+    entries = await in_schema(MAPLE, local_list_entries)
     assert entries[tag]["status"] == "Blocked"
 
     # Paid: the card works again (the open session on this charger is no ConcurrentTx here).
     await in_schema(MAPLE, buildings.resident_restore_standing, resident_id=resident_id, reason="paid")
     assert await authorize() == "Accepted"
-    assert (await in_schema(MAPLE, services.local_list_entries))[tag]["status"] == "Accepted"
+    assert (await in_schema(MAPLE, local_list_entries))[tag]["status"] == "Accepted"
 
 
 async def test_manager_suspension_records_who_and_why(world, committed):

@@ -9,13 +9,14 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from apps.charging.models import ChargePoint
-from apps.ocpp import live, local_list, tasks
+from apps.ocpp import live, tasks
 from apps.ocpp.commands import (
     ChargerNotConnected,
     ChargerOfAnotherBuilding,
     CommandTimeout,
     InvalidCommand,
     send_command,
+    send_through_channel_layer,
 )
 from tests import factories
 from tests.ocpp.conftest import PASSWORD, in_schema
@@ -119,7 +120,7 @@ async def test_a_charger_id_moved_to_another_building_gets_none_of_its_commands_
         assert outcome == {charger_id: "not-connected"}
         # ...and the sync's own sender refuses too.
         with pytest.raises(ChargerOfAnotherBuilding):
-            await sync_to_async(local_list.send_through_channel_layer, thread_sensitive=False)(
+            await sync_to_async(send_through_channel_layer, thread_sensitive=False)(
                 OAK, charger_id, "SendLocalList", {"listVersion": 1, "updateType": "Full",
                                                    "localAuthorizationList": [{"idTag": "0B0B0B0B"}]})
         # The connection's own building still reaches it.

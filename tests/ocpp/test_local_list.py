@@ -18,7 +18,7 @@ from django_tenants.utils import schema_context
 from apps.alerts.models import Alert
 from apps.buildings import services as buildings
 from apps.buildings.models import IdTag, Resident
-from apps.charging import services
+from apps.charging.local_lists import local_list_entries
 from apps.charging.models import ChargePoint
 from apps.ocpp import local_list, tasks
 from tests import factories
@@ -66,7 +66,7 @@ async def test_full_then_differential_updates_in_calls_the_charger_accepts(charg
     comm, charger = await connect(charger_id, memory)
 
     assert await run_sync(charger, charger_id) == {charger_id: "full"}
-    expected = await in_schema(MAPLE, services.local_list_entries)
+    expected = await in_schema(MAPLE, local_list_entries)
     assert memory.entries == expected and memory.violations == []
     assert memory.updates[0][0] == "Full" and {u[0] for u in memory.updates[1:]} <= {"Differential"}
     assert all(n <= 3 for _, _, n in memory.updates)
@@ -84,7 +84,7 @@ async def test_full_then_differential_updates_in_calls_the_charger_accepts(charg
     assert memory.updates[sent:] == [("Differential", memory.version, 3)]
     assert memory.entries[tags[0]]["status"] == "Blocked" and memory.entries[tags[1]]["status"] == "Blocked"
     assert memory.entries[tags[2] + "N"]["status"] == "Accepted"
-    assert memory.entries == await in_schema(MAPLE, services.local_list_entries)
+    assert memory.entries == await in_schema(MAPLE, local_list_entries)
 
     # Nothing changed: nothing sent but the version check.
     sent = len(memory.updates)
@@ -124,7 +124,7 @@ async def test_version_mismatch_falls_back_to_full_and_an_unknown_list_gets_a_fu
     assert "Failed" in alert.message
     # Refused calls changed nothing on the charger: the next sync goes on from what it holds.
     assert await run_sync(charger, charger_id) == {charger_id: "differential"}
-    assert memory.entries == await in_schema(MAPLE, services.local_list_entries)
+    assert memory.entries == await in_schema(MAPLE, local_list_entries)
     alert = await in_schema(MAPLE, Alert.objects.get, pk=alert.pk)
     assert alert.resolved_at is not None
     await comm.disconnect()
@@ -162,7 +162,7 @@ async def test_two_workers_at_once_one_syncs_and_the_list_ends_right(charger_id,
     pump.cancel()
     assert sorted(outcomes)[0] == "busy" or outcomes.count("full") == 1, outcomes
     assert memory.violations == []
-    assert memory.entries == await in_schema(MAPLE, services.local_list_entries)
+    assert memory.entries == await in_schema(MAPLE, local_list_entries)
     cp = await charger_row(charger_id)
     assert cp.local_list_claimed_until is None and not cp.local_list_dirty
     await comm.disconnect()
@@ -185,7 +185,7 @@ async def test_boot_brings_the_list_up_to_date_through_a_real_celery_worker(char
             await charger.settle(0.5)
         assert (await charger_row(charger_id)).local_list_status == "synced"
         assert memory.updates and memory.updates[0][0] == "Full" and memory.violations == []
-        assert memory.entries == await in_schema(MAPLE, services.local_list_entries)
+        assert memory.entries == await in_schema(MAPLE, local_list_entries)
         await comm.disconnect()
     finally:
         worker.terminate()

@@ -11,8 +11,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from apps.buildings.models import IdTag
-from apps.charging import services
 from apps.charging.models import ChargingSession, Connector, Reservation
+from apps.charging.reservations import ReservationRefused
 from apps.ocpp import reservations, tasks
 from tests import factories
 from tests.ocpp.conftest import in_schema
@@ -52,7 +52,7 @@ async def test_reservation_accepted_reserved_and_used_by_the_start(connected, ta
 
     # A second reservation of the same connector is refused before the charger is asked.
     asked = len(connected.received_calls)
-    with pytest.raises(services.ReservationRefused, match="already reserved"):
+    with pytest.raises(ReservationRefused, match="already reserved"):
         await reserve(connected, connector_number=2, id_tag=tag, expires_at=until)
     assert len(connected.received_calls) == asked
 
@@ -107,9 +107,9 @@ async def test_cancel_and_expiry(connected, tag):
 
 
 async def test_blocked_card_or_past_time_is_refused_without_asking_the_charger(connected, tag):
-    with pytest.raises(services.ReservationRefused, match="future"):
+    with pytest.raises(ReservationRefused, match="future"):
         await reserve(connected, connector_number=1, id_tag=tag, expires_at=datetime.now(UTC) - timedelta(minutes=1))
     await in_schema(MAPLE, lambda: IdTag.objects.filter(id_tag=tag).update(status=IdTag.Status.LOST))
-    with pytest.raises(services.ReservationRefused, match="Blocked"):
+    with pytest.raises(ReservationRefused, match="Blocked"):
         await reserve(connected, connector_number=1, id_tag=tag, expires_at=datetime.now(UTC) + timedelta(minutes=5))
     assert not [a for a, _ in connected.received_calls if a == "ReserveNow"]
