@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from celery import current_app
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -24,6 +25,8 @@ from apps.alerts.services import alert_raise, alert_resolve
 from apps.buildings.models import IdTag
 from apps.charging.models import ChargePoint
 from apps.charging.selectors import id_tag_status
+
+logger = logging.getLogger(__name__)
 
 
 def local_list_entries(now: datetime | None = None) -> dict[str, dict]:
@@ -44,7 +47,16 @@ def local_list_entries(now: datetime | None = None) -> dict[str, dict]:
     return entries
 
 
-SYNC_LOCAL_LISTS_TASK = "apps.ocpp.tasks.sync_local_lists"
+# Queues a sync of the building's (schema name) chargers' lists (their pks, or None: all of them). The layer
+# above, apps.ocpp, which talks to the chargers, names it at start-up (apps/ocpp/apps.py): its Celery task.
+SyncQueue = Callable[[str, list[int] | None], None]
+_sync_queue: SyncQueue | None = None
+
+
+def local_list_sync_queue(queue: SyncQueue) -> None:
+    """Name what queues a sync (apps.ocpp at start-up: its task ``sync_local_lists``)."""
+    global _sync_queue
+    _sync_queue = queue
 
 
 def local_list_request_sync(*, charge_point_pks: list[int] | None = None) -> None:
@@ -53,10 +65,14 @@ def local_list_request_sync(*, charge_point_pks: list[int] | None = None) -> Non
     ``None``: every charger of the building (the current schema). The task runs in a Celery worker and
     only touches connected chargers; one that connects later is brought up to date after its boot.
     """
+    queue = _sync_queue
+    if queue is None:
+        logger.warning("local lists: nothing queues a sync (apps.ocpp is not installed)")
+        return
     schema = connection.schema_name
     pks = list(charge_point_pks) if charge_point_pks is not None else None
     # robust: a broker that is down must not undo or fail the change itself (the hourly sync catches up).
-    transaction.on_commit(lambda: current_app.send_task(SYNC_LOCAL_LISTS_TASK, args=[schema, pks]), robust=True)
+    transaction.on_commit(lambda: queue(schema, pks), robust=True)
 
 
 def local_list_supported(configuration: dict) -> bool | None:
