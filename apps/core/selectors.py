@@ -6,11 +6,11 @@ from decimal import Decimal, InvalidOperation
 
 from django.db.models import Count, F, Prefetch, Q
 from django.utils import timezone
-from django_tenants.utils import get_public_schema_name, schema_context
 
 from apps.alerts.models import Alert
 from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
 from apps.charging.models import ChargePoint, Connector
+from apps.core.tenants import in_public_schema
 from apps.electrical.models import Circuit
 from apps.ocpp import live
 from apps.tenancy.models import ChargerRegistration, Condominium, ConnectionAttempt, Domain
@@ -96,7 +96,7 @@ def building_overview(condominium: Condominium) -> dict:
 
 def weak_charger_passwords(condominium: Condominium) -> list[str]:
     """Chargers whose password is shorter than 16 characters (known when set, or at the last handshake)."""
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         return list(ChargerRegistration.objects.filter(condominium=condominium, password_weak=True)
                     .order_by("charge_point_id").values_list("charge_point_id", flat=True))
 
@@ -104,7 +104,7 @@ def weak_charger_passwords(condominium: Condominium) -> list[str]:
 def refused_connections(condominium: Condominium, days: int = 7) -> list[ConnectionAttempt]:
     """Chargers of this building that failed the OCPP handshake lately (wrong password, removed...)."""
     since = timezone.now() - timedelta(days=days)
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         return list(ConnectionAttempt.objects.filter(condominium=condominium, last_at__gte=since)[:50])
 
 

@@ -37,7 +37,6 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
-from django_tenants.utils import schema_context
 from ocpp.exceptions import (
     FormationViolationError,
     FormatViolationError,
@@ -60,6 +59,7 @@ from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise
 from apps.charging import selectors, services
+from apps.core.tenants import run_in_schema
 from apps.ocpp import edge, framelog, handshake, live
 from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
 
@@ -683,13 +683,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
     async def db(self, fn, *args, **kwargs):
         """Run ``fn`` in the charger's condominium schema on the database thread."""
-        schema = self.schema
-
-        def run():
-            with schema_context(schema):
-                return fn(*args, **kwargs)
-
-        return await database_sync_to_async(run)()
+        return await run_in_schema(self.schema, fn, *args, **kwargs)
 
     def connector_of(self, transaction_id: int) -> int | None:
         for number, session in self.open_sessions.items():

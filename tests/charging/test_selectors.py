@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django_tenants.utils import schema_context
 
 from apps.buildings.models import Resident
 from apps.charging import selectors, services
 from apps.charging.models import ChargingSession
+from apps.core.tenants import in_schema
 from apps.ocpp.parsing import meter_value_rows
 from tests import factories
 
@@ -23,7 +23,7 @@ MARCH_2019 = datetime(2019, 3, 1, tzinfo=UTC)
 
 @pytest.fixture
 def maple(db, world):
-    with schema_context(MAPLE):
+    with in_schema(MAPLE):
         yield world.maple
 
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
-from django_tenants.utils import schema_context
 
 from apps.buildings.models import Resident
 from apps.charging import selectors, services
 from apps.charging.models import ChargePoint, ChargingSession, MeterValue
+from apps.core.tenants import in_schema
 from apps.ocpp.parsing import meter_value_rows
 from tests import factories
 
@@ -45,7 +45,7 @@ class Side(threading.Thread):
 
     def run(self) -> None:
         try:
-            with schema_context(MAPLE):
+            with in_schema(MAPLE):
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_backend_pid()")
                     self.pid = cursor.fetchone()[0]
@@ -79,7 +79,7 @@ def race(hold_sql: str, *calls: Callable[[], Any], params: list | None = None) -
     Each call starts once the previous one is stuck (so they queue in this order), then the lock goes.
     """
     sides = [Side(fn) for fn in calls]
-    with schema_context(MAPLE), transaction.atomic():
+    with in_schema(MAPLE), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(hold_sql, params)
         for side in sides:
@@ -113,7 +113,7 @@ def tag(world, committed) -> str:
 
 
 def _in_maple(fn: Callable[[], Any]) -> Any:
-    with schema_context(MAPLE):
+    with in_schema(MAPLE):
         return fn()
 
 

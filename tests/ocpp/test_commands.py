@@ -9,6 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from apps.charging.models import ChargePoint
+from apps.core.tenants import run_in_schema
 from apps.ocpp import live, tasks
 from apps.ocpp.commands import (
     ChargerNotConnected,
@@ -19,7 +20,7 @@ from apps.ocpp.commands import (
     send_through_channel_layer,
 )
 from tests import factories
-from tests.ocpp.conftest import PASSWORD, in_schema
+from tests.ocpp.conftest import PASSWORD
 from tests.ocpp.test_messages import MAPLE
 
 PAYLOADS = {
@@ -109,7 +110,7 @@ async def test_a_charger_id_moved_to_another_building_gets_none_of_its_commands_
     """The id is registered to Oak Tower while Maple Court's connection is still open."""
     charger_id = connected.charge_point_id
     await sync_to_async(factories.charger)(world.oak, charger_id, PASSWORD)
-    oak_pk = await in_schema(OAK, lambda: ChargePoint.objects.get(charge_point_id=charger_id).pk)
+    oak_pk = await run_in_schema(OAK, lambda: ChargePoint.objects.get(charge_point_id=charger_id).pk)
     pump = asyncio.ensure_future(connected.settle(10))
     try:
         with pytest.raises(ChargerOfAnotherBuilding):
