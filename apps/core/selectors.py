@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db.models import Count, F, Prefetch, Q
 from django.utils import timezone
@@ -17,8 +17,8 @@ from apps.tenancy.models import ChargerRegistration, Condominium, ConnectionAtte
 
 
 @dataclass(frozen=True)
-class ConnectorLive:
-    """What a connector is doing right now, from the chargers' live state in Redis (no database query)."""
+class ConnectorFigures:
+    """A connector's live figures as the building page shows them (kW and kWh, rounded)."""
 
     status: str
     power_kw: Decimal | None
@@ -26,22 +26,13 @@ class ConnectorLive:
     currents_a: tuple[Decimal | None, Decimal | None, Decimal | None]
 
     @classmethod
-    def from_state(cls, state: dict[str, str], number: int) -> ConnectorLive:
-        def decimal(name: str) -> Decimal | None:
-            try:
-                return Decimal(state[name])
-            except (KeyError, InvalidOperation):
-                return None
-
-        power = decimal(f"power_w:{number}")
-        energy = decimal(f"session_energy_wh:{number}")
+    def from_live(cls, connector: live.ConnectorLive) -> ConnectorFigures:
+        power, energy = connector.power_w, connector.session_energy_wh
         return cls(
-            status=state.get(f"status:{number}", ""),
+            status=connector.status,
             power_kw=(power / 1000).quantize(Decimal("0.1")) if power is not None else None,
-            session_kwh=(energy / 1000).quantize(Decimal("0.01")) if energy is not None else None,
-            currents_a=(
-                decimal(f"current_a:{number}:L1"), decimal(f"current_a:{number}:L2"), decimal(f"current_a:{number}:L3")
-            ),
+            session_kwh=(Decimal(energy) / 1000).quantize(Decimal("0.01")) if energy is not None else None,
+            currents_a=connector.currents_a,
         )
 
 
@@ -73,10 +64,10 @@ def building_overview(condominium: Condominium) -> dict:
         .select_related("circuit")
         .prefetch_related(Prefetch("connectors", queryset=live_connectors))
     )
-    states = live.read_many_sync([cp.charge_point_id for cp in charge_points]) if charge_points else {}
+    states = live.read_building_live(cp.charge_point_id for cp in charge_points)
     for cp in charge_points:
         for connector in cp.connectors.all():
-            connector.live = ConnectorLive.from_state(states.get(cp.charge_point_id, {}), connector.connector_id)
+            connector.live = ConnectorFigures.from_live(states[cp.charge_point_id].connector(connector.connector_id))
     return {
         "charge_points": charge_points,
         "circuits": Circuit.objects.filter(removed_at__isnull=True)
