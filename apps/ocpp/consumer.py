@@ -60,7 +60,7 @@ from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise
 from apps.charging import selectors, services
 from apps.core.tenants import run_in_schema
-from apps.ocpp import edge, framelog, handshake, live
+from apps.ocpp import edge, framelog, handshake, live, measurands
 from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
 
 logger = logging.getLogger(__name__)
@@ -75,8 +75,6 @@ CONFIGURATION_KEYS_KEPT = (
     "AuthorizeRemoteTxRequests", "LocalPreAuthorize", "LocalAuthorizeOffline", "ConnectionTimeOut",
     "ConnectorPhaseRotation", "ReserveConnectorZeroSupported",
 )
-WANTED_MEASURANDS = ("Energy.Active.Import.Register", "Current.Import", "Power.Active.Import")
-FALLBACK_MEASURANDS = ("Energy.Active.Import.Register", "Current.Import")
 
 # Schema validation is fast; running it in a thread pool per message costs more than it saves.
 ocpp.messages.ASYNC_VALIDATION = False
@@ -653,24 +651,14 @@ class OcppConsumer(AsyncWebsocketConsumer):
             for item in result["payload"].get("configurationKey", [])
             if item.get("key") in CONFIGURATION_KEYS_KEPT
         }
-        changes: dict[str, str] = {}
-        measurands = set(str((known.get("MeterValuesSampledData") or {}).get("value") or "").split(","))
-        if not set(WANTED_MEASURANDS) <= {m.strip() for m in measurands}:
-            answer = await self.change_configuration("MeterValuesSampledData", ",".join(WANTED_MEASURANDS))
-            if answer != "Accepted":
-                answer = await self.change_configuration("MeterValuesSampledData", ",".join(FALLBACK_MEASURANDS))
-                if answer == "Accepted":
-                    changes["MeterValuesSampledData"] = ",".join(FALLBACK_MEASURANDS)
-            else:
-                changes["MeterValuesSampledData"] = ",".join(WANTED_MEASURANDS)
-        interval = str(settings.OCPP_METER_VALUE_SAMPLE_INTERVAL)
-        current_interval = str((known.get("MeterValueSampleInterval") or {}).get("value"))
-        if current_interval != interval and await self.change_configuration("MeterValueSampleInterval",
-                                                                             interval) == "Accepted":
-            changes["MeterValueSampleInterval"] = interval
-        for key, value in changes.items():
-            known[key] = {**known.get(key, {"readonly": False}), "value": value}
-        await self.db(services.charger_store_configuration, charge_point_pk=self.ctx.pk, configuration=known)
+        accepted: dict[str, str] = {}
+        for change in measurands.metering_changes(known, sample_interval_s=settings.OCPP_METER_VALUE_SAMPLE_INTERVAL):
+            for value in change.choices:  # the next choice only when the charger refuses this one
+                if await self.change_configuration(change.key, value) == "Accepted":
+                    accepted[change.key] = value
+                    break
+        await self.db(services.charger_store_configuration, charge_point_pk=self.ctx.pk,
+                      configuration=measurands.configuration_after(known, accepted))
 
     async def change_configuration(self, key: str, value: str) -> str:
         result = await self.internal_command("ChangeConfiguration", {"key": key, "value": value})

@@ -220,3 +220,23 @@ async def test_meter_values_all_measurands_are_stored_once_and_feed_the_live_sta
     main_meter = [r for r in rows if r["connector_number"] == 0]
     assert main_meter[0]["unit"] == "Wh" and main_meter[0]["session__transaction_id"] is None
     assert json.dumps(str(by_key[("Voltage", "L1-N", "")]["value"])) == '"231.400000"'
+
+
+async def test_a_charger_that_refuses_power_is_asked_for_the_register_and_currents(charger_id):
+    wanted = "Energy.Active.Import.Register,Current.Import,Power.Active.Import"
+
+    def change(payload: dict) -> dict:
+        return {"status": "Rejected" if payload["value"] == wanted else "Accepted"}
+
+    comm = communicator(charger_id)
+    assert (await comm.connect(timeout=5))[0]
+    charger = FakeCharger(comm, answers={"ChangeConfiguration": change})
+    assert (await charger.boot())[2]["status"] == "Accepted"
+    await charger.settle(1.0)
+    asked = [(p["key"], p["value"]) for a, p in charger.received_calls if a == "ChangeConfiguration"]
+    assert asked == [("MeterValuesSampledData", wanted),
+                     ("MeterValuesSampledData", "Energy.Active.Import.Register,Current.Import"),
+                     ("MeterValueSampleInterval", "15")]
+    cp = await run_in_schema(MAPLE, ChargePoint.objects.get, charge_point_id=charger_id)
+    assert cp.configuration["MeterValuesSampledData"]["value"] == "Energy.Active.Import.Register,Current.Import"
+    await comm.disconnect()
