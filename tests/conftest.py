@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from django_tenants.utils import schema_context
 
 import tests.dbsetup  # noqa: F401  (before any fixture runs: committed-only runs get a test database)
 from apps.accounts.models import User
+from apps.core.tenants import in_public_schema
 from apps.tenancy.models import Company, Condominium
 from tests import factories
 from tests.mailserver import Inbox, MailServer
@@ -45,7 +45,7 @@ class World:
 
 
 def _build_world() -> World:
-    with schema_context("public"):
+    with in_public_schema():
         acme = factories.company("acme", "Acme Property Management")
         harbor = factories.company("harbor", "Harbor Residential")
         maple = factories.condominium(acme, "maple-court")

@@ -9,11 +9,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib.auth.hashers import make_password
-from django_tenants.utils import schema_context
 
 from apps.accounts.models import CompanyMembership, CondominiumMembership, User
 from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
 from apps.charging.models import ChargePoint, Connector
+from apps.core.tenants import in_public_schema, in_schema
 from apps.electrical.models import Circuit
 from apps.tenancy.models import ChargerRegistration, Company, Condominium, Domain
 
@@ -25,7 +25,7 @@ def company(slug: str, name: str | None = None) -> Company:
 
 
 def condominium(company_obj: Company, slug: str, *, timezone: str = "America/Los_Angeles") -> Condominium:
-    with schema_context("public"):
+    with in_public_schema():
         condo = Condominium.objects.filter(slug=slug).first()
         if condo is None:
             condo = Condominium(
@@ -60,7 +60,7 @@ def board_member(condo: Condominium, email: str) -> User:
 def resident(condo: Condominium, email: str, unit_number: str, id_tags: tuple[str, ...] = ()) -> User:
     person = user(email)
     CondominiumMembership.objects.get_or_create(user=person, condominium=condo, role="resident")
-    with schema_context(condo.schema_name):
+    with in_schema(condo.schema_name):
         unit = Unit.objects.get_or_create(number=unit_number)[0]
         res = Resident.objects.get_or_create(user=person, unit=unit)[0]
         for tag in id_tags:
@@ -69,7 +69,7 @@ def resident(condo: Condominium, email: str, unit_number: str, id_tags: tuple[st
 
 
 def supply(condo: Condominium, max_current_a: str = "200") -> Circuit:
-    with schema_context(condo.schema_name):
+    with in_schema(condo.schema_name):
         amps = Decimal(max_current_a)
         return Circuit.objects.get_or_create(
             key="supply",
@@ -90,13 +90,13 @@ def charger(
     connectors: int = 2,
     parking_spots: tuple[str, ...] = (),
 ) -> ChargePoint:
-    with schema_context("public"):
+    with in_public_schema():
         ChargerRegistration.objects.update_or_create(
             charge_point_id=charge_point_id,
             defaults={"condominium": condo, "password_hash": make_password(password, hasher=CHARGER_HASHER)},
         )
     circuit = supply(condo)
-    with schema_context(condo.schema_name):
+    with in_schema(condo.schema_name):
         cp = ChargePoint.objects.get_or_create(charge_point_id=charge_point_id, defaults={"circuit": circuit})[0]
         for n in range(1, connectors + 1):
             spot = None

@@ -13,7 +13,8 @@ import secrets
 
 from django.core import signing
 from django.core.cache import cache
-from django_tenants.utils import get_public_schema_name, schema_context
+
+from apps.core.tenants import in_public_schema
 
 SALT = "apps.accounts.handoff"
 MAX_AGE_S = 60
@@ -21,7 +22,7 @@ MAX_AGE_S = 60
 
 def issue_ticket(user_id: int, condominium_id: int) -> str:
     nonce = secrets.token_urlsafe(16)
-    with schema_context(get_public_schema_name()):  # cache keys carry the schema name
+    with in_public_schema():  # cache keys carry the schema name
         cache.set(f"handoff:{nonce}", 1, timeout=MAX_AGE_S)
     return signing.dumps({"u": user_id, "c": condominium_id, "n": nonce}, salt=SALT)
 
@@ -34,7 +35,7 @@ def redeem_ticket(ticket: str, condominium_id: int) -> int | None:
         return None
     if data.get("c") != condominium_id:
         return None
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         if not cache.delete(f"handoff:{data.get('n')}"):
             return None  # already used (or expired from the cache)
     return int(data["u"])

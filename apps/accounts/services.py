@@ -18,10 +18,10 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
-from django_tenants.utils import get_public_schema_name, schema_context
 
 from apps.accounts.models import CompanyMembership, CondominiumMembership, User
 from apps.accounts.tokens import invitation_tokens
+from apps.core.tenants import in_public_schema
 from apps.tenancy.models import Condominium, Domain
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _home(user: User) -> tuple[str, Condominium | None]:
     would land on a page that lists buildings instead of their own; a manager starts
     from the company site, which leads to every building of the company.
     """
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         if user.is_staff or CompanyMembership.objects.filter(user=user).exists():
             return settings.PUBLIC_HOST, None
         membership = (

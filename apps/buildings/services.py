@@ -1,8 +1,8 @@
 """Residents' cards and account standing. Call inside the condominium's schema.
 
-Every change that alters who may charge asks for the chargers' local
-authorization lists to be brought up to date once it commits (the chargers
-answer from those lists while the building's internet is down).
+Every change that alters who may charge announces it (apps.buildings.events),
+so that the chargers' local authorization lists are brought up to date once it
+commits (the chargers answer from those lists while the building's internet is down).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from datetime import date, datetime
 from django.db import transaction
 from django.utils import timezone
 
+from apps.buildings.events import cards_changed
 from apps.buildings.models import AccountStanding, IdTag, Resident
-from apps.charging.services import local_list_request_sync
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def _set_standing(*, resident_id: int, standing: str, reason: str, by, overdue_s
                                      "standing_changed_by", "updated_at"])
         if changed:
             logger.info("resident %s: account standing %s (%s)", resident_id, standing, reason)
-            local_list_request_sync()
+            cards_changed()
     return resident
 
 
@@ -59,7 +59,7 @@ def resident_deactivate(*, resident_id: int) -> None:
     with transaction.atomic():
         if Resident.objects.filter(pk=resident_id, is_active=True).update(is_active=False,
                                                                            updated_at=timezone.now()):
-            local_list_request_sync()
+            cards_changed()
 
 
 def id_tag_add(*, resident_id: int, id_tag: str, kind: str = IdTag.Kind.RFID, label: str = "",
@@ -69,7 +69,7 @@ def id_tag_add(*, resident_id: int, id_tag: str, kind: str = IdTag.Kind.RFID, la
             id_tag=id_tag.strip().upper(), resident_id=resident_id, kind=kind, label=label,
             parent_id_tag=parent_id_tag.strip().upper(), expires_at=expires_at,
         )
-        local_list_request_sync()
+        cards_changed()
     return tag
 
 
@@ -79,7 +79,7 @@ def id_tag_set_status(*, id_tag: str, status: str, reason: str = "") -> int:
         changed = IdTag.objects.filter(id_tag=id_tag.strip().upper()).exclude(status=status).update(
             status=status, status_reason=reason[:200], updated_at=timezone.now())
         if changed:
-            local_list_request_sync()
+            cards_changed()
     return changed
 
 
@@ -88,5 +88,5 @@ def id_tag_set_expiry(*, id_tag: str, expires_at: datetime | None) -> int:
         changed = IdTag.objects.filter(id_tag=id_tag.strip().upper()).update(expires_at=expires_at,
                                                                               updated_at=timezone.now())
         if changed:
-            local_list_request_sync()
+            cards_changed()
     return changed

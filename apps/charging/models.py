@@ -39,7 +39,7 @@ class ChargePoint(models.Model):
     local_list_status = models.CharField(max_length=16, blank=True, help_text="synced, failed, not-supported...")
     local_list_note = models.CharField(max_length=300, blank=True, help_text="What the last sync did or hit.")
     local_list_synced_at = models.DateTimeField(null=True, blank=True)
-    # Work claims (apps.ocpp.local_list): a sync is wanted / one worker holds the charger until then.
+    # Work claims (apps.charging.local_lists): a sync is wanted / one worker holds the charger until then.
     local_list_dirty = models.BooleanField(default=False)
     local_list_claimed_until = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=32, blank=True, help_text="Last OCPP status of connector 0.")

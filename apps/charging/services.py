@@ -1,81 +1,32 @@
-"""Charging sessions, authorization and charger state. Call inside the condominium's schema.
+"""Charging sessions, authorization and charger state: the writes. Call inside the condominium's schema.
 
 The OCPP consumer is the interface that calls these; they know nothing about
 websockets. Each function is safe to run twice for the same input (chargers
-retry whatever they did not get an answer for).
+retry whatever they did not get an answer for). Reads are apps.charging.selectors;
+the database side of local lists and reservations is apps.charging.local_lists
+and apps.charging.reservations.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise, alert_resolve
-from apps.buildings.models import IdTag, Resident
-from apps.charging import metering
-from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue, Reservation
+from apps.charging import local_lists, metering, reservations
+from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue
+from apps.charging.selectors import IdTagDecision, authorize_id_tag, session_find_for_message
 
 logger = logging.getLogger(__name__)
 
-ACCEPTED = "Accepted"
-BLOCKED = "Blocked"
-EXPIRED = "Expired"
-INVALID = "Invalid"
-CONCURRENT_TX = "ConcurrentTx"
 
 
 # --- chargers -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConnectorInfo:
-    pk: int
-    max_power_w: int
-
-
-@dataclass(frozen=True)
-class ChargerContext:
-    """What the OCPP connection keeps in memory about its charger."""
-
-    pk: int
-    charge_point_id: str
-    enabled: bool
-    removed: bool
-    connectors: dict[int, ConnectorInfo]
-    # connector number -> (transaction id, session pk, meterStart)
-    open_sessions: dict[int, tuple[int, int, int | None]]
-    statuses: dict[int, tuple[str, str]]  # connector number -> (status, error code); 0 is the charger
-
-
-def charger_context(charge_point_id: str) -> ChargerContext | None:
-    cp = ChargePoint.objects.filter(charge_point_id__iexact=charge_point_id).first()
-    if cp is None:
-        return None
-    rows = list(Connector.objects.filter(charge_point=cp, removed_at__isnull=True))
-    connectors = {
-        c.connector_id: ConnectorInfo(c.pk, metering.connector_max_power_w(c.max_current_a, c.phases)) for c in rows
-    }
-    statuses = {c.connector_id: (c.status, c.error_code) for c in rows if c.status}
-    if cp.status:
-        statuses[0] = (cp.status, cp.error_code)
-    open_sessions = {
-        s.connector_number: (s.transaction_id, s.pk, s.meter_start_wh)
-        for s in ChargingSession.objects.filter(
-            charge_point=cp, stopped_at__isnull=True, transaction_id__isnull=False
-        ).order_by("started_at")
-    }
-    return ChargerContext(
-        cp.pk, cp.charge_point_id, cp.enabled, cp.removed_at is not None, connectors, open_sessions, statuses
-    )
 
 
 def charger_record_boot(*, charge_point_pk: int, info: dict[str, str], heartbeat_interval: int) -> bool:
@@ -134,8 +85,8 @@ def charger_store_configuration(*, charge_point_pk: int, configuration: dict) ->
     cp = ChargePoint.objects.get(pk=charge_point_pk)
     cp.configuration = {**cp.configuration, **configuration}
     cp.save(update_fields=["configuration", "updated_at"])
-    if local_list_supported(cp.configuration):
-        local_list_request_sync(charge_point_pks=[cp.pk])
+    if local_lists.local_list_supported(cp.configuration):
+        local_lists.local_list_request_sync(charge_point_pks=[cp.pk])
 
 
 def connector_record_status(
@@ -164,257 +115,8 @@ def connector_record_status(
         alert_resolve(kind=Alert.Kind.CONNECTOR_FAULTED, charge_point_id=charge_point_id,
                       connector_number=connector_number)
     if status == "Available" and connector_number:
-        # The charger let the reservation go (it expired on its clock): so does the platform.
-        Reservation.objects.filter(
-            charge_point_id=charge_point_pk, connector_number=connector_number, status=Reservation.Status.ACCEPTED,
-            expires_at__lte=at,
-        ).update(status=Reservation.Status.EXPIRED, ended_at=at)
-
-
-# --- authorization ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IdTagDecision:
-    status: str
-    parent_id_tag: str = ""
-    expiry_date: datetime | None = None
-    resident_id: int | None = None
-
-
-def id_tag_status(tag: IdTag, now: datetime | None = None) -> str:
-    """Accepted, Blocked or Expired for a tag (with its resident loaded), before any ConcurrentTx check.
-
-    Blocked: a card blocked or reported lost, a resident who moved out, or an account that is not in good
-    standing (overdue, suspended).
-    """
-    resident = tag.resident
-    if tag.status != IdTag.Status.ACTIVE or not resident.is_active or resident.charging_blocked:
-        return BLOCKED
-    if tag.expires_at is not None and tag.expires_at <= (now or timezone.now()):
-        return EXPIRED
-    return ACCEPTED
-
-
-def authorize_id_tag(
-    id_tag: str, *, charge_point_pk: int | None = None, connector_number: int | None = None,
-    lock_resident: bool = False,
-) -> IdTagDecision:
-    """Accepted, Invalid, Blocked, Expired or ConcurrentTx for an idTag.
-
-    ConcurrentTx: the resident already charges elsewhere and may not hold two
-    sessions. A session on the same charger does not count (the tag is likely
-    being presented to stop it).
-
-    ``lock_resident`` (inside the caller's transaction, which then stores the session): the resident's
-    row is locked before their open sessions are counted, so that two StartTransactions of one card at
-    two chargers take turns and the second sees the first's session. NO KEY UPDATE: rows that merely
-    point at the resident (sessions, reservations) can still be inserted meanwhile.
-    """
-    tag = IdTag.objects.select_related("resident").filter(id_tag=id_tag.strip().upper()).first()
-    if tag is None:
-        return IdTagDecision(INVALID)
-    parent = tag.parent_id_tag or ""
-    base = {"parent_id_tag": parent, "expiry_date": tag.expires_at, "resident_id": tag.resident_id}
-    status = id_tag_status(tag)
-    if status != ACCEPTED:
-        return IdTagDecision(status, **base)
-    if not tag.resident.allow_concurrent_sessions:
-        if lock_resident:
-            # order_by(): the default ordering would join (and lock) the unit and the user too.
-            list(Resident.objects.select_for_update(no_key=True).filter(pk=tag.resident_id).order_by()
-                 .values_list("pk", flat=True))
-        others = ChargingSession.objects.filter(resident_id=tag.resident_id, stopped_at__isnull=True)
-        if charge_point_pk is not None:
-            others = others.exclude(charge_point_id=charge_point_pk)
-        if others.exists():
-            return IdTagDecision(CONCURRENT_TX, **base)
-    return IdTagDecision(ACCEPTED, **base)
-
-
-def local_list_entries(now: datetime | None = None) -> dict[str, dict]:
-    """Every idTag of the building as OCPP idTagInfo (camelCase, as SendLocalList carries it), by idTag.
-
-    Blocked and expired tags stay in the list: a charger that also caches authorizations must learn
-    that they no longer work. ConcurrentTx is no status for a list: the charger checks it online.
-    """
-    now = now or timezone.now()
-    entries: dict[str, dict] = {}
-    for tag in IdTag.objects.select_related("resident").order_by("id_tag"):
-        info: dict = {"status": id_tag_status(tag, now)}
-        if tag.expires_at:
-            info["expiryDate"] = tag.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        if tag.parent_id_tag:
-            info["parentIdTag"] = tag.parent_id_tag
-        entries[tag.id_tag] = info
-    return entries
-
-
-# --- local authorization lists (the sending is apps.ocpp.local_list) ------------------
-
-SYNC_LOCAL_LISTS_TASK = "apps.ocpp.tasks.sync_local_lists"
-
-
-def local_list_request_sync(*, charge_point_pks: list[int] | None = None) -> None:
-    """Bring the chargers' local lists up to date once the current transaction commits.
-
-    ``None``: every charger of the building (the current schema). The task runs in a Celery worker and
-    only touches connected chargers; one that connects later is brought up to date after its boot.
-    """
-    from celery import current_app  # the project's app (hoa_charging/__init__.py); by name, no import cycle
-
-    schema = connection.schema_name
-    pks = list(charge_point_pks) if charge_point_pks is not None else None
-    # robust: a broker that is down must not undo or fail the change itself (the hourly sync catches up).
-    transaction.on_commit(lambda: current_app.send_task(SYNC_LOCAL_LISTS_TASK, args=[schema, pks]), robust=True)
-
-
-def local_list_supported(configuration: dict) -> bool | None:
-    """True/False when the charger's configuration says whether it keeps a local list; None if unknown."""
-    profiles = (configuration.get("SupportedFeatureProfiles") or {}).get("value")
-    enabled = (configuration.get("LocalAuthListEnabled") or {}).get("value")
-    if profiles is not None and "LocalAuthListManagement" not in str(profiles):
-        return False
-    if enabled is not None:
-        return str(enabled).strip().lower() == "true"
-    return True if profiles is not None else None
-
-
-@dataclass(frozen=True)
-class LocalListState:
-    charge_point_id: str
-    version: int
-    entries: dict[str, dict]
-    configuration: dict
-
-
-def local_list_claim(*, charge_point_pk: int, hold: timedelta) -> bool:
-    """Ask for a sync and try to hold the charger's list for it. False: another worker holds it.
-
-    The holder sees the request (``local_list_dirty``) before it lets go, and syncs again.
-    """
-    now = timezone.now()
-    ChargePoint.objects.filter(pk=charge_point_pk).update(local_list_dirty=True)
-    return bool(ChargePoint.objects.filter(pk=charge_point_pk, removed_at__isnull=True).filter(
-        Q(local_list_claimed_until__isnull=True) | Q(local_list_claimed_until__lt=now)
-    ).update(local_list_claimed_until=now + hold))
-
-
-def local_list_begin(*, charge_point_pk: int) -> LocalListState | None:
-    """Take the pending request and read what the platform knows of the charger's list."""
-    ChargePoint.objects.filter(pk=charge_point_pk).update(local_list_dirty=False)
-    cp = ChargePoint.objects.filter(pk=charge_point_pk).first()
-    if cp is None:
-        return None
-    return LocalListState(cp.charge_point_id, cp.local_list_version, dict(cp.local_list_entries or {}),
-                          dict(cp.configuration or {}))
-
-
-def local_list_release(*, charge_point_pk: int) -> bool:
-    """Let go of the charger's list, unless a sync was asked for meanwhile (then False: sync again)."""
-    return bool(ChargePoint.objects.filter(pk=charge_point_pk, local_list_dirty=False).update(
-        local_list_claimed_until=None))
-
-
-def local_list_record(
-    *, charge_point_pk: int, status: str, note: str = "", version: int | None = None,
-    entries: dict[str, dict] | None = None,
-) -> None:
-    """Store the outcome of (a step of) a sync: the version and content the charger now holds."""
-    fields: dict = {"local_list_status": status, "local_list_note": note[:300], "updated_at": timezone.now()}
-    if version is not None and entries is not None:
-        fields |= {"local_list_version": version, "local_list_entries": entries,
-                   "local_list_hash": local_list_digest(entries)}
-    if status == "synced":
-        fields["local_list_synced_at"] = timezone.now()
-    ChargePoint.objects.filter(pk=charge_point_pk).update(**fields)
-    if status in ("synced", "failed"):
-        charge_point_id = ChargePoint.objects.filter(pk=charge_point_pk).values_list("charge_point_id",
-                                                                                      flat=True).first()
-        if charge_point_id is None:
-            return
-        if status == "failed":
-            # Residents may be refused (or a blocked card accepted) while the building is offline.
-            alert_raise(kind=Alert.Kind.LOCAL_LIST_FAILED, charge_point_id=charge_point_id,
-                        message=f"{charge_point_id}: local authorization list not in sync ({note[:200]})",
-                        details={"note": note[:300]})
-        else:
-            alert_resolve(kind=Alert.Kind.LOCAL_LIST_FAILED, charge_point_id=charge_point_id)
-
-
-def local_list_digest(entries: dict[str, dict]) -> str:
-    return hashlib.sha256(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-# --- reservations (the sending is apps.ocpp.reservations) ------------------------------
-
-
-class ReservationRefused(Exception):
-    """The platform does not send this ReserveNow (the reason is the message)."""
-
-
-RESERVATION_ACTIVE = (Reservation.Status.REQUESTED, Reservation.Status.ACCEPTED)
-
-
-def reservation_create(
-    *, charge_point_pk: int, connector_number: int, id_tag: str, expires_at: datetime,
-) -> Reservation:
-    """A reservation of a connector for a resident's tag until ``expires_at``, to be sent with ReserveNow."""
-    now = timezone.now()
-    if expires_at <= now:
-        raise ReservationRefused("the reservation must end in the future")
-    cp = ChargePoint.objects.filter(pk=charge_point_pk, removed_at__isnull=True, enabled=True).first()
-    if cp is None:
-        raise ReservationRefused("no such charger")
-    if connector_number == 0:
-        if str((cp.configuration.get("ReserveConnectorZeroSupported") or {}).get("value", "")).lower() != "true":
-            raise ReservationRefused("the charger does not take reservations of connector 0")
-    elif not Connector.objects.filter(charge_point=cp, connector_id=connector_number,
-                                      removed_at__isnull=True).exists():
-        raise ReservationRefused("no such connector")
-    decision = authorize_id_tag(id_tag)
-    if decision.status != ACCEPTED:
-        raise ReservationRefused(f"the card is {decision.status}")
-    with transaction.atomic():
-        # One live reservation per connector: lock the charger so that two requests cannot both pass.
-        ChargePoint.objects.select_for_update().filter(pk=cp.pk).first()
-        if Reservation.objects.filter(charge_point=cp, connector_number=connector_number,
-                                      status__in=RESERVATION_ACTIVE, expires_at__gt=now).exists():
-            raise ReservationRefused("the connector is already reserved")
-        return Reservation.objects.create(
-            charge_point=cp, connector_number=connector_number, id_tag=id_tag.strip().upper(),
-            parent_id_tag=decision.parent_id_tag, expires_at=expires_at, resident_id=decision.resident_id,
-        )
-
-
-def reservation_record_answer(*, reservation_pk: int, answer: str) -> Reservation:
-    """The charger's answer to ReserveNow: Accepted, Faulted, Occupied, Rejected, Unavailable.
-
-    "NoAnswer" (a timeout) leaves it requested: the charger may hold it; expiry ends it either way.
-    """
-    reservation = Reservation.objects.get(pk=reservation_pk)
-    reservation.charger_answer = answer[:16]
-    reservation.answered_at = timezone.now()
-    if reservation.status == Reservation.Status.REQUESTED:
-        if answer == "Accepted":
-            reservation.status = Reservation.Status.ACCEPTED
-        elif answer != "NoAnswer":
-            reservation.status = Reservation.Status.REFUSED
-            reservation.ended_at = reservation.answered_at
-    reservation.save(update_fields=["charger_answer", "answered_at", "status", "ended_at", "updated_at"])
-    return reservation
-
-
-def reservation_record_cancelled(*, reservation_pk: int) -> int:
-    """CancelReservation went through (Accepted), or the charger no longer knew it (Rejected)."""
-    return Reservation.objects.filter(pk=reservation_pk, status__in=RESERVATION_ACTIVE).update(
-        status=Reservation.Status.CANCELLED, ended_at=timezone.now(), updated_at=timezone.now())
-
-
-def reservations_expire(*, now: datetime | None = None) -> int:
-    now = now or timezone.now()
-    return Reservation.objects.filter(status__in=RESERVATION_ACTIVE, expires_at__lte=now).update(
-        status=Reservation.Status.EXPIRED, ended_at=now, updated_at=now)
+        reservations.reservations_expire_released(charge_point_pk=charge_point_pk, connector_number=connector_number,
+                                                  at=at)
 
 
 # --- sessions -----------------------------------------------------------------------
@@ -502,11 +204,8 @@ def session_start(
             # second back (an unknown connector, a card without the resident lock): the constraint did.
             return _start_retried(ChargingSession.objects.get(**identity), decision)
         if reservation_id is not None:
-            # The charger honoured it (even just past its expiry on our clock): it is used up.
-            Reservation.objects.filter(
-                pk=reservation_id, charge_point_id=charge_point_pk,
-                status__in=(Reservation.Status.REQUESTED, Reservation.Status.ACCEPTED, Reservation.Status.EXPIRED),
-            ).update(status=Reservation.Status.USED, ended_at=received_at)
+            reservations.reservation_mark_used(reservation_pk=reservation_id, charge_point_pk=charge_point_pk,
+                                               at=received_at)
     return StartResult(session.transaction_id, session.pk, decision, retried=False)
 
 
@@ -524,25 +223,6 @@ class StopResult:
     transaction_id: int | None
     attached: str  # "exact", "open-session", "orphan" or "already-stopped"
     decision: IdTagDecision | None
-
-
-def session_find_for_message(
-    *, charge_point_pk: int, transaction_id: int | None, connector_number: int | None = None, id_tag: str = "",
-) -> tuple[ChargingSession | None, str]:
-    """The session a StopTransaction or MeterValues belongs to, and how it was found."""
-    if transaction_id is not None and transaction_id > 0:
-        session = ChargingSession.objects.filter(charge_point_id=charge_point_pk, transaction_id=transaction_id).first()
-        if session is not None:
-            return session, "exact"
-    candidates = ChargingSession.objects.filter(charge_point_id=charge_point_pk, stopped_at__isnull=True)
-    if connector_number:
-        candidates = candidates.filter(connector_number=connector_number)
-    if id_tag:
-        candidates = candidates.filter(id_tag=id_tag.strip().upper())
-    found = list(candidates[:2])
-    if len(found) == 1:
-        return found[0], "open-session"
-    return None, "orphan"
 
 
 def session_stop(
@@ -725,20 +405,3 @@ def meter_values_store_many(rows_by_charger: list[tuple[int, list[dict]]]) -> in
         return 0
     created = MeterValue.objects.bulk_create(objects, ignore_conflicts=True, batch_size=1000)
     return len(created)
-
-
-def meter_values_session_for(*, charge_point_pk: int, connector_number: int, transaction_id: int | None) -> int | None:
-    """The session MeterValues belong to (by transactionId, else the connector's open session)."""
-    session, how = session_find_for_message(
-        charge_point_pk=charge_point_pk, transaction_id=transaction_id, connector_number=connector_number or None,
-    )
-    if session is None or (how != "exact" and not connector_number):
-        return None
-    return session.pk
-
-
-def open_session_energy_wh(meter_start_wh: int | None, register_wh: Decimal | None) -> int | None:
-    if meter_start_wh is None or register_wh is None or meter_start_wh < 0:
-        return None
-    delta = int(register_wh) - meter_start_wh
-    return delta if delta >= 0 else None

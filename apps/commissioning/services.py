@@ -25,14 +25,13 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
-from django_tenants.utils import get_public_schema_name, schema_context
 
 from apps.accounts.models import CompanyMembership, CondominiumMembership, User
 from apps.accounts.services import invite_new_people, people_to_invite
 from apps.billing.models import Tariff
 from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
+from apps.charging.local_lists import local_list_request_sync
 from apps.charging.models import ChargePoint, Connector
-from apps.charging.services import local_list_request_sync
 from apps.commissioning.schema import (
     SUPPLY,
     CommissioningError,
@@ -42,6 +41,7 @@ from apps.commissioning.schema import (
     load,
     with_lines,
 )
+from apps.core.tenants import in_public_schema, in_schema
 from apps.core.yamlfile import size_problem
 from apps.electrical.models import Circuit, SiteMeter
 from apps.tenancy.models import ChargerRegistration, Company, Condominium, Domain
@@ -247,11 +247,11 @@ def commission_building(spec: CommissioningSpec, *, source: str = "<file>", invi
     """
     report = CommissioningReport(condominium=spec.condominium.slug)
     writer = _Writer(report)
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         _check_against_platform(spec, source)
         with transaction.atomic():
             condominium = _apply_public(spec, writer)
-            with schema_context(condominium.schema_name):
+            with in_schema(condominium.schema_name):
                 _apply_tenant(spec, condominium, writer)
         if invite:
             pending = people_to_invite(emails=[person.email for person in spec.people])
@@ -261,7 +261,7 @@ def commission_building(spec: CommissioningSpec, *, source: str = "<file>", invi
 
 
 def _invite(emails: list[str], report: CommissioningReport) -> None:
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         result = invite_new_people(emails=emails)
     report.invited += result.invited
     report.invitations_failed += result.failed
@@ -584,7 +584,7 @@ def _compact(mapping: dict[str, Any]) -> dict[str, Any]:
 
 def export_condominium(slug: str) -> str:
     """The building as a commissioning file (passwords and tokens as their hashes)."""
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         condominium = Condominium.objects.select_related("company").get(slug=slug)
         domains = list(
             Domain.objects.filter(tenant=condominium).order_by("-is_primary", "id").values_list("domain", flat=True)
@@ -621,7 +621,7 @@ def export_condominium(slug: str) -> str:
             }
         ),
     }
-    with schema_context(condominium.schema_name):
+    with in_schema(condominium.schema_name):
         data["electrical"] = _export_electrical()
         data["chargers"] = _export_chargers(registrations)
         data["units"] = [

@@ -2,23 +2,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db.models import Count, F, Prefetch, Q
 from django.utils import timezone
-from django_tenants.utils import get_public_schema_name, schema_context
 
 from apps.alerts.models import Alert
 from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
 from apps.charging.models import ChargePoint, Connector
+from apps.core.tenants import in_public_schema
 from apps.electrical.models import Circuit
 from apps.ocpp import live
 from apps.tenancy.models import ChargerRegistration, Condominium, ConnectionAttempt, Domain
 
 
 @dataclass(frozen=True)
-class ConnectorLive:
-    """What a connector is doing right now, from the chargers' live state in Redis (no database query)."""
+class ConnectorFigures:
+    """A connector's live figures as the building page shows them (kW and kWh, rounded)."""
 
     status: str
     power_kw: Decimal | None
@@ -26,22 +26,13 @@ class ConnectorLive:
     currents_a: tuple[Decimal | None, Decimal | None, Decimal | None]
 
     @classmethod
-    def from_state(cls, state: dict[str, str], number: int) -> ConnectorLive:
-        def decimal(name: str) -> Decimal | None:
-            try:
-                return Decimal(state[name])
-            except (KeyError, InvalidOperation):
-                return None
-
-        power = decimal(f"power_w:{number}")
-        energy = decimal(f"session_energy_wh:{number}")
+    def from_live(cls, connector: live.ConnectorLive) -> ConnectorFigures:
+        power, energy = connector.power_w, connector.session_energy_wh
         return cls(
-            status=state.get(f"status:{number}", ""),
+            status=connector.status,
             power_kw=(power / 1000).quantize(Decimal("0.1")) if power is not None else None,
-            session_kwh=(energy / 1000).quantize(Decimal("0.01")) if energy is not None else None,
-            currents_a=(
-                decimal(f"current_a:{number}:L1"), decimal(f"current_a:{number}:L2"), decimal(f"current_a:{number}:L3")
-            ),
+            session_kwh=(Decimal(energy) / 1000).quantize(Decimal("0.01")) if energy is not None else None,
+            currents_a=connector.currents_a,
         )
 
 
@@ -73,10 +64,10 @@ def building_overview(condominium: Condominium) -> dict:
         .select_related("circuit")
         .prefetch_related(Prefetch("connectors", queryset=live_connectors))
     )
-    states = live.read_many_sync([cp.charge_point_id for cp in charge_points]) if charge_points else {}
+    states = live.read_building_live(cp.charge_point_id for cp in charge_points)
     for cp in charge_points:
         for connector in cp.connectors.all():
-            connector.live = ConnectorLive.from_state(states.get(cp.charge_point_id, {}), connector.connector_id)
+            connector.live = ConnectorFigures.from_live(states[cp.charge_point_id].connector(connector.connector_id))
     return {
         "charge_points": charge_points,
         "circuits": Circuit.objects.filter(removed_at__isnull=True)
@@ -96,7 +87,7 @@ def building_overview(condominium: Condominium) -> dict:
 
 def weak_charger_passwords(condominium: Condominium) -> list[str]:
     """Chargers whose password is shorter than 16 characters (known when set, or at the last handshake)."""
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         return list(ChargerRegistration.objects.filter(condominium=condominium, password_weak=True)
                     .order_by("charge_point_id").values_list("charge_point_id", flat=True))
 
@@ -104,7 +95,7 @@ def weak_charger_passwords(condominium: Condominium) -> list[str]:
 def refused_connections(condominium: Condominium, days: int = 7) -> list[ConnectionAttempt]:
     """Chargers of this building that failed the OCPP handshake lately (wrong password, removed...)."""
     since = timezone.now() - timedelta(days=days)
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         return list(ConnectionAttempt.objects.filter(condominium=condominium, last_at__gte=since)[:50])
 
 

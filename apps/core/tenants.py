@@ -1,25 +1,57 @@
-"""Running code inside a condominium's schema outside a web request (tasks, consumers, commands)."""
+"""Running code inside a tenant's schema: the one way, sync and async, for everything that is not a web request
+to a building's own host (tasks, consumers, commands, the company site's views, tests).
+
+    with in_schema("maple_court"): ...            # a building's schema by name (no query)
+    with in_public_schema(): ...                  # the public schema: the tenant registry, logins, chargers' ids
+    with in_condominium("maple_court") as condo:  # a building looked up in the registry first (DoesNotExist)
+    await run_in_schema("maple_court", fn, *args, **kwargs)  # from async code: fn on the database thread
+
+Each restores the schema that was active before, also when the code raises.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, TypeVar
 
+from channels.db import database_sync_to_async
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from apps.tenancy.models import Condominium
+
+T = TypeVar("T")
+
+
+def in_schema(schema_name: str) -> AbstractContextManager[None]:
+    """Enter a schema by name for the ``with`` block."""
+    return schema_context(schema_name)
+
+
+def in_public_schema() -> AbstractContextManager[None]:
+    return schema_context(get_public_schema_name())
+
+
+async def run_in_schema(schema_name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run the sync ``fn`` in a schema, from async code, on the database thread (closing stale connections)."""
+
+    def run() -> T:
+        with in_schema(schema_name):
+            return fn(*args, **kwargs)
+
+    return await database_sync_to_async(run)()
 
 
 @contextmanager
 def in_condominium(condominium: Condominium | str) -> Iterator[Condominium]:
     """Enter the schema of a condominium given as an object or by schema name."""
     if isinstance(condominium, str):
-        with schema_context(get_public_schema_name()):
+        with in_public_schema():
             condominium = Condominium.objects.get(schema_name=condominium)
-    with schema_context(condominium.schema_name):
+    with in_schema(condominium.schema_name):
         yield condominium
 
 
 def all_condominiums() -> list[Condominium]:
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         return list(Condominium.objects.exclude(schema_name=get_public_schema_name()).order_by("schema_name"))

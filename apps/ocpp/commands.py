@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -129,3 +130,13 @@ def _of_another_building(charge_point_id: str, schema_name: str) -> ChargerOfAno
     logger.warning("%s: a command for %s refused: the live connection belongs to another building",
                    charge_point_id, schema_name)
     return ChargerOfAnotherBuilding(f"{charge_point_id} is not connected to this building")
+
+
+# (schema name of the building, chargePointId, action, payload) -> the charger's answer. The local-list sync and
+# reservations take one, so that their tests can stand in for the charger.
+Send = Callable[[str, str, str, dict], dict[str, Any]]
+
+
+def send_through_channel_layer(schema_name: str, charge_point_id: str, action: str, payload: dict) -> dict[str, Any]:
+    """A ``Send`` that reaches the real charger (``send_command_sync``)."""
+    return send_command_sync(charge_point_id, action, payload, schema_name=schema_name)

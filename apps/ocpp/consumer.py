@@ -3,7 +3,8 @@
 The consumer is the interface: it checks the handshake, keeps the frame log,
 feeds frames to an ``ocpp`` ChargePoint (``CentralSystem``) and runs commands
 that arrive through the channel layer. Handlers translate payloads into calls
-of apps.charging.services and return dataclasses.
+of apps.charging.services (writes) and apps.charging.selectors (reads) and
+return dataclasses.
 
 Hot paths (Heartbeat, MeterValues) do not query the database themselves: the
 charger's connectors and open sessions are kept in memory, live values go to
@@ -37,7 +38,6 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
-from django_tenants.utils import schema_context
 from ocpp.exceptions import (
     FormationViolationError,
     FormatViolationError,
@@ -59,8 +59,9 @@ from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise
-from apps.charging import services
-from apps.ocpp import admission, edge, framelog, handshake, live
+from apps.charging import selectors, services
+from apps.core.tenants import run_in_schema
+from apps.ocpp import admission, edge, framelog, handshake, live, measurands
 from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
 
 logger = logging.getLogger(__name__)
@@ -75,8 +76,6 @@ CONFIGURATION_KEYS_KEPT = (
     "AuthorizeRemoteTxRequests", "LocalPreAuthorize", "LocalAuthorizeOffline", "ConnectionTimeOut",
     "ConnectorPhaseRotation", "ReserveConnectorZeroSupported",
 )
-WANTED_MEASURANDS = ("Energy.Active.Import.Register", "Current.Import", "Power.Active.Import")
-FALLBACK_MEASURANDS = ("Energy.Active.Import.Register", "Current.Import")
 
 # Schema validation is fast; running it in a thread pool per message costs more than it saves.
 ocpp.messages.ASYNC_VALIDATION = False
@@ -302,7 +301,7 @@ class CentralSystem(OcppChargePoint):
 
     @on(Action.authorize)
     async def on_authorize(self, id_tag: str):
-        decision = await self.consumer.db(services.authorize_id_tag, id_tag, charge_point_pk=self.consumer.ctx.pk)
+        decision = await self.consumer.db(selectors.authorize_id_tag, id_tag, charge_point_pk=self.consumer.ctx.pk)
         return call_result.Authorize(id_tag_info=_id_tag_info(decision))
 
     @on(Action.start_transaction)
@@ -355,7 +354,7 @@ class CentralSystem(OcppChargePoint):
         register = readings.get(f"register_wh:{connector_id}")
         session = self.consumer.open_sessions.get(connector_id)
         if register is not None and session is not None:
-            energy = services.open_session_energy_wh(session.meter_start, int(register))
+            energy = selectors.open_session_energy_wh(session.meter_start, int(register))
             if energy is not None:
                 readings[f"session_energy_wh:{connector_id}"] = str(energy)
         await live.update(self.id, readings)
@@ -390,16 +389,16 @@ def _log_shed(what: str, gate: admission.Gate) -> None:
                        gate.refused)
 
 
-def _load_and_mark_online(charge_point_id: str) -> services.ChargerContext | None:
+def _load_and_mark_online(charge_point_id: str) -> selectors.ChargerContext | None:
     """What a new connection keeps about its charger, and the charger marked online: one trip to the
     database thread, which every connection of the process shares (a reconnect storm queues there)."""
-    ctx = services.charger_context(charge_point_id)
+    ctx = selectors.charger_context(charge_point_id)
     if ctx is not None and not ctx.removed:
         services.charger_mark_online(charge_point_pk=ctx.pk, charge_point_id=ctx.charge_point_id)
     return ctx
 
 
-def _id_tag_info(decision: services.IdTagDecision) -> dict[str, str]:
+def _id_tag_info(decision: selectors.IdTagDecision) -> dict[str, str]:
     info = {"status": decision.status}
     if decision.parent_id_tag:
         info["parent_id_tag"] = decision.parent_id_tag
@@ -445,7 +444,7 @@ class Command:
 class OcppConsumer(AsyncWebsocketConsumer):
     charge_point_id: str
     schema: str
-    ctx: services.ChargerContext
+    ctx: selectors.ChargerContext
 
     # --- handshake -------------------------------------------------------------------
 
@@ -703,24 +702,14 @@ class OcppConsumer(AsyncWebsocketConsumer):
             for item in result["payload"].get("configurationKey", [])
             if item.get("key") in CONFIGURATION_KEYS_KEPT
         }
-        changes: dict[str, str] = {}
-        measurands = set(str((known.get("MeterValuesSampledData") or {}).get("value") or "").split(","))
-        if not set(WANTED_MEASURANDS) <= {m.strip() for m in measurands}:
-            answer = await self.change_configuration("MeterValuesSampledData", ",".join(WANTED_MEASURANDS))
-            if answer != "Accepted":
-                answer = await self.change_configuration("MeterValuesSampledData", ",".join(FALLBACK_MEASURANDS))
-                if answer == "Accepted":
-                    changes["MeterValuesSampledData"] = ",".join(FALLBACK_MEASURANDS)
-            else:
-                changes["MeterValuesSampledData"] = ",".join(WANTED_MEASURANDS)
-        interval = str(settings.OCPP_METER_VALUE_SAMPLE_INTERVAL)
-        current_interval = str((known.get("MeterValueSampleInterval") or {}).get("value"))
-        if current_interval != interval and await self.change_configuration("MeterValueSampleInterval",
-                                                                             interval) == "Accepted":
-            changes["MeterValueSampleInterval"] = interval
-        for key, value in changes.items():
-            known[key] = {**known.get(key, {"readonly": False}), "value": value}
-        await self.db(services.charger_store_configuration, charge_point_pk=self.ctx.pk, configuration=known)
+        accepted: dict[str, str] = {}
+        for change in measurands.metering_changes(known, sample_interval_s=settings.OCPP_METER_VALUE_SAMPLE_INTERVAL):
+            for value in change.choices:  # the next choice only when the charger refuses this one
+                if await self.change_configuration(change.key, value) == "Accepted":
+                    accepted[change.key] = value
+                    break
+        await self.db(services.charger_store_configuration, charge_point_pk=self.ctx.pk,
+                      configuration=measurands.configuration_after(known, accepted))
 
     async def change_configuration(self, key: str, value: str) -> str:
         result = await self.internal_command("ChangeConfiguration", {"key": key, "value": value})
@@ -733,13 +722,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
     async def db(self, fn, *args, **kwargs):
         """Run ``fn`` in the charger's condominium schema on the database thread."""
-        schema = self.schema
-
-        def run():
-            with schema_context(schema):
-                return fn(*args, **kwargs)
-
-        return await database_sync_to_async(run)()
+        return await run_in_schema(self.schema, fn, *args, **kwargs)
 
     def connector_of(self, transaction_id: int) -> int | None:
         for number, session in self.open_sessions.items():
@@ -754,7 +737,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 if session.transaction_id == transaction_id:
                     return session.session_pk
             # A session started before this connection, or already stopped (late values): ask the database.
-            return await self.db(services.meter_values_session_for, charge_point_pk=self.ctx.pk,
+            return await self.db(selectors.meter_values_session_for, charge_point_pk=self.ctx.pk,
                                  connector_number=connector_number, transaction_id=transaction_id)
         session = self.open_sessions.get(connector_number)
         if transaction_id is not None and session is not None:

@@ -34,8 +34,9 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.core.cache import cache as django_cache
 from django.db.models import F
 from django.utils import timezone
-from django_tenants.utils import get_public_schema_name, schema_context
+from django_tenants.utils import get_public_schema_name
 
+from apps.core.tenants import in_public_schema
 from apps.ocpp import live
 from apps.tenancy.hashers import ChargerPasswordHasher
 from apps.tenancy.models import ChargerRegistration, ConnectionAttempt, Domain
@@ -145,7 +146,7 @@ def parse_basic_auth(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | No
 
 
 def find_registration(charge_point_id: str) -> Registration | None:
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         reg = (
             ChargerRegistration.objects.select_related("condominium")
             .filter(charge_point_id__iexact=charge_point_id)
@@ -159,7 +160,7 @@ def find_registration(charge_point_id: str) -> Registration | None:
 
 def registration_mark_weak(charge_point_id: str, weak: bool) -> None:
     """What the charger's password turned out to be at its last handshake (the platform keeps only a hash)."""
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         ChargerRegistration.objects.filter(charge_point_id=charge_point_id).update(password_weak=weak)
 
 
@@ -184,7 +185,7 @@ def condominium_for_host(headers: list[tuple[bytes, bytes]]) -> int | None:
     host = host.rstrip(".")
     if not host or not host.isprintable():
         return None
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         return (Domain.objects.filter(domain__iexact=host).exclude(tenant__schema_name=get_public_schema_name())
                 .values_list("tenant_id", flat=True).first())
 
@@ -204,7 +205,7 @@ def record_refusal(*, charge_point_id: str, remote_address: str, reason: str, he
     now = timezone.now()
     charge_point_id = printable(charge_point_id)
     remote_address = printable(remote_address)
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         registered = (ChargerRegistration.objects.filter(charge_point_id__iexact=charge_point_id)
                       .values_list("condominium_id", flat=True).first())
         on_host = condominium_for_host(headers or [])
@@ -232,7 +233,7 @@ def record_refusal(*, charge_point_id: str, remote_address: str, reason: str, he
 
 
 def purge_refusals(*, older_than_days: int) -> int:
-    with schema_context(get_public_schema_name()):
+    with in_public_schema():
         cutoff = timezone.now() - timedelta(days=older_than_days)
         return ConnectionAttempt.objects.filter(last_at__lt=cutoff).delete()[0]
 

@@ -5,14 +5,20 @@ Fields (all strings):
     status:<n>, error_code:<n>, current_a:<n>:<L1|L2|L3>, power_w:<n>, register_wh:<n>,
     transaction_id:<n>, meter_start_wh:<n>, session_energy_wh:<n>
 
-Written by the OCPP consumer as messages arrive (no database query), read with
-``read`` / ``read_sync``.
+Written by the OCPP consumer as messages arrive (no database query). Read raw with
+``read`` / ``read_sync`` / ``read_many_sync``, or typed with ``read_building_live``
+(``ChargerLive`` and its ``ConnectorLive``: Decimal amperes per phase, integer Wh),
+which is what dashboards and the load balancer read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 
 import redis
 import redis.asyncio as aioredis
@@ -102,3 +108,101 @@ def read_many_sync(charge_point_ids: list[str]) -> dict[str, dict[str, str]]:
     for cp_id in charge_point_ids:
         pipe.hgetall(key(cp_id))
     return dict(zip(charge_point_ids, pipe.execute(), strict=True))
+
+
+# --- typed reading (what dashboards and the load balancer read) ---------------------------
+
+PHASES = ("L1", "L2", "L3")
+
+
+@dataclass(frozen=True)
+class ConnectorLive:
+    """What one connector is doing right now, as its charger last reported it (no database query).
+
+    Currents are Decimal amperes per phase (L1, L2, L3; None when the charger did not report that phase),
+    power Decimal watts, energy integer Wh. ``session_energy_wh`` is the energy of the session under way
+    (the register minus meterStart), None when none is known.
+    """
+
+    number: int
+    status: str = ""  # the OCPP status last reported ("" when none)
+    error_code: str = ""
+    current_l1_a: Decimal | None = None
+    current_l2_a: Decimal | None = None
+    current_l3_a: Decimal | None = None
+    power_w: Decimal | None = None
+    register_wh: int | None = None
+    transaction_id: int | None = None
+    meter_start_wh: int | None = None
+    session_energy_wh: int | None = None
+
+    @property
+    def currents_a(self) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+        return self.current_l1_a, self.current_l2_a, self.current_l3_a
+
+
+@dataclass(frozen=True)
+class ChargerLive:
+    """A charger's live state: its connection, connector 0's status, and each connector it reported on."""
+
+    charge_point_id: str
+    schema: str = ""  # the building whose connection wrote it
+    connected: bool = False
+    last_seen: datetime | None = None
+    heartbeat_interval_s: int | None = None
+    status: str = ""  # connector 0: the charger as a whole
+    error_code: str = ""
+    connectors: dict[int, ConnectorLive] = field(default_factory=dict)
+
+    def connector(self, number: int) -> ConnectorLive:
+        """The connector's state; an empty one when the charger has reported nothing about it."""
+        return self.connectors.get(number) or ConnectorLive(number)
+
+    @classmethod
+    def from_state(cls, charge_point_id: str, state: dict[str, str]) -> ChargerLive:
+        """Parse a hash as ``read`` returns it; values that do not parse count as not reported."""
+        per_connector: dict[int, dict[str, object]] = {}
+        for name, raw in state.items():
+            parts = name.split(":")
+            if len(parts) < 2 or not parts[1].isdigit():
+                continue
+            number, kind = int(parts[1]), parts[0]
+            fields = per_connector.setdefault(number, {})
+            if kind in ("status", "error_code"):
+                fields[kind] = raw
+            elif kind == "current_a" and len(parts) == 3 and parts[2] in PHASES:
+                fields[f"current_{parts[2].lower()}_a"] = _decimal(raw)
+            elif kind == "power_w":
+                fields[kind] = _decimal(raw)
+            elif kind in ("register_wh", "transaction_id", "meter_start_wh", "session_energy_wh"):
+                fields[kind] = _int(raw)
+        zero = per_connector.pop(0, {})
+        last_seen = _int(state.get("last_seen"))
+        return cls(
+            charge_point_id=charge_point_id, schema=state.get("schema", ""), connected=state.get("connected") == "1",
+            last_seen=datetime.fromtimestamp(last_seen, tz=UTC) if last_seen else None,
+            heartbeat_interval_s=_int(state.get("heartbeat_interval")),
+            status=str(zero.get("status", "")), error_code=str(zero.get("error_code", "")),
+            connectors={n: ConnectorLive(n, **fields) for n, fields in sorted(per_connector.items())},
+        )
+
+
+def read_building_live(charge_point_ids: Iterable[str]) -> dict[str, ChargerLive]:
+    """The live state of the chargers named, in one pipelined round trip to Redis; every id is a key."""
+    ids = list(charge_point_ids)
+    if not ids:
+        return {}
+    return {cp_id: ChargerLive.from_state(cp_id, state) for cp_id, state in read_many_sync(ids).items()}
+
+
+def _decimal(raw: str | None) -> Decimal | None:
+    try:
+        value = Decimal(raw) if raw is not None else None
+    except InvalidOperation:
+        return None
+    return value if value is not None and value.is_finite() else None
+
+
+def _int(raw: str | None) -> int | None:
+    value = _decimal(raw)
+    return int(value) if value is not None else None

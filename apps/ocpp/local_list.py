@@ -1,7 +1,9 @@
 """Keeping each charger's local authorization list in sync (SendLocalList / GetLocalListVersion).
 
 Runs in a Celery worker (apps.ocpp.tasks.sync_local_lists), one charger at a
-time, and talks to the charger through apps.ocpp.commands. A charger is held
+time, and talks to the charger through apps.ocpp.commands. What the lists should
+hold, the claims and the record of what each charger holds are the database
+side, apps.charging.local_lists. A charger is held
 by one worker at a time (a conditional UPDATE with an expiry); a request that
 arrives while another worker holds it is seen by that worker, which syncs
 again before letting go. So running the task twice is harmless.
@@ -24,15 +26,23 @@ after every accepted SendLocalList. A sync:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from apps.charging import services
+from apps.charging.local_lists import (
+    LocalListState,
+    local_list_begin,
+    local_list_claim,
+    local_list_entries,
+    local_list_record,
+    local_list_release,
+    local_list_supported,
+)
 from apps.charging.models import ChargePoint
 from apps.core.tenants import in_condominium
 from apps.ocpp import commands, live
+from apps.ocpp.commands import Send, send_through_channel_layer
 from apps.tenancy.models import Condominium
 
 logger = logging.getLogger(__name__)
@@ -40,14 +50,6 @@ logger = logging.getLogger(__name__)
 CLAIM_HOLD = timedelta(minutes=5)
 # Entries per call when the charger does not say (SendLocalListMaxLength).
 DEFAULT_CHUNK = 100
-
-# (schema name of the building, chargePointId, action, payload) -> the charger's answer
-Send = Callable[[str, str, str, dict], dict[str, Any]]
-
-
-def send_through_channel_layer(schema_name: str, charge_point_id: str, action: str, payload: dict) -> dict[str, Any]:
-    return commands.send_command_sync(charge_point_id, action, payload, schema_name=schema_name)
-
 
 def sync_building(schema_name: str, charge_point_pks: list[int] | None = None,
                   send: Send = send_through_channel_layer) -> dict[str, str]:
@@ -72,17 +74,17 @@ def sync_building(schema_name: str, charge_point_pks: list[int] | None = None,
 
 def sync_charger(schema_name: str, charge_point_pk: int, send: Send = send_through_channel_layer) -> str:
     with in_condominium(schema_name):
-        if not services.local_list_claim(charge_point_pk=charge_point_pk, hold=CLAIM_HOLD):
+        if not local_list_claim(charge_point_pk=charge_point_pk, hold=CLAIM_HOLD):
             return "busy"  # the worker holding it syncs again before letting go
     outcome = "gone"
     while True:
         with in_condominium(schema_name):
-            state = services.local_list_begin(charge_point_pk=charge_point_pk)
-            desired = services.local_list_entries() if state is not None else {}
+            state = local_list_begin(charge_point_pk=charge_point_pk)
+            desired = local_list_entries() if state is not None else {}
         if state is not None:
             outcome = _Sync(schema_name, charge_point_pk, state, desired, send).run()
         with in_condominium(schema_name):
-            if state is None or services.local_list_release(charge_point_pk=charge_point_pk):
+            if state is None or local_list_release(charge_point_pk=charge_point_pk):
                 return outcome
 
 
@@ -96,7 +98,7 @@ class _Refused(Exception):
 class _Sync:
     schema_name: str
     pk: int
-    state: services.LocalListState
+    state: LocalListState
     desired: dict[str, dict]
     send: Send
 
@@ -106,14 +108,13 @@ class _Sync:
     def record(self, status: str, note: str = "", version: int | None = None,
                entries: dict[str, dict] | None = None) -> None:
         with in_condominium(self.schema_name):
-            services.local_list_record(charge_point_pk=self.pk, status=status, note=note, version=version,
-                                       entries=entries)
+            local_list_record(charge_point_pk=self.pk, status=status, note=note, version=version, entries=entries)
         if status in ("failed", "not-supported"):
             logger.warning("%s: local list %s: %s", self.state.charge_point_id, status, note)
 
     def run(self) -> str:
         config = self.state.configuration
-        if services.local_list_supported(config) is False:
+        if local_list_supported(config) is False:
             self.record("not-supported", "the charger has no local list, or it is disabled")
             return "not-supported"
         max_length = _int_config(config, "LocalAuthListMaxLength")

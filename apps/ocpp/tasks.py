@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from apps.charging import services
 from apps.charging.models import ChargePoint
+from apps.charging.reservations import reservations_expire
 from apps.core.tenants import all_condominiums, in_condominium
 from apps.ocpp import handshake, live
 from apps.ocpp.consumer import group_name
@@ -83,7 +84,7 @@ def close_stale_sessions() -> int:
 def sync_local_lists(schema_name: str, charge_point_pks: list[int] | None = None) -> dict[str, str]:
     """Bring the local authorization lists of a building's connected chargers up to date (apps.ocpp.local_list).
 
-    Queued by apps.charging.services.local_list_request_sync on commit; safe to run twice.
+    Queued by apps.charging.local_lists.local_list_request_sync on commit; safe to run twice.
     """
     from apps.ocpp import local_list
 
@@ -104,5 +105,5 @@ def expire_reservations() -> int:
     expired = 0
     for condo in all_condominiums():
         with in_condominium(condo):
-            expired += services.reservations_expire()
+            expired += reservations_expire()
     return expired

@@ -22,10 +22,10 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.views.decorators.http import require_GET
-from django_tenants.utils import schema_context
 
 from apps.accounts.access import condominium_role_required
 from apps.accounts.selectors import BOARD, MANAGER
+from apps.core.tenants import in_schema
 from apps.ocpp.masking import mask_frame
 from apps.ocpp.models import OcppFrame
 
@@ -92,7 +92,7 @@ class _Query:
 
     def page(self, after: tuple[datetime, int] | None) -> list[tuple]:
         """The next CHUNK frames in (received_at, id) order after ``after``: an index range, no OFFSET."""
-        with schema_context(self.schema):
+        with in_schema(self.schema):
             frames = OcppFrame.objects.filter(received_at__gte=self.start, received_at__lt=self.end)
             if self.charger:
                 frames = frames.filter(charge_point_id__iexact=self.charger)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from django.db.models import Prefetch, Q
 from django.utils import timezone
-from django_tenants.utils import schema_context
 
 from apps.buildings.models import IdTag
 from apps.charging.models import ChargePoint, Connector
 from apps.commissioning.schema import load as load_commissioning
+from apps.core.tenants import in_schema
 from apps.simulator.model import ChargerConfig, ConnectorConfig
 from apps.tenancy.models import Condominium
 
@@ -33,7 +33,7 @@ def building(slug: str, charger_ids: list[str] | None = None) -> Building:
     condo = Condominium.objects.filter(slug=slug).first()
     if condo is None:
         raise SetupError(f"no condominium {slug!r}; commission it first (manage.py commission FILE)")
-    with schema_context(condo.schema_name):
+    with in_schema(condo.schema_name):
         live_connectors = Connector.objects.filter(removed_at__isnull=True).order_by("connector_id")
         chargers = (ChargePoint.objects.filter(removed_at__isnull=True).select_related("circuit")
                     .prefetch_related(Prefetch("connectors", queryset=live_connectors)).order_by("charge_point_id"))

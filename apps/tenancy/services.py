@@ -40,6 +40,7 @@ def charger_password_reset(*, charge_point_id: str) -> tuple[str, str]:
     """
     password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
     password_hash = make_password(password, hasher=ChargerPasswordHasher.algorithm)
+    # schema_context itself, not apps.core.tenants: that module builds on this app (the layers in pyproject.toml).
     with schema_context(get_public_schema_name()):
         registration = ChargerRegistration.objects.get(charge_point_id__iexact=charge_point_id)
         registration.password_hash = password_hash

@@ -198,12 +198,12 @@ def test_a_ticket_works_only_for_its_building_and_its_person(client, world):
 @pytest.mark.django_db
 def test_alerts_and_refused_connections_reach_only_that_buildings_managers(client, world):
     from django.utils import timezone
-    from django_tenants.utils import schema_context
 
     from apps.alerts.services import alert_raise
+    from apps.core.tenants import in_schema
     from apps.tenancy.models import ConnectionAttempt
 
-    with schema_context(world.maple.schema_name):
+    with in_schema(world.maple.schema_name):
         alert_raise(kind="connector_faulted", message="GroundFailure on connector 2", charge_point_id="TEST-MAPLE-1",
                     connector_number=2)
     now = timezone.now()

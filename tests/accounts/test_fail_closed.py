@@ -9,9 +9,9 @@ import sys
 import pytest
 from django.core import signing
 from django.core.cache import cache
-from django_tenants.utils import schema_context
 
 from apps.accounts import handoff
+from apps.core.tenants import in_public_schema
 from hoa_charging.settings import DEVELOPMENT_SECRET_KEY
 from tests.servers import ROOT, free_port
 
@@ -70,7 +70,7 @@ def test_production_requires_a_secret_key():
 
 def _ticket_signed_with(key: str, user_id: int, condominium_id: int) -> str:
     nonce = "forged-nonce"
-    with schema_context("public"):
+    with in_public_schema():
         cache.set(f"handoff:{nonce}", 1, timeout=60)  # even with a live nonce, the signature must decide
     return signing.dumps({"u": user_id, "c": condominium_id, "n": nonce}, key=key, salt=handoff.SALT)
 

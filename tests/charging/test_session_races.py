@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
-from django_tenants.utils import schema_context
 
 from apps.buildings.models import Resident
-from apps.charging import services
+from apps.charging import selectors, services
 from apps.charging.models import ChargePoint, ChargingSession, MeterValue
+from apps.core.tenants import in_schema
 from apps.ocpp.parsing import meter_value_rows
 from tests import factories
 
@@ -45,7 +45,7 @@ class Side(threading.Thread):
 
     def run(self) -> None:
         try:
-            with schema_context(MAPLE):
+            with in_schema(MAPLE):
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_backend_pid()")
                     self.pid = cursor.fetchone()[0]
@@ -79,7 +79,7 @@ def race(hold_sql: str, *calls: Callable[[], Any], params: list | None = None) -
     Each call starts once the previous one is stuck (so they queue in this order), then the lock goes.
     """
     sides = [Side(fn) for fn in calls]
-    with schema_context(MAPLE), transaction.atomic():
+    with in_schema(MAPLE), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(hold_sql, params)
         for side in sides:
@@ -113,7 +113,7 @@ def tag(world, committed) -> str:
 
 
 def _in_maple(fn: Callable[[], Any]) -> Any:
-    with schema_context(MAPLE):
+    with in_schema(MAPLE):
         return fn()
 
 
@@ -138,7 +138,7 @@ def test_one_card_at_two_chargers_at_once_is_accepted_once_and_both_sessions_are
 
     results = race(HOLD_SESSION_INSERTS, _start(first, tag, at=at), _start(second, tag, at=at))
 
-    assert sorted(r.decision.status for r in results) == [services.ACCEPTED, services.CONCURRENT_TX]
+    assert sorted(r.decision.status for r in results) == [selectors.ACCEPTED, selectors.CONCURRENT_TX]
     # The charger may already deliver energy: the refused session is stored too, with what it was told.
     stored = _in_maple(lambda: sorted(ChargingSession.objects.filter(id_tag=tag).values_list(
         "charge_point_id", "authorization_status")))
@@ -160,7 +160,7 @@ def test_a_retried_start_racing_its_original_is_stored_once(charger_pk):
 
     assert results[0].transaction_id == results[1].transaction_id
     assert sorted(r.retried for r in results) == [False, True]
-    assert {r.decision.status for r in results} == {services.INVALID}
+    assert {r.decision.status for r in results} == {selectors.INVALID}
     assert _in_maple(lambda: ChargingSession.objects.filter(charge_point_id=cp).count()) == 1
 
 

@@ -7,13 +7,14 @@ import pytest
 from django.contrib.auth.hashers import check_password
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django_tenants.utils import schema_context, schema_exists
+from django_tenants.utils import schema_exists
 
 from apps.accounts.models import CompanyMembership, CondominiumMembership, User
 from apps.buildings.models import IdTag, Resident
 from apps.charging.models import ChargePoint, Connector
 from apps.commissioning.schema import CommissioningError, load
 from apps.commissioning.services import commission_building, commission_text, export_condominium
+from apps.core.tenants import in_schema
 from apps.electrical.models import Circuit, SiteMeter
 from apps.tenancy.models import ChargerRegistration, Condominium, Domain
 
@@ -54,7 +55,7 @@ def test_creates_the_building(birch):
     bob = User.objects.get(email="bob@birch.test")
     assert set(CondominiumMembership.objects.filter(user=bob).values_list("role", flat=True)) == {"board", "resident"}
     assert CompanyMembership.objects.filter(user__email="manager@birch-pm.example", company__slug="birch-pm").exists()
-    with schema_context(condo.schema_name):
+    with in_schema(condo.schema_name):
         cabinet = Circuit.objects.get(key="cabinet-a")
         assert cabinet.parent.key == "garage-panel" and cabinet.parent.parent.key == "supply"
         assert cabinet.max_power_w == 20000 and cabinet.max_current_a == (Decimal(32),) * 3
@@ -72,20 +73,20 @@ def test_creates_the_building(birch):
 
 def test_running_twice_changes_nothing(birch):
     condo, _ = birch
-    with schema_context(condo.schema_name):
+    with in_schema(condo.schema_name):
         before = {cp.pk: cp.updated_at for cp in ChargePoint.objects.all()}
         connectors_before = {c.pk: c.updated_at for c in Connector.objects.all()}
     second = apply(BIRCH)
     assert not second.changed, second.lines()
     assert second.lines() == ["no changes"]
-    with schema_context(condo.schema_name):
+    with in_schema(condo.schema_name):
         assert {cp.pk: cp.updated_at for cp in ChargePoint.objects.all()} == before
         assert {c.pk: c.updated_at for c in Connector.objects.all()} == connectors_before
 
 
 def test_a_changed_file_updates_and_retires_without_losing_history(birch):
     condo, _ = birch
-    with schema_context(condo.schema_name):
+    with in_schema(condo.schema_name):
         dc_pk = ChargePoint.objects.get(charge_point_id="BIRCH-DC-1").pk
     edited = (
         BIRCH.replace(
@@ -103,7 +104,7 @@ def test_a_changed_file_updates_and_retires_without_losing_history(birch):
     assert check_password(
         "a-new-cabinet-secret", ChargerRegistration.objects.get(charge_point_id="BIRCH-CAB-A").password_hash
     )
-    with schema_context(condo.schema_name):
+    with in_schema(condo.schema_name):
         gun = Connector.objects.get(charge_point__charge_point_id="BIRCH-CAB-A", connector_id=2)
         assert gun.max_current_a == Decimal(16) and gun.phase_rotation == "L3"
         old = ChargePoint.objects.get(pk=dc_pk)  # still there, with its connectors
@@ -112,7 +113,7 @@ def test_a_changed_file_updates_and_retires_without_losing_history(birch):
         assert ChargePoint.objects.filter(charge_point_id="BIRCH-DC-2", removed_at__isnull=True).exists()
     # Putting it back revives the same row.
     apply(BIRCH)
-    with schema_context(condo.schema_name):
+    with in_schema(condo.schema_name):
         revived = ChargePoint.objects.get(charge_point_id="BIRCH-DC-1")
         assert revived.pk == dc_pk and revived.removed_at is None and revived.enabled
 
@@ -127,12 +128,12 @@ def test_people_removed_from_the_file_lose_their_roles_and_cards(birch):
     assert "resident dana@birch.test" in report.retired
     assert "board bob@birch.test" in report.retired
     assert not CondominiumMembership.objects.filter(user__email="dana@birch.test", condominium=condo).exists()
-    with schema_context(condo.schema_name):
+    with in_schema(condo.schema_name):
         assert not Resident.objects.get(user__email="dana@birch.test").is_active
         tag = IdTag.objects.get(id_tag="04D4D4D4D4")
         assert tag.status == IdTag.Status.BLOCKED
     apply(BIRCH)  # back in the file: card active again
-    with schema_context(condo.schema_name):
+    with in_schema(condo.schema_name):
         assert IdTag.objects.get(id_tag="04D4D4D4D4").status == IdTag.Status.ACTIVE
 
 

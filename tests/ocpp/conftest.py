@@ -5,9 +5,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django_tenants.utils import schema_context
 
 from hoa_charging.asgi import application
 from tests import factories
@@ -52,11 +50,3 @@ async def connected(charger_id) -> AsyncIterator[FakeCharger]:
     charger.charge_point_id = charger_id
     yield charger
     await comm.disconnect()
-
-
-async def in_schema(schema: str, fn: Callable, *args, **kwargs):
-    def run():
-        with schema_context(schema):
-            return fn(*args, **kwargs)
-
-    return await sync_to_async(run, thread_sensitive=False)()

@@ -9,16 +9,18 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from apps.charging.models import ChargePoint
-from apps.ocpp import live, local_list, tasks
+from apps.core.tenants import run_in_schema
+from apps.ocpp import live, tasks
 from apps.ocpp.commands import (
     ChargerNotConnected,
     ChargerOfAnotherBuilding,
     CommandTimeout,
     InvalidCommand,
     send_command,
+    send_through_channel_layer,
 )
 from tests import factories
-from tests.ocpp.conftest import PASSWORD, in_schema
+from tests.ocpp.conftest import PASSWORD
 from tests.ocpp.test_messages import MAPLE
 
 PAYLOADS = {
@@ -108,7 +110,7 @@ async def test_a_charger_id_moved_to_another_building_gets_none_of_its_commands_
     """The id is registered to Oak Tower while Maple Court's connection is still open."""
     charger_id = connected.charge_point_id
     await sync_to_async(factories.charger)(world.oak, charger_id, PASSWORD)
-    oak_pk = await in_schema(OAK, lambda: ChargePoint.objects.get(charge_point_id=charger_id).pk)
+    oak_pk = await run_in_schema(OAK, lambda: ChargePoint.objects.get(charge_point_id=charger_id).pk)
     pump = asyncio.ensure_future(connected.settle(10))
     try:
         with pytest.raises(ChargerOfAnotherBuilding):
@@ -119,7 +121,7 @@ async def test_a_charger_id_moved_to_another_building_gets_none_of_its_commands_
         assert outcome == {charger_id: "not-connected"}
         # ...and the sync's own sender refuses too.
         with pytest.raises(ChargerOfAnotherBuilding):
-            await sync_to_async(local_list.send_through_channel_layer, thread_sensitive=False)(
+            await sync_to_async(send_through_channel_layer, thread_sensitive=False)(
                 OAK, charger_id, "SendLocalList", {"listVersion": 1, "updateType": "Full",
                                                    "localAuthorizationList": [{"idTag": "0B0B0B0B"}]})
         # The connection's own building still reaches it.

@@ -10,10 +10,11 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from apps.charging.models import ChargePoint
+from apps.core.tenants import run_in_schema
 from apps.ocpp import live
 from apps.tenancy.models import ConnectionAttempt
 from tests.ocpp.charger import FakeCharger
-from tests.ocpp.conftest import communicator, in_schema
+from tests.ocpp.conftest import communicator
 
 
 async def test_charger_with_right_password_connects_with_ocpp16(charger_id):
@@ -45,7 +46,7 @@ async def test_wrong_password_missing_credentials_and_unknown_charger_are_refuse
         return {(a.charge_point_id, a.reason) for a in ConnectionAttempt.objects.filter(
             charge_point_id__in=[charger_id, unknown])}
 
-    logged = await in_schema("public", attempts)
+    logged = await run_in_schema("public", attempts)
     assert (charger_id, "wrong-credentials") in logged
     assert (charger_id, "missing-credentials") in logged
     assert (unknown, "unknown-charger") in logged
@@ -58,13 +59,13 @@ async def test_refusals_are_rate_limited_to_one_row_per_window(charger_id):
         comm.scope["client"] = address
         connected, _ = await comm.connect(timeout=5)
         assert not connected
-    rows = await in_schema("public", lambda: list(ConnectionAttempt.objects.filter(
+    rows = await run_in_schema("public", lambda: list(ConnectionAttempt.objects.filter(
         charge_point_id=charger_id, reason="wrong-credentials").values_list("attempts", flat=True)))
     assert rows == [4]
 
 
 async def test_removed_charger_is_refused(charger_id, world):
-    await in_schema(world.maple.schema_name, lambda: ChargePoint.objects.filter(
+    await run_in_schema(world.maple.schema_name, lambda: ChargePoint.objects.filter(
         charge_point_id=charger_id).update(removed_at=timezone.now()))
     connected, _ = await communicator(charger_id).connect(timeout=5)
     assert not connected
@@ -109,12 +110,12 @@ async def test_unknown_charger_on_a_buildings_own_host_is_shown_to_that_building
     comm.scope["headers"] = [*comm.scope["headers"], (b"host", b"charging.example.com")]
     assert not (await comm.connect(timeout=5))[0]
 
-    rows = await in_schema("public", lambda: {a.charge_point_id: (a.reason, a.condominium_id) for a in
+    rows = await run_in_schema("public", lambda: {a.charge_point_id: (a.reason, a.condominium_id) for a in
                                               ConnectionAttempt.objects.filter(charge_point_id__in=[on_maple, elsewhere])})
     assert rows == {on_maple: ("unknown-charger", world.maple.pk), elsewhere: ("unknown-charger", None)}
     # The managers of Maple Court see it on the building's page; Oak Tower's do not.
-    maple_ids = {a.charge_point_id for a in await in_schema("public", refused_connections, world.maple)}
-    oak_ids = {a.charge_point_id for a in await in_schema("public", refused_connections, world.oak)}
+    maple_ids = {a.charge_point_id for a in await run_in_schema("public", refused_connections, world.maple)}
+    oak_ids = {a.charge_point_id for a in await run_in_schema("public", refused_connections, world.oak)}
     assert on_maple in maple_ids and elsewhere not in maple_ids and on_maple not in oak_ids
 
 
@@ -132,7 +133,7 @@ async def test_failed_passwords_lock_the_id_before_any_hashing_with_a_back_off(c
     finally:
         handshake.password_matches = original
     assert checked == []
-    reasons = await in_schema("public", lambda: set(ConnectionAttempt.objects.filter(
+    reasons = await run_in_schema("public", lambda: set(ConnectionAttempt.objects.filter(
         charge_point_id=charger_id).values_list("reason", flat=True)))
     assert "too-many-failures" in reasons
     # The lock expires (a minute after the limit, doubling with each further failure).
@@ -191,9 +192,9 @@ async def test_weak_passwords_are_found_at_the_handshake(new_charger, world):
     comm = communicator(strong_id)
     assert (await comm.connect(timeout=5))[0]
     await comm.disconnect()
-    maple_weak = await in_schema("public", weak_charger_passwords, world.maple)
+    maple_weak = await run_in_schema("public", weak_charger_passwords, world.maple)
     assert weak_id in maple_weak and strong_id not in maple_weak
-    assert weak_id not in await in_schema("public", weak_charger_passwords, world.oak)
+    assert weak_id not in await run_in_schema("public", weak_charger_passwords, world.oak)
 
 
 async def test_refusal_rows_are_capped_per_address_whatever_the_reason(world, committed):
@@ -205,7 +206,7 @@ async def test_refusal_rows_are_capped_per_address_whatever_the_reason(world, co
         comm = communicator(cp_id, subprotocols=("ocpp1.6",) if n % 2 else ("nope",))
         comm.scope["client"] = address
         assert not (await comm.connect(timeout=5))[0]
-    rows = await in_schema("public", lambda: ConnectionAttempt.objects.filter(remote_address=address[0]).count())
+    rows = await run_in_schema("public", lambda: ConnectionAttempt.objects.filter(remote_address=address[0]).count())
     assert rows == MAX_ROWS_PER_ADDRESS
 
 

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
-from django_tenants.utils import schema_context
 
+from apps.core.tenants import in_schema
 from apps.ocpp import views
 from apps.ocpp.models import OcppFrame
 from tests import factories
@@ -25,7 +25,7 @@ def frames(world, committed) -> str:
     """Frames of a charger of Maple Court on 2026-03-10 and 2026-03-11 (building time), and one of another."""
     cp_id = f"EXP-{uuid.uuid4().hex[:8].upper()}"
     zone = ZoneInfo(world.maple.timezone)
-    with schema_context(world.maple.schema_name):
+    with in_schema(world.maple.schema_name):
         OcppFrame.objects.bulk_create([
             OcppFrame(charge_point_id=cp_id, direction="in", message_type=2, action="Heartbeat", unique_id="a",
                       raw='[2,"a","Heartbeat",{}]', received_at=datetime(2026, 3, 10, 0, 0, 1, tzinfo=zone)),
@@ -142,7 +142,7 @@ def card_frames(world, committed) -> str:
         '[2,"3","StartTransaction",{"connectorId":1,"idTag":"04A1B2C3D4","meterStart":0,"timesta',  # cut off
         '[2,"4","Heartbeat",{}]',
     ]
-    with schema_context(world.maple.schema_name):
+    with in_schema(world.maple.schema_name):
         OcppFrame.objects.bulk_create([
             OcppFrame(charge_point_id=cp_id, direction="in", raw=raw, received_at=at.replace(second=n))
             for n, raw in enumerate(raws)])

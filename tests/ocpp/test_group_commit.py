@@ -12,10 +12,11 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.charging.models import ChargePoint, MeterValue
+from apps.core.tenants import run_in_schema
 from apps.ocpp import framelog
 from apps.ocpp.models import OcppFrame
 from tests.ocpp.charger import FakeCharger
-from tests.ocpp.conftest import communicator, in_schema
+from tests.ocpp.conftest import communicator
 from tests.ocpp.test_messages import MAPLE, iso
 
 
@@ -40,11 +41,11 @@ async def test_the_answer_leaves_only_after_the_rows_are_committed(connected):
     at = datetime.now(UTC).replace(microsecond=0)
     reply = await connected.call("MeterValues", meter_values(at, 1000), unique_id="mv-1")
     # The very moment the CALLRESULT is here, another connection sees the readings and the frame.
-    values, calls = await in_schema(MAPLE, stored, connected.charge_point_id)
+    values, calls = await run_in_schema(MAPLE, stored, connected.charge_point_id)
     assert reply[0] == 3
     assert values == 2 and "mv-1" in calls
     reply = await connected.call("Heartbeat", {}, unique_id="hb-1")
-    _, calls = await in_schema(MAPLE, stored, connected.charge_point_id)
+    _, calls = await run_in_schema(MAPLE, stored, connected.charge_point_id)
     assert reply[0] == 3 and "hb-1" in calls
 
 
@@ -79,7 +80,7 @@ async def test_a_failed_write_is_not_acknowledged_and_the_retry_counts_once(conn
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
 
     assert (await connected.call("MeterValues", meter_values(at, 1000)))[0] == 3  # acknowledged before
-    trigger = await in_schema(MAPLE, _refuse_meter_values_of, connected.charge_point_id)
+    trigger = await run_in_schema(MAPLE, _refuse_meter_values_of, connected.charge_point_id)
     try:
         # Both in one batch: the broken charger's rows fail, the other charger's are stored and acknowledged.
         refused, accepted = await asyncio.gather(
@@ -88,19 +89,19 @@ async def test_a_failed_write_is_not_acknowledged_and_the_retry_counts_once(conn
         )
         assert refused[0] == 4 and refused[2] == "InternalError", refused
         assert accepted[0] == 3, accepted
-        values, _ = await in_schema(MAPLE, stored, connected.charge_point_id)
+        values, _ = await run_in_schema(MAPLE, stored, connected.charge_point_id)
         assert values == 2  # what was acknowledged is there; nothing of the refused message
-        assert (await in_schema(MAPLE, stored, other_id))[0] == 2
+        assert (await run_in_schema(MAPLE, stored, other_id))[0] == 2
         # The connection survives the failure.
         assert (await connected.call("Heartbeat", {}))[0] == 3
     finally:
-        await in_schema(MAPLE, _drop, trigger)
+        await run_in_schema(MAPLE, _drop, trigger)
 
     # The charger sends the refused message again (and, having lost the answer, once more): stored once.
     for unique_id in ("mv-retry-1", "mv-retry-2"):
         reply = await connected.call("MeterValues", meter_values(at + timedelta(minutes=1), 1100), unique_id=unique_id)
         assert reply[0] == 3
-    values, calls = await in_schema(MAPLE, stored, connected.charge_point_id)
+    values, calls = await run_in_schema(MAPLE, stored, connected.charge_point_id)
     assert values == 4
     assert {"mv-retry-1", "mv-retry-2"} <= calls
     await other_comm.disconnect()
@@ -117,7 +118,7 @@ async def test_a_schema_that_does_not_exist_fails_only_its_own_rows():
     await kept
     with pytest.raises(Exception, match=r"no_such_schema|does not exist"):
         await lost
-    assert await in_schema(MAPLE, lambda: OcppFrame.objects.filter(charge_point_id=cp_id).count()) == 1
+    assert await run_in_schema(MAPLE, lambda: OcppFrame.objects.filter(charge_point_id=cp_id).count()) == 1
 
 
 def _writer_backend_pid() -> int:
@@ -140,8 +141,8 @@ async def test_a_connection_that_dropped_between_batches_is_replaced_without_an_
     assert (await connected.call("MeterValues", meter_values(at, 1000)))[0] == 3
     # The writer keeps its connection between batches; the server drops it (restart, idle timeout...).
     pid = await asyncio.get_running_loop().run_in_executor(framelog._executor, _writer_backend_pid)
-    await in_schema(MAPLE, _terminate, pid)
+    await run_in_schema(MAPLE, _terminate, pid)
     reply = await connected.call("MeterValues", meter_values(at + timedelta(minutes=1), 1100))
     assert reply[0] == 3, reply
-    assert (await in_schema(MAPLE, stored, connected.charge_point_id))[0] == 4
+    assert (await run_in_schema(MAPLE, stored, connected.charge_point_id))[0] == 4
     assert await asyncio.get_running_loop().run_in_executor(framelog._executor, _writer_backend_pid) != pid

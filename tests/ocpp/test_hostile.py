@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 
 from apps.alerts.models import Alert
 from apps.charging.models import ChargePoint, ChargingSession
+from apps.core.tenants import run_in_schema
 from apps.ocpp.models import OcppFrame
 from apps.tenancy.models import ConnectionAttempt
 from tests.ocpp.charger import FakeCharger
-from tests.ocpp.conftest import communicator, in_schema
+from tests.ocpp.conftest import communicator
 
 MAPLE = "maple_court"
 
@@ -65,7 +66,7 @@ async def test_a_flood_of_frames_closes_the_connection_with_a_reason_and_an_aler
         await connected.transport.send_to(text_data='[2,123,"Heartbeat",{}]')
     closed = await closed_within(connected, 10)
     assert closed.get("code") == 1008
-    alerts = await in_schema(MAPLE, lambda: list(Alert.objects.filter(
+    alerts = await run_in_schema(MAPLE, lambda: list(Alert.objects.filter(
         kind=Alert.Kind.CHARGER_MISBEHAVING, charge_point_id=connected.charge_point_id).values_list("message",
                                                                                                   flat=True)))
     assert len(alerts) == 1 and "was disconnected" in alerts[0] and "frames" in alerts[0]
@@ -106,7 +107,7 @@ async def test_bad_values_in_well_formed_frames_name_the_field_and_never_interna
     far = await connected.call("StartTransaction", {"connectorId": 9, "idTag": "X", "meterStart": 0,
                                                    "timestamp": now})
     assert far[0] == 3
-    session = await in_schema(MAPLE, ChargingSession.objects.get, transaction_id=far[2]["transactionId"])
+    session = await run_in_schema(MAPLE, ChargingSession.objects.get, transaction_id=far[2]["transactionId"])
     assert session.needs_review and "connector 9" in session.review_reason
     assert (await connected.call("Heartbeat", {}))[0] == 3
 
@@ -195,10 +196,10 @@ async def test_seeded_fuzz_of_charger_frames_never_gets_internal_error(charger_i
             await connected.settle(0.01)  # answer whatever the platform asked meanwhile
     assert internal == [], internal[:5]
     assert (await connected.call("Heartbeat", {}))[0] == 3
-    stored = await in_schema(MAPLE, lambda: OcppFrame.objects.filter(
+    stored = await run_in_schema(MAPLE, lambda: OcppFrame.objects.filter(
         charge_point_id=connected.charge_point_id, direction="in").count())
     assert stored >= 2500
-    assert await in_schema(MAPLE, ChargePoint.objects.filter(charge_point_id=connected.charge_point_id).exists)
+    assert await run_in_schema(MAPLE, ChargePoint.objects.filter(charge_point_id=connected.charge_point_id).exists)
     await comm.disconnect()
 
 
@@ -241,7 +242,7 @@ async def test_a_saturated_process_refuses_handshakes_at_once_and_takes_them_aga
     assert not (await communicator(charger_id).connect(timeout=5))[0]
     assert admission.handshakes.refused == refused_before + 1
     # Nothing was recorded for it: shedding load must not add any.
-    attempts = await in_schema("public", lambda: ConnectionAttempt.objects.filter(
+    attempts = await run_in_schema("public", lambda: ConnectionAttempt.objects.filter(
         charge_point_id=charger_id).count())
     assert attempts == 0
     settings.OCPP_MAX_CONCURRENT_HANDSHAKES = 100
@@ -264,7 +265,7 @@ async def test_a_saturated_process_answers_boot_pending_with_a_jittered_interval
     assert len(intervals) > 1  # jittered
     await connected.settle(0.5)
     assert connected.received_calls == []  # no configuration for a charger told to come back later
-    vendor = await in_schema(MAPLE, lambda: ChargePoint.objects.get(charge_point_id=connected.charge_point_id).vendor)
+    vendor = await run_in_schema(MAPLE, lambda: ChargePoint.objects.get(charge_point_id=connected.charge_point_id).vendor)
     assert vendor == ""  # nothing written either
     settings.OCPP_MAX_CONCURRENT_BOOTS = 100
     reply = await connected.boot()

@@ -13,17 +13,17 @@ from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django_tenants.utils import schema_context
 
 from apps.alerts.models import Alert
 from apps.buildings import services as buildings
 from apps.buildings.models import IdTag, Resident
-from apps.charging import services
+from apps.charging.local_lists import local_list_entries
 from apps.charging.models import ChargePoint
+from apps.core.tenants import in_schema, run_in_schema
 from apps.ocpp import local_list, tasks
 from tests import factories
 from tests.ocpp.charger import FakeCharger, LocalListMemory
-from tests.ocpp.conftest import communicator, in_schema
+from tests.ocpp.conftest import communicator
 from tests.ocpp.test_messages import MAPLE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ async def connect(charge_point_id: str, memory: LocalListMemory):
 
 
 async def run_sync(charger: FakeCharger, charge_point_id: str) -> dict[str, str]:
-    pk = await in_schema(MAPLE, lambda: ChargePoint.objects.get(charge_point_id=charge_point_id).pk)
+    pk = await run_in_schema(MAPLE, lambda: ChargePoint.objects.get(charge_point_id=charge_point_id).pk)
     pump = asyncio.ensure_future(charger.settle(30))
     try:
         # What the Celery worker runs; in a thread of its own, as in the worker.
@@ -52,12 +52,12 @@ def _household(world) -> tuple[int, list[str]]:
     suffix = uuid.uuid4().hex[:8].upper()
     tags = [f"LL{suffix}{n}" for n in range(3)]
     user = factories.resident(world.maple, f"ll-{suffix.lower()}@maple.test", f"L{suffix}", id_tags=tuple(tags))
-    with schema_context(MAPLE):
+    with in_schema(MAPLE):
         return Resident.objects.get(user=user).pk, tags
 
 
 async def charger_row(charge_point_id: str) -> ChargePoint:
-    return await in_schema(MAPLE, ChargePoint.objects.get, charge_point_id=charge_point_id)
+    return await run_in_schema(MAPLE, ChargePoint.objects.get, charge_point_id=charge_point_id)
 
 
 async def test_full_then_differential_updates_in_calls_the_charger_accepts(charger_id, world):
@@ -66,7 +66,7 @@ async def test_full_then_differential_updates_in_calls_the_charger_accepts(charg
     comm, charger = await connect(charger_id, memory)
 
     assert await run_sync(charger, charger_id) == {charger_id: "full"}
-    expected = await in_schema(MAPLE, services.local_list_entries)
+    expected = await run_in_schema(MAPLE, local_list_entries)
     assert memory.entries == expected and memory.violations == []
     assert memory.updates[0][0] == "Full" and {u[0] for u in memory.updates[1:]} <= {"Differential"}
     assert all(n <= 3 for _, _, n in memory.updates)
@@ -77,14 +77,14 @@ async def test_full_then_differential_updates_in_calls_the_charger_accepts(charg
 
     # A card blocked, a card lost, a new card, a resident overdue: one differential call.
     sent = len(memory.updates)
-    await in_schema(MAPLE, buildings.id_tag_set_status, id_tag=tags[0], status=IdTag.Status.BLOCKED)
-    await in_schema(MAPLE, buildings.id_tag_set_status, id_tag=tags[1], status=IdTag.Status.LOST)
-    await in_schema(MAPLE, buildings.id_tag_add, resident_id=resident_id, id_tag=tags[2] + "N")
+    await run_in_schema(MAPLE, buildings.id_tag_set_status, id_tag=tags[0], status=IdTag.Status.BLOCKED)
+    await run_in_schema(MAPLE, buildings.id_tag_set_status, id_tag=tags[1], status=IdTag.Status.LOST)
+    await run_in_schema(MAPLE, buildings.id_tag_add, resident_id=resident_id, id_tag=tags[2] + "N")
     assert await run_sync(charger, charger_id) == {charger_id: "differential"}
     assert memory.updates[sent:] == [("Differential", memory.version, 3)]
     assert memory.entries[tags[0]]["status"] == "Blocked" and memory.entries[tags[1]]["status"] == "Blocked"
     assert memory.entries[tags[2] + "N"]["status"] == "Accepted"
-    assert memory.entries == await in_schema(MAPLE, services.local_list_entries)
+    assert memory.entries == await run_in_schema(MAPLE, local_list_entries)
 
     # Nothing changed: nothing sent but the version check.
     sent = len(memory.updates)
@@ -103,7 +103,7 @@ async def test_version_mismatch_falls_back_to_full_and_an_unknown_list_gets_a_fu
     assert await run_sync(charger, charger_id) == {charger_id: "full"}
     assert "STRANGER" not in memory.entries and memory.version > 40 and memory.violations == []
 
-    await in_schema(MAPLE, buildings.resident_mark_overdue, resident_id=resident_id,
+    await run_in_schema(MAPLE, buildings.resident_mark_overdue, resident_id=resident_id,
                     overdue_since=__import__("datetime").date(2026, 11, 1), reason="unpaid")
     memory.refuse = ["VersionMismatch"]
     assert await run_sync(charger, charger_id) == {charger_id: "full-fallback"}
@@ -114,18 +114,18 @@ async def test_version_mismatch_falls_back_to_full_and_an_unknown_list_gets_a_fu
     assert cp.local_list_version == memory.version
 
     memory.refuse = ["Failed", "Failed"]  # the differential and the fallback both fail
-    await in_schema(MAPLE, buildings.resident_restore_standing, resident_id=resident_id)
+    await run_in_schema(MAPLE, buildings.resident_restore_standing, resident_id=resident_id)
     assert await run_sync(charger, charger_id) == {charger_id: "failed"}
     cp = await charger_row(charger_id)
     assert cp.local_list_status == "failed" and "Failed" in cp.local_list_note
     # The building's managers see it; the next successful sync resolves it.
-    alert = await in_schema(MAPLE, Alert.objects.get, kind="local_list_failed", charge_point_id=charger_id,
+    alert = await run_in_schema(MAPLE, Alert.objects.get, kind="local_list_failed", charge_point_id=charger_id,
                             resolved_at__isnull=True)
     assert "Failed" in alert.message
     # Refused calls changed nothing on the charger: the next sync goes on from what it holds.
     assert await run_sync(charger, charger_id) == {charger_id: "differential"}
-    assert memory.entries == await in_schema(MAPLE, services.local_list_entries)
-    alert = await in_schema(MAPLE, Alert.objects.get, pk=alert.pk)
+    assert memory.entries == await run_in_schema(MAPLE, local_list_entries)
+    alert = await run_in_schema(MAPLE, Alert.objects.get, pk=alert.pk)
     assert alert.resolved_at is not None
     await comm.disconnect()
 
@@ -162,7 +162,7 @@ async def test_two_workers_at_once_one_syncs_and_the_list_ends_right(charger_id,
     pump.cancel()
     assert sorted(outcomes)[0] == "busy" or outcomes.count("full") == 1, outcomes
     assert memory.violations == []
-    assert memory.entries == await in_schema(MAPLE, services.local_list_entries)
+    assert memory.entries == await run_in_schema(MAPLE, local_list_entries)
     cp = await charger_row(charger_id)
     assert cp.local_list_claimed_until is None and not cp.local_list_dirty
     await comm.disconnect()
@@ -185,7 +185,7 @@ async def test_boot_brings_the_list_up_to_date_through_a_real_celery_worker(char
             await charger.settle(0.5)
         assert (await charger_row(charger_id)).local_list_status == "synced"
         assert memory.updates and memory.updates[0][0] == "Full" and memory.violations == []
-        assert memory.entries == await in_schema(MAPLE, services.local_list_entries)
+        assert memory.entries == await run_in_schema(MAPLE, local_list_entries)
         await comm.disconnect()
     finally:
         worker.terminate()

@@ -11,11 +11,12 @@ from asgiref.sync import sync_to_async
 from apps.alerts.models import Alert
 from apps.buildings.models import IdTag
 from apps.charging.models import ChargePoint, Connector, MeterValue
+from apps.core.tenants import in_schema, run_in_schema
 from apps.ocpp import live
 from apps.ocpp.models import OcppFrame
 from tests import factories
 from tests.ocpp.charger import FakeCharger
-from tests.ocpp.conftest import communicator, in_schema
+from tests.ocpp.conftest import communicator
 
 MAPLE = "maple_court"
 
@@ -34,7 +35,7 @@ async def test_boot_is_accepted_recorded_and_followed_by_configuration(connected
     changes = {p["key"]: p["value"] for a, p in connected.received_calls if a == "ChangeConfiguration"}
     assert changes["MeterValuesSampledData"] == "Energy.Active.Import.Register,Current.Import,Power.Active.Import"
     assert changes["MeterValueSampleInterval"] == "15"
-    cp = await in_schema(MAPLE, ChargePoint.objects.get, charge_point_id=connected.charge_point_id)
+    cp = await run_in_schema(MAPLE, ChargePoint.objects.get, charge_point_id=connected.charge_point_id)
     assert (cp.vendor, cp.model, cp.serial_number, cp.firmware_version) == ("Acme", "Wallbox 22", "SN-1", "1.2.3")
     assert cp.is_online
     assert cp.configuration["ChargeProfileMaxStackLevel"]["value"] == "8"
@@ -43,7 +44,7 @@ async def test_boot_is_accepted_recorded_and_followed_by_configuration(connected
 
 
 async def test_disabled_charger_gets_pending_and_no_configuration(charger_id):
-    await in_schema(MAPLE, lambda: ChargePoint.objects.filter(charge_point_id=charger_id).update(enabled=False))
+    await run_in_schema(MAPLE, lambda: ChargePoint.objects.filter(charge_point_id=charger_id).update(enabled=False))
     comm = communicator(charger_id)
     assert (await comm.connect(timeout=5))[0]
     charger = FakeCharger(comm)
@@ -58,7 +59,7 @@ async def test_every_frame_in_and_out_is_logged(connected):
     await connected.call("Heartbeat", {}, unique_id="hb-1")
     await connected.send_raw("not json at all")
     await connected.transport.disconnect()
-    frames = await in_schema(MAPLE, lambda: list(OcppFrame.objects.filter(
+    frames = await run_in_schema(MAPLE, lambda: list(OcppFrame.objects.filter(
         charge_point_id=connected.charge_point_id).order_by("id").values_list("direction", "message_type", "action",
                                                                                "unique_id", "raw")))
     assert frames[0] == ("in", 2, "Heartbeat", "hb-1", '[2, "hb-1", "Heartbeat", {}]')
@@ -108,17 +109,17 @@ async def test_status_notifications_per_connector_and_faulted_raises_an_alert(co
         assert reply[0] == 3
     await connected.call("StatusNotification", {"connectorId": 2, "errorCode": "GroundFailure", "status": "Faulted",
                                                 "info": "RCD tripped"})
-    statuses = await in_schema(MAPLE, lambda: dict(Connector.objects.filter(
+    statuses = await run_in_schema(MAPLE, lambda: dict(Connector.objects.filter(
         charge_point__charge_point_id=cp_id).values_list("connector_id", "status")))
     assert statuses == {1: "Available", 2: "Faulted"}
-    assert (await in_schema(MAPLE, ChargePoint.objects.get, charge_point_id=cp_id)).status == "Available"
-    alert = await in_schema(MAPLE, Alert.objects.get, charge_point_id=cp_id, kind="connector_faulted")
+    assert (await run_in_schema(MAPLE, ChargePoint.objects.get, charge_point_id=cp_id)).status == "Available"
+    alert = await run_in_schema(MAPLE, Alert.objects.get, charge_point_id=cp_id, kind="connector_faulted")
     assert alert.connector_number == 2 and alert.details["error_code"] == "GroundFailure"
     assert alert.resolved_at is None
     state = await live.read(cp_id)
     assert state["status:2"] == "Faulted" and state["error_code:2"] == "GroundFailure"
     await connected.call("StatusNotification", {"connectorId": 2, "errorCode": "NoError", "status": "Available"})
-    alert = await in_schema(MAPLE, Alert.objects.get, pk=alert.pk)
+    alert = await run_in_schema(MAPLE, Alert.objects.get, pk=alert.pk)
     assert alert.resolved_at is not None
 
 
@@ -127,7 +128,7 @@ def _make_tags(world) -> dict[str, str]:
     tags = {name: f"{name[:3].upper()}{suffix}" for name in ("ok", "blocked", "lost", "expired", "solo")}
     factories.resident(world.maple, f"tags-{suffix}@maple.test", f"T{suffix}", id_tags=tuple(tags.values()))
     factories.resident(world.maple, f"solo-{suffix}@maple.test", f"S{suffix}", id_tags=())
-    with __import__("django_tenants.utils").utils.schema_context(MAPLE):
+    with in_schema(MAPLE):
         IdTag.objects.filter(id_tag=tags["ok"]).update(parent_id_tag=f"HOUSE{suffix}")
         IdTag.objects.filter(id_tag=tags["blocked"]).update(status=IdTag.Status.BLOCKED)
         IdTag.objects.filter(id_tag=tags["lost"]).update(status=IdTag.Status.LOST)
@@ -204,7 +205,7 @@ async def test_meter_values_all_measurands_are_stored_once_and_feed_the_live_sta
     assert state["power_w:1"] == "11000"
     assert state["session_energy_wh:1"] == "250"
     await connected.transport.disconnect()
-    rows = await in_schema(MAPLE, lambda: list(MeterValue.objects.filter(
+    rows = await run_in_schema(MAPLE, lambda: list(MeterValue.objects.filter(
         charge_point__charge_point_id=connected.charge_point_id).values(
         "connector_number", "measurand", "phase", "unit", "context", "location", "value", "normalized",
         "session__transaction_id")))
@@ -219,3 +220,23 @@ async def test_meter_values_all_measurands_are_stored_once_and_feed_the_live_sta
     main_meter = [r for r in rows if r["connector_number"] == 0]
     assert main_meter[0]["unit"] == "Wh" and main_meter[0]["session__transaction_id"] is None
     assert json.dumps(str(by_key[("Voltage", "L1-N", "")]["value"])) == '"231.400000"'
+
+
+async def test_a_charger_that_refuses_power_is_asked_for_the_register_and_currents(charger_id):
+    wanted = "Energy.Active.Import.Register,Current.Import,Power.Active.Import"
+
+    def change(payload: dict) -> dict:
+        return {"status": "Rejected" if payload["value"] == wanted else "Accepted"}
+
+    comm = communicator(charger_id)
+    assert (await comm.connect(timeout=5))[0]
+    charger = FakeCharger(comm, answers={"ChangeConfiguration": change})
+    assert (await charger.boot())[2]["status"] == "Accepted"
+    await charger.settle(1.0)
+    asked = [(p["key"], p["value"]) for a, p in charger.received_calls if a == "ChangeConfiguration"]
+    assert asked == [("MeterValuesSampledData", wanted),
+                     ("MeterValuesSampledData", "Energy.Active.Import.Register,Current.Import"),
+                     ("MeterValueSampleInterval", "15")]
+    cp = await run_in_schema(MAPLE, ChargePoint.objects.get, charge_point_id=charger_id)
+    assert cp.configuration["MeterValuesSampledData"]["value"] == "Energy.Active.Import.Register,Current.Import"
+    await comm.disconnect()

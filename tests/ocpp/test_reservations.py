@@ -11,11 +11,11 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from apps.buildings.models import IdTag
-from apps.charging import services
 from apps.charging.models import ChargingSession, Connector, Reservation
+from apps.charging.reservations import ReservationRefused
+from apps.core.tenants import run_in_schema
 from apps.ocpp import reservations, tasks
 from tests import factories
-from tests.ocpp.conftest import in_schema
 from tests.ocpp.test_messages import MAPLE, iso
 
 
@@ -46,13 +46,13 @@ async def test_reservation_accepted_reserved_and_used_by_the_start(connected, ta
 
     # The connector shows it, and the platform keeps that status.
     await connected.call("StatusNotification", {"connectorId": 2, "errorCode": "NoError", "status": "Reserved"})
-    connector = await in_schema(MAPLE, Connector.objects.get, charge_point__charge_point_id=connected.charge_point_id,
+    connector = await run_in_schema(MAPLE, Connector.objects.get, charge_point__charge_point_id=connected.charge_point_id,
                                 connector_id=2)
     assert connector.status == "Reserved"
 
     # A second reservation of the same connector is refused before the charger is asked.
     asked = len(connected.received_calls)
-    with pytest.raises(services.ReservationRefused, match="already reserved"):
+    with pytest.raises(ReservationRefused, match="already reserved"):
         await reserve(connected, connector_number=2, id_tag=tag, expires_at=until)
     assert len(connected.received_calls) == asked
 
@@ -60,9 +60,9 @@ async def test_reservation_accepted_reserved_and_used_by_the_start(connected, ta
         "connectorId": 2, "idTag": tag, "meterStart": 0, "timestamp": iso(datetime.now(UTC)),
         "reservationId": reservation.pk})
     assert started[2]["idTagInfo"]["status"] == "Accepted"
-    reservation = await in_schema(MAPLE, Reservation.objects.get, pk=reservation.pk)
+    reservation = await run_in_schema(MAPLE, Reservation.objects.get, pk=reservation.pk)
     assert reservation.status == Reservation.Status.USED and reservation.ended_at is not None
-    session = await in_schema(MAPLE, ChargingSession.objects.get, transaction_id=started[2]["transactionId"])
+    session = await run_in_schema(MAPLE, ChargingSession.objects.get, transaction_id=started[2]["transactionId"])
     assert session.reservation_id == reservation.pk
 
 
@@ -86,30 +86,30 @@ async def test_cancel_and_expiry(connected, tag):
     pump.cancel()
     assert answer == "Accepted"
     assert connected.received_calls[-1] == ("CancelReservation", {"reservationId": first.pk})
-    first = await in_schema(MAPLE, Reservation.objects.get, pk=first.pk)
+    first = await run_in_schema(MAPLE, Reservation.objects.get, pk=first.pk)
     assert first.status == Reservation.Status.CANCELLED and first.ended_at is not None
 
     second = await reserve(connected, connector_number=1, id_tag=tag, expires_at=until)
     assert second.status == Reservation.Status.ACCEPTED
     # Later than its end: the periodic task expires it.
-    await in_schema(MAPLE, lambda: Reservation.objects.filter(pk=second.pk).update(
+    await run_in_schema(MAPLE, lambda: Reservation.objects.filter(pk=second.pk).update(
         expires_at=datetime.now(UTC) - timedelta(seconds=1)))
-    await in_schema("public", tasks.expire_reservations)
-    second = await in_schema(MAPLE, Reservation.objects.get, pk=second.pk)
+    await run_in_schema("public", tasks.expire_reservations)
+    second = await run_in_schema(MAPLE, Reservation.objects.get, pk=second.pk)
     assert second.status == Reservation.Status.EXPIRED
 
     # The charger ends a reservation on its own clock: Available after the end expires it too.
     third = await reserve(connected, connector_number=1, id_tag=tag, expires_at=until)
-    await in_schema(MAPLE, lambda: Reservation.objects.filter(pk=third.pk).update(
+    await run_in_schema(MAPLE, lambda: Reservation.objects.filter(pk=third.pk).update(
         expires_at=datetime.now(UTC) - timedelta(seconds=1)))
     await connected.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"})
-    assert (await in_schema(MAPLE, Reservation.objects.get, pk=third.pk)).status == Reservation.Status.EXPIRED
+    assert (await run_in_schema(MAPLE, Reservation.objects.get, pk=third.pk)).status == Reservation.Status.EXPIRED
 
 
 async def test_blocked_card_or_past_time_is_refused_without_asking_the_charger(connected, tag):
-    with pytest.raises(services.ReservationRefused, match="future"):
+    with pytest.raises(ReservationRefused, match="future"):
         await reserve(connected, connector_number=1, id_tag=tag, expires_at=datetime.now(UTC) - timedelta(minutes=1))
-    await in_schema(MAPLE, lambda: IdTag.objects.filter(id_tag=tag).update(status=IdTag.Status.LOST))
-    with pytest.raises(services.ReservationRefused, match="Blocked"):
+    await run_in_schema(MAPLE, lambda: IdTag.objects.filter(id_tag=tag).update(status=IdTag.Status.LOST))
+    with pytest.raises(ReservationRefused, match="Blocked"):
         await reserve(connected, connector_number=1, id_tag=tag, expires_at=datetime.now(UTC) + timedelta(minutes=5))
     assert not [a for a, _ in connected.received_calls if a == "ReserveNow"]

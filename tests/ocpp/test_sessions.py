@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from apps.charging.models import ChargingSession, MeterValue
+from apps.core.tenants import run_in_schema
 from tests import factories
-from tests.ocpp.conftest import in_schema
 from tests.ocpp.test_messages import MAPLE, iso
 
 TAG = "set-per-test"
@@ -42,7 +42,7 @@ async def stop(charger, tx, meter, at, **extra):
 
 
 async def sessions_of(charge_point_id):
-    return await in_schema(MAPLE, lambda: list(ChargingSession.objects.filter(
+    return await run_in_schema(MAPLE, lambda: list(ChargingSession.objects.filter(
         charge_point__charge_point_id=charge_point_id).order_by("id")))
 
 
@@ -120,7 +120,7 @@ async def test_meter_values_with_minus_one_transaction_go_to_the_open_session(co
     await connected.call("MeterValues", {"connectorId": 1, "transactionId": 424242,
                                          "meterValue": [register(at + timedelta(minutes=6), 450)]})
     await stop(connected, tx, 900, at + timedelta(minutes=10))
-    rows = await in_schema(MAPLE, lambda: list(MeterValue.objects.filter(
+    rows = await run_in_schema(MAPLE, lambda: list(MeterValue.objects.filter(
         charge_point__charge_point_id=connected.charge_point_id).values_list("session__transaction_id", flat=True)))
     assert rows == [tx, tx]
 

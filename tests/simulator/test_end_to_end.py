@@ -11,9 +11,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django_tenants.utils import schema_context
 
 from apps.charging.models import ChargePoint, ChargingSession, MeterValue
+from apps.core.tenants import in_schema
 from apps.ocpp.commands import CommandError as OcppCommandError
 from apps.ocpp.commands import send_command_sync
 from apps.simulator.management.commands.simulate_chargers import Command
@@ -98,7 +98,7 @@ def test_simulated_chargers_charge_through_the_real_central_system(world, commit
     assert " 0 refused, 0 errors answered" in output, output
 
     def stored():
-        with schema_context(world.maple.schema_name):
+        with in_schema(world.maple.schema_name):
             sessions = list(ChargingSession.objects.filter(charge_point__charge_point_id=charger)
                             .order_by("connector_number", "started_at"))
             done = [s for s in sessions if s.stopped_at is not None]
@@ -117,7 +117,7 @@ def test_simulated_chargers_charge_through_the_real_central_system(world, commit
     assert third.stopped_at is None  # still plugged in when the run ended
     assert not first.needs_review and not second.needs_review
 
-    with schema_context(world.maple.schema_name):
+    with in_schema(world.maple.schema_name):
         cp = ChargePoint.objects.get(charge_point_id=charger)
         assert cp.vendor == "HOA Charging" and cp.serial_number == f"SIM-{charger}"[:25]
         # The platform asked for per-phase currents every 15 s after boot, and the charger accepted.
@@ -209,14 +209,14 @@ def test_commands_from_the_platform_are_obeyed_and_a_server_restart_loses_nothin
 def _commands_and_restart(world, charger: str, daphne) -> None:
 
     def open_session():
-        with schema_context(world.maple.schema_name):
+        with in_schema(world.maple.schema_name):
             return ChargingSession.objects.filter(charge_point__charge_point_id=charger, stopped_at__isnull=True).first()
 
     session = wait_for(open_session, 20)
     assert session is not None, "the EV did not start charging"
 
     def latest_current() -> Decimal | None:
-        with schema_context(world.maple.schema_name):
+        with in_schema(world.maple.schema_name):
             value = MeterValue.objects.filter(session_id=session.pk, measurand="Current.Import", phase="L1") \
                 .order_by("-sampled_at").first()
             return value.value if value else None
@@ -238,12 +238,12 @@ def _commands_and_restart(world, charger: str, daphne) -> None:
     assert answer == {"status": "Accepted"}
 
     def stopped():
-        with schema_context(world.maple.schema_name):
+        with in_schema(world.maple.schema_name):
             return ChargingSession.objects.filter(pk=session.pk, stopped_at__isnull=False).first()
 
     done = wait_for(stopped, 15)
     assert done is not None and done.stop_reason == "Remote"
-    with schema_context(world.maple.schema_name):
+    with in_schema(world.maple.schema_name):
         times = list(MeterValue.objects.filter(
             session_id=session.pk, measurand="Energy.Active.Import.Register", context="Sample.Periodic",
         ).order_by("sampled_at").values_list("sampled_at", flat=True))

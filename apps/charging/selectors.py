@@ -1,0 +1,299 @@
+"""Reads of chargers, sessions and meter values. Call inside the condominium's schema.
+
+What the OCPP connection needs (its charger's context, the session a message belongs to, a card's
+status) and what the features built on charging read: the load balancer (``open_sessions``: who
+charges where, since when, how much so far) and billing (``sessions_in_period`` and the meter values
+of sessions). Each of these is a fixed number of queries, however many rows it returns.
+Writes are apps.charging.services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from apps.buildings.models import IdTag, Resident
+from apps.charging import metering
+from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue
+
+ACCEPTED = "Accepted"
+BLOCKED = "Blocked"
+EXPIRED = "Expired"
+INVALID = "Invalid"
+CONCURRENT_TX = "ConcurrentTx"
+
+
+# --- chargers -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectorInfo:
+    pk: int
+    max_power_w: int
+
+
+@dataclass(frozen=True)
+class ChargerContext:
+    """What the OCPP connection keeps in memory about its charger."""
+
+    pk: int
+    charge_point_id: str
+    enabled: bool
+    removed: bool
+    connectors: dict[int, ConnectorInfo]
+    # connector number -> (transaction id, session pk, meterStart)
+    open_sessions: dict[int, tuple[int, int, int | None]]
+    statuses: dict[int, tuple[str, str]]  # connector number -> (status, error code); 0 is the charger
+
+
+def charger_context(charge_point_id: str) -> ChargerContext | None:
+    cp = ChargePoint.objects.filter(charge_point_id__iexact=charge_point_id).first()
+    if cp is None:
+        return None
+    rows = list(Connector.objects.filter(charge_point=cp, removed_at__isnull=True))
+    connectors = {
+        c.connector_id: ConnectorInfo(c.pk, metering.connector_max_power_w(c.max_current_a, c.phases)) for c in rows
+    }
+    statuses = {c.connector_id: (c.status, c.error_code) for c in rows if c.status}
+    if cp.status:
+        statuses[0] = (cp.status, cp.error_code)
+    open_sessions = {
+        s.connector_number: (s.transaction_id, s.pk, s.meter_start_wh)
+        for s in ChargingSession.objects.filter(
+            charge_point=cp, stopped_at__isnull=True, transaction_id__isnull=False
+        ).order_by("started_at")
+    }
+    return ChargerContext(
+        cp.pk, cp.charge_point_id, cp.enabled, cp.removed_at is not None, connectors, open_sessions, statuses
+    )
+
+
+# --- authorization ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdTagDecision:
+    status: str
+    parent_id_tag: str = ""
+    expiry_date: datetime | None = None
+    resident_id: int | None = None
+
+
+def id_tag_status(tag: IdTag, now: datetime | None = None) -> str:
+    """Accepted, Blocked or Expired for a tag (with its resident loaded), before any ConcurrentTx check.
+
+    Blocked: a card blocked or reported lost, a resident who moved out, or an account that is not in good
+    standing (overdue, suspended).
+    """
+    resident = tag.resident
+    if tag.status != IdTag.Status.ACTIVE or not resident.is_active or resident.charging_blocked:
+        return BLOCKED
+    if tag.expires_at is not None and tag.expires_at <= (now or timezone.now()):
+        return EXPIRED
+    return ACCEPTED
+
+
+def authorize_id_tag(
+    id_tag: str, *, charge_point_pk: int | None = None, connector_number: int | None = None,
+    lock_resident: bool = False,
+) -> IdTagDecision:
+    """Accepted, Invalid, Blocked, Expired or ConcurrentTx for an idTag.
+
+    ConcurrentTx: the resident already charges elsewhere and may not hold two
+    sessions. A session on the same charger does not count (the tag is likely
+    being presented to stop it).
+
+    ``lock_resident`` (inside the caller's transaction, which then stores the session): the resident's
+    row is locked before their open sessions are counted, so that two StartTransactions of one card at
+    two chargers take turns and the second sees the first's session. NO KEY UPDATE: rows that merely
+    point at the resident (sessions, reservations) can still be inserted meanwhile.
+    """
+    tag = IdTag.objects.select_related("resident").filter(id_tag=id_tag.strip().upper()).first()
+    if tag is None:
+        return IdTagDecision(INVALID)
+    parent = tag.parent_id_tag or ""
+    base = {"parent_id_tag": parent, "expiry_date": tag.expires_at, "resident_id": tag.resident_id}
+    status = id_tag_status(tag)
+    if status != ACCEPTED:
+        return IdTagDecision(status, **base)
+    if not tag.resident.allow_concurrent_sessions:
+        if lock_resident:
+            # order_by(): the default ordering would join (and lock) the unit and the user too.
+            list(Resident.objects.select_for_update(no_key=True).filter(pk=tag.resident_id).order_by()
+                 .values_list("pk", flat=True))
+        others = ChargingSession.objects.filter(resident_id=tag.resident_id, stopped_at__isnull=True)
+        if charge_point_pk is not None:
+            others = others.exclude(charge_point_id=charge_point_pk)
+        if others.exists():
+            return IdTagDecision(CONCURRENT_TX, **base)
+    return IdTagDecision(ACCEPTED, **base)
+
+
+# --- the session a message belongs to ---------------------------------------------
+
+
+def session_find_for_message(
+    *, charge_point_pk: int, transaction_id: int | None, connector_number: int | None = None, id_tag: str = "",
+) -> tuple[ChargingSession | None, str]:
+    """The session a StopTransaction or MeterValues belongs to, and how it was found."""
+    if transaction_id is not None and transaction_id > 0:
+        session = ChargingSession.objects.filter(charge_point_id=charge_point_pk, transaction_id=transaction_id).first()
+        if session is not None:
+            return session, "exact"
+    candidates = ChargingSession.objects.filter(charge_point_id=charge_point_pk, stopped_at__isnull=True)
+    if connector_number:
+        candidates = candidates.filter(connector_number=connector_number)
+    if id_tag:
+        candidates = candidates.filter(id_tag=id_tag.strip().upper())
+    found = list(candidates[:2])
+    if len(found) == 1:
+        return found[0], "open-session"
+    return None, "orphan"
+
+
+def meter_values_session_for(*, charge_point_pk: int, connector_number: int, transaction_id: int | None) -> int | None:
+    """The session MeterValues belong to (by transactionId, else the connector's open session)."""
+    session, how = session_find_for_message(
+        charge_point_pk=charge_point_pk, transaction_id=transaction_id, connector_number=connector_number or None,
+    )
+    if session is None or (how != "exact" and not connector_number):
+        return None
+    return session.pk
+
+
+def open_session_energy_wh(meter_start_wh: int | None, register_wh: Decimal | None) -> int | None:
+    if meter_start_wh is None or register_wh is None or meter_start_wh < 0:
+        return None
+    delta = int(register_wh) - meter_start_wh
+    return delta if delta >= 0 else None
+
+
+# --- for the load balancer -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenSession:
+    """A session under way, as the load balancer sees it."""
+
+    session_pk: int
+    transaction_id: int | None
+    charge_point_pk: int
+    charge_point_id: str
+    connector_pk: int | None  # None: a connector that is not commissioned
+    connector_number: int
+    resident_id: int | None
+    id_tag: str
+    started_at: datetime | None
+    meter_start_wh: int | None
+    # Energy so far from the latest energy register reading stored (None before the first one, or when
+    # meterStart is a placeholder); the live state in Redis (apps.ocpp.live) has it sooner.
+    energy_wh: int | None
+    energy_read_at: datetime | None
+
+
+def _latest_register(field: str) -> Subquery:
+    return Subquery(
+        MeterValue.objects.filter(
+            session=OuterRef("pk"), measurand=metering.REGISTER_MEASURAND, phase="", location__in=("", "Outlet"),
+        ).order_by("-sampled_at", "-id").values(field)[:1]
+    )
+
+
+def open_sessions(*, charge_point_pks: Iterable[int] | None = None) -> list[OpenSession]:
+    """Every open session of the building (or of the chargers named), oldest first. One query."""
+    sessions = ChargingSession.objects.filter(stopped_at__isnull=True)
+    if charge_point_pks is not None:
+        sessions = sessions.filter(charge_point_id__in=list(charge_point_pks))
+    rows = (
+        sessions.annotate(register_value=_latest_register("value"), register_unit=_latest_register("unit"),
+                          register_at=_latest_register("sampled_at"))
+        .order_by("started_at", "pk")
+        .values_list("pk", "transaction_id", "charge_point_id", "charge_point__charge_point_id", "connector_id",
+                     "connector_number", "resident_id", "id_tag", "started_at", "meter_start_wh",
+                     "register_value", "register_unit", "register_at")
+    )
+    result = []
+    for (pk, transaction_id, cp_pk, cp_id, connector_pk, number, resident_id, id_tag, started_at, meter_start,
+         register_value, register_unit, register_at) in rows:
+        register_wh = metering.to_wh(register_value, register_unit) if register_value is not None else None
+        result.append(OpenSession(
+            session_pk=pk, transaction_id=transaction_id, charge_point_pk=cp_pk, charge_point_id=cp_id,
+            connector_pk=connector_pk, connector_number=number, resident_id=resident_id, id_tag=id_tag,
+            started_at=started_at, meter_start_wh=meter_start,
+            energy_wh=open_session_energy_wh(meter_start, register_wh), energy_read_at=register_at,
+        ))
+    return result
+
+
+# --- for billing ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A finished session, as billing reads it: who, where, when and how much (integer Wh)."""
+
+    session_pk: int
+    transaction_id: int | None
+    charge_point_id: str
+    connector_number: int
+    resident_id: int | None
+    unit_id: int | None  # the resident's unit
+    id_tag: str
+    authorization_status: str
+    started_at: datetime | None
+    stopped_at: datetime
+    energy_wh: int
+    energy_source: str
+    needs_review: bool
+    review_reason: str
+
+
+def sessions_in_period(*, start: datetime, end: datetime) -> list[SessionRecord]:
+    """Sessions that ended in [start, end), in the order they ended. One query.
+
+    A session belongs to the period it ends in: its energy is only known (and final) once it stopped.
+    Sessions flagged ``needs_review`` are included with their reasons; billing decides what to do.
+    """
+    rows = (
+        ChargingSession.objects.filter(stopped_at__gte=start, stopped_at__lt=end)
+        .order_by("stopped_at", "pk")
+        .values_list("pk", "transaction_id", "charge_point__charge_point_id", "connector_number", "resident_id",
+                     "resident__unit_id", "id_tag", "authorization_status", "started_at", "stopped_at",
+                     "energy_wh", "energy_source", "needs_review", "review_reason")
+    )
+    return [SessionRecord(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    """One stored sampled value."""
+
+    sampled_at: datetime
+    measurand: str
+    phase: str
+    location: str
+    context: str
+    value: Decimal
+    unit: str
+    normalized: int | None  # integer in the base unit (Wh, W, mA...), see apps.charging.metering.normalize
+
+
+def session_meter_values(
+    *, session_pks: Iterable[int], measurands: Iterable[str] | None = None,
+) -> dict[int, list[MeterReading]]:
+    """The meter values of each session named (every one present as a key), in sampled order. One query."""
+    pks = list(session_pks)
+    values = MeterValue.objects.filter(session_id__in=pks)
+    if measurands is not None:
+        values = values.filter(measurand__in=list(measurands))
+    result: dict[int, list[MeterReading]] = {pk: [] for pk in pks}
+    for session_pk, *reading in values.order_by("session_id", "sampled_at", "id").values_list(
+        "session_id", "sampled_at", "measurand", "phase", "location", "context", "value", "unit", "normalized",
+    ):
+        result[session_pk].append(MeterReading(*reading))
+    return result

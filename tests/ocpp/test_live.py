@@ -1,0 +1,87 @@
+"""The typed reader of the chargers' live state in Redis (what dashboards and the load balancer read), against
+the real Redis: from what a connection writes, and straight from the hash."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import redis
+from asgiref.sync import sync_to_async
+
+from apps.ocpp import live
+from apps.ocpp.live import ChargerLive, ConnectorLive
+from tests import factories
+from tests.ocpp.test_messages import MAPLE, iso
+
+
+async def test_a_charging_connector_reads_back_typed(connected, world):
+    tag = f"LV{uuid.uuid4().hex[:10].upper()}"
+    await sync_to_async(factories.resident)(world.maple, f"{tag.lower()}@maple.test", tag[:8], id_tags=(tag,))
+    await connected.boot()
+    await connected.settle(0.5)  # GetConfiguration and the metering changes
+    now = datetime.now(UTC).replace(microsecond=0)
+    await connected.call("StatusNotification", {"connectorId": 0, "errorCode": "NoError", "status": "Available"})
+    await connected.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"})
+    start = await connected.call("StartTransaction", {"connectorId": 1, "idTag": tag, "meterStart": 1000,
+                                                      "timestamp": iso(now)})
+    answer = await connected.call("MeterValues", {"connectorId": 1, "transactionId": start[2]["transactionId"], "meterValue": [{
+        "timestamp": iso(now + timedelta(seconds=60)),
+        "sampledValue": [
+            {"value": "1.25", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
+            {"value": "15.8", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+            {"value": "15.9", "measurand": "Current.Import", "phase": "L2", "unit": "A"},
+            {"value": "16.1", "measurand": "Current.Import", "phase": "L3-N", "unit": "A"},
+            {"value": "11.0", "measurand": "Power.Active.Import", "unit": "kW"},
+        ]}]})
+    assert answer[0] == 3, answer
+    cp_id = connected.charge_point_id
+
+    charger = (await sync_to_async(live.read_building_live)([cp_id]))[cp_id]
+
+    assert charger.connected and charger.schema == MAPLE and charger.heartbeat_interval_s == 300
+    assert charger.last_seen is not None and abs(charger.last_seen - datetime.now(UTC)) < timedelta(minutes=1)
+    assert (charger.status, charger.error_code) == ("Available", "NoError")
+    assert charger.connector(1) == ConnectorLive(
+        number=1, status="Charging", error_code="NoError", current_l1_a=Decimal("15.8"),
+        current_l2_a=Decimal("15.9"), current_l3_a=Decimal("16.1"), power_w=Decimal("11000"), register_wh=1250,
+        transaction_id=start[2]["transactionId"], meter_start_wh=1000, session_energy_wh=250,
+    )
+    assert charger.connector(1).currents_a == (Decimal("15.8"), Decimal("15.9"), Decimal("16.1"))
+    assert charger.connector(2) == ConnectorLive(2)  # nothing reported yet
+
+    await connected.transport.disconnect()
+    after = (await sync_to_async(live.read_building_live)([cp_id]))[cp_id]
+    assert not after.connected and after.connector(1).status == "Charging"  # the last report stays
+
+
+def test_many_chargers_in_one_round_trip_and_unknown_ones_empty(monkeypatch, settings):
+    known, unreported = f"LIVE-{uuid.uuid4().hex[:8]}", f"LIVE-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    client.hset(live.key(known), mapping={
+        "schema": MAPLE, "connected": "1", "last_seen": "1767225600", "heartbeat_interval": "300",
+        "status:2": "SuspendedEV", "current_a:2:L1": "6.0", "power_w:2": "not a number",
+        "current_a:2:N": "0.4", "session_energy_wh:2": "17", "diagnostics_status": "Uploaded",
+    })
+    executed: list[int] = []
+    original = redis.client.Pipeline.execute
+
+    def counting(pipeline, *args, **kwargs):
+        executed.append(len(pipeline.command_stack))
+        return original(pipeline, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    try:
+        states = live.read_building_live([known, unreported])
+    finally:
+        client.delete(live.key(known))
+
+    assert executed == [2]  # both chargers, one round trip
+    assert states[unreported] == ChargerLive(unreported)
+    charger = states[known]
+    assert charger.connected and charger.last_seen == datetime(2026, 1, 1, tzinfo=UTC)
+    assert charger.connector(2) == ConnectorLive(
+        number=2, status="SuspendedEV", current_l1_a=Decimal("6.0"), session_energy_wh=17,  # no power: unreadable
+    )
+    assert live.read_building_live([]) == {}
