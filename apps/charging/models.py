@@ -30,6 +30,7 @@ class ChargePoint(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     is_online = models.BooleanField(default=False)
     configuration = models.JSONField(default=dict, blank=True, help_text="Keys read with GetConfiguration.")
+    configuration_read_at = models.DateTimeField(null=True, blank=True, help_text="When GetConfiguration was read.")
     heartbeat_interval_s = models.PositiveIntegerField(null=True, blank=True, help_text="Sent at boot.")
     local_list_version = models.IntegerField(default=0, help_text="Version of the last SendLocalList accepted.")
     local_list_hash = models.CharField(max_length=64, blank=True, help_text="Digest of that list's content.")

@@ -49,6 +49,8 @@ class ChargerContext:
     # connector number -> (transaction id, session pk, meterStart)
     open_sessions: dict[int, tuple[int, int, int | None]]
     statuses: dict[int, tuple[str, str]]  # connector number -> (status, error code); 0 is the charger
+    configuration: dict  # as last read with GetConfiguration (apps.ocpp.measurands)
+    configuration_read_at: datetime | None
 
 
 def charger_context(charge_point_id: str) -> ChargerContext | None:
@@ -69,7 +71,8 @@ def charger_context(charge_point_id: str) -> ChargerContext | None:
         ).order_by("started_at")
     }
     return ChargerContext(
-        cp.pk, cp.charge_point_id, cp.enabled, cp.removed_at is not None, connectors, open_sessions, statuses
+        cp.pk, cp.charge_point_id, cp.enabled, cp.removed_at is not None, connectors, open_sessions, statuses,
+        dict(cp.configuration or {}), cp.configuration_read_at,
     )
 
 

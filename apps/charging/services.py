@@ -29,8 +29,14 @@ logger = logging.getLogger(__name__)
 # --- chargers -----------------------------------------------------------------------
 
 
-def charger_record_boot(*, charge_point_pk: int, info: dict[str, str], heartbeat_interval: int) -> bool:
-    """Store what the charger says about itself. True when it is accepted (enabled)."""
+def charger_record_boot(
+    *, charge_point_pk: int, info: dict[str, str], heartbeat_interval: int, sync_local_list: bool = False,
+) -> bool:
+    """Store what the charger says about itself. True when it is accepted (enabled).
+
+    ``sync_local_list``: bring its local list up to date (when the configuration is not read again at this
+    boot; reading it does that).
+    """
     fields = {
         "vendor": info.get("charge_point_vendor", ""),
         "model": info.get("charge_point_model", ""),
@@ -45,7 +51,10 @@ def charger_record_boot(*, charge_point_pk: int, info: dict[str, str], heartbeat
     ChargePoint.objects.filter(pk=charge_point_pk).update(
         **fields, last_boot_at=now, last_seen_at=now, heartbeat_interval_s=heartbeat_interval, updated_at=now
     )
-    return ChargePoint.objects.filter(pk=charge_point_pk, enabled=True, removed_at__isnull=True).exists()
+    accepted = ChargePoint.objects.filter(pk=charge_point_pk, enabled=True, removed_at__isnull=True).exists()
+    if accepted and sync_local_list:
+        local_lists.local_list_request_sync(charge_point_pks=[charge_point_pk])
+    return accepted
 
 
 def charger_mark_online(*, charge_point_pk: int, charge_point_id: str) -> bool:
@@ -84,7 +93,8 @@ def charger_store_configuration(*, charge_point_pk: int, configuration: dict) ->
     """Keep the configuration read after boot; a charger with a local list gets it brought up to date."""
     cp = ChargePoint.objects.get(pk=charge_point_pk)
     cp.configuration = {**cp.configuration, **configuration}
-    cp.save(update_fields=["configuration", "updated_at"])
+    cp.configuration_read_at = timezone.now()
+    cp.save(update_fields=["configuration", "configuration_read_at", "updated_at"])
     if local_lists.local_list_supported(cp.configuration):
         local_lists.local_list_request_sync(charge_point_pks=[cp.pk])
 

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import ocpp.messages
@@ -59,7 +59,7 @@ from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise
-from apps.charging import selectors, services
+from apps.charging import local_lists, selectors, services
 from apps.core.tenants import run_in_schema
 from apps.ocpp import admission, edge, framelog, handshake, live, measurands
 from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
@@ -261,10 +261,18 @@ class CentralSystem(OcppChargePoint):
                 return call_result.BootNotification(current_time=_now_iso(), status=RegistrationStatus.pending,
                                                     interval=admission.pending_interval(_jitter))
             self.consumer.booting = True
+        ctx = self.consumer.ctx
+        # Configuration read lately and as wanted (a reconnect storm): no GetConfiguration at this boot.
+        self.consumer.read_configuration = measurands.needs_reading(
+            ctx.configuration, read_at=ctx.configuration_read_at, now=timezone.now(),
+            sample_interval_s=settings.OCPP_METER_VALUE_SAMPLE_INTERVAL,
+            max_age=timedelta(hours=settings.OCPP_CONFIGURATION_MAX_AGE_HOURS))
         accepted = await self.consumer.db(
-            services.charger_record_boot, charge_point_pk=self.consumer.ctx.pk,
+            services.charger_record_boot, charge_point_pk=ctx.pk,
             info={"charge_point_vendor": charge_point_vendor, "charge_point_model": charge_point_model, **info},
             heartbeat_interval=interval,
+            sync_local_list=not self.consumer.read_configuration
+            and bool(local_lists.local_list_supported(ctx.configuration)),
         )
         self.consumer.boot_accepted = accepted
         status = "Accepted" if accepted else "Pending"
@@ -276,7 +284,7 @@ class CentralSystem(OcppChargePoint):
 
     @after(Action.boot_notification)
     async def after_boot_notification(self, **_: Any):
-        if self.consumer.boot_accepted:
+        if self.consumer.boot_accepted and self.consumer.read_configuration:
             self.consumer.start_configuration()
         else:
             self.consumer.boot_done()
@@ -289,13 +297,13 @@ class CentralSystem(OcppChargePoint):
     async def on_status_notification(self, connector_id: int, error_code: str, status: str, timestamp: str = "",
                                      info: str = "", vendor_id: str = "", vendor_error_code: str = ""):
         at = parse_time(timestamp) or timezone.now()
-        if self.consumer.statuses.get(connector_id) != (status, error_code) or status == "Faulted":
+        if self.consumer.memory.status_is_news(connector_id, status, error_code):
             await self.consumer.db(
                 services.connector_record_status, charge_point_pk=self.consumer.ctx.pk, charge_point_id=self.id,
                 connector_number=connector_id, status=status, error_code=error_code, info=info,
                 vendor_error_code=vendor_error_code, at=at,
             )
-            self.consumer.statuses[connector_id] = (status, error_code)
+            self.consumer.memory.status_written(connector_id, status, error_code)
         await live.update(self.id, {f"status:{connector_id}": status, f"error_code:{connector_id}": error_code})
         return call_result.StatusNotification()
 
@@ -312,7 +320,8 @@ class CentralSystem(OcppChargePoint):
             id_tag=id_tag, meter_start=meter_start, timestamp=parse_time(timestamp), received_at=timezone.now(),
             reservation_id=reservation_id,
         )
-        self.consumer.open_sessions[connector_id] = OpenSession(result.transaction_id, result.session_pk, meter_start)
+        self.consumer.memory.session_started(
+            connector_id, OpenSession(result.transaction_id, result.session_pk, meter_start))
         await live.update(self.id, {f"transaction_id:{connector_id}": result.transaction_id,
                                     f"meter_start_wh:{connector_id}": meter_start,
                                     f"session_energy_wh:{connector_id}": 0})
@@ -322,7 +331,7 @@ class CentralSystem(OcppChargePoint):
     @on(Action.stop_transaction)
     async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int, reason: str = "",
                                   id_tag: str = "", transaction_data: list | None = None):
-        connector_number = self.consumer.connector_of(transaction_id)
+        connector_number = self.consumer.memory.connector_of(transaction_id)
         rows = meter_value_rows(transaction_data or [], connector_number=connector_number or 0,
                                 transaction_id=transaction_id, received_at=timezone.now())
         # No flush needed before counting energy: every MeterValues answered was committed first.
@@ -331,11 +340,9 @@ class CentralSystem(OcppChargePoint):
             transaction_id=transaction_id, meter_stop=meter_stop, timestamp=parse_time(timestamp),
             received_at=timezone.now(), id_tag=id_tag, reason=reason, transaction_data=rows,
         )
-        for number, session in list(self.consumer.open_sessions.items()):
-            if session.session_pk == result.session_pk:
-                del self.consumer.open_sessions[number]
-                await live.remove_fields(self.id, f"transaction_id:{number}", f"meter_start_wh:{number}",
-                                         f"session_energy_wh:{number}")
+        for number in self.consumer.memory.session_stopped(result.session_pk):
+            await live.remove_fields(self.id, f"transaction_id:{number}", f"meter_start_wh:{number}",
+                                     f"session_energy_wh:{number}")
         if result.decision is None:
             return call_result.StopTransaction()
         return call_result.StopTransaction(id_tag_info=_id_tag_info(result.decision))
@@ -352,7 +359,7 @@ class CentralSystem(OcppChargePoint):
         await framelog.writer().add_meter_values(self.consumer.schema, self.id, self.consumer.ctx.pk, rows)
         readings = live_readings(rows)
         register = readings.get(f"register_wh:{connector_id}")
-        session = self.consumer.open_sessions.get(connector_id)
+        session = self.consumer.memory.session_on(connector_id)
         if register is not None and session is not None:
             energy = selectors.open_session_energy_wh(session.meter_start, int(register))
             if energy is not None:
@@ -431,6 +438,46 @@ class OpenSession:
     meter_start: int | None
 
 
+class ChargerMemory:
+    """What a connection remembers about its charger between messages, so that the hot paths (StatusNotification
+    that changes nothing, MeterValues of an open session) need no query. Loaded at the handshake; kept up to
+    date by the handlers. No I/O."""
+
+    def __init__(self, ctx: selectors.ChargerContext):
+        self.ctx = ctx
+        self.open_sessions = {n: OpenSession(tid, pk, start) for n, (tid, pk, start) in ctx.open_sessions.items()}
+        self.statuses: dict[int, tuple[str, str]] = dict(ctx.statuses)
+
+    def status_is_news(self, connector: int, status: str, error_code: str) -> bool:
+        """Whether a status must be written (a change; Faulted every time, for the alert's count)."""
+        return self.statuses.get(connector) != (status, error_code) or status == "Faulted"
+
+    def status_written(self, connector: int, status: str, error_code: str) -> None:
+        self.statuses[connector] = (status, error_code)
+
+    def session_started(self, connector: int, session: OpenSession) -> None:
+        self.open_sessions[connector] = session
+
+    def session_stopped(self, session_pk: int) -> list[int]:
+        """Forget the session; the connectors it was open on."""
+        numbers = [n for n, s in self.open_sessions.items() if s.session_pk == session_pk]
+        for number in numbers:
+            del self.open_sessions[number]
+        return numbers
+
+    def connector_of(self, transaction_id: int) -> int | None:
+        for number, session in self.open_sessions.items():
+            if session.transaction_id == transaction_id:
+                return number
+        return None
+
+    def session_with(self, transaction_id: int) -> OpenSession | None:
+        return next((s for s in self.open_sessions.values() if s.transaction_id == transaction_id), None)
+
+    def session_on(self, connector: int) -> OpenSession | None:
+        return self.open_sessions.get(connector)
+
+
 @dataclass
 class Command:
     action: str
@@ -453,6 +500,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.replaced = False
         self.accepted = False
         self.booting = False
+        self.read_configuration = True
         if not admission.handshakes.enter(settings.OCPP_MAX_CONCURRENT_HANDSHAKES):
             _log_shed("handshake", admission.handshakes)
             await self.close()  # 403 at once: the charger retries later
@@ -478,8 +526,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.ctx = ctx
-        self.open_sessions = {n: OpenSession(tid, pk, start) for n, (tid, pk, start) in ctx.open_sessions.items()}
-        self.statuses: dict[int, tuple[str, str]] = dict(ctx.statuses)
+        self.memory = ChargerMemory(ctx)
         self.boot_accepted = ctx.enabled
         self.marked_offline = False
         self.last_touch = 0.0
@@ -724,22 +771,16 @@ class OcppConsumer(AsyncWebsocketConsumer):
         """Run ``fn`` in the charger's condominium schema on the database thread."""
         return await run_in_schema(self.schema, fn, *args, **kwargs)
 
-    def connector_of(self, transaction_id: int) -> int | None:
-        for number, session in self.open_sessions.items():
-            if session.transaction_id == transaction_id:
-                return number
-        return None
-
     async def session_for_meter_values(self, connector_number: int, transaction_id: int | None) -> int | None:
         """The session MeterValues belong to, from memory when possible."""
         if transaction_id is not None and transaction_id > 0:
-            for session in self.open_sessions.values():
-                if session.transaction_id == transaction_id:
-                    return session.session_pk
+            known = self.memory.session_with(transaction_id)
+            if known is not None:
+                return known.session_pk
             # A session started before this connection, or already stopped (late values): ask the database.
             return await self.db(selectors.meter_values_session_for, charge_point_pk=self.ctx.pk,
                                  connector_number=connector_number, transaction_id=transaction_id)
-        session = self.open_sessions.get(connector_number)
+        session = self.memory.session_on(connector_number)
         if transaction_id is not None and session is not None:
             logger.warning("%s: MeterValues with transactionId %s attached to open session %s",
                            self.charge_point_id, transaction_id, session.transaction_id)

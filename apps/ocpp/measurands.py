@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 SAMPLED_DATA_KEY = "MeterValuesSampledData"
@@ -41,6 +42,19 @@ def metering_changes(configuration: Configuration, *, sample_interval_s: int) ->
     if str(_value(configuration, SAMPLE_INTERVAL_KEY)) != interval:
         changes.append(ConfigurationChange(SAMPLE_INTERVAL_KEY, (interval,)))
     return changes
+
+
+def needs_reading(configuration: Configuration, *, read_at: datetime | None, now: datetime,
+                  sample_interval_s: int, max_age: timedelta) -> bool:
+    """Whether a boot must read the charger's configuration again (GetConfiguration, then the changes).
+
+    Not when it was read lately and already gives the metering wanted: after a restart of the platform
+    thousands of chargers boot at once, and three calls and a write each are what a storm cannot afford.
+    A charger whose configuration was changed behind the platform's back is read again within ``max_age``.
+    """
+    if read_at is None or now - read_at > max_age:
+        return True
+    return bool(metering_changes(configuration, sample_interval_s=sample_interval_s))
 
 
 def configuration_after(configuration: Configuration, accepted: Mapping[str, str]) -> dict[str, dict[str, Any]]:

@@ -51,3 +51,18 @@ def test_the_accepted_values_are_kept_and_nothing_else_changes():
     }
     assert configuration["MeterValuesSampledData"]["value"] == "Energy.Active.Import.Register"  # not modified
     assert configuration_after(configuration, {}) == configuration
+
+
+def test_a_boot_reads_the_configuration_again_only_when_old_or_not_as_wanted():
+    from datetime import UTC, datetime, timedelta
+
+    from apps.ocpp.measurands import needs_reading
+
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    good = {"MeterValuesSampledData": {"value": WANTED}, "MeterValueSampleInterval": {"value": "15"}}
+    day = timedelta(hours=24)
+    assert needs_reading(good, read_at=None, now=now, sample_interval_s=15, max_age=day)
+    assert not needs_reading(good, read_at=now - timedelta(hours=23), now=now, sample_interval_s=15, max_age=day)
+    assert needs_reading(good, read_at=now - timedelta(hours=25), now=now, sample_interval_s=15, max_age=day)
+    # Read lately, but the interval wanted changed since (a new setting): read again.
+    assert needs_reading(good, read_at=now - timedelta(minutes=5), now=now, sample_interval_s=30, max_age=day)
