@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from asgiref.sync import sync_to_async
 
-from apps.buildings.models import IdTag
+from apps.buildings.models import IdTag, Resident
 from apps.charging.models import ChargingSession, Connector, Reservation
 from apps.charging.reservations import ReservationRefused
 from apps.core.tenants import run_in_schema
@@ -39,7 +39,8 @@ async def test_reservation_accepted_reserved_and_used_by_the_start(maple_schema,
     until = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=30)
     reservation = await reserve(maple_schema, connected, connector_number=2, id_tag=tag.lower(), expires_at=until)
     assert reservation.status == Reservation.Status.ACCEPTED and reservation.charger_answer == "Accepted"
-    assert reservation.resident_id is not None and reservation.answered_at is not None
+    resident_pk = await run_in_schema(maple_schema, lambda: Resident.objects.get(id_tags__id_tag=tag).pk)
+    assert reservation.resident_id == resident_pk and reservation.answered_at is not None
     action, payload = connected.received_calls[-1]
     assert action == "ReserveNow"
     # The resident's household (their unit, as commissioning makes it) goes with the card.

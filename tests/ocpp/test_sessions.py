@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from apps.buildings.models import Resident
 from apps.charging.models import ChargingSession, MeterValue
 from apps.core.tenants import run_in_schema
 from tests import factories
@@ -61,7 +62,8 @@ async def test_start_and_stop_record_times_meters_resident_and_energy(maple_sche
     assert session.start_received_at is not None and session.stop_received_at is not None
     assert (session.meter_start_wh, session.meter_stop_wh, session.energy_wh) == (5000, 12500, 7500)
     assert session.stop_reason == "EVDisconnected" and session.energy_source == "register"
-    assert session.resident_id is not None and not session.needs_review
+    resident_pk = await run_in_schema(maple_schema, lambda: Resident.objects.get(id_tags__id_tag=TAG).pk)
+    assert session.resident_id == resident_pk and not session.needs_review
 
 
 async def test_retried_start_gets_the_same_transaction_id(maple_schema, connected):

@@ -12,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from apps.buildings.models import Resident
 from apps.charging.models import ChargePoint, ChargingSession, MeterValue
 from apps.core.tenants import in_schema
 from apps.ocpp.commands import CommandError as OcppCommandError
@@ -98,7 +99,8 @@ def test_simulated_chargers_charge_through_the_real_central_system(world, commit
 
     first, second, third = wait_for(stored, what="three sessions, two of them stopped")
     assert first.id_tag == "04A1B2C3D4" and first.authorization_status == "Accepted"
-    assert first.resident_id is not None
+    with in_schema(world.maple.schema_name):
+        assert first.resident_id == Resident.objects.get(user=world.maple_resident).pk
     # 16 A x 230 V for 6 minutes = 368 Wh, counted from the integer registers.
     assert first.meter_stop_wh - first.meter_start_wh == 368
     assert first.energy_wh == 368
