@@ -1,8 +1,9 @@
 """Test-wide fixtures.
 
 The test database is created once per run. On top of it, ``world`` holds three
-condominiums under two companies, created once per session and committed, so
-that real daphne processes and Celery workers can see them as well:
+condominiums under two companies, commissioned once per session from the YAML
+below (as production builds its buildings) and committed, so that real daphne
+processes and Celery workers can see them as well:
 
     acme (Acme Property Management): maple-court, oak-tower
     harbor (Harbor Residential):    harbor-view
@@ -22,6 +23,7 @@ import pytest
 
 import tests.dbsetup  # noqa: F401  (before any fixture runs: committed-only runs get a test database)
 from apps.accounts.models import User
+from apps.commissioning.services import commission_text
 from apps.core.tenants import in_public_schema
 from apps.tenancy.models import Company, Condominium
 from tests import factories
@@ -44,35 +46,107 @@ class World:
     harbor_resident: User
 
 
+# The session's buildings, in the format installers use (docs/commissioning.md). Residents that tests add
+# for themselves come from tests/factories.py.
+MAPLE_COURT = """
+company: {slug: acme, name: Acme Property Management}
+condominium:
+  slug: maple-court
+  name: Maple Court
+  domains: [maple-court.localhost]
+  timezone: America/Los_Angeles
+  currency: USD
+electrical:
+  supply: {voltage_v: 230, phases: 3, max_current_a: 200, derate: 0.8, margin_a: 5}
+chargers:
+  - id: TEST-MAPLE-1
+    password: "%(charger_password)s"
+    circuit: supply
+    connectors:
+      - {id: 1, max_current_a: 32, phases: 1, parking_spot: P01}
+      - {id: 2, max_current_a: 32, phases: 1, parking_spot: P02}
+units:
+  - {number: "101"}
+people:
+  - {email: manager@acme.test, name: Manager, roles: [manager]}
+  - {email: board@maple.test, name: Board, roles: [board]}
+  - {email: alice@maple.test, name: Alice, unit: "101", roles: [resident], id_tags: ["04A1B2C3D4"]}
+"""
+OAK_TOWER = """
+company: {slug: acme, name: Acme Property Management}
+condominium:
+  slug: oak-tower
+  name: Oak Tower
+  domains: [oak-tower.localhost]
+  timezone: America/Los_Angeles
+  currency: USD
+electrical:
+  supply: {voltage_v: 230, phases: 3, max_current_a: 200, derate: 0.8, margin_a: 5}
+units:
+  - {number: "7A"}
+people:
+  - {email: olga@oak.test, name: Olga, unit: "7A", roles: [resident], id_tags: ["0B0B0B0B"]}
+"""
+HARBOR_VIEW = """
+company: {slug: harbor, name: Harbor Residential}
+condominium:
+  slug: harbor-view
+  name: Harbor View
+  domains: [harbor-view.localhost]
+  timezone: America/Los_Angeles
+  currency: USD
+electrical:
+  supply: {voltage_v: 230, phases: 3, max_current_a: 200, derate: 0.8, margin_a: 5}
+chargers:
+  - id: TEST-HARBOR-1
+    password: "%(charger_password)s"
+    circuit: supply
+    connectors:
+      - {id: 1, max_current_a: 32, phases: 1}
+      - {id: 2, max_current_a: 32, phases: 1}
+units:
+  - {number: "12"}
+people:
+  - {email: manager@harbor.test, name: Manager, roles: [manager]}
+  - {email: hana@harbor.test, name: Hana, unit: "12", roles: [resident], id_tags: ["0C0C0C0C"]}
+"""
+WORLD_PEOPLE = ("manager@acme.test", "board@maple.test", "alice@maple.test", "olga@oak.test",
+                "manager@harbor.test", "hana@harbor.test")
+WORLD_FILES = {"maple-court.yaml": MAPLE_COURT, "oak-tower.yaml": OAK_TOWER, "harbor-view.yaml": HARBOR_VIEW}
+
+
 def _build_world() -> World:
     with in_public_schema():
-        acme = factories.company("acme", "Acme Property Management")
-        harbor = factories.company("harbor", "Harbor Residential")
-        maple = factories.condominium(acme, "maple-court")
-        oak = factories.condominium(acme, "oak-tower")
-        harbor_view = factories.condominium(harbor, "harbor-view")
-        world = World(
-            acme=acme,
-            harbor=harbor,
-            maple=maple,
-            oak=oak,
-            harbor_view=harbor_view,
-            acme_manager=factories.manager(acme, "manager@acme.test"),
-            harbor_manager=factories.manager(harbor, "manager@harbor.test"),
-            maple_board=factories.board_member(maple, "board@maple.test"),
-            maple_resident=factories.resident(maple, "alice@maple.test", "101", id_tags=("04A1B2C3D4",)),
-            oak_resident=factories.resident(oak, "olga@oak.test", "7A", id_tags=("0B0B0B0B",)),
-            harbor_resident=factories.resident(harbor_view, "hana@harbor.test", "12", id_tags=("0C0C0C0C",)),
+        for source, text in WORLD_FILES.items():
+            commission_text(text % {"charger_password": factories.CHARGER_PASSWORD}, source=source, invite=False)
+        # Commissioned people have no password until they choose one; as demo_logins does for the demo:
+        people = {email: factories.set_password(User.objects.get(email=email)) for email in WORLD_PEOPLE}
+        condos = {condo.slug: condo for condo in Condominium.objects.all()}
+        return World(
+            acme=Company.objects.get(slug="acme"),
+            harbor=Company.objects.get(slug="harbor"),
+            maple=condos["maple-court"],
+            oak=condos["oak-tower"],
+            harbor_view=condos["harbor-view"],
+            acme_manager=people["manager@acme.test"],
+            harbor_manager=people["manager@harbor.test"],
+            maple_board=people["board@maple.test"],
+            maple_resident=people["alice@maple.test"],
+            oak_resident=people["olga@oak.test"],
+            harbor_resident=people["hana@harbor.test"],
         )
-        factories.charger(maple, "TEST-MAPLE-1", parking_spots=("P01", "P02"))
-        factories.charger(harbor_view, "TEST-HARBOR-1")
-    return world
 
 
 @pytest.fixture(scope="session")
 def world(_test_database_only, django_db_blocker) -> World:
     with django_db_blocker.unblock():
         return _build_world()
+
+
+@pytest.fixture
+def maple_schema(world) -> str:
+    """Maple Court's schema, as commissioning named it."""
+    return world.maple.schema_name
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
-"""Small builders for test data. Tests call these inside the schema they need.
+"""Per-test additions to the commissioned buildings of tests/conftest.py.
 
-Condominiums are expensive (a schema and its migrations), so the session-wide
-ones in tests/conftest.py are shared; make new ones only when a test must.
+The buildings themselves are commissioned from YAML, as in production. A test that needs a charger,
+a resident or a board member of its own adds one here: the rows are written by the commissioning
+code itself (its spec models, defaults and writers), as if the building's file had one more entry,
+but nothing else of the building is compared or retired. Call these from any schema.
 """
 
 from __future__ import annotations
@@ -9,102 +11,91 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib.auth.hashers import make_password
+from django.utils import timezone
 
-from apps.accounts.models import CompanyMembership, CondominiumMembership, User
-from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
-from apps.charging.models import ChargePoint, Connector
+from apps.accounts.models import User
+from apps.buildings.models import Unit
+from apps.charging.models import ChargePoint
+from apps.commissioning import services as commissioning
+from apps.commissioning.schema import SUPPLY, ChargerSpec, PersonSpec
 from apps.core.tenants import in_public_schema, in_schema
 from apps.electrical.models import Circuit
-from apps.tenancy.models import ChargerRegistration, Company, Condominium, Domain
+from apps.tenancy.models import ChargerRegistration, Condominium
 
-CHARGER_HASHER = "charger_pbkdf2_sha256"
-
-
-def company(slug: str, name: str | None = None) -> Company:
-    return Company.objects.get_or_create(slug=slug, defaults={"name": name or slug.title()})[0]
+PASSWORD = "correct-horse-battery"  # every test person's login password
+CHARGER_PASSWORD = "charger-secret-0001"
 
 
-def condominium(company_obj: Company, slug: str, *, timezone: str = "America/Los_Angeles") -> Condominium:
+def _writer(condo: Condominium) -> commissioning._Writer:
+    return commissioning._Writer(commissioning.CommissioningReport(condominium=condo.slug))
+
+
+def set_password(user: User, password: str = PASSWORD) -> User:
+    """What ``manage.py demo_logins`` does for the demo: commissioned people have no password until they choose one."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    return user
+
+
+def person(condo: Condominium, email: str, *, roles: tuple[str, ...], unit: str | None = None,
+           id_tags: tuple[str, ...] = (), password: str | None = PASSWORD) -> User:
+    """One more entry of the building's ``people``: the login, the roles and (for a resident) unit and cards."""
+    spec = PersonSpec.model_validate({
+        "email": email, "name": email.split("@")[0].title(), "unit": unit, "roles": list(roles),
+        "id_tags": list(id_tags),
+    })
+    writer = _writer(condo)
     with in_public_schema():
-        condo = Condominium.objects.filter(slug=slug).first()
-        if condo is None:
-            condo = Condominium(
-                company=company_obj,
-                slug=slug,
-                name=slug.replace("-", " ").title(),
-                schema_name=slug.replace("-", "_"),
-                timezone=timezone,
-            )
-            condo.save(verbosity=0)
-            Domain.objects.create(domain=f"{slug}.localhost", tenant=condo, is_primary=True)
-    return condo
-
-
-def user(email: str, password: str = "correct-horse-battery", name: str = "") -> User:
-    existing = User.objects.filter(email=email).first()
-    return existing or User.objects.create_user(email, password, name=name or email.split("@")[0].title())
-
-
-def manager(company_obj: Company, email: str) -> User:
-    person = user(email)
-    CompanyMembership.objects.get_or_create(user=person, company=company_obj)
-    return person
-
-
-def board_member(condo: Condominium, email: str) -> User:
-    person = user(email)
-    CondominiumMembership.objects.get_or_create(user=person, condominium=condo, role="board")
-    return person
+        condo = Condominium.objects.select_related("company").get(pk=condo.pk)
+        user = commissioning._apply_person_public(spec, condo.company, condo, writer)
+    if "resident" in spec.roles:
+        with in_schema(condo.schema_name):
+            writer.upsert(Unit, f"unit {spec.unit}", {"number": spec.unit}, {"is_active": True})
+            commissioning._apply_resident(spec, writer)
+    if password is not None and not user.has_usable_password():
+        with in_public_schema():
+            set_password(user, password)
+    return user
 
 
 def resident(condo: Condominium, email: str, unit_number: str, id_tags: tuple[str, ...] = ()) -> User:
-    person = user(email)
-    CondominiumMembership.objects.get_or_create(user=person, condominium=condo, role="resident")
-    with in_schema(condo.schema_name):
-        unit = Unit.objects.get_or_create(number=unit_number)[0]
-        res = Resident.objects.get_or_create(user=person, unit=unit)[0]
-        for tag in id_tags:
-            IdTag.objects.get_or_create(id_tag=tag.upper(), defaults={"resident": res})
-    return person
+    return person(condo, email, roles=("resident",), unit=unit_number, id_tags=id_tags)
 
 
-def supply(condo: Condominium, max_current_a: str = "200") -> Circuit:
-    with in_schema(condo.schema_name):
-        amps = Decimal(max_current_a)
-        return Circuit.objects.get_or_create(
-            key="supply",
-            defaults={
-                "max_current_l1_a": amps,
-                "max_current_l2_a": amps,
-                "max_current_l3_a": amps,
-                "derate": Decimal("0.8"),
-                "margin_a": Decimal("5"),
-            },
-        )[0]
+def board_member(condo: Condominium, email: str) -> User:
+    return person(condo, email, roles=("board",))
 
 
 def charger(
-    condo: Condominium,
-    charge_point_id: str,
-    password: str = "charger-secret-0001",
-    connectors: int = 2,
-    parking_spots: tuple[str, ...] = (),
+    condo: Condominium, charge_point_id: str, password: str = CHARGER_PASSWORD, connectors: int = 2
 ) -> ChargePoint:
+    """One more entry of the building's ``chargers``: on the supply, single-phase 32 A connectors."""
+    if len(password) >= 16:
+        credentials = {"password": password}
+    else:
+        # Shorter than a file allows: a charger installed earlier, whose file carries the hash (as an export does).
+        credentials = {"password_hash": make_password(password, hasher=commissioning.CHARGER_HASHER)}
+    spec = ChargerSpec.model_validate({
+        "id": charge_point_id, **credentials, "circuit": SUPPLY,
+        "connectors": [{"id": n, "max_current_a": Decimal(32), "phases": 1} for n in range(1, connectors + 1)],
+    })
+    writer = _writer(condo)
     with in_public_schema():
-        ChargerRegistration.objects.update_or_create(
-            charge_point_id=charge_point_id,
-            defaults={"condominium": condo, "password_hash": make_password(password, hasher=CHARGER_HASHER)},
-        )
-    circuit = supply(condo)
+        elsewhere = ChargerRegistration.objects.filter(charge_point_id__iexact=spec.id).exclude(condominium=condo)
+        # Commissioning refuses this too: retire it from its building first (charger_retire).
+        assert not elsewhere.exists(), f"{spec.id} is registered to another building"
+        commissioning._register_charger(spec.id, spec.password, spec.password_hash, condo, writer)
     with in_schema(condo.schema_name):
-        cp = ChargePoint.objects.get_or_create(charge_point_id=charge_point_id, defaults={"circuit": circuit})[0]
-        for n in range(1, connectors + 1):
-            spot = None
-            if n <= len(parking_spots):
-                spot = ParkingSpot.objects.get_or_create(label=parking_spots[n - 1])[0]
-            Connector.objects.get_or_create(
-                charge_point=cp,
-                connector_id=n,
-                defaults={"max_current_a": Decimal("32"), "phases": 1, "parking_spot": spot},
-            )
-        return cp
+        circuits = {SUPPLY: Circuit.objects.get(key=SUPPLY)}
+        return commissioning._apply_charger(spec, circuits, {}, writer, timezone.now())
+
+
+def charger_retire(condo: Condominium, charge_point_id: str) -> None:
+    """What applying the building's file without the charger does: it can no longer connect; its history stays."""
+    with in_public_schema():
+        ChargerRegistration.objects.filter(condominium=condo, charge_point_id__iexact=charge_point_id).delete()
+    now = timezone.now()
+    with in_schema(condo.schema_name):
+        cp = ChargePoint.objects.get(charge_point_id=charge_point_id)
+        _writer(condo).retire(cp, f"charger {charge_point_id}", removed_at=now, enabled=False)
+        cp.connectors.filter(removed_at__isnull=True).update(removed_at=now, updated_at=now)

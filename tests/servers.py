@@ -12,6 +12,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from tests.helpers import wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,15 +24,13 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"daphne exited with {process.returncode}")
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"daphne did not listen on {port} within {timeout} s")
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(listening, timeout, interval=0.1, what=f"daphne listening on {port}")
 
 
 def database_url_for_subprocesses() -> str:
@@ -116,5 +116,5 @@ class Daphne:
 
     def restart(self, down_for: float = 0) -> None:
         self.stop()
-        time.sleep(down_for)
+        time.sleep(down_for)  # the point: chargers find the server gone for this long
         self.start()

@@ -34,8 +34,10 @@ from apps.charging.local_lists import local_list_request_sync
 from apps.charging.models import ChargePoint, Connector
 from apps.commissioning.schema import (
     SUPPLY,
+    ChargerSpec,
     CommissioningError,
     CommissioningSpec,
+    PersonSpec,
     Problem,
     dump,
     load,
@@ -342,33 +344,39 @@ def _register_charger(cp_id: str, password: str | None, password_hash: str | Non
 def _apply_people_public(spec: CommissioningSpec, company: Company, condominium: Condominium, writer) -> None:
     listed: dict[str, set[str]] = {}
     for person in spec.people:
-        user = User.objects.filter(email__iexact=person.email).first()
-        values = {"name": person.name} | ({"preferred_language": person.language} if person.language else {})
-        if user is None:
-            user = User.objects.create_user(person.email, None, **values)  # no password: set by reset link
-            writer.report.created.append(f"user {person.email}")
-        else:
-            writer.upsert(User, f"user {person.email}", {"pk": user.pk}, values)
-        roles = set(person.roles)
-        if "manager" in roles:
-            writer.upsert(
-                CompanyMembership,
-                f"manager {person.email} of {company.slug}",
-                {"user": user, "company": company, "role": CompanyMembership.Role.MANAGER},
-                {},
-            )
-        for role in roles - {"manager"}:
-            writer.upsert(
-                CondominiumMembership,
-                f"{role} {person.email}",
-                {"user": user, "condominium": condominium, "role": role},
-                {},
-            )
-        listed[user.email] = roles - {"manager"}
+        user = _apply_person_public(person, company, condominium, writer)
+        listed[user.email] = set(person.roles) - {"manager"}
     for membership in CondominiumMembership.objects.filter(condominium=condominium).select_related("user"):
         if membership.role not in listed.get(membership.user.email, set()):
             writer.report.retired.append(f"{membership.role} {membership.user.email}")
             membership.delete()
+
+
+def _apply_person_public(person: PersonSpec, company: Company, condominium: Condominium, writer: _Writer) -> User:
+    """The person's login and roles; nothing of anybody else is touched."""
+    user = User.objects.filter(email__iexact=person.email).first()
+    values = {"name": person.name} | ({"preferred_language": person.language} if person.language else {})
+    if user is None:
+        user = User.objects.create_user(person.email, None, **values)  # no password: set by reset link
+        writer.report.created.append(f"user {person.email}")
+    else:
+        writer.upsert(User, f"user {person.email}", {"pk": user.pk}, values)
+    roles = set(person.roles)
+    if "manager" in roles:
+        writer.upsert(
+            CompanyMembership,
+            f"manager {person.email} of {company.slug}",
+            {"user": user, "company": company, "role": CompanyMembership.Role.MANAGER},
+            {},
+        )
+    for role in roles - {"manager"}:
+        writer.upsert(
+            CondominiumMembership,
+            f"{role} {person.email}",
+            {"user": user, "condominium": condominium, "role": role},
+            {},
+        )
+    return user
 
 
 def _apply_tenant(spec: CommissioningSpec, condominium: Condominium, writer: _Writer) -> None:
@@ -500,42 +508,46 @@ def _apply_units(spec: CommissioningSpec, writer: _Writer) -> dict[str, ParkingS
 
 
 def _apply_chargers(spec, circuits, spots, writer: _Writer, now) -> None:
-    kept = []
-    for charger in spec.chargers:
-        cp = writer.upsert(
-            ChargePoint,
-            f"charger {charger.id}",
-            {"charge_point_id": charger.id},
-            {"circuit": circuits[charger.circuit], "enabled": charger.enabled, "removed_at": None},
-        )
-        kept.append(cp.pk)
-        connector_ids = []
-        for c in charger.connectors:
-            writer.upsert(
-                Connector,
-                f"connector {charger.id}#{c.id}",
-                {"charge_point": cp, "connector_id": c.id},
-                {
-                    "is_dc": c.dc,
-                    "phases": c.effective_phases,
-                    "phase_rotation": c.effective_rotation,
-                    "min_current_a": c.effective_min_current_a,
-                    "max_current_a": c.max_current_a,
-                    "min_power_w": c.min_power_w,
-                    "max_power_w": c.max_power_w,
-                    "efficiency": c.efficiency,
-                    "parking_spot": spots.get(c.parking_spot) if c.parking_spot else None,
-                    "removed_at": None,
-                },
-            )
-            connector_ids.append(c.id)
-        for old in cp.connectors.exclude(connector_id__in=connector_ids).filter(removed_at__isnull=True):
-            writer.retire(old, f"connector {charger.id}#{old.connector_id}", removed_at=now)
+    kept = [_apply_charger(charger, circuits, spots, writer, now).pk for charger in spec.chargers]
     for old_cp in ChargePoint.objects.exclude(pk__in=kept).filter(removed_at__isnull=True):
         writer.retire(old_cp, f"charger {old_cp.charge_point_id}", removed_at=now, enabled=False)
         for old in old_cp.connectors.filter(removed_at__isnull=True):
             old.removed_at = now
             old.save(update_fields=["removed_at", "updated_at"])
+
+
+def _apply_charger(charger: ChargerSpec, circuits: dict[str, Circuit], spots: dict[str, ParkingSpot],
+                   writer: _Writer, now) -> ChargePoint:
+    """One charger and its connectors (its circuit and parking spots already in place); no other charger."""
+    cp = writer.upsert(
+        ChargePoint,
+        f"charger {charger.id}",
+        {"charge_point_id": charger.id},
+        {"circuit": circuits[charger.circuit], "enabled": charger.enabled, "removed_at": None},
+    )
+    connector_ids = []
+    for c in charger.connectors:
+        writer.upsert(
+            Connector,
+            f"connector {charger.id}#{c.id}",
+            {"charge_point": cp, "connector_id": c.id},
+            {
+                "is_dc": c.dc,
+                "phases": c.effective_phases,
+                "phase_rotation": c.effective_rotation,
+                "min_current_a": c.effective_min_current_a,
+                "max_current_a": c.max_current_a,
+                "min_power_w": c.min_power_w,
+                "max_power_w": c.max_power_w,
+                "efficiency": c.efficiency,
+                "parking_spot": spots.get(c.parking_spot) if c.parking_spot else None,
+                "removed_at": None,
+            },
+        )
+        connector_ids.append(c.id)
+    for old in cp.connectors.exclude(connector_id__in=connector_ids).filter(removed_at__isnull=True):
+        writer.retire(old, f"connector {charger.id}#{old.connector_id}", removed_at=now)
+    return cp
 
 
 def _apply_residents(spec: CommissioningSpec, writer: _Writer, now) -> None:
@@ -544,20 +556,8 @@ def _apply_residents(spec: CommissioningSpec, writer: _Writer, now) -> None:
     for person in spec.people:
         if "resident" not in person.roles:
             continue
-        user = User.objects.get(email__iexact=person.email)
-        unit = Unit.objects.get(number=person.unit)
-        resident = writer.upsert(
-            Resident, f"resident {person.email} in {unit.number}", {"user": user, "unit": unit}, {"is_active": True}
-        )
-        kept_residents.append(resident.pk)
-        household = f"UNIT-{unit.number}".upper()[:20]
-        for tag in person.id_tags:
-            existing = IdTag.objects.filter(id_tag=tag).first()
-            values: dict[str, Any] = {"resident": resident, "parent_id_tag": household}
-            if existing is not None and existing.status_reason == RETIRED_TAG_REASON:
-                values |= {"status": IdTag.Status.ACTIVE, "status_reason": ""}
-            writer.upsert(IdTag, f"id tag {tag}", {"id_tag": tag}, values)
-            kept_tags.append(tag)
+        kept_residents.append(_apply_resident(person, writer).pk)
+        kept_tags += person.id_tags
     for resident in (
         Resident.objects.exclude(pk__in=kept_residents).filter(is_active=True).select_related("user", "unit")
     ):
@@ -569,6 +569,23 @@ def _apply_residents(spec: CommissioningSpec, writer: _Writer, now) -> None:
 
 
 RETIRED_TAG_REASON = "no longer in the commissioning file"
+
+
+def _apply_resident(person: PersonSpec, writer: _Writer) -> Resident:
+    """A resident (whose login and unit are in place) and their cards; no other resident or card."""
+    user = User.objects.get(email__iexact=person.email)
+    unit = Unit.objects.get(number=person.unit)
+    resident = writer.upsert(
+        Resident, f"resident {person.email} in {unit.number}", {"user": user, "unit": unit}, {"is_active": True}
+    )
+    household = f"UNIT-{unit.number}".upper()[:20]
+    for tag in person.id_tags:
+        existing = IdTag.objects.filter(id_tag=tag).first()
+        values: dict[str, Any] = {"resident": resident, "parent_id_tag": household}
+        if existing is not None and existing.status_reason == RETIRED_TAG_REASON:
+            values |= {"status": IdTag.Status.ACTIVE, "status_reason": ""}
+        writer.upsert(IdTag, f"id tag {tag}", {"id_tag": tag}, values)
+    return resident
 
 
 # --- exporting ---------------------------------------------------------------------------

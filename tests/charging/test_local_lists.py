@@ -15,8 +15,6 @@ from apps.core.tenants import in_schema
 from apps.ocpp import tasks
 from tests import factories
 
-MAPLE = "maple_court"
-
 
 @pytest.fixture
 def queued(monkeypatch) -> list[tuple[str, list[int] | None]]:
@@ -31,32 +29,32 @@ def queued(monkeypatch) -> list[tuple[str, list[int] | None]]:
 def resident_pk(db, world) -> int:
     tag = f"Q{uuid.uuid4().hex[:12].upper()}"
     factories.resident(world.maple, f"{tag.lower()}@maple.test", tag[:8], id_tags=(tag,))
-    with in_schema(MAPLE):
+    with in_schema(world.maple.schema_name):
         return Resident.objects.get(id_tags__id_tag=tag).pk
 
 
-def test_a_card_change_queues_a_sync_of_the_building_once_it_commits(resident_pk, queued,
+def test_a_card_change_queues_a_sync_of_the_building_once_it_commits(maple_schema, resident_pk, queued,
                                                                      django_capture_on_commit_callbacks):
-    with in_schema(MAPLE), django_capture_on_commit_callbacks(execute=True):
+    with in_schema(maple_schema), django_capture_on_commit_callbacks(execute=True):
         buildings.id_tag_add(resident_id=resident_pk, id_tag="q-new-card")
         assert queued == []  # not before the commit
-    assert queued == [(MAPLE, None)]
+    assert queued == [(maple_schema, None)]
 
 
-def test_a_charger_sync_names_the_charger(db, queued, django_capture_on_commit_callbacks):
-    with in_schema(MAPLE), django_capture_on_commit_callbacks(execute=True):
+def test_a_charger_sync_names_the_charger(maple_schema, db, queued, django_capture_on_commit_callbacks):
+    with in_schema(maple_schema), django_capture_on_commit_callbacks(execute=True):
         local_lists.local_list_request_sync(charge_point_pks=[7, 8])
-    assert queued == [(MAPLE, [7, 8])]
+    assert queued == [(maple_schema, [7, 8])]
 
 
-def test_a_broker_that_is_down_fails_neither_the_change_nor_the_request(resident_pk, monkeypatch,
+def test_a_broker_that_is_down_fails_neither_the_change_nor_the_request(maple_schema, resident_pk, monkeypatch,
                                                                        django_capture_on_commit_callbacks):
     def broker_down(schema: str, pks: list[int] | None) -> None:
         raise ConnectionError("broker down")
 
     monkeypatch.setattr(local_lists, "_sync_queue", broker_down)
-    with in_schema(MAPLE), django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+    with in_schema(maple_schema), django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
         buildings.id_tag_add(resident_id=resident_pk, id_tag="q-kept-card")
     assert len(callbacks) == 1
-    with in_schema(MAPLE):
+    with in_schema(maple_schema):
         assert IdTag.objects.filter(id_tag="Q-KEPT-CARD").exists()

@@ -16,14 +16,13 @@ from apps.core.tenants import in_schema
 from apps.ocpp.parsing import meter_value_rows
 from tests import factories
 
-MAPLE = "maple_court"
 # A month no other test charges in: the period reads see only this module's sessions.
 MARCH_2019 = datetime(2019, 3, 1, tzinfo=UTC)
 
 
 @pytest.fixture
 def maple(db, world):
-    with in_schema(MAPLE):
+    with in_schema(world.maple.schema_name):
         yield world.maple
 
 

@@ -10,7 +10,6 @@ work. Code that decides on such a read is caught; code that takes the right lock
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,18 +24,19 @@ from apps.charging.models import ChargePoint, ChargingSession, MeterValue
 from apps.core.tenants import in_schema
 from apps.ocpp.parsing import meter_value_rows
 from tests import factories
+from tests.helpers import wait_for
 
-MAPLE = "maple_court"
-SESSIONS_TABLE = f"{MAPLE}.charging_chargingsession"
-# Holds back every INSERT of a session, and nothing that only reads or locks rows.
-HOLD_SESSION_INSERTS = f"LOCK TABLE {SESSIONS_TABLE} IN SHARE MODE"
+# In the building's schema (the search path): holds back every INSERT of a session, and nothing that only
+# reads or locks rows.
+HOLD_SESSION_INSERTS = "LOCK TABLE charging_chargingsession IN SHARE MODE"
 
 
 class Side(threading.Thread):
     """One side of a race: a call on its own thread, hence on its own database connection."""
 
-    def __init__(self, fn: Callable[[], Any]):
+    def __init__(self, schema_name: str, fn: Callable[[], Any]):
         super().__init__(daemon=True)
+        self.schema_name = schema_name
         self.fn = fn
         self.pid: int | None = None
         self.connected = threading.Event()
@@ -45,7 +45,7 @@ class Side(threading.Thread):
 
     def run(self) -> None:
         try:
-            with in_schema(MAPLE):
+            with in_schema(self.schema_name):
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_backend_pid()")
                     self.pid = cursor.fetchone()[0]
@@ -67,19 +67,18 @@ def _blocked(pid: int) -> bool:
 
 def _wait_until_stuck(side: Side) -> None:
     assert side.connected.wait(10), "the side never connected"
-    deadline = time.monotonic() + 10
-    while side.is_alive() and not _blocked(side.pid):
-        assert time.monotonic() < deadline, "the side never got stuck behind the held lock"
-        time.sleep(0.005)
+    wait_for(lambda: not side.is_alive() or _blocked(side.pid), 10, interval=0.005,
+             what="the side stuck behind the held lock")
 
 
-def race(hold_sql: str, *calls: Callable[[], Any], params: list | None = None) -> list[Any]:
-    """Run ``calls`` side by side while this connection holds the lock ``hold_sql`` takes; their results.
+def race(schema_name: str, hold_sql: str, *calls: Callable[[], Any], params: list | None = None) -> list[Any]:
+    """Run ``calls`` side by side in the building's schema while this connection holds the lock ``hold_sql``
+    takes; their results.
 
     Each call starts once the previous one is stuck (so they queue in this order), then the lock goes.
     """
-    sides = [Side(fn) for fn in calls]
-    with in_schema(MAPLE), transaction.atomic():
+    sides = [Side(schema_name, fn) for fn in calls]
+    with in_schema(schema_name), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(hold_sql, params)
         for side in sides:
@@ -112,9 +111,14 @@ def tag(world, committed) -> str:
     return tag
 
 
-def _in_maple(fn: Callable[[], Any]) -> Any:
-    with in_schema(MAPLE):
-        return fn()
+@pytest.fixture
+def in_maple(maple_schema) -> Callable[[Callable[[], Any]], Any]:
+    """Call a function in maple-court's schema, on this test's connection."""
+    def call(fn: Callable[[], Any]) -> Any:
+        with in_schema(maple_schema):
+            return fn()
+
+    return call
 
 
 def _start(charge_point_pk: int, tag: str, *, at: datetime, connector: int = 1, meter: int = 1000):
@@ -131,37 +135,40 @@ def _stop(charge_point_pk: int, transaction_id: int, meter: int, at: datetime, r
     )
 
 
-def test_one_card_at_two_chargers_at_once_is_accepted_once_and_both_sessions_are_kept(charger_pk, tag):
+def test_one_card_at_two_chargers_at_once_is_accepted_once_and_both_sessions_are_kept(
+    maple_schema, in_maple, charger_pk, tag
+):
     first, second = charger_pk(), charger_pk()
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-    assert _in_maple(lambda: Resident.objects.get(id_tags__id_tag=tag).allow_concurrent_sessions) is False
+    assert in_maple(lambda: Resident.objects.get(id_tags__id_tag=tag).allow_concurrent_sessions) is False
 
-    results = race(HOLD_SESSION_INSERTS, _start(first, tag, at=at), _start(second, tag, at=at))
+    results = race(maple_schema, HOLD_SESSION_INSERTS, _start(first, tag, at=at), _start(second, tag, at=at))
 
     assert sorted(r.decision.status for r in results) == [selectors.ACCEPTED, selectors.CONCURRENT_TX]
     # The charger may already deliver energy: the refused session is stored too, with what it was told.
-    stored = _in_maple(lambda: sorted(ChargingSession.objects.filter(id_tag=tag).values_list(
+    stored = in_maple(lambda: sorted(ChargingSession.objects.filter(id_tag=tag).values_list(
         "charge_point_id", "authorization_status")))
     assert stored == sorted((r_pk, r.decision.status) for r_pk, r in zip((first, second), results, strict=True))
     # A retry of either start gets the answer its charger got the first time.
     for charge_point_pk, result in zip((first, second), results, strict=True):
-        again = _in_maple(_start(charge_point_pk, tag, at=at))
+        again = in_maple(_start(charge_point_pk, tag, at=at))
         assert again.retried and again.transaction_id == result.transaction_id
         assert again.decision.status == result.decision.status
 
 
-def test_a_retried_start_racing_its_original_is_stored_once(charger_pk):
+def test_a_retried_start_racing_its_original_is_stored_once(maple_schema, in_maple, charger_pk):
     # An unknown card on an unknown connector: no row to lock, the unique constraint alone decides.
     cp = charger_pk()
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     tag = f"U{uuid.uuid4().hex[:12].upper()}"
 
-    results = race(HOLD_SESSION_INSERTS, _start(cp, tag, at=at, connector=7), _start(cp, tag, at=at, connector=7))
+    results = race(maple_schema, HOLD_SESSION_INSERTS, _start(cp, tag, at=at, connector=7),
+                   _start(cp, tag, at=at, connector=7))
 
     assert results[0].transaction_id == results[1].transaction_id
     assert sorted(r.retried for r in results) == [False, True]
     assert {r.decision.status for r in results} == {selectors.INVALID}
-    assert _in_maple(lambda: ChargingSession.objects.filter(charge_point_id=cp).count()) == 1
+    assert in_maple(lambda: ChargingSession.objects.filter(charge_point_id=cp).count()) == 1
 
 
 def _orphan_stop(cp: int, at: datetime):
@@ -171,38 +178,40 @@ def _orphan_stop(cp: int, at: datetime):
     return _stop(cp, 987654, 500, at, rows)
 
 
-def test_two_copies_of_a_stop_for_an_unknown_transaction_make_one_orphan_counted_once(charger_pk):
+def test_two_copies_of_a_stop_for_an_unknown_transaction_make_one_orphan_counted_once(
+    maple_schema, in_maple, charger_pk
+):
     cp = charger_pk()
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 
-    results = race(HOLD_SESSION_INSERTS, _orphan_stop(cp, at), _orphan_stop(cp, at))
+    results = race(maple_schema, HOLD_SESSION_INSERTS, _orphan_stop(cp, at), _orphan_stop(cp, at))
 
     assert results[0].session_pk == results[1].session_pk
     assert sorted(r.attached for r in results) == ["already-stopped", "orphan"]
-    [orphan] = _in_maple(lambda: list(ChargingSession.objects.filter(charge_point_id=cp)))
+    [orphan] = in_maple(lambda: list(ChargingSession.objects.filter(charge_point_id=cp)))
     assert orphan.transaction_id is None and orphan.needs_review and "987654" in orphan.review_reason
     assert (orphan.meter_stop_wh, orphan.energy_wh) == (500, 400)
-    assert _in_maple(lambda: MeterValue.objects.filter(session=orphan).count()) == 1
+    assert in_maple(lambda: MeterValue.objects.filter(session=orphan).count()) == 1
     # A third copy, later (the charger never got the answer), still finds it.
-    later = _in_maple(_orphan_stop(cp, at))
+    later = in_maple(_orphan_stop(cp, at))
     assert (later.session_pk, later.attached) == (orphan.pk, "already-stopped")
-    assert _in_maple(lambda: ChargingSession.objects.filter(charge_point_id=cp).count()) == 1
+    assert in_maple(lambda: ChargingSession.objects.filter(charge_point_id=cp).count()) == 1
 
 
-def test_a_stop_racing_the_next_start_on_its_connector_keeps_its_meter_stop(charger_pk, tag):
+def test_a_stop_racing_the_next_start_on_its_connector_keeps_its_meter_stop(maple_schema, in_maple, charger_pk, tag):
     """The next StartTransaction closes a session whose stop it thinks was lost; the stop arrives meanwhile."""
     cp = charger_pk()
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-    first = _in_maple(_start(cp, tag, at=at, meter=1_000))
-    session_row = f"SELECT 1 FROM {SESSIONS_TABLE} WHERE id = %s FOR UPDATE"
+    first = in_maple(_start(cp, tag, at=at, meter=1_000))
+    session_row = "SELECT 1 FROM charging_chargingsession WHERE id = %s FOR UPDATE"
 
     # The stop queues first for the session's row; the start (which would close it) after it.
-    stopped, started = race(session_row, _stop(cp, first.transaction_id, 4_000, at + timedelta(hours=1)),
+    stopped, started = race(maple_schema, session_row, _stop(cp, first.transaction_id, 4_000, at + timedelta(hours=1)),
                             _start(cp, tag, at=at + timedelta(hours=1, minutes=1), meter=4_000),
                             params=[first.session_pk])
 
     assert stopped.attached == "exact" and not started.retried
-    session = _in_maple(lambda: ChargingSession.objects.get(pk=first.session_pk))
+    session = in_maple(lambda: ChargingSession.objects.get(pk=first.session_pk))
     assert session.stop_reason == "EVDisconnected" and session.stopped_at == at + timedelta(hours=1)
     assert (session.meter_stop_wh, session.energy_wh, session.needs_review) == (4_000, 3_000, False)
-    assert _in_maple(lambda: ChargePoint.objects.get(pk=cp).sessions.filter(stopped_at__isnull=True).count()) == 1
+    assert in_maple(lambda: ChargePoint.objects.get(pk=cp).sessions.filter(stopped_at__isnull=True).count()) == 1

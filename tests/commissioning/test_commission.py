@@ -1,5 +1,6 @@
 """Commissioning against the real database: create, re-run, update, retire, refuse, export."""
 
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,10 +14,11 @@ from apps.accounts.models import CompanyMembership, CondominiumMembership, User
 from apps.buildings.models import IdTag, Resident
 from apps.charging.models import ChargePoint, Connector
 from apps.commissioning.schema import CommissioningError, load
-from apps.commissioning.services import commission_building, commission_text, export_condominium
+from apps.commissioning.services import commission_building, commission_text, export_condominium, schema_name_for
 from apps.core.tenants import in_schema
 from apps.electrical.models import Circuit, SiteMeter
 from apps.tenancy.models import ChargerRegistration, Condominium, Domain
+from tests import factories
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "maple-court.yaml").read_text()
 # The example under other names, so it does not collide with the session's buildings.
@@ -284,3 +286,19 @@ def test_charger_passwords_are_16_characters_or_a_hash_of_the_chargers_own_cost(
     apply(BIRCH.replace('password: "demo-cab-a-secret"', f'password_hash: "{charger_hash}"'))
     registration = ChargerRegistration.objects.get(charge_point_id="BIRCH-CAB-A")
     assert registration.password_hash == charger_hash and registration.password_weak is None
+
+
+def test_the_tests_own_additions_are_what_a_commissioning_file_makes(db, world):
+    """The session's buildings are commissioned (tests/conftest.py), and tests/factories.py adds chargers and
+    people the way commissioning does: the building, exported with them and applied again, changes nothing."""
+    for condo in (world.maple, world.oak, world.harbor_view):
+        assert condo.schema_name == schema_name_for(condo.slug)
+    suffix = uuid.uuid4().hex[:8].upper()
+    factories.charger(world.oak, f"FACT-{suffix}")
+    factories.charger(world.oak, f"FACT-WEAK-{suffix}", "short-pw-1", connectors=1)
+    factories.resident(world.oak, f"fact-{suffix.lower()}@oak.test", f"F{suffix}", id_tags=(f"f{suffix}",))
+    factories.board_member(world.oak, f"fact-board-{suffix.lower()}@oak.test")
+    exported = export_condominium("oak-tower")
+    assert f"FACT-{suffix}" in exported and f"fact-{suffix.lower()}@oak.test" in exported
+    report = commission_text(exported, source="oak-tower.yaml", invite=False)
+    assert not report.changed, report.lines()

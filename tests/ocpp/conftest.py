@@ -11,7 +11,7 @@ from hoa_charging.asgi import application
 from tests import factories
 from tests.ocpp.charger import FakeCharger, basic_auth
 
-PASSWORD = "charger-secret-0001"
+PASSWORD = factories.CHARGER_PASSWORD
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from apps.ocpp.commands import (
 )
 from tests import factories
 from tests.ocpp.conftest import PASSWORD
-from tests.ocpp.test_messages import MAPLE
 
 PAYLOADS = {
     "RemoteStartTransaction": {"idTag": "04A1B2C3D4", "connectorId": 1},
@@ -59,46 +58,46 @@ ANSWERS = {
 }
 
 
-async def test_every_server_action_reaches_the_charger_and_the_answer_comes_back(connected):
+async def test_every_server_action_reaches_the_charger_and_the_answer_comes_back(maple_schema, connected):
     connected.answers.update(ANSWERS)
     pump = asyncio.ensure_future(connected.settle(30))
     for action, payload in PAYLOADS.items():
-        answer = await send_command(connected.charge_point_id, action, payload, timeout=5, schema_name=MAPLE)
+        answer = await send_command(connected.charge_point_id, action, payload, timeout=5, schema_name=maple_schema)
         assert answer == ANSWERS.get(action, {"status": "Accepted"}), action
     pump.cancel()
     assert [a for a, _ in connected.received_calls] == list(PAYLOADS)
 
 
-async def test_commands_are_queued_one_outstanding_call_at_a_time(connected):
+async def test_commands_are_queued_one_outstanding_call_at_a_time(maple_schema, connected):
     pump = asyncio.ensure_future(connected.settle(10))
     answers = await asyncio.gather(*(
-        send_command(connected.charge_point_id, "ClearCache", {}, timeout=5, schema_name=MAPLE) for _ in range(5)))
+        send_command(connected.charge_point_id, "ClearCache", {}, timeout=5, schema_name=maple_schema)
+        for _ in range(5)))
     pump.cancel()
     assert answers == [{"status": "Accepted"}] * 5
 
 
-async def test_silent_charger_times_out_and_invalid_payloads_are_refused(connected):
+async def test_silent_charger_times_out_and_invalid_payloads_are_refused(maple_schema, connected):
     connected.answers["Reset"] = None  # never answers
     pump = asyncio.ensure_future(connected.settle(10))
     with pytest.raises(CommandTimeout):
-        await send_command(connected.charge_point_id, "Reset", {"type": "Hard"}, timeout=1, schema_name=MAPLE)
+        await send_command(connected.charge_point_id, "Reset", {"type": "Hard"}, timeout=1, schema_name=maple_schema)
     with pytest.raises(InvalidCommand):
-        await send_command(connected.charge_point_id, "Reset", {"type": "Sideways"}, timeout=2, schema_name=MAPLE)
+        await send_command(connected.charge_point_id, "Reset", {"type": "Sideways"}, timeout=2,
+                           schema_name=maple_schema)
     pump.cancel()
 
 
-async def test_charger_not_connected(charger_id):
+async def test_charger_not_connected(maple_schema, charger_id):
     with pytest.raises(ChargerNotConnected):
-        await send_command(charger_id, "ClearCache", {}, timeout=1, schema_name=MAPLE)
+        await send_command(charger_id, "ClearCache", {}, timeout=1, schema_name=maple_schema)
 
 
-OAK = "oak_tower"
-
-
-async def test_a_command_for_another_building_is_refused_before_it_is_sent(connected):
+async def test_a_command_for_another_building_is_refused_before_it_is_sent(connected, world):
+    oak = world.oak.schema_name
     with pytest.raises(ChargerOfAnotherBuilding) as refused:
-        await send_command(connected.charge_point_id, "ClearCache", {}, timeout=2, schema_name=OAK)
-    assert OAK not in str(refused.value)  # the other building is not named
+        await send_command(connected.charge_point_id, "ClearCache", {}, timeout=2, schema_name=oak)
+    assert oak not in str(refused.value)  # the other building is not named
     assert isinstance(refused.value, ChargerNotConnected)  # callers that handle "not connected" need no change
     with pytest.raises(ValueError, match="schema name"):
         await send_command(connected.charge_point_id, "ClearCache", {}, timeout=2, schema_name="")
@@ -106,43 +105,48 @@ async def test_a_command_for_another_building_is_refused_before_it_is_sent(conne
     assert connected.received_calls == []
 
 
-async def test_a_charger_id_moved_to_another_building_gets_none_of_its_commands_or_cards(connected, world):
-    """The id is registered to Oak Tower while Maple Court's connection is still open."""
+async def test_a_charger_id_moved_to_another_building_gets_none_of_its_commands_or_cards(
+    maple_schema, connected, world
+):
+    """The id is moved to Oak Tower (out of Maple Court's file, into Oak Tower's) while Maple Court's connection is
+    still open."""
+    oak = world.oak.schema_name
     charger_id = connected.charge_point_id
+    await sync_to_async(factories.charger_retire)(world.maple, charger_id)
     await sync_to_async(factories.charger)(world.oak, charger_id, PASSWORD)
-    oak_pk = await run_in_schema(OAK, lambda: ChargePoint.objects.get(charge_point_id=charger_id).pk)
+    oak_pk = await run_in_schema(oak, lambda: ChargePoint.objects.get(charge_point_id=charger_id).pk)
     pump = asyncio.ensure_future(connected.settle(10))
     try:
         with pytest.raises(ChargerOfAnotherBuilding):
             await send_command(charger_id, "RemoteStartTransaction", {"idTag": "0B0B0B0B", "connectorId": 1},
-                               timeout=2, schema_name=OAK)
+                               timeout=2, schema_name=oak)
         # Oak Tower's card list is not sent: the task finds the charger not connected to Oak Tower...
-        outcome = await sync_to_async(tasks.sync_local_lists, thread_sensitive=False)(OAK, [oak_pk])
+        outcome = await sync_to_async(tasks.sync_local_lists, thread_sensitive=False)(oak, [oak_pk])
         assert outcome == {charger_id: "not-connected"}
         # ...and the sync's own sender refuses too.
         with pytest.raises(ChargerOfAnotherBuilding):
             await sync_to_async(send_through_channel_layer, thread_sensitive=False)(
-                OAK, charger_id, "SendLocalList", {"listVersion": 1, "updateType": "Full",
+                oak, charger_id, "SendLocalList", {"listVersion": 1, "updateType": "Full",
                                                    "localAuthorizationList": [{"idTag": "0B0B0B0B"}]})
         # The connection's own building still reaches it.
-        assert await send_command(charger_id, "ClearCache", {}, timeout=5, schema_name=MAPLE) == {
+        assert await send_command(charger_id, "ClearCache", {}, timeout=5, schema_name=maple_schema) == {
             "status": "Accepted"}
     finally:
         pump.cancel()
     assert [action for action, _ in connected.received_calls] == ["ClearCache"]
 
 
-async def test_the_connection_refuses_a_command_for_another_building_itself(connected):
+async def test_the_connection_refuses_a_command_for_another_building_itself(maple_schema, connected, world):
     """Defence in depth: even when the live state says Oak Tower, Maple Court's connection does not send it."""
-    charger_id = connected.charge_point_id
-    await live.update(charger_id, {"schema": OAK})
+    charger_id, oak = connected.charge_point_id, world.oak.schema_name
+    await live.update(charger_id, {"schema": oak})
     pump = asyncio.ensure_future(connected.settle(10))
     try:
         started = time.monotonic()
         with pytest.raises(ChargerOfAnotherBuilding):
-            await send_command(charger_id, "Reset", {"type": "Soft"}, timeout=5, schema_name=OAK)
+            await send_command(charger_id, "Reset", {"type": "Soft"}, timeout=5, schema_name=oak)
         assert time.monotonic() - started < 4  # answered by the connection, not a timeout
     finally:
         pump.cancel()
-        await live.update(charger_id, {"schema": MAPLE})
+        await live.update(charger_id, {"schema": maple_schema})
     assert connected.received_calls == []

@@ -15,9 +15,9 @@ from apps.charging.models import ChargePoint, MeterValue
 from apps.core.tenants import run_in_schema
 from apps.ocpp import framelog
 from apps.ocpp.models import OcppFrame
+from tests.helpers import iso
 from tests.ocpp.charger import FakeCharger
 from tests.ocpp.conftest import communicator
-from tests.ocpp.test_messages import MAPLE, iso
 
 
 def meter_values(at: datetime, wh: int, tx: int | None = None) -> dict:
@@ -37,15 +37,15 @@ def stored(charge_point_id: str) -> tuple[int, set[str]]:
     return values, calls
 
 
-async def test_the_answer_leaves_only_after_the_rows_are_committed(connected):
+async def test_the_answer_leaves_only_after_the_rows_are_committed(maple_schema, connected):
     at = datetime.now(UTC).replace(microsecond=0)
     reply = await connected.call("MeterValues", meter_values(at, 1000), unique_id="mv-1")
     # The very moment the CALLRESULT is here, another connection sees the readings and the frame.
-    values, calls = await run_in_schema(MAPLE, stored, connected.charge_point_id)
+    values, calls = await run_in_schema(maple_schema, stored, connected.charge_point_id)
     assert reply[0] == 3
     assert values == 2 and "mv-1" in calls
     reply = await connected.call("Heartbeat", {}, unique_id="hb-1")
-    _, calls = await run_in_schema(MAPLE, stored, connected.charge_point_id)
+    _, calls = await run_in_schema(maple_schema, stored, connected.charge_point_id)
     assert reply[0] == 3 and "hb-1" in calls
 
 
@@ -53,26 +53,28 @@ def _refuse_meter_values_of(charge_point_id: str) -> str:
     """A trigger that makes inserting this charger's meter values fail, like a table gone bad."""
     pk = ChargePoint.objects.get(charge_point_id=charge_point_id).pk
     name = f"test_refuse_mv_{pk}"
+    schema = connection.schema_name  # run_in_schema's: the building's own
     with connection.cursor() as cursor:
         cursor.execute(f"""
-            CREATE FUNCTION {MAPLE}.{name}() RETURNS trigger LANGUAGE plpgsql AS $$
+            CREATE FUNCTION {schema}.{name}() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
               IF NEW.charge_point_id = {pk} THEN RAISE EXCEPTION 'meter values unavailable (test)'; END IF;
               RETURN NEW;
             END $$;
-            CREATE TRIGGER {name} BEFORE INSERT ON {MAPLE}.charging_metervalue
-              FOR EACH ROW EXECUTE FUNCTION {MAPLE}.{name}();
+            CREATE TRIGGER {name} BEFORE INSERT ON {schema}.charging_metervalue
+              FOR EACH ROW EXECUTE FUNCTION {schema}.{name}();
         """)
     return name
 
 
 def _drop(name: str) -> None:
+    schema = connection.schema_name
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON {MAPLE}.charging_metervalue;"
-                       f" DROP FUNCTION IF EXISTS {MAPLE}.{name}();")
+        cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON {schema}.charging_metervalue;"
+                       f" DROP FUNCTION IF EXISTS {schema}.{name}();")
 
 
-async def test_a_failed_write_is_not_acknowledged_and_the_retry_counts_once(connected, new_charger):
+async def test_a_failed_write_is_not_acknowledged_and_the_retry_counts_once(maple_schema, connected, new_charger):
     other_id = await sync_to_async(new_charger)()
     other_comm = communicator(other_id)
     assert (await other_comm.connect(timeout=5))[0]
@@ -80,7 +82,7 @@ async def test_a_failed_write_is_not_acknowledged_and_the_retry_counts_once(conn
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
 
     assert (await connected.call("MeterValues", meter_values(at, 1000)))[0] == 3  # acknowledged before
-    trigger = await run_in_schema(MAPLE, _refuse_meter_values_of, connected.charge_point_id)
+    trigger = await run_in_schema(maple_schema, _refuse_meter_values_of, connected.charge_point_id)
     try:
         # Both in one batch: the broken charger's rows fail, the other charger's are stored and acknowledged.
         refused, accepted = await asyncio.gather(
@@ -89,36 +91,36 @@ async def test_a_failed_write_is_not_acknowledged_and_the_retry_counts_once(conn
         )
         assert refused[0] == 4 and refused[2] == "InternalError", refused
         assert accepted[0] == 3, accepted
-        values, _ = await run_in_schema(MAPLE, stored, connected.charge_point_id)
+        values, _ = await run_in_schema(maple_schema, stored, connected.charge_point_id)
         assert values == 2  # what was acknowledged is there; nothing of the refused message
-        assert (await run_in_schema(MAPLE, stored, other_id))[0] == 2
+        assert (await run_in_schema(maple_schema, stored, other_id))[0] == 2
         # The connection survives the failure.
         assert (await connected.call("Heartbeat", {}))[0] == 3
     finally:
-        await run_in_schema(MAPLE, _drop, trigger)
+        await run_in_schema(maple_schema, _drop, trigger)
 
     # The charger sends the refused message again (and, having lost the answer, once more): stored once.
     for unique_id in ("mv-retry-1", "mv-retry-2"):
         reply = await connected.call("MeterValues", meter_values(at + timedelta(minutes=1), 1100), unique_id=unique_id)
         assert reply[0] == 3
-    values, calls = await run_in_schema(MAPLE, stored, connected.charge_point_id)
+    values, calls = await run_in_schema(maple_schema, stored, connected.charge_point_id)
     assert values == 4
     assert {"mv-retry-1", "mv-retry-2"} <= calls
     await other_comm.disconnect()
 
 
 @pytest.mark.usefixtures("world", "committed")
-async def test_a_schema_that_does_not_exist_fails_only_its_own_rows():
+async def test_a_schema_that_does_not_exist_fails_only_its_own_rows(maple_schema):
     writer = framelog.BatchWriter()
     cp_id = f"GC-{uuid.uuid4().hex[:8]}"
     frame = {"direction": "in", "raw": "[2, \"x\", \"Heartbeat\", {}]", "at": timezone.now(), "message_type": 2,
              "action": "Heartbeat", "unique_id": "x"}
     lost = writer.add_frame("no_such_schema", charge_point_id=cp_id, **frame)
-    kept = writer.add_frame(MAPLE, charge_point_id=cp_id, **frame)
+    kept = writer.add_frame(maple_schema, charge_point_id=cp_id, **frame)
     await kept
     with pytest.raises(Exception, match=r"no_such_schema|does not exist"):
         await lost
-    assert await run_in_schema(MAPLE, lambda: OcppFrame.objects.filter(charge_point_id=cp_id).count()) == 1
+    assert await run_in_schema(maple_schema, lambda: OcppFrame.objects.filter(charge_point_id=cp_id).count()) == 1
 
 
 def _writer_backend_pid() -> int:
@@ -136,13 +138,13 @@ def _terminate(pid: int) -> None:
         assert cursor.fetchone()[0] == 0
 
 
-async def test_a_connection_that_dropped_between_batches_is_replaced_without_an_error(connected):
+async def test_a_connection_that_dropped_between_batches_is_replaced_without_an_error(maple_schema, connected):
     at = datetime.now(UTC).replace(microsecond=0)
     assert (await connected.call("MeterValues", meter_values(at, 1000)))[0] == 3
     # The writer keeps its connection between batches; the server drops it (restart, idle timeout...).
     pid = await asyncio.get_running_loop().run_in_executor(framelog._executor, _writer_backend_pid)
-    await run_in_schema(MAPLE, _terminate, pid)
+    await run_in_schema(maple_schema, _terminate, pid)
     reply = await connected.call("MeterValues", meter_values(at + timedelta(minutes=1), 1100))
     assert reply[0] == 3, reply
-    assert (await run_in_schema(MAPLE, stored, connected.charge_point_id))[0] == 4
+    assert (await run_in_schema(maple_schema, stored, connected.charge_point_id))[0] == 4
     assert await asyncio.get_running_loop().run_in_executor(framelog._executor, _writer_backend_pid) != pid

@@ -18,24 +18,10 @@ from apps.charging.models import ChargePoint, ChargingSession
 from apps.core.tenants import run_in_schema
 from apps.ocpp.models import OcppFrame
 from apps.tenancy.models import ConnectionAttempt
+from tests.helpers import iso
 from tests.ocpp.charger import FakeCharger
 from tests.ocpp.conftest import communicator
-
-MAPLE = "maple_court"
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-async def closed_within(charger: FakeCharger, seconds: float) -> dict:
-    """The websocket.close the platform sent, skipping any frames before it."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        output = await charger.transport.receive_output(timeout=max(deadline - time.monotonic(), 0.01))
-        if output["type"] == "websocket.close":
-            return output
-    raise AssertionError(f"still open after {seconds} s")
+from tests.ocpp.helpers import closed_within
 
 
 async def test_junk_unique_ids_are_answered_or_cut_off_promptly_never_hung(connected):
@@ -59,14 +45,14 @@ async def test_junk_unique_ids_are_answered_or_cut_off_promptly_never_hung(conne
             break
 
 
-async def test_a_flood_of_frames_closes_the_connection_with_a_reason_and_an_alert(connected):
+async def test_a_flood_of_frames_closes_the_connection_with_a_reason_and_an_alert(maple_schema, connected):
     await connected.boot()
     await connected.settle(0.5)
     for _ in range(3000):
         await connected.transport.send_to(text_data='[2,123,"Heartbeat",{}]')
     closed = await closed_within(connected, 10)
     assert closed.get("code") == 1008
-    alerts = await run_in_schema(MAPLE, lambda: list(Alert.objects.filter(
+    alerts = await run_in_schema(maple_schema, lambda: list(Alert.objects.filter(
         kind=Alert.Kind.CHARGER_MISBEHAVING, charge_point_id=connected.charge_point_id).values_list("message",
                                                                                                   flat=True)))
     assert len(alerts) == 1 and "was disconnected" in alerts[0] and "frames" in alerts[0]
@@ -84,7 +70,7 @@ async def test_unsolicited_answers_are_dropped_and_a_stream_of_them_closes_the_c
     assert closed.get("code") == 1008
 
 
-async def test_bad_values_in_well_formed_frames_name_the_field_and_never_internal_error(connected):
+async def test_bad_values_in_well_formed_frames_name_the_field_and_never_internal_error(maple_schema, connected):
     await connected.boot()
     await connected.settle(0.5)
     now = iso(datetime.now(UTC) - timedelta(minutes=5))
@@ -107,7 +93,7 @@ async def test_bad_values_in_well_formed_frames_name_the_field_and_never_interna
     far = await connected.call("StartTransaction", {"connectorId": 9, "idTag": "X", "meterStart": 0,
                                                    "timestamp": now})
     assert far[0] == 3
-    session = await run_in_schema(MAPLE, ChargingSession.objects.get, transaction_id=far[2]["transactionId"])
+    session = await run_in_schema(maple_schema, ChargingSession.objects.get, transaction_id=far[2]["transactionId"])
     assert session.needs_review and "connector 9" in session.review_reason
     assert (await connected.call("Heartbeat", {}))[0] == 3
 
@@ -176,7 +162,7 @@ def _mutate(payload: dict, rng: random.Random) -> dict:
     return payload
 
 
-async def test_seeded_fuzz_of_charger_frames_never_gets_internal_error(charger_id, settings):
+async def test_seeded_fuzz_of_charger_frames_never_gets_internal_error(maple_schema, charger_id, settings):
     settings.OCPP_MAX_FRAME_RATE = 10_000  # the fuzz waits for every answer; the rate limit is tested below
     comm = communicator(charger_id)
     assert (await comm.connect(timeout=5))[0]
@@ -196,10 +182,11 @@ async def test_seeded_fuzz_of_charger_frames_never_gets_internal_error(charger_i
             await connected.settle(0.01)  # answer whatever the platform asked meanwhile
     assert internal == [], internal[:5]
     assert (await connected.call("Heartbeat", {}))[0] == 3
-    stored = await run_in_schema(MAPLE, lambda: OcppFrame.objects.filter(
+    stored = await run_in_schema(maple_schema, lambda: OcppFrame.objects.filter(
         charge_point_id=connected.charge_point_id, direction="in").count())
     assert stored >= 2500
-    assert await run_in_schema(MAPLE, ChargePoint.objects.filter(charge_point_id=connected.charge_point_id).exists)
+    assert await run_in_schema(maple_schema,
+                               ChargePoint.objects.filter(charge_point_id=connected.charge_point_id).exists)
     await comm.disconnect()
 
 
@@ -252,7 +239,7 @@ async def test_a_saturated_process_refuses_handshakes_at_once_and_takes_them_aga
     await comm.disconnect()
 
 
-async def test_a_saturated_process_answers_boot_pending_with_a_jittered_interval(connected, settings):
+async def test_a_saturated_process_answers_boot_pending_with_a_jittered_interval(maple_schema, connected, settings):
     from apps.ocpp import admission
 
     settings.OCPP_MAX_CONCURRENT_BOOTS = 0
@@ -265,7 +252,8 @@ async def test_a_saturated_process_answers_boot_pending_with_a_jittered_interval
     assert len(intervals) > 1  # jittered
     await connected.settle(0.5)
     assert connected.received_calls == []  # no configuration for a charger told to come back later
-    vendor = await run_in_schema(MAPLE, lambda: ChargePoint.objects.get(charge_point_id=connected.charge_point_id).vendor)
+    vendor = await run_in_schema(maple_schema,
+                                 lambda: ChargePoint.objects.get(charge_point_id=connected.charge_point_id).vendor)
     assert vendor == ""  # nothing written either
     settings.OCPP_MAX_CONCURRENT_BOOTS = 100
     reply = await connected.boot()

@@ -13,10 +13,10 @@ from asgiref.sync import sync_to_async
 from apps.ocpp import live
 from apps.ocpp.live import ChargerLive, ConnectorLive
 from tests import factories
-from tests.ocpp.test_messages import MAPLE, iso
+from tests.helpers import iso
 
 
-async def test_a_charging_connector_reads_back_typed(connected, world):
+async def test_a_charging_connector_reads_back_typed(maple_schema, connected, world):
     tag = f"LV{uuid.uuid4().hex[:10].upper()}"
     await sync_to_async(factories.resident)(world.maple, f"{tag.lower()}@maple.test", tag[:8], id_tags=(tag,))
     await connected.boot()
@@ -40,7 +40,7 @@ async def test_a_charging_connector_reads_back_typed(connected, world):
 
     charger = (await sync_to_async(live.read_building_live)([cp_id]))[cp_id]
 
-    assert charger.connected and charger.schema == MAPLE and charger.heartbeat_interval_s == 300
+    assert charger.connected and charger.schema == maple_schema and charger.heartbeat_interval_s == 300
     assert charger.last_seen is not None and abs(charger.last_seen - datetime.now(UTC)) < timedelta(minutes=1)
     assert (charger.status, charger.error_code) == ("Available", "NoError")
     assert charger.connector(1) == ConnectorLive(
@@ -56,11 +56,11 @@ async def test_a_charging_connector_reads_back_typed(connected, world):
     assert not after.connected and after.connector(1).status == "Charging"  # the last report stays
 
 
-def test_many_chargers_in_one_round_trip_and_unknown_ones_empty(monkeypatch, settings):
+def test_many_chargers_in_one_round_trip_and_unknown_ones_empty(maple_schema, monkeypatch, settings):
     known, unreported = f"LIVE-{uuid.uuid4().hex[:8]}", f"LIVE-{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
     client.hset(live.key(known), mapping={
-        "schema": MAPLE, "connected": "1", "last_seen": "1767225600", "heartbeat_interval": "300",
+        "schema": maple_schema, "connected": "1", "last_seen": "1767225600", "heartbeat_interval": "300",
         "status:2": "SuspendedEV", "current_a:2:L1": "6.0", "power_w:2": "not a number",
         "current_a:2:N": "0.4", "session_energy_wh:2": "17", "diagnostics_status": "Uploaded",
     })

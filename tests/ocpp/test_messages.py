@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 
@@ -15,17 +15,12 @@ from apps.core.tenants import in_schema, run_in_schema
 from apps.ocpp import live
 from apps.ocpp.models import OcppFrame
 from tests import factories
+from tests.helpers import iso
 from tests.ocpp.charger import FakeCharger
 from tests.ocpp.conftest import communicator
 
-MAPLE = "maple_court"
 
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-async def test_boot_is_accepted_recorded_and_followed_by_configuration(connected):
+async def test_boot_is_accepted_recorded_and_followed_by_configuration(maple_schema, connected):
     reply = await connected.boot()
     assert reply[2]["status"] == "Accepted"
     assert reply[2]["interval"] == 300
@@ -35,7 +30,7 @@ async def test_boot_is_accepted_recorded_and_followed_by_configuration(connected
     changes = {p["key"]: p["value"] for a, p in connected.received_calls if a == "ChangeConfiguration"}
     assert changes["MeterValuesSampledData"] == "Energy.Active.Import.Register,Current.Import,Power.Active.Import"
     assert changes["MeterValueSampleInterval"] == "15"
-    cp = await run_in_schema(MAPLE, ChargePoint.objects.get, charge_point_id=connected.charge_point_id)
+    cp = await run_in_schema(maple_schema, ChargePoint.objects.get, charge_point_id=connected.charge_point_id)
     assert (cp.vendor, cp.model, cp.serial_number, cp.firmware_version) == ("Acme", "Wallbox 22", "SN-1", "1.2.3")
     assert cp.is_online
     assert cp.configuration["ChargeProfileMaxStackLevel"]["value"] == "8"
@@ -43,8 +38,9 @@ async def test_boot_is_accepted_recorded_and_followed_by_configuration(connected
     assert "SomeVendorKey" not in cp.configuration
 
 
-async def test_disabled_charger_gets_pending_and_no_configuration(charger_id):
-    await run_in_schema(MAPLE, lambda: ChargePoint.objects.filter(charge_point_id=charger_id).update(enabled=False))
+async def test_disabled_charger_gets_pending_and_no_configuration(maple_schema, charger_id):
+    await run_in_schema(maple_schema,
+                        lambda: ChargePoint.objects.filter(charge_point_id=charger_id).update(enabled=False))
     comm = communicator(charger_id)
     assert (await comm.connect(timeout=5))[0]
     charger = FakeCharger(comm)
@@ -55,11 +51,11 @@ async def test_disabled_charger_gets_pending_and_no_configuration(charger_id):
     await comm.disconnect()
 
 
-async def test_every_frame_in_and_out_is_logged(connected):
+async def test_every_frame_in_and_out_is_logged(maple_schema, connected):
     await connected.call("Heartbeat", {}, unique_id="hb-1")
     await connected.send_raw("not json at all")
     await connected.transport.disconnect()
-    frames = await run_in_schema(MAPLE, lambda: list(OcppFrame.objects.filter(
+    frames = await run_in_schema(maple_schema, lambda: list(OcppFrame.objects.filter(
         charge_point_id=connected.charge_point_id).order_by("id").values_list("direction", "message_type", "action",
                                                                                "unique_id", "raw")))
     assert frames[0] == ("in", 2, "Heartbeat", "hb-1", '[2, "hb-1", "Heartbeat", {}]')
@@ -101,7 +97,7 @@ async def test_a_broken_charger_does_not_disturb_another(connected, new_charger)
     await other.disconnect()
 
 
-async def test_status_notifications_per_connector_and_faulted_raises_an_alert(connected):
+async def test_status_notifications_per_connector_and_faulted_raises_an_alert(maple_schema, connected):
     cp_id = connected.charge_point_id
     for n in (0, 1, 2):
         reply = await connected.call("StatusNotification", {"connectorId": n, "errorCode": "NoError",
@@ -109,17 +105,17 @@ async def test_status_notifications_per_connector_and_faulted_raises_an_alert(co
         assert reply[0] == 3
     await connected.call("StatusNotification", {"connectorId": 2, "errorCode": "GroundFailure", "status": "Faulted",
                                                 "info": "RCD tripped"})
-    statuses = await run_in_schema(MAPLE, lambda: dict(Connector.objects.filter(
+    statuses = await run_in_schema(maple_schema, lambda: dict(Connector.objects.filter(
         charge_point__charge_point_id=cp_id).values_list("connector_id", "status")))
     assert statuses == {1: "Available", 2: "Faulted"}
-    assert (await run_in_schema(MAPLE, ChargePoint.objects.get, charge_point_id=cp_id)).status == "Available"
-    alert = await run_in_schema(MAPLE, Alert.objects.get, charge_point_id=cp_id, kind="connector_faulted")
+    assert (await run_in_schema(maple_schema, ChargePoint.objects.get, charge_point_id=cp_id)).status == "Available"
+    alert = await run_in_schema(maple_schema, Alert.objects.get, charge_point_id=cp_id, kind="connector_faulted")
     assert alert.connector_number == 2 and alert.details["error_code"] == "GroundFailure"
     assert alert.resolved_at is None
     state = await live.read(cp_id)
     assert state["status:2"] == "Faulted" and state["error_code:2"] == "GroundFailure"
     await connected.call("StatusNotification", {"connectorId": 2, "errorCode": "NoError", "status": "Available"})
-    alert = await run_in_schema(MAPLE, Alert.objects.get, pk=alert.pk)
+    alert = await run_in_schema(maple_schema, Alert.objects.get, pk=alert.pk)
     assert alert.resolved_at is not None
 
 
@@ -128,7 +124,7 @@ def _make_tags(world) -> dict[str, str]:
     tags = {name: f"{name[:3].upper()}{suffix}" for name in ("ok", "blocked", "lost", "expired", "solo")}
     factories.resident(world.maple, f"tags-{suffix}@maple.test", f"T{suffix}", id_tags=tuple(tags.values()))
     factories.resident(world.maple, f"solo-{suffix}@maple.test", f"S{suffix}", id_tags=())
-    with in_schema(MAPLE):
+    with in_schema(world.maple.schema_name):
         IdTag.objects.filter(id_tag=tags["ok"]).update(parent_id_tag=f"HOUSE{suffix}")
         IdTag.objects.filter(id_tag=tags["blocked"]).update(status=IdTag.Status.BLOCKED)
         IdTag.objects.filter(id_tag=tags["lost"]).update(status=IdTag.Status.LOST)
@@ -172,7 +168,7 @@ async def test_data_transfer_and_notifications(connected):
     assert state["diagnostics_status"] == "Uploaded" and state["firmware_status"] == "Installing"
 
 
-async def test_meter_values_all_measurands_are_stored_once_and_feed_the_live_state(connected, world):
+async def test_meter_values_all_measurands_are_stored_once_and_feed_the_live_state(maple_schema, connected, world):
     # A resident of its own: the session stays open, and Alice's tag must stay free for other tests
     # (an open session of hers elsewhere makes her ConcurrentTx).
     tag = f"MV{uuid.uuid4().hex[:10].upper()}"
@@ -205,7 +201,7 @@ async def test_meter_values_all_measurands_are_stored_once_and_feed_the_live_sta
     assert state["power_w:1"] == "11000"
     assert state["session_energy_wh:1"] == "250"
     await connected.transport.disconnect()
-    rows = await run_in_schema(MAPLE, lambda: list(MeterValue.objects.filter(
+    rows = await run_in_schema(maple_schema, lambda: list(MeterValue.objects.filter(
         charge_point__charge_point_id=connected.charge_point_id).values(
         "connector_number", "measurand", "phase", "unit", "context", "location", "value", "normalized",
         "session__transaction_id")))
@@ -219,10 +215,10 @@ async def test_meter_values_all_measurands_are_stored_once_and_feed_the_live_sta
     assert by_key[("Current.Import", "L1", "")]["session__transaction_id"] == tx
     main_meter = [r for r in rows if r["connector_number"] == 0]
     assert main_meter[0]["unit"] == "Wh" and main_meter[0]["session__transaction_id"] is None
-    assert json.dumps(str(by_key[("Voltage", "L1-N", "")]["value"])) == '"231.400000"'
+    assert by_key[("Voltage", "L1-N", "")]["value"] == Decimal("231.4")
 
 
-async def test_a_charger_that_refuses_power_is_asked_for_the_register_and_currents(charger_id):
+async def test_a_charger_that_refuses_power_is_asked_for_the_register_and_currents(maple_schema, charger_id):
     wanted = "Energy.Active.Import.Register,Current.Import,Power.Active.Import"
 
     def change(payload: dict) -> dict:
@@ -237,7 +233,7 @@ async def test_a_charger_that_refuses_power_is_asked_for_the_register_and_curren
     assert asked == [("MeterValuesSampledData", wanted),
                      ("MeterValuesSampledData", "Energy.Active.Import.Register,Current.Import"),
                      ("MeterValueSampleInterval", "15")]
-    cp = await run_in_schema(MAPLE, ChargePoint.objects.get, charge_point_id=charger_id)
+    cp = await run_in_schema(maple_schema, ChargePoint.objects.get, charge_point_id=charger_id)
     assert cp.configuration["MeterValuesSampledData"]["value"] == "Energy.Active.Import.Register,Current.Import"
     await comm.disconnect()
 

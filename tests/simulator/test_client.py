@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from apps.simulator.client import ChargerRunner, SimClock
-from tests.simulator.test_model import T0, charger, ev
+from tests.simulator.helpers import T0, charger, ev
 
 
 def test_offline_the_charger_authorizes_locally_and_keeps_only_transaction_messages():

@@ -99,6 +99,7 @@ def test_adding_a_charger_does_not_change_the_others_evs():
 @pytest.mark.parametrize("path", sorted((ROOT / "examples" / "scenarios").glob("*.yaml")), ids=lambda p: p.name)
 def test_example_scenarios_fit_the_example_buildings(path):
     spec = scenario.load(path.read_text(), str(path))
+    fitting = []
     for building in sorted((ROOT / "examples").glob("*.yaml")):
         commissioning = load_commissioning(building.read_text(), str(building))
         chargers = [ChargerConfig(c.id, tuple(ConnectorConfig(n.id) for n in c.connectors))
@@ -107,4 +108,6 @@ def test_example_scenarios_fit_the_example_buildings(path):
         if named and not named <= {c.charge_point_id for c in chargers}:
             continue  # written for another building
         planned = scenario.plan(spec, chargers, id_tags=["X"], start=START, horizon=timedelta(hours=12), seed=1)
-        assert sum(len(v) for v in planned.evs.values()) > 0
+        assert sum(len(v) for v in planned.evs.values()) > 0, building.name
+        fitting.append(building.name)
+    assert fitting, f"{path.name} names chargers of no example building"  # else nothing above was checked
