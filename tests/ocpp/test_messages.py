@@ -238,7 +238,7 @@ async def test_a_charger_that_refuses_power_is_asked_for_the_register_and_curren
     await comm.disconnect()
 
 
-async def test_a_reboot_soon_after_skips_reading_the_configuration_but_syncs_the_local_list(charger_id):
+async def test_a_reboot_soon_after_skips_reading_the_configuration_but_syncs_the_local_list(maple_schema, charger_id):
     from apps.charging import local_lists
 
     first = communicator(charger_id)
@@ -248,7 +248,7 @@ async def test_a_reboot_soon_after_skips_reading_the_configuration_but_syncs_the
     await charger.settle(1.0)
     assert [a for a, _ in charger.received_calls][:1] == ["GetConfiguration"]
     await first.disconnect()
-    await run_in_schema(MAPLE, lambda: ChargePoint.objects.filter(charge_point_id=charger_id).update(
+    await run_in_schema(maple_schema, lambda: ChargePoint.objects.filter(charge_point_id=charger_id).update(
         configuration={**ChargePoint.objects.get(charge_point_id=charger_id).configuration,
                        "SupportedFeatureProfiles": {"value": "Core,LocalAuthListManagement", "readonly": True}}))
     queued = []
@@ -262,10 +262,10 @@ async def test_a_reboot_soon_after_skips_reading_the_configuration_but_syncs_the
         assert (await charger.boot())[2]["status"] == "Accepted"
         await charger.settle(1.0)
         assert charger.received_calls == []  # configuration read lately and as wanted: not again
-        assert len(queued) == 1 and queued[0][0] == MAPLE  # its local list is still brought up to date
+        assert len(queued) == 1 and queued[0][0] == maple_schema  # its local list is still brought up to date
         await again.disconnect()
         # A day later it is read again.
-        await run_in_schema(MAPLE, lambda: ChargePoint.objects.filter(charge_point_id=charger_id).update(
+        await run_in_schema(maple_schema, lambda: ChargePoint.objects.filter(charge_point_id=charger_id).update(
             configuration_read_at=datetime.now(UTC) - timedelta(hours=25)))
         late = communicator(charger_id)
         assert (await late.connect(timeout=5))[0]
