@@ -49,7 +49,10 @@ from websockets.asyncio.client import ClientConnection, connect
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".local" / "bench"
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(1, str(ROOT))
 from setup_bench import charger_id, password  # noqa: E402
+
+from hoa_charging.procfile import daphne_websocket_flags  # noqa: E402
 
 CONFIGURATION = [
     {"key": "MeterValueSampleInterval", "readonly": False, "value": "15"},
@@ -244,18 +247,6 @@ class BenchCharger:
         return self.rng.uniform(0, min(self.args.retry_cap, 2.0 ** self.failures))
 
 
-def procfile_flags() -> list[str]:
-    """The websocket flags of the Procfile's web process: the benchmark runs daphne as production does."""
-    web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    words = web.split()
-    flags: list[str] = []
-    for index, word in enumerate(words):
-        if word.startswith("--websocket"):
-            value = words[index + 1]
-            flags += [word, value.split(":-", 1)[1].rstrip("}") if value.startswith("${") else value]
-    return flags
-
-
 class Daphne:
     def __init__(self, tree: Path, log: Path, extra: list[str], profile: str = ""):
         self.tree = tree
@@ -273,7 +264,7 @@ class Daphne:
         if self.profile:
             command = [sys.executable, str(ROOT / "bench" / "profile_daphne.py"), self.profile]
         self.process = subprocess.Popen(
-            [*command, "-b", "127.0.0.1", "-p", str(self.port), "--access-log", os.devnull, *procfile_flags(),
+            [*command, "-b", "127.0.0.1", "-p", str(self.port), "--access-log", os.devnull, *daphne_websocket_flags(),
              *self.extra, "hoa_charging.asgi:application"],
             cwd=self.tree, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from hoa_charging.procfile import daphne_websocket_flags
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,17 +47,6 @@ def database_url_for_subprocesses() -> str:
     return f"postgres://{user}{password}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def procfile_daphne_limits() -> list[str]:
-    """The websocket flags of the Procfile's web process, so that tests run daphne as production does."""
-    web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    words = web.split()
-    flags: list[str] = []
-    for index, word in enumerate(words):
-        if word.startswith("--websocket"):
-            flags += [word, re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", words[index + 1])]
-    return flags
-
-
 class Daphne:
     """A real daphne process on a free port, sharing this run's Redis and channel-layer prefix.
 
@@ -86,7 +75,7 @@ class Daphne:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", *procfile_daphne_limits(), "-b", "127.0.0.1", "-p", str(self.port), *self.args,
+            [sys.executable, "-m", "daphne", *daphne_websocket_flags(), "-b", "127.0.0.1", "-p", str(self.port), *self.args,
              "hoa_charging.asgi:application"],
             cwd=ROOT,
             env=self.env,

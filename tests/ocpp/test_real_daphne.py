@@ -43,9 +43,9 @@ async def test_odd_ids_and_paths_get_a_clean_403(daphne, world, committed, path)
 
 
 async def test_a_message_above_the_limit_closes_the_connection(daphne, charger_id):
-    from tests.servers import procfile_daphne_limits
+    from hoa_charging.procfile import daphne_websocket_flags
 
-    flags = procfile_daphne_limits()
+    flags = daphne_websocket_flags()
     limit = int(flags[flags.index("--websocket-max-message-size") + 1])
     assert limit == 65536
     async with websockets.connect(f"ws://127.0.0.1:{daphne.port}/ocpp/{charger_id}", subprotocols=["ocpp1.6"],
