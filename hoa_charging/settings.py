@@ -146,6 +146,7 @@ TENANT_APPS = [
     "apps.billing",
     "apps.ocpp",
     "apps.alerts",
+    "apps.statements",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -310,6 +311,11 @@ AXES_CLIENT_IP_CALLABLE = "apps.accounts.lockout.client_address"
 INVITATION_VALID_DAYS = env_int("INVITATION_VALID_DAYS", 7)
 if not 1 <= INVITATION_VALID_DAYS <= 90:
     raise ImproperlyConfigured(f"INVITATION_VALID_DAYS must be 1 to 90 days, not {INVITATION_VALID_DAYS}")
+
+# Statements: days from issue to due date, and how long after the due date a resident's cards are blocked.
+STATEMENT_PAYMENT_TERMS_DAYS = env_int("STATEMENT_PAYMENT_TERMS_DAYS", 15)
+if not 0 <= STATEMENT_PAYMENT_TERMS_DAYS <= 90:
+    raise ImproperlyConfigured(f"STATEMENT_PAYMENT_TERMS_DAYS must be 0 to 90 days, not {STATEMENT_PAYMENT_TERMS_DAYS}")
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
 SESSION_COOKIE_DOMAIN = os.environ.get("SESSION_COOKIE_DOMAIN") or None
