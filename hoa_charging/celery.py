@@ -23,4 +23,6 @@ app.conf.beat_schedule = {
     "ocpp-close-stale-sessions": {"task": "apps.ocpp.tasks.close_stale_sessions", "schedule": 900.0},
     "ocpp-sync-all-local-lists": {"task": "apps.ocpp.tasks.sync_all_local_lists", "schedule": 3600.0},
     "ocpp-expire-reservations": {"task": "apps.ocpp.tasks.expire_reservations", "schedule": 60.0},
+    # Each building's month closes at the first run after its own local midnight on the 1st.
+    "statements-close-due-periods": {"task": "apps.statements.tasks.close_due_periods", "schedule": 600.0},
 }

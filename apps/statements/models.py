@@ -78,6 +78,7 @@ class Statement(models.Model):
     tax = models.DecimalField(**MONEY, default=Decimal("0"))
     total = models.DecimalField(**MONEY, default=Decimal("0"))
     amount_paid = models.DecimalField(**MONEY, default=Decimal("0"))
+    prices_include_tax = models.BooleanField(default=False, help_text="Lines are shown tax included.")
     reason = models.TextField(blank=True, help_text="For a credit note: why.")
     # What the document says about the parties, frozen at finalization.
     parties = models.JSONField(default=dict, blank=True)
@@ -167,3 +168,13 @@ class StatementDocument(models.Model):
 
     def __str__(self) -> str:
         return f"{self.statement} ({self.sha256[:12]})"
+
+
+class BilledCharge(models.Model):
+    """A priced session on the statement that billed it: at most one, ever (the unique key)."""
+
+    charge = models.OneToOneField("billing.SessionCharge", on_delete=models.PROTECT, related_name="billed")
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="billed_charges")
+
+    def __str__(self) -> str:
+        return f"{self.charge_id} on {self.statement}"
