@@ -54,9 +54,15 @@ def building_billing() -> BuildingBilling:
     return BuildingBilling(ZoneInfo(condo.timezone), condo.currency, bool(settings and settings.prices_include_tax))
 
 
-def tariff_for(*, connector_pk: int | None, resident_id: int | None) -> TariffChoice | None:
-    """The tariff that applies to a driver (a resident, or None: a visitor) on a connector. Two queries."""
-    audience = Audience.RESIDENTS if resident_id is not None else Audience.VISITORS
+def tariff_for(
+    *, connector_pk: int | None, resident_id: int | None, as_resident: bool | None = None,
+) -> TariffChoice | None:
+    """The tariff that applies to a driver (a resident, or None: a visitor) on a connector. Two queries.
+
+    ``as_resident``: price as a resident (or a visitor) without naming one (a manager's quote).
+    """
+    resident = as_resident if as_resident is not None else resident_id is not None
+    audience = Audience.RESIDENTS if resident else Audience.VISITORS
     group_id = None
     if resident_id is not None:
         group_id = TariffGroupMember.objects.filter(resident_id=resident_id).values_list("group_id", flat=True).first()

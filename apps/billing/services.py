@@ -296,18 +296,20 @@ class Quote:
 
 def price_quote(
     *, connector: Connector, resident_id: int | None, energy_wh: int, start: datetime | None = None,
-    duration: timedelta | None = None, idle: timedelta = timedelta(0),
+    duration: timedelta | None = None, idle: timedelta = timedelta(0), as_resident: bool | None = None,
 ) -> Quote:
     """What a session of ``energy_wh`` on ``connector`` would cost a resident (or, None, a visitor).
 
     ``duration`` defaults to the time the connector needs at its full power (at least a minute).
+    ``as_resident``: a resident's (True) or a visitor's (False) price without naming a resident.
     """
     building = building_billing()
     start = start or timezone.now()
     max_power = _max_power_w(connector)
     if duration is None:
         duration = timedelta(seconds=max(60, -(-energy_wh * 3600 // max_power)))
-    choice: TariffChoice | None = tariff_for(connector_pk=connector.pk, resident_id=resident_id)
+    choice: TariffChoice | None = tariff_for(connector_pk=connector.pk, resident_id=resident_id,
+                                             as_resident=as_resident)
     if choice is None:
         raise NoTariff("no tariff applies on this connector")
     version = version_in_force(choice.tariff, start)
