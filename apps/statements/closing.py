@@ -21,7 +21,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.billing import pricing, selectors as billing_selectors
+from apps.billing import pricing
+from apps.billing import selectors as billing_selectors
 from apps.billing.models import BillingSettings, SessionCharge
 from apps.buildings.models import Resident
 from apps.statements import periods

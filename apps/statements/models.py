@@ -155,6 +155,10 @@ class StatementLine(models.Model):
     def __str__(self) -> str:
         return self.description
 
+    @property
+    def gross(self) -> Decimal:
+        return self.amount + self.tax
+
 
 class StatementDocument(models.Model):
     """The rendered PDF of a finalized statement: made once, never replaced."""
