@@ -221,9 +221,7 @@ def _close(period: BillingPeriod, bounds: periods.Month, condo: Condominium, now
     series.save(update_fields=["last_number"])
     made = Statement.objects.bulk_create([statement for statement, _, _ in drafts])
     StatementLine.objects.bulk_create(
-        StatementLine(statement=statement, position=position, **{
-            key: value for key, value in line.items()
-        })
+        StatementLine(statement=statement, position=position, **line)
         for statement, (_, lines, _) in zip(made, drafts, strict=True)
         for position, line in enumerate(lines, start=1)
     )

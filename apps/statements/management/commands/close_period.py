@@ -36,7 +36,9 @@ class Command(BaseCommand):
         if bar:
             bar.done()
         if not result.closed_now:
-            self.stdout.write(f"{condo.slug} {period}: already closed ({result.statements} statements); nothing changed")
+            self.stdout.write(
+                f"{condo.slug} {period}: already closed ({result.statements} statements); nothing changed"
+            )
             return
         self.stdout.write(
             f"{condo.slug} {period}: {result.statements} statements, {result.sessions_billed} sessions billed "
