@@ -25,4 +25,5 @@ app.conf.beat_schedule = {
     "ocpp-expire-reservations": {"task": "apps.ocpp.tasks.expire_reservations", "schedule": 60.0},
     # Each building's month closes at the first run after its own local midnight on the 1st.
     "statements-close-due-periods": {"task": "apps.statements.tasks.close_due_periods", "schedule": 600.0},
+    "statements-follow-up-unpaid": {"task": "apps.statements.tasks.follow_up_unpaid", "schedule": 3600.0},
 }

@@ -88,6 +88,8 @@ class Statement(models.Model):
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     emailed_at = models.DateTimeField(null=True, blank=True)
+    reminders_sent = models.PositiveSmallIntegerField(default=0, help_text="Payment reminders mailed so far.")
+    last_reminder_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.PROTECT,
                                    related_name="+", help_text="Empty when the platform made it.")
     created_at = models.DateTimeField(auto_now_add=True)

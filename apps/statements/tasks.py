@@ -65,3 +65,21 @@ def queue_deliveries(schema_name: str, period_id: int) -> int:
     for statement_id in ids:
         deliver_statement.delay(schema_name, statement_id)
     return len(ids)
+
+
+@shared_task(name="apps.statements.tasks.follow_up_unpaid")
+def follow_up_unpaid() -> dict[str, int]:
+    """Every building's follow-up of unpaid statements, for its own local date (hourly; idempotent)."""
+    from apps.statements.collections import statements_follow_up
+
+    now = timezone.now()
+    reminded: dict[str, int] = {}
+    for condo in all_condominiums():
+        with in_condominium(condo):
+            try:
+                result = statements_follow_up(today=periods.local_day(now, condo.timezone), now=now)
+            except Exception:
+                log.exception("following up the unpaid statements of %s failed", condo.slug)
+                continue
+            reminded[condo.slug] = result.reminders
+    return reminded
