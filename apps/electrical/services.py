@@ -172,7 +172,9 @@ def site_meter_push(*, meter_key: str, authorization: str, address: str, body: b
     failures, for any token until the back-off ends.
     """
     now = now or timezone.now()
-    if token_failures.locked_sync(meter=meter_key, address=address):
+    # Counted per building and meter id: guesses on another building's host lock nothing here.
+    counted_as = f"{connection.schema_name}:{meter_key}"
+    if token_failures.locked_sync(meter=counted_as, address=address):
         count_refusals(meter_key, Reason.BAD_TOKEN, 1, f"refused unchecked (too many failures) from {address}",
                        now=now)
         return UNAUTHORIZED
@@ -182,11 +184,11 @@ def site_meter_push(*, meter_key: str, authorization: str, address: str, body: b
     # The same hashing whether or not the meter exists.
     matches = meter_token_matches(token or "", meter.token_hash if meter is not None else "")
     if meter is None or token is None or not matches:
-        token_failures.record_sync(meter=meter_key, address=address)
+        token_failures.record_sync(meter=counted_as, address=address)
         count_refusals(meter_key, Reason.BAD_TOKEN, 1,
                        f"{'missing' if token is None else 'wrong'} token from {address}", now=now)
         return UNAUTHORIZED
-    token_failures.clear_sync("meter", meter_key)
+    token_failures.clear_sync("meter", counted_as)
     try:
         checked = readings.check_body(body, supply_of(meter), now=now, limits=limits())
     except readings.BodyRefused as refused:
