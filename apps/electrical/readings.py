@@ -298,3 +298,47 @@ def check_reading(
 def amps(value: Decimal) -> Decimal:
     """A current as stored: one decimal, rounded up (the load is never under-stated)."""
     return value.quantize(TENTH, rounding=ROUND_CEILING)
+
+
+# --- OCPP MeterValues ---------------------------------------------------------------------------
+
+_OCPP_KINDS: dict[str, tuple[Kind, dict[str, Decimal]]] = {
+    "Current.Import": ("current_a", {"A": Decimal(1), "mA": Decimal("0.001")}),
+    "Power.Active.Import": ("power_w", {"W": Decimal(1), "kW": Decimal(1000)}),
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One OCPP sampled value, as apps.ocpp.parsing rows carry it."""
+
+    sampled_at: datetime
+    measurand: str
+    phase: str
+    unit: str
+    value: Decimal
+
+
+def from_meter_values(samples: Sequence[Sample], phases: int) -> list[tuple[Path, datetime, Kind, list[Decimal]]]:
+    """Site-meter values from a MeterValues of the site-meter charger: per timestamp, Current.Import of
+    every phase (L1, L2, L3; "L1-N" counts as L1) if all are there, else Power.Active.Import of every phase.
+    A timestamp with neither complete is left out."""
+    by_time: dict[datetime, dict[Kind, dict[int, Decimal]]] = {}
+    for sample in samples:
+        found = _OCPP_KINDS.get(sample.measurand)
+        if found is None:
+            continue
+        kind, units = found
+        scale = units.get(sample.unit or next(iter(units)))
+        phase = sample.phase.split("-")[0]
+        if scale is None or phase not in ("L1", "L2", "L3"):
+            continue
+        by_time.setdefault(sample.sampled_at, {}).setdefault(kind, {})[int(phase[1]) - 1] = sample.value * scale
+    shaped: list[tuple[Path, datetime, Kind, list[Decimal]]] = []
+    for n, (sampled_at, kinds) in enumerate(sorted(by_time.items())):
+        for kind in KINDS:
+            values = kinds.get(kind, {})
+            if all(i in values for i in range(phases)):
+                shaped.append((("meterValue", n), sampled_at, kind, [values[i] for i in range(phases)]))
+                break
+    return shaped

@@ -76,14 +76,14 @@ class Stored:
 
 
 def site_readings_store(
-    *, meter: SiteMeter, checked: readings.Checked, received_at: datetime, schema_name: str | None = None,
+    *, meter: SiteMeter, checked: readings.Checked, received_at: datetime, building_schema: str | None = None,
 ) -> Stored:
     """Store the readings of ``checked`` and count its refusals, in one transaction.
 
     After commit: the newest reading becomes the building's latest (Redis), the stale alert is resolved
     if the meter was silent and this reading is fresh, and each new reading is announced.
     """
-    schema_name = schema_name or connection.schema_name
+    schema_name = building_schema or connection.schema_name
     result = Stored(refused=checked.refused)
     with transaction.atomic():
         if checked.readings:
@@ -217,7 +217,7 @@ def active_meter(meter_key: str) -> SiteMeter | None:
 
 def site_readings_from_values(
     *, meter_key: str, values: Sequence[tuple[Path, datetime, readings.Kind, Sequence[Decimal]]],
-    now: datetime | None = None, schema_name: str | None = None,
+    now: datetime | None = None, building_schema: str | None = None,
 ) -> Stored | None:
     """Readings measured by OCPP or Modbus (already shaped): checked and stored as a push's are."""
     meter = active_meter(meter_key)
@@ -225,7 +225,20 @@ def site_readings_from_values(
         return None
     now = now or timezone.now()
     checked = readings.check_values(values, supply_of(meter), now=now, limits=limits())
-    return site_readings_store(meter=meter, checked=checked, received_at=now, schema_name=schema_name)
+    return site_readings_store(meter=meter, checked=checked, received_at=now, building_schema=building_schema)
+
+
+def site_readings_from_ocpp(*, meter_key: str, rows: Sequence[dict[str, Any]], now: datetime | None = None,
+                            building_schema: str | None = None) -> Stored | None:
+    """The site-meter charger's MeterValues (rows of apps.ocpp.parsing.meter_value_rows) as site readings."""
+    meter = active_meter(meter_key)
+    if meter is None:
+        return None
+    now = now or timezone.now()
+    samples = [readings.Sample(r["sampled_at"], r["measurand"], r["phase"], r["unit"], r["value"]) for r in rows]
+    shaped = readings.from_meter_values(samples, meter.circuit.phases)
+    checked = readings.check_values(shaped, supply_of(meter), now=now, limits=limits())
+    return site_readings_store(meter=meter, checked=checked, received_at=now, building_schema=building_schema)
 
 
 def ocpp_site_meter_for(charge_point_id: str) -> tuple[str, int] | None:
