@@ -139,8 +139,8 @@ class ModbusSpec(Spec):
             raise ValueError("a custom profile needs registers: {function, type, word_order, quantity, addresses}")
         if self.profile != "custom" and self.registers is not None:
             raise ValueError(f"registers are for profile: custom; {self.profile!r} has its own map")
-        if self.timeout_s >= self.interval_s:
-            raise ValueError("timeout_s must be shorter than interval_s")
+        if self.timeout_s > self.interval_s:
+            raise ValueError("timeout_s must not be longer than interval_s")
         return self
 
 
