@@ -219,3 +219,23 @@ def clear_lock(key: str) -> None:
 def test_only_post(client, world, maple_meter):
     response = client.get(f"/api/v1/site-meters/{maple_meter.key}/readings", HTTP_HOST=MAPLE)
     assert response.status_code == 405
+
+
+def test_managers_can_read_the_meters_refusals_and_latest(client, world, maple_meter,
+                                                          django_capture_on_commit_callbacks):
+    from apps.electrical.selectors import site_meter_status
+
+    now = timezone.now().replace(microsecond=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        push(client, maple_meter.key, maple_meter.token, {"readings": [
+            {"timestamp": iso(now), "current_a": [3, 3, 3]},
+            {"timestamp": iso(now - timedelta(seconds=1)), "current_a": [999, 3, 3]}]})
+    push(client, maple_meter.key, "not-the-token", {"timestamp": iso(now), "current_a": [3, 3, 3]})
+    with in_schema(world.maple.schema_name):
+        status = site_meter_status()
+    assert status.key == maple_meter.key and status.source == "api"
+    assert status.latest.reading.currents_a == (Decimal(3),) * 3
+    assert [(r.reason, r.count) for r in status.refusals] == [("bad_token", 1), ("implausible", 1)]
+    assert status.refusals[1].last_detail.startswith("readings[1].current_a[0]: must be a number between 0 and")
+    with in_schema(world.harbor_view.schema_name):
+        assert site_meter_status() is None  # Harbor View has no meter: nothing of Maple's shows there
