@@ -101,3 +101,25 @@ def test_roll_up_keeps_15_minute_peaks_and_means_and_purges_raw_readings_past_re
         recent = SiteMeterQuarter.objects.get(meter=maple_meter.row, period_start=datetime(2026, 11, 30, 0, 45,
                                                                                              tzinfo=UTC))
         assert (recent.samples, recent.peak_l1_a) == (4, Decimal(9))
+
+
+def test_the_beat_tasks_walk_every_building(world, maple_meter, make_api_meter):
+    from apps.electrical import tasks
+
+    harbor_meter = make_api_meter(world.harbor_view)
+    with in_schema(world.harbor_view.schema_name):
+        store(harbor_meter.row, (timezone.now() - timedelta(hours=1), ("4", "4", "4")))
+    with in_schema(world.maple.schema_name):
+        type(maple_meter.row).objects.filter(pk=maple_meter.row.pk).update(
+            created_at=timezone.now() - timedelta(minutes=5))
+    # Maple's meter never reported since it was commissioned 5 minutes ago, Harbor's an hour ago: both stale, each alert in its own building.
+    assert tasks.check_site_meters() == 2
+    for schema, key in ((world.maple.schema_name, maple_meter.key), (world.harbor_view.schema_name,
+                                                                    harbor_meter.key)):
+        with in_schema(schema):
+            (alert,) = open_alerts()
+            assert alert.details["meter"] == key
+    with in_schema(world.oak.schema_name):
+        assert open_alerts() == []
+    assert tasks.roll_up_site_readings() == {"quarters_written": 1, "readings_purged": 0}
+    assert tasks.roll_up_site_readings() == {"quarters_written": 0, "readings_purged": 0}
