@@ -110,3 +110,9 @@ def site_meter_is_stale(schema_name: str, now: datetime | None = None) -> bool:
     """Whether the building's load is unknown: no reading held, or the latest older than its meter's limit."""
     latest = site_load_latest(schema_name)
     return latest is None or latest.is_stale(now)
+
+
+async def asite_meter_is_stale(schema_name: str, now: datetime | None = None) -> bool:
+    """``site_meter_is_stale`` for async code."""
+    held = await asite_load_latest(schema_name)
+    return held is None or held.is_stale(now)

@@ -150,3 +150,8 @@ def test_decimal_fractions_of_seconds_and_offsets():
     assert readings.parse_timestamp("2026-11-30t01:15:00z") == datetime(2026, 11, 30, 1, 15, tzinfo=UTC)
     assert readings.parse_timestamp("2026-02-30T01:15:00Z") is None
     assert readings.parse_timestamp("2026-11-30T01:15:00") is None
+
+
+def test_a_body_above_64_kib_is_refused_before_parsing():
+    raw = b'{"readings": [' + b" " * (64 * 1024) + b"]}"
+    assert problems(raw) == ["(top level): the body is 65,552 bytes; the limit is 65,536"]
