@@ -23,4 +23,6 @@ app.conf.beat_schedule = {
     "ocpp-close-stale-sessions": {"task": "apps.ocpp.tasks.close_stale_sessions", "schedule": 900.0},
     "ocpp-sync-all-local-lists": {"task": "apps.ocpp.tasks.sync_all_local_lists", "schedule": 3600.0},
     "ocpp-expire-reservations": {"task": "apps.ocpp.tasks.expire_reservations", "schedule": 60.0},
+    "site-meters-check-stale": {"task": "apps.electrical.tasks.check_site_meters", "schedule": 15.0},
+    "site-meters-roll-up": {"task": "apps.electrical.tasks.roll_up_site_readings", "schedule": 3600.0},
 }
