@@ -534,3 +534,27 @@ def test_tax_included_prices_in_a_zero_decimal_currency():
         {"type": "ENERGY", "price": "30", "tax_rate": "0.10"}]}]}, currency="JPY")
     result = priced(tariff, session(la(2026, 3, 10, 9), la(2026, 3, 10, 12), 0, 12_345), prices_include_tax=True)
     assert (result.total, result.tax, result.subtotal) == (D("370"), D("34"), D("336"))
+
+
+@st.composite
+def around_dst(draw):
+    """Sessions that start within a day of a DST change in Los Angeles, of up to 30 hours."""
+    change = draw(st.sampled_from([datetime(2026, 3, 8, 10, tzinfo=UTC), datetime(2026, 11, 1, 9, tzinfo=UTC)]))
+    start = change + timedelta(minutes=draw(st.integers(min_value=-24 * 60, max_value=24 * 60)))
+    stop = start + timedelta(minutes=draw(st.integers(min_value=1, max_value=30 * 60)))
+    return start, stop
+
+
+@settings(max_examples=150, deadline=None)
+@given(around_dst())
+def test_charging_time_is_real_elapsed_time_across_dst(times):
+    start, stop = times
+    result = price_session(hourly_tariff(), SessionInput(start, stop, 0, 1000), tz=LA)
+    hours = sum((line.quantity for line in result.lines), D(0))
+    elapsed = D(int((stop - start).total_seconds())) / 3600
+    assert abs(hours - elapsed) < D("0.0001") * len(result.lines)
+    for line in result.lines:  # each line is inside its window, in local time
+        if line.window == "night":
+            assert line.start.time() >= time(22) or line.start.time() < time(7)
+        else:
+            assert time(7) <= line.start.time() < time(22)
