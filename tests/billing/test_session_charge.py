@@ -179,3 +179,26 @@ def test_sessions_left_unpriced_are_caught_up_once(world, committed, maple_schem
     with in_schema(maple_schema):
         charge = SessionCharge.objects.get(session=session)
         assert (charge.status, charge.total) == ("priced", Decimal("0.90"))
+
+
+async def test_a_pricing_failure_never_fails_the_stop(maple_schema, connected, caplog):
+    """A tariff stored broken (written past the services): the charger still gets its answer, the session
+    is stored as stopped, and the failure is logged for the catch-up to retry."""
+    from apps.billing.models import Tariff, TariffAssignment, TariffVersion
+
+    def break_the_connector_tariff():
+        connector = ChargePoint.objects.get(charge_point_id=connected.charge_point_id).connectors.get(connector_id=1)
+        tariff = Tariff.objects.create(code=f"broken-{connector.pk}", name="Broken")
+        TariffVersion.objects.create(tariff=tariff, number=1, effective_from=la(2026, 1, 1), currency="USD",
+                                     document={"elements": "not a list"}, published_at=la(2026, 1, 1))
+        TariffAssignment.objects.create(tariff=tariff, audience="everyone", connector=connector)
+
+    await run_in_schema(maple_schema, break_the_connector_tariff)
+    tx = await start(connected, la(2026, 3, 10, 9), 0)
+    reply = await stop(connected, tx, 3000, la(2026, 3, 10, 10))
+    assert reply[0] == 3  # answered
+    session = await run_in_schema(maple_schema, lambda: ChargingSession.objects.get(
+        charge_point__charge_point_id=connected.charge_point_id, transaction_id=tx))
+    assert session.stopped_at == la(2026, 3, 10, 10) and session.energy_wh == 3000
+    assert await charges(maple_schema, tx) == []
+    assert "give at least one element" in caplog.text
