@@ -23,6 +23,7 @@ from apps.billing.pricing import (
     TariffInvalid,
     TariffVersion,
     lines_document,
+    monthly_fee_line,
     parse_tariff,
     price_session,
     prorate_monthly_fee,
@@ -558,3 +559,14 @@ def test_charging_time_is_real_elapsed_time_across_dst(times):
             assert line.start.time() >= time(22) or line.start.time() < time(7)
         else:
             assert time(7) <= line.start.time() < time(22)
+
+
+def test_monthly_fee_as_a_statement_line_with_its_tax():
+    fee = parse_tariff({"elements": T_RES["elements"], "monthly_fee": {"price": "15.00", "tax_rate": "0.10"}},
+                       currency="USD").monthly_fee
+    line = monthly_fee_line(fee, days_of_access=10, year=2026, month=2, currency="USD", tz=LA)
+    assert (line.kind, line.quantity, line.unit, line.amount, line.tax, line.total) == (
+        Kind.MONTHLY_FEE, D("10"), "day", D("5.36"), D("0.54"), D("5.90"))
+    assert line.window == "10 of 28 days" and line.start == la(2026, 2, 1) and line.end == la(2026, 3, 1)
+    with pytest.raises(TariffInvalid, match="ENERGY, TIME"):  # not a component a session is priced with
+        parse_tariff({"elements": [{"price_components": [{"type": "MONTHLY_FEE", "price": "1"}]}]}, currency="USD")
