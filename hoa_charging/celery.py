@@ -25,4 +25,5 @@ app.conf.beat_schedule = {
     "ocpp-expire-reservations": {"task": "apps.ocpp.tasks.expire_reservations", "schedule": 60.0},
     "site-meters-check-stale": {"task": "apps.electrical.tasks.check_site_meters", "schedule": 15.0},
     "site-meters-roll-up": {"task": "apps.electrical.tasks.roll_up_site_readings", "schedule": 3600.0},
+    "billing-price-pending-sessions": {"task": "apps.billing.tasks.price_pending_sessions", "schedule": 900.0},
 }

@@ -12,4 +12,5 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("", include("apps.ocpp.urls_tenant")),
     path("", include("apps.electrical.urls_tenant")),
+    path("", include("apps.billing.urls_tenant")),
 ]

@@ -71,6 +71,28 @@ people:
   - {email: manager@acme.test, name: Manager, roles: [manager]}
   - {email: board@maple.test, name: Board, roles: [board]}
   - {email: alice@maple.test, name: Alice, unit: "101", roles: [resident], id_tags: ["04A1B2C3D4"]}
+tariffs:  # the billing spec's T-RES and T-VIS (docs/tariffs.md)
+  - code: residents
+    name: Residents
+    applies_to: [{who: everyone}]
+    versions:
+      - effective_from: 2026-01-01
+        elements:
+          - label: night
+            restrictions: {start_time: "22:00", end_time: "07:00"}
+            price_components: [{type: ENERGY, price: 0.18}]
+          - label: day
+            price_components: [{type: ENERGY, price: 0.32}]
+          - label: idle
+            price_components: [{type: PARKING_TIME, price: 0.10, grace_minutes: 30, cap: 20.00}]
+  - code: visitors
+    name: Visitors
+    applies_to: [{who: visitors}, {charger: TEST-MAPLE-1, connector: 2}]
+    versions:
+      - effective_from: 2026-01-01
+        elements:
+          - restrictions: {min_duration: 601}
+            price_components: [{type: TIME, price: 2.40, step_size: 900}]
 """
 OAK_TOWER = """
 company: {slug: acme, name: Acme Property Management}

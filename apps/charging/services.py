@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise, alert_resolve
-from apps.charging import local_lists, metering, reservations
+from apps.charging import events, local_lists, metering, reservations
 from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue
 from apps.charging.selectors import IdTagDecision, authorize_id_tag, session_find_for_message
 
@@ -300,6 +300,7 @@ def session_stop(
             session.flag(note)
         _compute_energy(session)
         session.save()
+        events.session_stopped(session.pk)
     decision = authorize_id_tag(id_tag, charge_point_pk=charge_point_pk) if id_tag else None
     return StopResult(session.pk, session.transaction_id, how, decision)
 
@@ -345,6 +346,7 @@ def _close_without_stop(session: ChargingSession, *, stopped_at: datetime, reaso
     session.flag(f"no StopTransaction received; closed after {reason}")
     _compute_energy(session)
     session.save()
+    events.session_stopped(session.pk)
 
 
 def sessions_close_stale(*, now: datetime | None = None, stale_after: timedelta) -> list[int]:

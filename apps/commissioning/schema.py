@@ -11,12 +11,14 @@ The format is documented in docs/commissioning.md.
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from apps.billing.pricing import TariffInvalid, parse_tariff
 from apps.core.yamlfile import FileRefused, Problem, dump, line_of, parse, with_lines
 
 SUPPLY = "supply"
@@ -304,10 +306,65 @@ class PersonSpec(Spec):
         return self
 
 
+class TariffVersionSpec(Spec):
+    """One set of prices. ``elements`` and ``monthly_fee`` are checked by apps.billing.pricing.parse_tariff."""
+
+    effective_from: datetime | date  # a date: local midnight in the building's time zone
+    elements: list[Any] = Field(min_length=1)
+    monthly_fee: Any = None
+
+    def document(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"elements": self.elements}
+        if self.monthly_fee is not None:
+            data["monthly_fee"] = self.monthly_fee
+        return data
+
+
+class TariffTargetSpec(Spec):
+    """Who pays the tariff, where: ``who`` (or a named ``group``), on a charger (one or all of its connectors)."""
+
+    who: Literal["everyone", "residents", "visitors"] | None = None
+    group: Slug | None = None
+    charger: ChargePointId | None = None
+    connector: int | None = Field(default=None, ge=1, le=99)
+
+    @model_validator(mode="after")
+    def _one_audience(self) -> TariffTargetSpec:
+        if self.who is not None and self.group is not None:
+            raise ValueError("give who or group, not both")
+        if self.connector is not None and self.charger is None:
+            raise ValueError("a connector needs its charger")
+        return self
+
+    @property
+    def audience(self) -> str:
+        return "group" if self.group else (self.who or "everyone")
+
+
 class TariffSpec(Spec):
     code: Slug
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
+    versions: list[TariffVersionSpec] = []
+    applies_to: list[TariffTargetSpec] = []
+
+
+class TariffGroupSpec(Spec):
+    code: Slug
+    name: str = Field(min_length=1, max_length=200)
+    members: list[str] = []  # residents' e-mails
+
+    @field_validator("members")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        for email in value:
+            if not EMAIL.match(email):
+                raise ValueError(f"{email!r} is not an e-mail address")
+        return [email.lower() for email in value]
+
+
+class BillingSpec(Spec):
+    prices_include_tax: bool = False
 
 
 class CommissioningSpec(Spec):
@@ -317,6 +374,8 @@ class CommissioningSpec(Spec):
     chargers: list[ChargerSpec] = []
     units: list[UnitSpec] = []
     people: list[PersonSpec] = []
+    billing: BillingSpec = BillingSpec()
+    tariff_groups: list[TariffGroupSpec] = []
     tariffs: list[TariffSpec] = []
 
 
@@ -417,11 +476,69 @@ def cross_check(spec: CommissioningSpec) -> list[Problem]:
                 problems.append(Problem(("people", i, "id_tags", j), f"id tag {tag} already belongs to {tags[tag]}"))
             tags[tag] = person.email
 
+    problems += _check_tariffs(spec)
+    return problems
+
+
+def _check_tariffs(spec: CommissioningSpec) -> list[Problem]:
+    """Prices (apps.billing.pricing), versions in order, and targets that exist and are given once."""
+    problems: list[Problem] = []
+    residents = {p.email for p in spec.people if "resident" in p.roles}
+    groups: set[str] = set()
+    grouped: dict[str, str] = {}
+    for i, group in enumerate(spec.tariff_groups):
+        if group.code in groups:
+            problems.append(Problem(("tariff_groups", i, "code"), f"group {group.code!r} is listed twice"))
+        groups.add(group.code)
+        for j, email in enumerate(group.members):
+            if email not in residents:
+                problems.append(Problem(("tariff_groups", i, "members", j), f"{email} is not a resident in this file"))
+            elif email in grouped:
+                problems.append(Problem(("tariff_groups", i, "members", j),
+                                        f"{email} is already in group {grouped[email]!r} (one group per resident)"))
+            grouped.setdefault(email, group.code)
+    connectors = {c.id.lower(): {k.id for k in c.connectors} for c in spec.chargers}
     codes: set[str] = set()
+    targets: dict[tuple[str, str, str, int | None], str] = {}
     for i, tariff in enumerate(spec.tariffs):
         if tariff.code in codes:
             problems.append(Problem(("tariffs", i, "code"), f"tariff {tariff.code!r} is listed twice"))
         codes.add(tariff.code)
+        moments: set[datetime | date] = set()
+        for j, version in enumerate(tariff.versions):
+            where: tuple[str | int, ...] = ("tariffs", i, "versions", j)
+            if version.effective_from in moments:
+                problems.append(Problem((*where, "effective_from"), "two versions take effect at the same moment"))
+            moments.add(version.effective_from)
+            if isinstance(version.effective_from, datetime) and version.effective_from.tzinfo is None:
+                problems.append(Problem((*where, "effective_from"),
+                                        "give a date, or a date and time with its UTC offset"))
+            try:
+                parse_tariff(version.document(), currency=spec.condominium.currency)
+            except TariffInvalid as invalid:
+                problems += [Problem((*where, *p.path), p.message) for p in invalid.problems]
+        if tariff.applies_to and not tariff.versions:
+            problems.append(Problem(("tariffs", i, "versions"), "a tariff that applies to someone needs prices"))
+        for j, target in enumerate(tariff.applies_to):
+            where = ("tariffs", i, "applies_to", j)
+            if target.group is not None and target.group not in groups:
+                problems.append(Problem((*where, "group"), f"no tariff group {target.group!r} (see tariff_groups)"))
+            numbers: list[int | None] = [None]
+            if target.charger is not None:
+                known = connectors.get(target.charger.lower())
+                if known is None:
+                    problems.append(Problem((*where, "charger"), f"no charger {target.charger!r} in this file"))
+                    continue
+                if target.connector is not None and target.connector not in known:
+                    problems.append(Problem((*where, "connector"),
+                                            f"charger {target.charger!r} has no connector {target.connector}"))
+                    continue
+                numbers = [target.connector] if target.connector is not None else [*sorted(known)]
+            for number in numbers:
+                key = (target.audience, target.group or "", (target.charger or "").lower(), number)
+                if key in targets and targets[key] != tariff.code:
+                    problems.append(Problem(where, f"already given tariff {targets[key]!r}: one tariff per target"))
+                targets.setdefault(key, tariff.code)
     return problems
 
 

@@ -15,9 +15,11 @@ the files of many buildings.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
@@ -26,7 +28,16 @@ from django.utils import timezone
 
 from apps.accounts.models import CompanyMembership, CondominiumMembership, User
 from apps.accounts.services import invite_new_people, people_to_invite
-from apps.billing.models import Tariff
+from apps.billing import pricing
+from apps.billing.models import (
+    BillingSettings,
+    Tariff,
+    TariffAssignment,
+    TariffGroup,
+    TariffGroupMember,
+    TariffVersion,
+)
+from apps.billing.services import TariffRefused, tariff_publish_version
 from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
 from apps.charging.local_lists import local_list_request_sync
 from apps.charging.models import ChargePoint, Connector
@@ -242,10 +253,13 @@ def commission_building(spec: CommissioningSpec, *, source: str = "<file>", invi
     writer = _Writer(report)
     with in_public_schema():
         _check_against_platform(spec, source)
-        with transaction.atomic():
-            condominium = _apply_public(spec, writer)
-            with in_schema(condominium.schema_name):
-                _apply_tenant(spec, condominium, writer)
+        try:
+            with transaction.atomic():
+                condominium = _apply_public(spec, writer)
+                with in_schema(condominium.schema_name):
+                    _apply_tenant(spec, condominium, writer)
+        except CommissioningError as refused:
+            raise CommissioningError(source, refused.problems) from None
         if invite:
             pending = people_to_invite(emails=[person.email for person in spec.people])
             if pending:
@@ -381,13 +395,91 @@ def _apply_tenant(spec: CommissioningSpec, condominium: Condominium, writer: _Wr
     if writer.report.count() != changes_before:
         # Cards or residents changed: the chargers' local authorization lists must follow.
         local_list_request_sync()
-    for tariff in spec.tariffs:
-        writer.upsert(
-            Tariff,
-            f"tariff {tariff.code}",
-            {"code": tariff.code},
-            {"name": tariff.name, "description": tariff.description},
-        )
+    _apply_billing(spec, writer, now)
+
+
+def _apply_billing(spec: CommissioningSpec, writer: _Writer, now) -> None:
+    """Tariff settings, groups, tariffs, their versions (published, never edited) and who pays which."""
+    writer.upsert(BillingSettings, "billing settings", {}, {"prices_include_tax": spec.billing.prices_include_tax})
+    zone = ZoneInfo(spec.condominium.timezone)
+    groups = {}
+    for g in spec.tariff_groups:
+        groups[g.code] = writer.upsert(TariffGroup, f"tariff group {g.code}", {"code": g.code}, {"name": g.name})
+        members = set()
+        for resident in Resident.objects.filter(user__email__in=g.members, is_active=True).select_related("user"):
+            writer.upsert(TariffGroupMember, f"tariff group {g.code} member {resident.user.email}",
+                          {"resident": resident}, {"group": groups[g.code]})
+            members.add(resident.pk)
+        for stale in TariffGroupMember.objects.filter(group=groups[g.code]).exclude(resident_id__in=members):
+            writer.report.retired.append(f"tariff group {g.code} member {stale.resident_id}")
+            stale.delete()
+    problems: list[Problem] = []
+    wanted: dict[tuple[str, int | None, int | None], Tariff] = {}
+    for i, t in enumerate(spec.tariffs):
+        tariff = writer.upsert(Tariff, f"tariff {t.code}", {"code": t.code},
+                               {"name": t.name, "description": t.description})
+        in_order = sorted(enumerate(t.versions), key=lambda pair: _effective_from(pair[1].effective_from, zone))
+        for j, version in in_order:
+            place = ("tariffs", i, "versions", j)
+            problems += _apply_tariff_version(tariff, version, place, spec.condominium.currency, zone, writer, now)
+        for target in t.applies_to:
+            group = groups[target.group].pk if target.group else None
+            for connector_pk in _target_connectors(target):
+                wanted[(target.audience, group, connector_pk)] = tariff
+    if problems:
+        raise CommissioningError("", problems)  # commission_building names the file
+    kept = []
+    for (audience, group_pk, connector_pk), tariff in wanted.items():
+        label = f"tariff {tariff.code} for {audience}" + (f" on connector {connector_pk}" if connector_pk else "")
+        row = writer.upsert(TariffAssignment, label,
+                            {"audience": audience, "group_id": group_pk, "connector_id": connector_pk},
+                            {"tariff": tariff})
+        kept.append(row.pk)
+    for stale in TariffAssignment.objects.exclude(pk__in=kept).select_related("tariff"):
+        writer.report.retired.append(f"tariff assignment {stale}")
+        stale.delete()
+    for stale_group in TariffGroup.objects.exclude(code__in=groups):
+        writer.report.retired.append(f"tariff group {stale_group.code}")
+        stale_group.delete()
+
+
+def _effective_from(value: date | datetime, zone: ZoneInfo) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.combine(value, time(0), tzinfo=zone)
+
+
+def _target_connectors(target) -> list[int | None]:
+    if target.charger is None:
+        return [None]
+    connectors = Connector.objects.filter(charge_point__charge_point_id=target.charger, removed_at__isnull=True)
+    if target.connector is not None:
+        connectors = connectors.filter(connector_id=target.connector)
+    return list(connectors.order_by("connector_id").values_list("pk", flat=True))
+
+
+def _apply_tariff_version(tariff: Tariff, version, place: tuple, currency: str, zone: ZoneInfo,
+                          writer: _Writer, now) -> list[Problem]:
+    """Publish a version the building does not have yet; one it has must be exactly as published."""
+    effective_from = _effective_from(version.effective_from, zone)
+    prices = pricing.parse_tariff(version.document(), currency=currency)
+    document = pricing.tariff_document(prices)
+    existing = TariffVersion.objects.filter(tariff=tariff, effective_from=effective_from,
+                                            published_at__isnull=False).first()
+    if existing is not None:
+        # The same prices however written (0.10 or 0.1): the version as published, nothing to do.
+        if existing.currency == currency and pricing.parse_tariff(existing.document, currency=currency) == prices:
+            return []
+        return [Problem(place, f"tariff {tariff.code} v{existing.number}, in force from "
+                        f"{effective_from.isoformat()}, is published and never changes; to change its prices add a "
+                        "version with a later effective_from")]
+    try:
+        created = tariff_publish_version(tariff=tariff, effective_from=effective_from, document=document,
+                                         currency=currency, now=now)
+    except TariffRefused as refused:
+        return [Problem((*place, *p.path), p.message) for p in refused.problems]
+    writer.report.created.append(f"tariff {tariff.code} v{created.number} (from {effective_from.isoformat()})")
+    return []
 
 
 def _limits(currents: tuple[Decimal, Decimal, Decimal]) -> dict[str, Decimal]:
@@ -643,10 +735,47 @@ def export_condominium(slug: str) -> str:
             for u in Unit.objects.filter(is_active=True).order_by("number")
         ]
         data["people"] = _export_people(memberships, managers)
-        data["tariffs"] = [
-            _compact({"code": t.code, "name": t.name, "description": t.description}) for t in Tariff.objects.all()
-        ]
+        data.update(_export_billing(ZoneInfo(condominium.timezone)))
     return dump(_compact(data))
+
+
+_DECIMAL_KEYS = {"price", "tax_rate", "cap", "min_kwh", "max_kwh"}
+
+
+def _decimals_back(value: Any) -> Any:
+    """A stored tariff document (numbers as strings) with its numbers as Decimal again, as a file has them."""
+    if isinstance(value, dict):
+        return {k: Decimal(v) if k in _DECIMAL_KEYS and isinstance(v, str) else _decimals_back(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals_back(v) for v in value]
+    return value
+
+
+def _export_billing(zone: ZoneInfo) -> dict[str, Any]:
+    settings = BillingSettings.objects.first()
+    groups = []
+    for group in TariffGroup.objects.order_by("code"):
+        members = sorted(group.members.values_list("resident__user__email", flat=True))
+        groups.append(_compact({"code": group.code, "name": group.name, "members": members}))
+    targets: dict[int, list[dict[str, Any]]] = {}
+    for a in TariffAssignment.objects.select_related("group", "connector__charge_point").order_by(
+            "audience", "group__code", "connector__charge_point__charge_point_id", "connector__connector_id"):
+        target = {"group": a.group.code} if a.group_id else {"who": a.audience}
+        if a.connector_id:
+            target |= {"charger": a.connector.charge_point.charge_point_id, "connector": a.connector.connector_id}
+        targets.setdefault(a.tariff_id, []).append(target)
+    tariffs = []
+    for t in Tariff.objects.all():
+        versions = []
+        for v in TariffVersion.objects.filter(tariff=t, published_at__isnull=False).order_by("effective_from"):
+            local = v.effective_from.astimezone(zone)
+            when = local.date() if local.time() == time(0) else local
+            versions.append({"effective_from": when, **_decimals_back(v.document)})
+        tariffs.append(_compact({"code": t.code, "name": t.name, "description": t.description,
+                                 "versions": versions, "applies_to": targets.get(t.pk, [])}))
+    billing = {"prices_include_tax": True} if settings and settings.prices_include_tax else None
+    return {"billing": billing, "tariff_groups": groups, "tariffs": tariffs}
 
 
 def _export_electrical() -> dict[str, Any]:

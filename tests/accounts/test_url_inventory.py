@@ -38,6 +38,9 @@ TENANT_ROUTES = {
     "": "test_access.py::test_resident_sees_own_unit_and_cards_only, test_manager_of_another_company_gets_nothing_of_acme",
     "accounts/handoff/": "test_access.py::test_a_ticket_works_only_for_its_building_and_its_person",
     "healthz": "test_access.py::test_healthz (no data)",
+    "api/v1/connectors/<str:charge_point_id>/<int:connector_id>/quote": (
+        "billing/test_quote.py::test_the_buildings_people_get_a_quote_and_outsiders_nothing"
+    ),
     "ocpp/frames.csv": (
         "ocpp/test_export.py::test_only_the_buildings_managers_and_board_get_the_frame_log, "
         "test_managers_see_card_ids_board_members_see_them_masked_and_outsiders_nothing"
