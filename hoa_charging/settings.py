@@ -262,6 +262,28 @@ OCPP_REFUSED_RETENTION_DAYS = env_int("OCPP_REFUSED_RETENTION_DAYS", 30)
 OCPP_MAX_CONCURRENT_HANDSHAKES = env_int("OCPP_MAX_CONCURRENT_HANDSHAKES", 1000)
 OCPP_MAX_CONCURRENT_BOOTS = env_int("OCPP_MAX_CONCURRENT_BOOTS", 500)
 
+# --- site meters (docs/site-meter.md) -------------------------------------------------
+
+# Raw readings are kept this long; their 15-minute peaks and means stay for years.
+SITE_METER_RAW_RETENTION_DAYS = env_int("SITE_METER_RAW_RETENTION_DAYS", 14)
+if not 1 <= SITE_METER_RAW_RETENTION_DAYS <= 3650:
+    raise ImproperlyConfigured(f"SITE_METER_RAW_RETENTION_DAYS must be 1 to 3650, not {SITE_METER_RAW_RETENTION_DAYS}")
+# How far ahead of the server's clock a reading's timestamp may be before it is refused.
+SITE_METER_FUTURE_TOLERANCE_S = env_int("SITE_METER_FUTURE_TOLERANCE_S", 10)
+if not 0 <= SITE_METER_FUTURE_TOLERANCE_S <= 3600:
+    raise ImproperlyConfigured(f"SITE_METER_FUTURE_TOLERANCE_S must be 0 to 3600, not {SITE_METER_FUTURE_TOLERANCE_S}")
+# A phase current above this many times its rating (or below 0) is refused as implausible.
+SITE_METER_IMPLAUSIBLE_FACTOR = env_int("SITE_METER_IMPLAUSIBLE_FACTOR", 2)
+if not 1 <= SITE_METER_IMPLAUSIBLE_FACTOR <= 10:
+    raise ImproperlyConfigured(f"SITE_METER_IMPLAUSIBLE_FACTOR must be 1 to 10, not {SITE_METER_IMPLAUSIBLE_FACTOR}")
+# Wrong tokens before pushes are refused unchecked (per meter id; per address), as for charger passwords.
+SITE_METER_AUTH_FAILURES_PER_METER = env_int("SITE_METER_AUTH_FAILURES_PER_METER", 5)
+SITE_METER_AUTH_FAILURES_PER_ADDRESS = env_int("SITE_METER_AUTH_FAILURES_PER_ADDRESS", 50)
+if SITE_METER_AUTH_FAILURES_PER_METER < 1 or SITE_METER_AUTH_FAILURES_PER_ADDRESS < 1:
+    raise ImproperlyConfigured("SITE_METER_AUTH_FAILURES_PER_METER and _PER_ADDRESS must be 1 or more")
+# How often the Modbus poller (manage.py poll_site_meters) looks for meters added, changed or removed.
+SITE_METER_POLL_RELOAD_S = env_int("SITE_METER_POLL_RELOAD_S", 30)
+
 # --- accounts -----------------------------------------------------------------------
 
 AUTH_USER_MODEL = "accounts.User"

@@ -11,5 +11,6 @@ urlpatterns = [
     path("accounts/handoff/", account_views.redeem_handoff, name="redeem_handoff"),
     path("healthz", core_views.healthz, name="healthz"),
     path("", include("apps.ocpp.urls_tenant")),
+    path("", include("apps.electrical.urls_tenant")),
     path("", include("apps.billing.urls_tenant")),
 ]

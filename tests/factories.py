@@ -17,9 +17,9 @@ from apps.accounts.models import User
 from apps.buildings.models import Unit
 from apps.charging.models import ChargePoint
 from apps.commissioning import services as commissioning
-from apps.commissioning.schema import SUPPLY, ChargerSpec, PersonSpec
+from apps.commissioning.schema import SUPPLY, ChargerSpec, PersonSpec, SiteMeterSpec
 from apps.core.tenants import in_public_schema, in_schema
-from apps.electrical.models import Circuit
+from apps.electrical.models import Circuit, SiteMeter
 from apps.tenancy.models import ChargerRegistration, Condominium
 
 PASSWORD = "correct-horse-battery"  # every test person's login password
@@ -99,3 +99,18 @@ def charger_retire(condo: Condominium, charge_point_id: str) -> None:
         cp = ChargePoint.objects.get(charge_point_id=charge_point_id)
         _writer(condo).retire(cp, f"charger {charge_point_id}", removed_at=now, enabled=False)
         cp.connectors.filter(removed_at__isnull=True).update(removed_at=now, updated_at=now)
+
+
+def site_meter(condo: Condominium, meter: dict) -> SiteMeter:
+    """The building's ``electrical.site_meter`` entry (a dict as in the file), other meters retired."""
+    spec = SiteMeterSpec.model_validate(meter)
+    writer = _writer(condo)
+    with in_schema(condo.schema_name):
+        circuits = {c.key: c for c in Circuit.objects.filter(removed_at__isnull=True)}
+        SiteMeter.objects.exclude(key=spec.id).filter(removed_at__isnull=True).update(removed_at=timezone.now())
+        return commissioning._apply_meter(spec, circuits, writer)
+
+
+def site_meter_retire(condo: Condominium, key: str) -> None:
+    with in_schema(condo.schema_name):
+        SiteMeter.objects.filter(key=key).update(removed_at=timezone.now())

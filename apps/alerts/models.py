@@ -19,6 +19,7 @@ class Alert(models.Model):
         STALE_SESSION = "stale_session", "Session left open"
         LOCAL_LIST_FAILED = "local_list_failed", "Local authorization list not in sync"
         CHARGER_MISBEHAVING = "charger_misbehaving", "Charger disconnected for misbehaving"
+        SITE_METER_STALE = "site_meter_stale", "Site meter silent"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"

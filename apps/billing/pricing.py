@@ -57,9 +57,13 @@ class Kind(StrEnum):
     TIME = "TIME"
     PARKING_TIME = "PARKING_TIME"
     FLAT = "FLAT"
+    MONTHLY_FEE = "MONTHLY_FEE"  # not a session's: a statement's line (monthly_fee_line)
 
 
-UNITS = {Kind.ENERGY: "kWh", Kind.TIME: "h", Kind.PARKING_TIME: "min", Kind.FLAT: "session"}
+# The kinds a tariff element may price (OCPI's price component types).
+COMPONENT_KINDS = (Kind.ENERGY, Kind.TIME, Kind.PARKING_TIME, Kind.FLAT)
+UNITS = {Kind.ENERGY: "kWh", Kind.TIME: "h", Kind.PARKING_TIME: "min", Kind.FLAT: "session",
+         Kind.MONTHLY_FEE: "day"}
 # Seconds (or Wh) per unit of price, for the kinds priced by a measured quantity.
 _PER_UNIT = {Kind.ENERGY: Decimal(1000), Kind.TIME: Decimal(3600), Kind.PARKING_TIME: Decimal(60)}
 
@@ -568,6 +572,20 @@ def prorate_monthly_fee(fee: Decimal, *, days_of_access: int, year: int, month: 
     return round_money(fee * days_of_access / days, currency)
 
 
+def monthly_fee_line(
+    fee: MonthlyFee, *, days_of_access: int, year: int, month: int, currency: str, tz: tzinfo,
+    prices_include_tax: bool = False,
+) -> Line:
+    """The monthly service fee as a statement line: the fee x days of access / days in the month."""
+    days = calendar.monthrange(year, month)[1]
+    amount = prorate_monthly_fee(fee.price, days_of_access=days_of_access, year=year, month=month, currency=currency)
+    start, end = month_bounds(year, month, tz)
+    component = PriceComponent(Kind.MONTHLY_FEE, fee.price, fee.tax_rate)
+    window = f"{days_of_access} of {days} days"
+    return _Pricer(currency, tz, prices_include_tax).line(Kind.MONTHLY_FEE, window, start, end,
+                                                          Decimal(days_of_access), component, amount)
+
+
 def split_amount(amount: Decimal, weights: Sequence[int | Decimal], currency: str) -> list[Decimal]:
     """Split ``amount`` by ``weights`` so that the parts add up to it exactly.
 
@@ -704,7 +722,7 @@ def _parse_component(raw: Any, path: Path, currency: str, problems: list[Problem
     _unknown(raw, _COMPONENT_KEYS, path, problems)
     kind_text = raw.get("type")
     kind: Kind | None = None
-    if kind_text not in {k.value for k in Kind}:
+    if kind_text not in {k.value for k in COMPONENT_KINDS}:
         problems.append(Problem((*path, "type"), "must be one of ENERGY, TIME, PARKING_TIME, FLAT"))
     else:
         kind = Kind(kind_text)
@@ -957,7 +975,7 @@ def _duration_text(seconds: int) -> str:
 __all__ = [
     "CURRENCY_EXPONENTS", "HELD", "PRICED", "Kind", "Line", "MonthlyFee", "PriceComponent", "PricedSession",
     "Problem", "Reading", "Restrictions", "SessionInput", "TariffElement", "TariffInvalid", "TariffVersion",
-    "lines_document", "minor_unit", "month_bounds", "parse_tariff", "price_session", "prorate_monthly_fee",
-    "quote", "round_money", "split_amount", "split_evenly", "statement_month", "tariff_document",
+    "lines_document", "minor_unit", "month_bounds", "monthly_fee_line", "parse_tariff", "price_session",
+    "prorate_monthly_fee", "quote", "round_money", "split_amount", "split_evenly", "statement_month", "tariff_document",
     "to_minor_units",
 ]

@@ -261,6 +261,24 @@ def session_price(*, session_pk: int, now: datetime | None = None) -> SessionCha
     return charge
 
 
+def sessions_price_pending(*, limit: int = 500) -> int:
+    """Price finished sessions that have no charge yet, oldest first; how many were priced.
+
+    The catch-up behind the stop's listener: a stop whose pricing failed (a bug, the database gone at
+    that moment) is priced at the next run. Safe to run twice and next to the listener.
+    """
+    pending = list(ChargingSession.objects.filter(stopped_at__isnull=False, charge__isnull=True)
+                   .order_by("stopped_at", "pk").values_list("pk", flat=True)[:limit])
+    priced = 0
+    for session_pk in pending:
+        try:
+            session_price(session_pk=session_pk)
+            priced += 1
+        except Exception:
+            logger.exception("session %s could not be priced", session_pk)
+    return priced
+
+
 def session_price_on_commit(session_pk: int) -> None:
     """The stop's listener (apps/billing/apps.py): price the session once its stop has committed.
 

@@ -111,11 +111,39 @@ class SupplySpec(Spec):
     _currents = field_validator("max_current_a", mode="before")(_phase_currents)
 
 
+class RegisterMapSpec(Spec):
+    """Where a meter without a shipped map keeps its per-phase values (apps/electrical/registers.py)."""
+
+    function: Literal["input", "holding"] = "input"
+    type: Literal["float32", "int32", "uint32", "int16", "uint16"] = "float32"
+    word_order: Literal["big", "little"] = "big"
+    quantity: Literal["current_a", "power_w"] = "current_a"
+    addresses: list[Annotated[int, Field(ge=0, le=65535)]] = Field(min_length=1, max_length=3)
+    scale: Decimal = Field(default=Decimal(1), gt=0, le=1000000)
+
+
+MODBUS_PROFILES = ("sdm630", "sdm630-power", "em24", "em24-power", "custom")
+
+
 class ModbusSpec(Spec):
-    host: str = Field(min_length=1)
+    host: str = Field(min_length=1, max_length=253)
     port: int = Field(default=502, ge=1, le=65535)
     unit_id: int = Field(default=1, ge=0, le=247)
-    profile: str = Field(default="generic", min_length=1)
+    # The meter's register map: a shipped one, or "custom" with ``registers``.
+    profile: Literal["sdm630", "sdm630-power", "em24", "em24-power", "custom"] = "sdm630"
+    registers: RegisterMapSpec | None = None
+    interval_s: Decimal = Field(default=Decimal(5), ge=Decimal("0.2"), le=3600, decimal_places=1)
+    timeout_s: Decimal = Field(default=Decimal(2), ge=Decimal("0.1"), le=60, decimal_places=1)
+
+    @model_validator(mode="after")
+    def _registers(self) -> ModbusSpec:
+        if self.profile == "custom" and self.registers is None:
+            raise ValueError("a custom profile needs registers: {function, type, word_order, quantity, addresses}")
+        if self.profile != "custom" and self.registers is not None:
+            raise ValueError(f"registers are for profile: custom; {self.profile!r} has its own map")
+        if self.timeout_s > self.interval_s:
+            raise ValueError("timeout_s must not be longer than interval_s")
+        return self
 
 
 class OcppMeterSpec(Spec):

@@ -14,8 +14,6 @@ the files of many buildings.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -50,6 +48,7 @@ from apps.commissioning.schema import (
     CommissioningSpec,
     PersonSpec,
     Problem,
+    SiteMeterSpec,
     dump,
     load,
     with_lines,
@@ -57,19 +56,11 @@ from apps.commissioning.schema import (
 from apps.core.tenants import in_public_schema, in_schema
 from apps.core.yamlfile import size_problem
 from apps.electrical.models import Circuit, SiteMeter
+from apps.electrical.tokens import hash_meter_token
 from apps.tenancy.models import ChargerRegistration, Company, Condominium, Domain
 from apps.tenancy.services import charger_hash_problem
 
 CHARGER_HASHER = "charger_pbkdf2_sha256"
-
-
-def hash_meter_token(token: str) -> str:
-    """Site-meter bearer tokens are looked up on every push, so they are stored as a plain SHA-256."""
-    return "sha256$" + hashlib.sha256(token.encode()).hexdigest()
-
-
-def meter_token_matches(token: str, token_hash: str) -> bool:
-    return hmac.compare_digest(hash_meter_token(token), token_hash)
 
 
 @dataclass
@@ -545,34 +536,40 @@ def _apply_site_meter(spec: CommissioningSpec, circuits: dict[str, Circuit], wri
     meter = spec.electrical.site_meter
     keep = []
     if meter is not None:
-        existing = SiteMeter.objects.filter(key=meter.id).first()
-        if meter.token_hash:
-            token_hash = meter.token_hash
-        elif meter.token:
-            token_hash = hash_meter_token(meter.token)
-        else:
-            token_hash = ""
-        settings: dict[str, Any] = {}
-        if meter.modbus is not None:
-            settings["modbus"] = meter.modbus.model_dump()
-        if meter.ocpp is not None:
-            settings["ocpp"] = meter.ocpp.model_dump()
-        writer.upsert(
-            SiteMeter,
-            f"site meter {meter.id}",
-            {"key": meter.id},
-            {
-                "circuit": circuits[meter.circuit],
-                "source": meter.source,
-                "stale_after_s": meter.stale_after_s,
-                "token_hash": token_hash if token_hash or existing is None else existing.token_hash,
-                "settings": settings,
-                "removed_at": None,
-            },
-        )
+        _apply_meter(meter, circuits, writer)
         keep.append(meter.id)
     for old in SiteMeter.objects.exclude(key__in=keep).filter(removed_at__isnull=True):
         writer.retire(old, f"site meter {old.key}", removed_at=now)
+
+
+def _apply_meter(meter: SiteMeterSpec, circuits: dict[str, Circuit], writer: _Writer) -> SiteMeter:
+    """The site meter (its circuit in place); no other meter."""
+    existing = SiteMeter.objects.filter(key=meter.id).first()
+    if meter.token_hash:
+        token_hash = meter.token_hash
+    elif meter.token:
+        token_hash = hash_meter_token(meter.token)
+    else:
+        token_hash = ""
+    settings: dict[str, Any] = {}
+    if meter.modbus is not None:
+        # As JSON: Decimals (interval, scale) become strings, read back exactly.
+        settings["modbus"] = meter.modbus.model_dump(mode="json", exclude_none=True)
+    if meter.ocpp is not None:
+        settings["ocpp"] = meter.ocpp.model_dump(mode="json")
+    return writer.upsert(
+        SiteMeter,
+        f"site meter {meter.id}",
+        {"key": meter.id},
+        {
+            "circuit": circuits[meter.circuit],
+            "source": meter.source,
+            "stale_after_s": meter.stale_after_s,
+            "token_hash": token_hash if token_hash or existing is None else existing.token_hash,
+            "settings": settings,
+            "removed_at": None,
+        },
+    )
 
 
 def _apply_units(spec: CommissioningSpec, writer: _Writer) -> dict[str, ParkingSpot]:

@@ -77,3 +77,80 @@ class SiteMeter(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class SiteMeterReading(models.Model):
+    """One reading of the site meter: the whole building's load at the supply, EVs included.
+
+    Kept SITE_METER_RAW_RETENTION_DAYS; the 15-minute peaks and means (SiteMeterQuarter) stay for years.
+    A replayed reading (same meter and timestamp) is stored once.
+    """
+
+    meter = models.ForeignKey(SiteMeter, on_delete=models.PROTECT, related_name="readings")
+    sampled_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    current_l1_a = models.DecimalField(max_digits=8, decimal_places=1)
+    current_l2_a = models.DecimalField(max_digits=8, decimal_places=1, null=True, blank=True)
+    current_l3_a = models.DecimalField(max_digits=8, decimal_places=1, null=True, blank=True)
+    # As the meter sent them, when it sent power rather than current (the currents are then derived).
+    power_l1_w = models.IntegerField(null=True, blank=True)
+    power_l2_w = models.IntegerField(null=True, blank=True)
+    power_l3_w = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["meter", "sampled_at"]
+        constraints = [models.UniqueConstraint(fields=["meter", "sampled_at"], name="site_reading_once")]
+        indexes = [models.Index(fields=["sampled_at"], name="site_reading_time")]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} @ {self.sampled_at.isoformat()}"
+
+
+class SiteMeterQuarter(models.Model):
+    """Peak and mean current per phase of one meter over 15 minutes, for the capacity report.
+
+    Rolled up from the raw readings (apps.electrical.services.site_readings_roll_up); a quarter is
+    recomputed while its raw readings are kept, so a late reading still counts.
+    """
+
+    meter = models.ForeignKey(SiteMeter, on_delete=models.PROTECT, related_name="quarters")
+    period_start = models.DateTimeField()
+    samples = models.PositiveIntegerField()
+    peak_l1_a = models.DecimalField(max_digits=8, decimal_places=1)
+    peak_l2_a = models.DecimalField(max_digits=8, decimal_places=1, null=True, blank=True)
+    peak_l3_a = models.DecimalField(max_digits=8, decimal_places=1, null=True, blank=True)
+    mean_l1_a = models.DecimalField(max_digits=8, decimal_places=1)
+    mean_l2_a = models.DecimalField(max_digits=8, decimal_places=1, null=True, blank=True)
+    mean_l3_a = models.DecimalField(max_digits=8, decimal_places=1, null=True, blank=True)
+
+    class Meta:
+        ordering = ["meter", "period_start"]
+        constraints = [models.UniqueConstraint(fields=["meter", "period_start"], name="site_quarter_once")]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} quarter {self.period_start.isoformat()}"
+
+
+class SiteMeterRefusal(models.Model):
+    """How many readings (or pushes) of a meter were refused, per reason, for the managers."""
+
+    class Reason(models.TextChoices):
+        FUTURE = "future", "Timestamp in the future"
+        TOO_OLD = "too_old", "Timestamp older than the readings are kept"
+        IMPLAUSIBLE = "implausible", "Implausible value"
+        BAD_BODY = "bad_body", "Malformed body"
+        BAD_TOKEN = "bad_token", "Wrong or missing token"
+
+    meter = models.ForeignKey(SiteMeter, on_delete=models.PROTECT, related_name="refusals")
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    count = models.PositiveBigIntegerField(default=0)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    last_detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["meter", "reason"]
+        constraints = [models.UniqueConstraint(fields=["meter", "reason"], name="site_refusal_per_reason")]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.reason}: {self.count}"

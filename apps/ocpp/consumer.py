@@ -61,6 +61,7 @@ from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise
 from apps.charging import local_lists, selectors, services
 from apps.core.tenants import run_in_schema
+from apps.electrical import services as electrical_services
 from apps.ocpp import admission, edge, framelog, handshake, live, measurands
 from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
 
@@ -357,6 +358,11 @@ class CentralSystem(OcppChargePoint):
             row["session_id"] = session_pk
         # Acknowledged means committed: a failed write raises here and the charger gets InternalError.
         await framelog.writer().add_meter_values(self.consumer.schema, self.id, self.consumer.ctx.pk, rows)
+        site_meter = self.consumer.site_meter
+        if site_meter is not None and connector_id == site_meter[1] and rows:
+            # The building's load at the supply: stored (and announced) before the charger hears back.
+            await self.consumer.db(electrical_services.site_readings_from_ocpp, meter_key=site_meter[0], rows=rows,
+                                   building_schema=self.consumer.schema)
         readings = live_readings(rows)
         register = readings.get(f"register_wh:{connector_id}")
         session = self.consumer.memory.session_on(connector_id)
@@ -396,13 +402,14 @@ def _log_shed(what: str, gate: admission.Gate) -> None:
                        gate.refused)
 
 
-def _load_and_mark_online(charge_point_id: str) -> selectors.ChargerContext | None:
+def _load_and_mark_online(charge_point_id: str) -> tuple[selectors.ChargerContext | None, tuple[str, int] | None]:
     """What a new connection keeps about its charger, and the charger marked online: one trip to the
-    database thread, which every connection of the process shares (a reconnect storm queues there)."""
+    database thread, which every connection of the process shares (a reconnect storm queues there).
+    Also whether the charger is the building's site meter: (meter key, connector) or None."""
     ctx = selectors.charger_context(charge_point_id)
     if ctx is not None and not ctx.removed:
         services.charger_mark_online(charge_point_pk=ctx.pk, charge_point_id=ctx.charge_point_id)
-    return ctx
+    return ctx, electrical_services.ocpp_site_meter_for(charge_point_id) if ctx is not None else None
 
 
 def _id_tag_info(decision: selectors.IdTagDecision) -> dict[str, str]:
@@ -518,7 +525,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         registration, remote = decision.registration, decision.remote
         self.charge_point_id = registration.charge_point_id
         self.schema = registration.schema_name
-        ctx = await self.db(_load_and_mark_online, self.charge_point_id)
+        ctx, self.site_meter = await self.db(_load_and_mark_online, self.charge_point_id)
         if ctx is None or ctx.removed:
             await database_sync_to_async(handshake.record_refusal)(
                 charge_point_id=self.charge_point_id, remote_address=remote,

@@ -36,6 +36,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
+from apps.core.failures import FailureCounter
 from apps.core.tenants import in_public_schema
 from apps.ocpp import live
 from apps.tenancy.hashers import ChargerPasswordHasher
@@ -238,22 +239,19 @@ def purge_refusals(*, older_than_days: int) -> int:
         return ConnectionAttempt.objects.filter(last_at__lt=cutoff).delete()[0]
 
 
-class FailedPasswords:
+class FailedPasswords(FailureCounter):
     """Failed charger passwords counted in Redis per chargePointId and per remote address.
 
     Past ``per_id`` failures for an id (or ``per_address`` from an address: a building's chargers may
     share one), handshakes are refused without hashing for a back-off that doubles with each failure,
     from a minute up to an hour. Counts are forgotten after an hour without failures; a right password
-    clears the id's count.
+    clears the id's count. The counting is apps/core/failures.py's, shared with the site meters' tokens.
     """
 
-    FORGET_AFTER_S = 3600
-    FIRST_BACKOFF_S = 60
-    MAX_BACKOFF_S = 3600
-
-    def _keys(self, kind: str, value: str) -> tuple[str, str]:
-        base = live.prefixed(f"auth-failures:{kind}:{printable(value.lower())}")
-        return base + ":count", base + ":locked"
+    def __init__(self) -> None:
+        super().__init__("ocpp", lambda: {"id": settings.OCPP_AUTH_FAILURES_PER_ID,
+                                          "address": settings.OCPP_AUTH_FAILURES_PER_ADDRESS},
+                         label="OCPP password")
 
     async def look_up(self, charge_point_id: str, remote: str, verified_key: str) -> tuple[bool, bool, bool]:
         """(locked out, ``verified_key`` present, failures counted for the id) in one round trip."""
@@ -261,22 +259,11 @@ class FailedPasswords:
         values = await live.client().mget([lock_key, self._keys("address", remote)[1], verified_key, count_key])
         return bool(values[0] or values[1]), bool(values[2]), bool(values[3])
 
-    async def record(self, charge_point_id: str, remote: str) -> None:
-        for kind, value, limit in (("id", charge_point_id, settings.OCPP_AUTH_FAILURES_PER_ID),
-                                   ("address", remote, settings.OCPP_AUTH_FAILURES_PER_ADDRESS)):
-            count_key, lock_key = self._keys(kind, value)
-            pipe = live.client().pipeline(transaction=False)
-            pipe.incr(count_key)
-            pipe.expire(count_key, self.FORGET_AFTER_S)
-            count = (await pipe.execute())[0]
-            if count >= limit:
-                backoff = min(self.FIRST_BACKOFF_S * 2 ** min(count - limit, 10), self.MAX_BACKOFF_S)
-                await live.client().set(lock_key, count, ex=backoff)
-                logger.warning("OCPP password failures: %s %r locked for %s s after %s", kind, value, backoff, count)
+    async def record(self, charge_point_id: str, remote: str) -> None:  # type: ignore[override]
+        await super().record(id=charge_point_id, address=remote)
 
-    async def clear(self, charge_point_id: str) -> None:
-        count_key, _ = self._keys("id", charge_point_id)
-        await live.client().delete(count_key)
+    async def clear(self, charge_point_id: str) -> None:  # type: ignore[override]
+        await super().clear("id", charge_point_id)
 
 
 failures = FailedPasswords()

@@ -13,8 +13,6 @@ which is what dashboards and the load balancer read.
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,13 +20,10 @@ from decimal import Decimal, InvalidOperation
 
 import redis
 import redis.asyncio as aioredis
-from django.conf import settings
 
-MAX_CONNECTIONS = 50
-POOL_TIMEOUT_S = 20
+from apps.core import live_store
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
-_sync_client: redis.Redis | None = None
+# Redis clients and key names are shared with the other layers (apps/core/live_store.py).
 
 # Clears "connected" only when the hash still belongs to the connection that is leaving.
 _RELEASE = """
@@ -42,8 +37,7 @@ return 0
 
 def prefixed(name: str) -> str:
     """A Redis key of the OCPP side, under this deployment's prefix (tests run under their own)."""
-    prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "hoa")
-    return f"{prefix}:ocpp:{name}"
+    return live_store.prefixed("ocpp", name)
 
 
 def key(charge_point_id: str) -> str:
@@ -51,17 +45,7 @@ def key(charge_point_id: str) -> str:
 
 
 def _client() -> aioredis.Redis:
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        # A bounded pool that waits for a free connection: with thousands of chargers, bursts of updates
-        # (a reconnect storm) would otherwise open connections until redis-py refuses ("Too many
-        # connections", its default cap of 100) and the update fails.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=POOL_TIMEOUT_S)
-        client = aioredis.Redis(connection_pool=pool)
-        _clients[loop] = client
-    return client
+    return live_store.client()
 
 
 def client() -> aioredis.Redis:
@@ -88,10 +72,7 @@ async def read(charge_point_id: str) -> dict[str, str]:
 
 
 def _sync() -> redis.Redis:
-    global _sync_client
-    if _sync_client is None:
-        _sync_client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
-    return _sync_client
+    return live_store.sync_client()
 
 
 def read_sync(charge_point_id: str) -> dict[str, str]:

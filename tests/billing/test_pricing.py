@@ -23,6 +23,7 @@ from apps.billing.pricing import (
     TariffInvalid,
     TariffVersion,
     lines_document,
+    monthly_fee_line,
     parse_tariff,
     price_session,
     prorate_monthly_fee,
@@ -489,3 +490,83 @@ def test_dates_restrictions_parse_yaml_dates():
     tariff = parse_tariff({"elements": [{"restrictions": {"start_date": date(2026, 1, 1)},
                                          "price_components": [{"type": "ENERGY", "price": "0.1"}]}]}, currency="USD")
     assert tariff.elements[0].restrictions.start_date == date(2026, 1, 1)
+
+
+def test_idle_window_crossing_midnight_and_a_flat_fee_from_the_element_at_the_start():
+    tariff = parse_tariff({"elements": [
+        {"label": "evening fee", "restrictions": {"start_time": "18:00", "end_time": "23:00"},
+         "price_components": [{"type": "FLAT", "price": "1.00"}]},
+        {"label": "overnight idle", "restrictions": {"start_time": "23:00", "end_time": "06:00"},
+         "price_components": [{"type": "PARKING_TIME", "price": "0.05", "grace_minutes": 60}]},
+        {"label": "energy", "price_components": [{"type": "ENERGY", "price": "0.25"}]},
+    ]}, currency="USD")
+    # Charged 20:00-22:00, plugged in until 07:00: idle from 22:00, grace until 23:00, billed 23:00-06:00.
+    result = priced(tariff, session(la(2026, 3, 10, 20), la(2026, 3, 11, 7), 0, 10_000,
+                                    readings=(Reading(la(2026, 3, 10, 22), 10_000),),
+                                    charging_complete_at=la(2026, 3, 10, 22)))
+    assert [(line.kind, line.window, line.quantity, line.amount) for line in result.lines] == [
+        (Kind.ENERGY, "energy", D("10"), D("2.50")),
+        (Kind.PARKING_TIME, "overnight idle", D("420"), D("21.00")),
+        (Kind.FLAT, "evening fee", D("1"), D("1.00")),
+    ]
+    morning = priced(tariff, session(la(2026, 3, 11, 8), la(2026, 3, 11, 9), 0, 1000))
+    assert [line.kind for line in morning.lines] == [Kind.ENERGY]  # no fee outside the evening
+
+
+def test_readings_that_disagree_with_the_stored_energy_shape_it_but_do_not_change_it():
+    start = la(2026, 3, 10, 21)
+    result = priced(res(), session(start, start + timedelta(hours=2), 0, 20_000, energy_wh=10_000,
+                                   readings=(Reading(start + timedelta(hours=1), 10_000),)))
+    assert result.energy_wh == 10_000
+    assert [(line.window, line.quantity) for line in result.lines] == [("day", D("5")), ("night", D("5"))]
+    assert any("spread" in note for note in result.notes)
+
+
+def test_quote_across_the_spring_forward_night_counts_real_hours():
+    tariff = hourly_tariff()
+    result = quote(tariff, start=la(2026, 3, 7, 22), duration=timedelta(hours=8), energy_wh=8000, tz=LA)
+    # 8 real hours from 22:00 PST end at 07:00 PDT: all night.
+    assert [(line.window, line.quantity) for line in result.lines] == [("night", D("8"))]
+    assert result.lines[0].end.hour == 7
+
+
+def test_tax_included_prices_in_a_zero_decimal_currency():
+    tariff = parse_tariff({"elements": [{"price_components": [
+        {"type": "ENERGY", "price": "30", "tax_rate": "0.10"}]}]}, currency="JPY")
+    result = priced(tariff, session(la(2026, 3, 10, 9), la(2026, 3, 10, 12), 0, 12_345), prices_include_tax=True)
+    assert (result.total, result.tax, result.subtotal) == (D("370"), D("34"), D("336"))
+
+
+@st.composite
+def around_dst(draw):
+    """Sessions that start within a day of a DST change in Los Angeles, of up to 30 hours."""
+    change = draw(st.sampled_from([datetime(2026, 3, 8, 10, tzinfo=UTC), datetime(2026, 11, 1, 9, tzinfo=UTC)]))
+    start = change + timedelta(minutes=draw(st.integers(min_value=-24 * 60, max_value=24 * 60)))
+    stop = start + timedelta(minutes=draw(st.integers(min_value=1, max_value=30 * 60)))
+    return start, stop
+
+
+@settings(max_examples=150, deadline=None)
+@given(around_dst())
+def test_charging_time_is_real_elapsed_time_across_dst(times):
+    start, stop = times
+    result = price_session(hourly_tariff(), SessionInput(start, stop, 0, 1000), tz=LA)
+    hours = sum((line.quantity for line in result.lines), D(0))
+    elapsed = D(int((stop - start).total_seconds())) / 3600
+    assert abs(hours - elapsed) < D("0.0001") * len(result.lines)
+    for line in result.lines:  # each line is inside its window, in local time
+        if line.window == "night":
+            assert line.start.time() >= time(22) or line.start.time() < time(7)
+        else:
+            assert time(7) <= line.start.time() < time(22)
+
+
+def test_monthly_fee_as_a_statement_line_with_its_tax():
+    fee = parse_tariff({"elements": T_RES["elements"], "monthly_fee": {"price": "15.00", "tax_rate": "0.10"}},
+                       currency="USD").monthly_fee
+    line = monthly_fee_line(fee, days_of_access=10, year=2026, month=2, currency="USD", tz=LA)
+    assert (line.kind, line.quantity, line.unit, line.amount, line.tax, line.total) == (
+        Kind.MONTHLY_FEE, D("10"), "day", D("5.36"), D("0.54"), D("5.90"))
+    assert line.window == "10 of 28 days" and line.start == la(2026, 2, 1) and line.end == la(2026, 3, 1)
+    with pytest.raises(TariffInvalid, match="ENERGY, TIME"):  # not a component a session is priced with
+        parse_tariff({"elements": [{"price_components": [{"type": "MONTHLY_FEE", "price": "1"}]}]}, currency="USD")

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 
 from apps.billing.models import SessionCharge
 from apps.billing.services import session_price
+from apps.buildings.models import Resident
 from apps.charging.models import ChargePoint, ChargingSession
 from apps.core.tenants import in_schema, run_in_schema
 from tests import factories
@@ -160,3 +161,44 @@ def test_two_pricers_at_the_same_time_make_one_charge(world, committed, maple_sc
     with in_schema(maple_schema):
         assert SessionCharge.objects.filter(session=session).count() == 1
         assert SessionCharge.objects.get(session=session).total == Decimal("2.40")  # no resident: a visitor's hour
+
+
+def test_sessions_left_unpriced_are_caught_up_once(world, committed, maple_schema, charger_id):
+    from apps.billing.tasks import price_pending_sessions
+
+    with in_schema(maple_schema):
+        cp = ChargePoint.objects.get(charge_point_id=charger_id)
+        session = ChargingSession.objects.create(  # stored without the stop event, as if pricing had failed
+            charge_point=cp, connector=cp.connectors.get(connector_id=1), connector_number=1,
+            resident=Resident.objects.get(id_tags__id_tag=TAG),
+            started_at=la(2026, 3, 10, 22), meter_start_wh=0, stopped_at=la(2026, 3, 10, 23), meter_stop_wh=5000,
+            energy_wh=5000, energy_source="register",
+        )
+    assert price_pending_sessions() >= 1
+    assert price_pending_sessions() == 0
+    with in_schema(maple_schema):
+        charge = SessionCharge.objects.get(session=session)
+        assert (charge.status, charge.total) == ("priced", Decimal("0.90"))
+
+
+async def test_a_pricing_failure_never_fails_the_stop(maple_schema, connected, caplog):
+    """A tariff stored broken (written past the services): the charger still gets its answer, the session
+    is stored as stopped, and the failure is logged for the catch-up to retry."""
+    from apps.billing.models import Tariff, TariffAssignment, TariffVersion
+
+    def break_the_connector_tariff():
+        connector = ChargePoint.objects.get(charge_point_id=connected.charge_point_id).connectors.get(connector_id=1)
+        tariff = Tariff.objects.create(code=f"broken-{connector.pk}", name="Broken")
+        TariffVersion.objects.create(tariff=tariff, number=1, effective_from=la(2026, 1, 1), currency="USD",
+                                     document={"elements": "not a list"}, published_at=la(2026, 1, 1))
+        TariffAssignment.objects.create(tariff=tariff, audience="everyone", connector=connector)
+
+    await run_in_schema(maple_schema, break_the_connector_tariff)
+    tx = await start(connected, la(2026, 3, 10, 9), 0)
+    reply = await stop(connected, tx, 3000, la(2026, 3, 10, 10))
+    assert reply[0] == 3  # answered
+    session = await run_in_schema(maple_schema, lambda: ChargingSession.objects.get(
+        charge_point__charge_point_id=connected.charge_point_id, transaction_id=tx))
+    assert session.stopped_at == la(2026, 3, 10, 10) and session.energy_wh == 3000
+    assert await charges(maple_schema, tx) == []
+    assert "give at least one element" in caplog.text

@@ -3,6 +3,7 @@ specific assignment wins, and the commissioning file round-trips."""
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,6 +14,7 @@ from apps.billing.models import BillingSettings, Tariff, TariffAssignment, Tarif
 from apps.billing.selectors import pricing_tariff, tariff_for, version_in_force
 from apps.billing.services import (
     TariffRefused,
+    price_quote,
     tariff_publish_version,
     tariff_version_draft,
     tariff_version_edit,
@@ -232,3 +234,29 @@ def test_pricing_reads_what_commissioning_stored(db, world, maple_schema):
     session = pricing.SessionInput(datetime(2026, 3, 10, 9, tzinfo=LA), datetime(2026, 3, 10, 12, tzinfo=LA),
                                    1_000_000, 1_012_345)
     assert pricing.price_session(tariff, session, tz=LA).total == Decimal("3.95")
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize(("example", "session_at", "kwh", "total", "tax"), [
+    # Oak Tower: $0.29/kWh and a $0.50 session fee.
+    ("oak-tower", datetime(2026, 3, 10, 9, tzinfo=LA), 10, Decimal("3.40"), Decimal("0.00")),
+    # Harbor View: tax included; a weekday evening is peak ($0.42), 6.25 % of it is tax.
+    ("harbor-view", datetime(2026, 3, 10, 17, tzinfo=ZoneInfo("America/New_York")), 10, Decimal("4.20"),
+     Decimal("0.25")),
+])
+def test_the_example_buildings_tariffs_apply_and_price(db, world, example, session_at, kwh, total, tax):
+    slug = f"test-{example}"
+    text = ((EXAMPLES / f"{example}.yaml").read_text().replace(example, slug).replace("OAK-", "TOAK-")
+            .replace("HARBOR-", "THARBOR-").replace("@example.com", f"@{slug}.test")
+            .replace("oak-main", "toak-main").replace("harbor-main", "tharbor-main"))
+    report = apply(text)
+    assert any(line.startswith("tariff residents v1") for line in report.created)
+    condo = Condominium.objects.get(slug=slug)
+    with in_schema(condo.schema_name):
+        connector = Connector.objects.order_by("pk").first()
+        quote = price_quote(connector=connector, resident_id=None, as_resident=True, energy_wh=kwh * 1000,
+                            start=session_at, duration=timedelta(hours=2))
+    assert (quote.tariff_code, quote.priced.total, quote.priced.tax) == ("residents", total, tax)
+    assert not apply(text).changed

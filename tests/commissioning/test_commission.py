@@ -302,3 +302,23 @@ def test_the_tests_own_additions_are_what_a_commissioning_file_makes(db, world):
     assert f"FACT-{suffix}" in exported and f"fact-{suffix.lower()}@oak.test" in exported
     report = commission_text(exported, source="oak-tower.yaml", invite=False)
     assert not report.changed, report.lines()
+
+
+def test_a_modbus_site_meter_round_trips_with_its_register_map(db):
+    meter = ('site_meter: {id: birch-main, source: modbus, stale_after_s: 20, modbus: {host: 10.1.2.3, unit_id: 4, '
+             'profile: custom, interval_s: 1.5, timeout_s: 0.5, registers: {function: holding, type: int32, '
+             'word_order: little, quantity: power_w, addresses: [18, 20, 22], scale: 0.1}}}')
+    text = BIRCH.replace('site_meter: {id: birch-main, source: api, token: "demo-meter-token", stale_after_s: 15}',
+                         meter)
+    assert meter in text
+    apply(text)
+    with in_schema("condo_test_birch"):
+        stored = SiteMeter.objects.get(key="birch-main")
+    assert stored.settings["modbus"]["registers"]["scale"] == "0.1"
+    assert stored.settings["modbus"]["interval_s"] == "1.5"
+    exported = export_condominium("test-birch")
+    spec = load(exported, "export.yaml")
+    assert spec.electrical.site_meter.modbus.registers.addresses == [18, 20, 22]
+    assert spec.electrical.site_meter.modbus.timeout_s == Decimal("0.5")
+    report = commission_building(spec, source="export.yaml")
+    assert not report.changed, report.lines()

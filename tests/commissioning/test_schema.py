@@ -216,3 +216,44 @@ def test_a_file_over_one_mebibyte_is_refused():
     text = (EXAMPLES[0].parent / "maple-court.yaml").read_text() + "#" * (1024 * 1024)
     with pytest.raises(CommissioningError, match=r"the file is 1,0\d\d,\d\d\d bytes; the limit is 1,048,576 bytes"):
         load(text, "huge.yaml")
+
+
+METER_AT = "  circuits:\n"
+
+
+def with_meter(meter: str) -> str:
+    return BASE.replace(METER_AT, f"  site_meter: {meter}\n{METER_AT}", 1)
+
+
+def test_modbus_site_meter_options():
+    spec = load(with_meter("{id: main, source: modbus, modbus: {host: 10.0.0.5, unit_id: 2, profile: em24, "
+                           "interval_s: 1.5, timeout_s: 0.5}}"))
+    modbus = spec.electrical.site_meter.modbus
+    assert (modbus.host, modbus.port, modbus.unit_id, modbus.profile) == ("10.0.0.5", 502, 2, "em24")
+    assert (modbus.interval_s, modbus.timeout_s) == (Decimal("1.5"), Decimal("0.5"))
+    default = load(with_meter("{id: main, source: modbus, modbus: {host: meter.lan}}")).electrical.site_meter.modbus
+    assert (default.profile, default.interval_s, default.timeout_s) == ("sdm630", Decimal(5), Decimal(2))
+    custom = load(with_meter("{id: main, source: modbus, modbus: {host: m, profile: custom, registers: "
+                             "{function: holding, type: int32, word_order: little, quantity: power_w, "
+                             "addresses: [0x12, 0x14, 0x16], scale: 0.1}}}")).electrical.site_meter.modbus
+    assert custom.registers.addresses == [0x12, 0x14, 0x16] and custom.registers.scale == Decimal("0.1")
+
+
+@pytest.mark.parametrize(("meter", "expected"), [
+    ("{id: main, source: modbus, modbus: {host: m, profile: sdm120}}",
+     "electrical.site_meter.modbus.profile (line 10): input should be 'sdm630', 'sdm630-power', 'em24', "
+     "'em24-power' or 'custom'"),
+    ("{id: main, source: modbus, modbus: {host: m, profile: custom}}",
+     "electrical.site_meter.modbus (line 10): a custom profile needs registers"),
+    ("{id: main, source: modbus, modbus: {host: m, registers: {addresses: [1]}}}",
+     "electrical.site_meter.modbus (line 10): registers are for profile: custom"),
+    ("{id: main, source: modbus, modbus: {host: m, interval_s: 1, timeout_s: 2}}",
+     "electrical.site_meter.modbus (line 10): timeout_s must not be longer than interval_s"),
+    ("{id: main, source: modbus, modbus: {host: m, interval_s: 0.1}}",
+     "electrical.site_meter.modbus.interval_s (line 10): input should be greater than or equal to 0.2"),
+    ("{id: main, source: modbus, modbus: {host: m, profile: custom, registers: {addresses: [1, 2, 3, 4]}}}",
+     "electrical.site_meter.modbus.registers.addresses (line 10): list should have at most 3 items"),
+])
+def test_modbus_refusals_name_the_place(meter, expected):
+    found = refuse(with_meter(meter))
+    assert any(p.lower().startswith(f"elm.yaml: {expected}".lower()) for p in found), found
