@@ -41,6 +41,8 @@ ROTATIONS: dict[str, tuple[int, ...]] = {
 INFINITY = 1 << 62
 # A priority of 1 is a weight of 10: priorities have one decimal.
 WEIGHT_SCALE = 10
+# Water-filling counts in tenths of mA, so that a level step (one unit per weight) is 1 mA at priority 1.
+FINE = 10
 
 
 class AllocationInputError(ValueError):
@@ -372,6 +374,7 @@ def allocate(
     ev_seen = [[0, 0, 0] for _ in range(n_nodes)]  # EV draw to subtract from a meter on this node
     why: dict[str, Binding] = {}
     managed: list[_Plan] = []
+    paused: list[Limit] = []  # managed but not chargeable (misconfigured)
     for connector in sorted(connectors, key=lambda c: c.key):
         node_index = tree.index[connector.node]
         session = session_of.get(connector.key)
@@ -407,7 +410,9 @@ def allocate(
         plan = _plan_session(connector, session, memory, dc, tree, node_index, now, params, warnings)
         if plan is None:
             why[connector.key] = Binding(Why.MISCONFIGURED, f"{connector.key}: its minimum is above its maximum")
-            warnings.append(f"{connector.key}: minimum above maximum after quantization; not charged")
+            warnings.append(f"{connector.key}: minimum above maximum after quantization; paused")
+            paused.append(Limit(connector.key, amps=None if connector.dc else Decimal(0),
+                                watts=0 if connector.dc else None, grid_a=(Decimal(0),) * 3))
             continue
         plan.index = len(managed)
         managed.append(plan)
@@ -476,7 +481,7 @@ def allocate(
     _hand_out_leftovers(running, cap, used)
 
     # --- output
-    limits: dict[str, Limit] = {}
+    limits: dict[str, Limit] = {limit.connector: limit for limit in paused}
     memories: dict[str, ConnectorMemory] = {}
     planned = [[0, 0, 0] for _ in range(n_nodes)]
     run_set = {plan.index for plan in running}
@@ -492,7 +497,7 @@ def allocate(
             why[key] = _binding_of(plan, value, tree, cap, stale_nodes)
     budgets = _budgets(tree, cap, non_ev, unmanaged, planned)
     return Allocation(
-        limits=limits,
+        limits={k: limits[k] for k in sorted(limits)},
         why={k: why[k] for k in sorted(why)},
         state=AllocatorState(estimates=estimates, connectors=memories),
         non_ev_a={tree.nodes[i].key: _triple(non_ev_used[i]) for i in sorted(non_ev_used)},
@@ -596,8 +601,9 @@ def _worst_ma(connector: Connector, dc: _Dc | None) -> int:
 
 def _grid_phases(connector: Connector, session: Session) -> tuple[int, ...]:
     rotation = ROTATIONS[connector.rotation]
-    used = session.phases_in_use if session.phases_in_use is not None else connector.phases
-    return rotation[:used]
+    if connector.dc or session.phases_in_use is None:  # a DC charger's input is wired, whatever the car does
+        return rotation
+    return rotation[: session.phases_in_use]
 
 
 def _believable(at: datetime | None, now: datetime, max_age_s: int, params: Parameters) -> bool:
@@ -665,7 +671,7 @@ def _plan_session(
         max_w = (connector.max_power_w or 0) // step * step
         plan.step = step
         plan.floor = dc.ma_for(min_w)
-        plan.demand = dc.ma_within(max_w)
+        plan.demand = dc.ma_for(max_w)  # the grid current at full power (a limit in W is floored again)
     else:
         step_ma = _ma_floor(connector.step_a)
         if step_ma <= 0:
@@ -906,8 +912,8 @@ class _Filling:
 
 def _thresholds(plan: _Plan) -> tuple[int, int]:
     """(level where it starts rising, level where it reaches its demand)."""
-    t_in = plan.floor // plan.weight + 1
-    t_out = _ceil_div(plan.demand, plan.weight)
+    t_in = (plan.floor * FINE) // plan.weight + 1
+    t_out = _ceil_div((plan.demand * FINE), plan.weight)
     return min(t_in, t_out), t_out
 
 
@@ -920,13 +926,13 @@ def _apply_events(f: _Filling, upto: int, plans: list[_Plan], frozen: list[bool]
             continue
         plan = plans[i]
         if kind == 0:  # enters the linear part
-            f.const -= coef * plan.floor
+            f.const -= coef * (plan.floor * FINE)
             f.slope += coef * plan.weight
         elif kind == 1:  # reaches its demand
             f.slope -= coef * plan.weight
-            f.const += coef * plan.demand
+            f.const += coef * (plan.demand * FINE)
         else:  # jumps from floor to demand (no linear part)
-            f.const += coef * (plan.demand - plan.floor)
+            f.const += coef * ((plan.demand * FINE) - (plan.floor * FINE))
 
 
 def _solve(f: _Filling, plans: list[_Plan], frozen: list[bool]) -> int:
@@ -949,7 +955,7 @@ def _solve(f: _Filling, plans: list[_Plan], frozen: list[bool]) -> int:
 
 
 def _value_at(plan: _Plan, level: int) -> int:
-    return min(plan.demand, max(plan.floor, plan.weight * level))
+    return min((plan.demand * FINE), max((plan.floor * FINE), plan.weight * level))
 
 
 def _water_fill(plans: list[_Plan], members: list[list[tuple[int, int]]], budgets: list[int]) -> None:
@@ -966,10 +972,10 @@ def _water_fill(plans: list[_Plan], members: list[list[tuple[int, int]]], budget
     for c, group in enumerate(members):
         if not group:
             continue
-        f = _Filling(budgets[c])
+        f = _Filling(budgets[c] * FINE)
         for i, coef in group:
             plan = plans_at[i]
-            f.const += coef * plan.floor
+            f.const += coef * (plan.floor * FINE)
             t_in, t_out = _thresholds(plan)
             if t_in < t_out:
                 f.events.append((t_in, 0, i, coef))
@@ -1002,12 +1008,13 @@ def _water_fill(plans: list[_Plan], members: list[list[tuple[int, int]]], budget
                 if frozen[i]:
                     continue
                 plan = plans_at[i]
-                plan.value = _value_at(plan, level)
+                fine = _value_at(plan, level)
+                plan.value = fine // FINE
                 plan.binding = t if plan.value < plan.demand else None
                 frozen[i] = True
                 for d, coef in plan.constraints:
                     g = fillings[d]
-                    _unfreeze_contribution(g, plan, coef, plan.value)
+                    _unfreeze_contribution(g, plan, coef, fine)
                     g.alive -= 1
                     touched.add(d)
         for d in sorted(touched):
@@ -1025,11 +1032,11 @@ def _unfreeze_contribution(f: _Filling, plan: _Plan, coef: int, value: int) -> N
     """Replace the member's moving contribution (as it stands at f.start) by the fixed ``value``."""
     t_in, t_out = _thresholds(plan)
     if f.start >= t_out:
-        f.const -= coef * plan.demand
+        f.const -= coef * (plan.demand * FINE)
     elif t_in < t_out and f.start >= t_in:
         f.slope -= coef * plan.weight
     else:
-        f.const -= coef * plan.floor
+        f.const -= coef * (plan.floor * FINE)
     f.const += coef * value
 
 
@@ -1039,34 +1046,52 @@ def _unfreeze_contribution(f: _Filling, plan: _Plan, coef: int, value: int) -> N
 def _quantize(plan: _Plan, ma: int) -> int:
     """The largest grid current at or below ``ma`` that the charger can be told exactly (never above)."""
     if plan.dc is not None:
-        watts = plan.dc.watts(ma) // plan.step * plan.step
-        return plan.dc.ma_for(watts)
+        return plan.dc.ma_for(_watts_of(plan, ma))
     return ma // plan.step * plan.step
+
+
+def _watts_of(plan: _Plan, ma: int) -> int:
+    """The DC limit for a grid current: at most what that current delivers, on the charger's grid, within its max."""
+    assert plan.dc is not None
+    return min(plan.dc.watts(ma), plan.connector.max_power_w or 0) // plan.step * plan.step
 
 
 def _next_step(plan: _Plan) -> int:
     if plan.dc is not None:
-        watts = plan.dc.watts(plan.value) // plan.step * plan.step + plan.step
-        return plan.dc.ma_for(watts)
+        return plan.dc.ma_for(_watts_of(plan, plan.value) + plan.step)
     return plan.value + plan.step
 
 
 def _hand_out_leftovers(plans: list[_Plan], cap: list[int], used: list[int]) -> None:
-    """What quantization and integer levels left over goes, one step at a time, to the lowest (weighted) first."""
-    for _ in range(8):
-        changed = False
-        for plan in sorted(plans, key=lambda p: (p.value * 1000 // p.weight, p.connector.key)):
-            nxt = _next_step(plan)
-            if nxt > plan.demand:
-                continue
-            delta = nxt - plan.value
-            if all(used[c] + coef * delta <= cap[c] for c, coef in plan.constraints):
-                for c, coef in plan.constraints:
-                    used[c] += coef * delta
-                plan.value = nxt
-                changed = True
-        if not changed:
-            return
+    """What integer levels and quantization left over goes to the lowest (weighted) first, a step at a time.
+
+    The session with the lowest level takes steps until it passes the next lowest (or cannot take one more);
+    a session that cannot take a step now never can (the room only shrinks), so this ends.
+    """
+    by_index = {p.index: p for p in plans}
+    heap = [(p.value * 1_000_000 // p.weight, p.connector.key, p.index) for p in plans if p.value < p.demand]
+    heapq.heapify(heap)
+    while heap:
+        _, _, i = heapq.heappop(heap)
+        plan = by_index[i]
+        room = min(((cap[c] - used[c]) // coef for c, coef in plan.constraints), default=INFINITY)
+        top = min(plan.demand, plan.value + room)
+        nxt = _next_step(plan)
+        if nxt > top:
+            continue
+        if heap:
+            other = by_index[heap[0][2]]
+            want = max(nxt, min(top, _ceil_div(other.value * plan.weight, other.weight)))
+        else:
+            want = top
+        new = _quantize(plan, want)
+        if new <= plan.value:
+            continue
+        for c, coef in plan.constraints:
+            used[c] += coef * (new - plan.value)
+        plan.value = new
+        if new < plan.demand:
+            heapq.heappush(heap, (new * 1_000_000 // plan.weight, plan.connector.key, i))
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -1077,7 +1102,7 @@ def _limit_of(plan: _Plan, value: int) -> Limit:
     for p in plan.grid:
         grid[p] = value
     if plan.dc is not None:
-        watts = plan.dc.watts(value) // plan.step * plan.step if value else 0
+        watts = _watts_of(plan, value) if value else 0
         return Limit(plan.connector.key, amps=None, watts=watts, grid_a=_triple(grid))
     amps = _amps(value).quantize(plan.connector.step_a, rounding=ROUND_FLOOR) if value else Decimal(0)
     return Limit(plan.connector.key, amps=amps, watts=None, grid_a=_triple(grid))
