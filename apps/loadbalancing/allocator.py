@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
+from functools import lru_cache
 
 PHASES = ("L1", "L2", "L3")
 # Grid phase (0 = L1) wired to each of the connector's phases L1, L2, L3.
@@ -262,6 +263,7 @@ def _ma_ceil(amps: Decimal) -> int:
     return int((amps * 1000).to_integral_value(rounding=ROUND_CEILING))
 
 
+@lru_cache(maxsize=65536)
 def _amps(ma: int) -> Decimal:
     """mA as amperes, without trailing zeros (and never in exponent notation)."""
     value = Decimal(ma).scaleb(-3)
@@ -315,6 +317,7 @@ class _Plan:
         "path",
         "session",
         "step",
+        "thresholds",
         "value",
         "weight",
     )
@@ -334,6 +337,7 @@ class _Plan:
         self.memory: ConnectorMemory | None = None
         self.constraints: list[tuple[int, int]] = []  # (constraint id, coefficient)
         self.mandatory = False
+        self.thresholds = (0, 0)
 
     session: Session
     connector: Connector
@@ -384,16 +388,12 @@ def allocate(
         dc = _dc_of(connector, tree.nodes[node_index], params) if connector.dc else None
         if session is not None:
             seen = _fresh_draw(connector, session, dc, memory, now, params, warnings)
-            if seen:
-                for n in tree.path(node_index):
-                    for p, ma in seen.items():
-                        ev_seen[n][p] += ma
+            for p, ma in seen.items():
+                ev_seen[node_index][p] += ma
         if not connector.online or not connector.compliant:
             worst = _worst_ma(connector, dc)
-            grid = ROTATIONS[connector.rotation]
-            for n in tree.path(node_index):
-                for p in grid:
-                    unmanaged[n][p] += worst
+            for p in ROTATIONS[connector.rotation]:
+                unmanaged[node_index][p] += worst
             state_word = "offline" if not connector.online else "not following its charging profiles"
             why[connector.key] = Binding(
                 Why.UNMANAGED, f"{connector.key} is {state_word}: it is counted at its maximum "
@@ -401,10 +401,8 @@ def allocate(
             continue
         if session is None:
             reserve = _ma_ceil(connector.default_limit_a) if not connector.dc else 0
-            if reserve:
-                for n in tree.path(node_index):
-                    for p in ROTATIONS[connector.rotation]:
-                        unmanaged[n][p] += reserve
+            for p in ROTATIONS[connector.rotation]:
+                unmanaged[node_index][p] += reserve
             why[connector.key] = Binding(Why.IDLE, "no car is charging here")
             continue
         plan = _plan_session(connector, session, memory, dc, tree, node_index, now, params, warnings)
@@ -416,6 +414,9 @@ def allocate(
             continue
         plan.index = len(managed)
         managed.append(plan)
+
+    tree.sum_up(ev_seen)  # each node: its own connectors' and those of every node below it
+    tree.sum_up(unmanaged)
 
     # --- non-EV load per metered node, then per node (a node without a meter carries its metered descendants')
     estimates: dict[str, NonEvEstimate] = {}
@@ -491,10 +492,11 @@ def allocate(
         limits[key] = _limit_of(plan, value)
         memories[key] = _remember(plan, value, now)
         if plan.index in run_set:
-            for n in plan.path:
-                for p in plan.grid:
-                    planned[n][p] += value
+            at_node = planned[plan.path[-1]]
+            for p in plan.grid:
+                at_node[p] += value
             why[key] = _binding_of(plan, value, tree, cap, stale_nodes)
+    tree.sum_up(planned)
     budgets = _budgets(tree, cap, non_ev, unmanaged, planned)
     return Allocation(
         limits={k: limits[k] for k in sorted(limits)},
@@ -547,6 +549,15 @@ class _Tree:
             parent = self.parent[i]
             self.depth[i] = 0 if parent is None else self.depth[parent] + 1
             self._paths.append([i] if parent is None else [*self._paths[parent], i])
+
+    def sum_up(self, values: list[list[int]]) -> None:
+        """Add every node's values into its parent's, children first: each node then holds its subtree's sum."""
+        for i in range(len(self.nodes) - 1, 0, -1):
+            parent = self.parent[i]
+            if parent is not None:
+                mine, theirs = values[i], values[parent]
+                for p in range(3):
+                    theirs[p] += mine[p]
 
     def path(self, i: int) -> list[int]:
         """The supply ... node i."""
@@ -912,6 +923,10 @@ class _Filling:
 
 def _thresholds(plan: _Plan) -> tuple[int, int]:
     """(level where it starts rising, level where it reaches its demand)."""
+    return plan.thresholds
+
+
+def _compute_thresholds(plan: _Plan) -> tuple[int, int]:
     t_in = (plan.floor * FINE) // plan.weight + 1
     t_out = _ceil_div((plan.demand * FINE), plan.weight)
     return min(t_in, t_out), t_out
@@ -968,6 +983,8 @@ def _water_fill(plans: list[_Plan], members: list[list[tuple[int, int]]], budget
     for p in plans:
         plans_at[p.index] = p
     frozen = [False] * size
+    for p in plans:
+        p.thresholds = _compute_thresholds(p)
     fillings: dict[int, _Filling] = {}
     for c, group in enumerate(members):
         if not group:

@@ -61,10 +61,10 @@ def connectors_for(draw, nodes: list[Node]) -> list[Connector]:
     for i in range(draw(st.integers(1, 14))):
         node = draw(st.sampled_from([n.key for n in nodes]))
         kind = draw(st.sampled_from(["ac1", "ac1", "ac3", "dc"]))
-        common = dict(
-            key=f"c{i:02d}", node=node,
-            online=draw(st.booleans() | st.just(True)), compliant=draw(st.booleans() | st.just(True)),
-        )
+        common = {
+            "key": f"c{i:02d}", "node": node,
+            "online": draw(st.booleans() | st.just(True)), "compliant": draw(st.booleans() | st.just(True)),
+        }
         if kind == "dc":
             max_w = draw(st.integers(10, 150)) * 1000
             out.append(Connector(
@@ -291,10 +291,10 @@ def test_max_min_fair_no_one_can_gain_without_someone_with_less_or_equal_losing(
                 return max(grid_load(c, of[k], None, floor_w, by_node, Parameters()).values())
             return math.ceil(Fraction(c.min_current_a) / Fraction(c.step_a)) * Fraction(c.step_a)
 
-        def could_fund(k, constraint) -> bool:
+        def could_fund(k, constraint, key=key, delta=delta) -> bool:
             """Whether k could give up, in whole steps of its own, what our step needs on this constraint while
             staying at or above its minimum and above our new level: then we are held unfairly."""
-            node, phase = constraint
+            _node, phase = constraint
             k_load = load_of(k)
             if phase == "W":
                 need = sum(delta.values()) / len(k_load)
@@ -306,7 +306,7 @@ def test_max_min_fair_no_one_can_gain_without_someone_with_less_or_equal_losing(
             after = level(k) - steps * step_of(k)
             return after >= floor_of(k) + MILLIAMP and after > level(key) + max(delta.values()) + coarsest
 
-        def fair_on(constraint) -> bool:
+        def fair_on(constraint, key=key, rooms=rooms, could_fund=could_fund) -> bool:
             elsewhere = min([r for other, r in rooms.items() if other != constraint], default=Fraction(10**9))
             if elsewhere <= coarsest:
                 return True  # what it could gain is quantization dust
