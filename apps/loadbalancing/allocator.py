@@ -255,10 +255,12 @@ class Allocation:
 # ------------------------------------------------------------------------------------------ arithmetic
 
 
+@lru_cache(maxsize=4096)
 def _ma_floor(amps: Decimal) -> int:
     return int((amps * 1000).to_integral_value(rounding=ROUND_FLOOR))
 
 
+@lru_cache(maxsize=4096)
 def _ma_ceil(amps: Decimal) -> int:
     return int((amps * 1000).to_integral_value(rounding=ROUND_CEILING))
 
@@ -268,6 +270,11 @@ def _amps(ma: int) -> Decimal:
     """mA as amperes, without trailing zeros (and never in exponent notation)."""
     value = Decimal(ma).scaleb(-3)
     return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
+@lru_cache(maxsize=256)
+def _seconds(n: int) -> timedelta:
+    return timedelta(seconds=n)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -618,8 +625,7 @@ def _grid_phases(connector: Connector, session: Session) -> tuple[int, ...]:
 
 
 def _believable(at: datetime | None, now: datetime, max_age_s: int, params: Parameters) -> bool:
-    return at is not None and at <= now + timedelta(seconds=params.clock_skew_s) and (
-        now - at <= timedelta(seconds=max_age_s))
+    return at is not None and at <= now + _seconds(params.clock_skew_s) and now - at <= _seconds(max_age_s)
 
 
 def _fresh_draw(
@@ -631,7 +637,7 @@ def _fresh_draw(
     Only subtracted from the site meter when recent; bounded by the previous limit so that a charger that
     accepts a lower limit and does not apply it leaves its excess in the non-EV load (safe side).
     """
-    if session.draw_at is not None and session.draw_at > now + timedelta(seconds=params.clock_skew_s):
+    if session.draw_at is not None and session.draw_at > now + _seconds(params.clock_skew_s):
         warnings.append(f"{connector.key}: its meter values are stamped {session.draw_at.isoformat()}, ahead of "
                         "now; check the charger's clock (not believed)")
         return {}
@@ -706,7 +712,7 @@ def _reclaim(plan: _Plan, now: datetime, params: Parameters) -> int | None:
         return None
     session = plan.session
     window_start = memory.raised_at or memory.since
-    ramped = window_start + timedelta(seconds=params.ramp_up_s)
+    ramped = window_start + _seconds(params.ramp_up_s)
     if now < ramped or session.draw_at is None or session.draw_at < ramped or not _believable(
             session.draw_at, now, params.ev_sample_max_age_s, params):
         return memory.reclaim_cap_ma
