@@ -505,3 +505,21 @@ def test_state_of_an_ended_session_is_forgotten():
     assert gone.state.connectors == {} and isinstance(gone.state, AllocatorState)
     fresh = run(building, [Session("new", "g0", at(6))], [meter(0, at(6))], first.state, at(6))
     assert fresh.state.connectors["g0"].session_id == "new"
+
+
+def test_a_sub_meter_counts_for_its_panel_and_the_nodes_above():
+    """A meter on the garage panel: its non-EV load limits the panel; the supply keeps its own reading (or,
+    without one, its safe budget)."""
+    nodes = [Node("supply", three(100)), Node("garage", three(50), parent="supply"),
+             Node("house", three(80), parent="supply")]
+    connectors = [Connector("g0", "garage"), Connector("h0", "house")]
+    building = Building(nodes, connectors)
+    sessions = [session("g0"), session("h0")]
+    only_sub = run(building, sessions, [meter((40, 0, 0), node="garage")], params=Parameters(stale_ev_budget_a=D(32)))
+    assert only_sub.nodes["garage"].non_ev_a[0] == D(40)
+    assert amps(only_sub, "g0") == D(10)  # 50 - 40 on the garage panel
+    # The supply has no reading: it is on its safe budget (32 A for EVs), whatever the garage says.
+    assert amps(only_sub, "h0") == D(22)
+    both = run(building, sessions, [meter((30, 0, 0), node="garage"), meter((75, 0, 0))])
+    assert both.non_ev_a == {"supply": three((75, 0, 0)), "garage": three((30, 0, 0))}
+    assert amps(both, "g0") + amps(both, "h0") <= D(25)  # 100 - 75 at the supply
