@@ -646,10 +646,12 @@ def _fresh_draw(
     draw = _draw_ma(connector, session, dc)
     if draw is None:
         return {}
-    bound = memory.limit_ma if memory is not None and memory.ever_ran else None
-    if bound is not None and max(draw.values(), default=0) > bound + 1000 and connector.compliant and connector.online:
+    # A session seen for the first time has no limit from us yet, and a paused one has 0: what they draw
+    # stays in the non-EV load (it is nowhere in the plan).
+    bound = memory.limit_ma if memory is not None else 0
+    if memory is not None and max(draw.values(), default=0) > bound + 1000 and connector.compliant and connector.online:
         warnings.append(f"{connector.key}: draws {_fmt_a(max(draw.values()))} above its limit {_fmt_a(bound)}")
-    return {p: (min(ma, bound) if bound is not None else ma) for p, ma in draw.items()}
+    return {p: min(ma, bound) for p, ma in draw.items()}
 
 
 def _draw_ma(connector: Connector, session: Session, dc: _Dc | None) -> dict[int, int] | None:

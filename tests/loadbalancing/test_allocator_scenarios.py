@@ -370,12 +370,29 @@ def test_a_charger_that_accepts_but_does_not_apply():
     assert amps(result, "g0") + amps(result, "g1") <= D(24)
 
 
+def test_a_paused_or_new_session_that_draws_stays_in_the_non_ev_load():
+    """What a car draws without a limit from us (first cycle) or while paused is nowhere in the plan."""
+    building = guns(16, ["L1", "L1", "L1"])
+    cars = [session("g0", 0), session("g1", 1), session("g2", 2)]
+    first = run(building, cars, [meter(0)])
+    paused = next(k for k, lim in first.limits.items() if lim.paused)
+    assert [amps(first, k) for k in ("g0", "g1")] == [D(8), D(8)] and paused == "g2"
+    drawing = [replace(s, draw_a=three((6 if s.connector == paused else 8, 0, 0)), draw_at=at(5)) for s in cars]
+    result = run(building, drawing, [meter((22, 0, 0), at(5))], first.state, at(5))
+    assert result.non_ev_a["supply"][0] == D(6)  # 22 - 8 - 8: the paused car's 6 A is not subtracted
+    newcomer = run(building, [session("g0", draw_a=three((10, 0, 0)), draw_at=T0)], [meter((10, 0, 0))])
+    assert newcomer.non_ev_a["supply"][0] == D(10)
+
+
 def test_charger_clock_skew():
     building = guns(32, ["L1", "L1"])
+    first = run(building, [session("g0"), session("g1")], [meter(0)])
     ahead = [session("g0", draw_a=three((16, 0, 0)), draw_at=at(600)), session("g1")]
-    result = run(building, ahead, [meter((20, 0, 0))])
+    result = run(building, ahead, [meter((20, 0, 0), at(5))], first.state, at(5))
     # A sample stamped ten minutes ahead is not believed: nothing is subtracted for it.
     assert result.non_ev_a["supply"][0] == D(20)
+    believed = [session("g0", draw_a=three((16, 0, 0)), draw_at=at(4)), session("g1")]
+    assert run(building, believed, [meter((20, 0, 0), at(5))], first.state, at(5)).non_ev_a["supply"][0] == D(4)
     assert any("check the charger's clock" in w for w in result.warnings)
     # A site meter stamped ahead is not believed either.
     skewed = run(building, [session("g0"), session("g1")], [meter(0, at(120))])
