@@ -23,4 +23,8 @@ app.conf.beat_schedule = {
     "ocpp-close-stale-sessions": {"task": "apps.ocpp.tasks.close_stale_sessions", "schedule": 900.0},
     "ocpp-sync-all-local-lists": {"task": "apps.ocpp.tasks.sync_all_local_lists", "schedule": 3600.0},
     "ocpp-expire-reservations": {"task": "apps.ocpp.tasks.expire_reservations", "schedule": 60.0},
+    # Stripe events stored while the broker was down (their task never queued).
+    "payments-process-pending-stripe-events": {
+        "task": "apps.payments.tasks.process_pending_stripe_events", "schedule": 300.0,
+    },
 }
