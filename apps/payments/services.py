@@ -111,6 +111,11 @@ def _exact(amount: Decimal, currency: str, *, positive: bool = True) -> tuple[De
     return money.from_minor_units(minor, currency), minor
 
 
+def _q(amount: Decimal, currency: str) -> Decimal:
+    """An amount from the database (three decimals for every currency) with the currency's own decimals."""
+    return amount.quantize(money.quantum(currency))
+
+
 def _metadata(**ids: object) -> dict[str, str]:
     return {"hoa_schema": _schema(), **{f"hoa_{key}": str(value) for key, value in ids.items()}}
 
@@ -123,7 +128,8 @@ def _announce(kind: PaymentEventKind, payment: Payment, amount: Decimal | None =
     payment_event(PaymentEvent(
         kind=kind, schema_name=_schema(), payment_id=payment.pk, resident_id=payment.resident_id,
         purpose=payment.purpose, reference=payment.reference,
-        amount=payment.amount if amount is None else amount, currency=payment.currency, detail=detail,
+        amount=_q(payment.amount if amount is None else amount, payment.currency), currency=payment.currency,
+        detail=detail,
     ))
 
 
@@ -460,10 +466,11 @@ def refund_create(*, payment: Payment, amount: Decimal, by, reason: str) -> Refu
             raise RefundRefused(str(exc)) from None
         held = locked.refunds.filter(status__in=[Refund.Status.PENDING, Refund.Status.SUCCEEDED]).aggregate(
             total=Sum("amount"))["total"] or Decimal(0)
-        left = locked.amount - held
+        left = _q(locked.amount - held, locked.currency)
         if amount > left:
             raise RefundRefused(f"a refund of {amount} {locked.currency} is more than the {left} {locked.currency} "
-                                f"left to refund on this payment of {locked.amount} {locked.currency}")
+                                f"left to refund on this payment of {_q(locked.amount, locked.currency)} "
+                                f"{locked.currency}")
         refund = Refund.objects.create(payment=locked, amount=amount, currency=locked.currency,
                                        idempotency_key=_key("refund"), reason=reason.strip(), created_by=by)
     return refund_submit(refund_id=refund.pk)

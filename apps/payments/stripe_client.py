@@ -291,10 +291,12 @@ class StripeClient:
                 raise ValueError(f"idempotency key must be 1 to 255 characters, not {idempotency_key!r}")
             options["idempotency_key"] = idempotency_key
         try:
-            return fn(*args, params={k: v for k, v in params.items() if v is not None} or None,
-                      options=options or None)
+            result = fn(*args, params={k: v for k, v in params.items() if v is not None} or None,
+                        options=options or None)
         except stripe.StripeError as exc:
             raise _translate(exc) from exc
+        # Plain data from here on: the SDK's objects never leave this module.
+        return result.to_dict() if hasattr(result, "to_dict") else result
 
     # customers
 
