@@ -295,6 +295,9 @@ def _intent_mismatch(payment: Payment, intent: IntentResult) -> str:
     if intent.metadata.get("hoa_schema") != _schema() or intent.metadata.get("hoa_payment") != str(payment.pk):
         return f"PaymentIntent {intent.id} names another payment ({intent.metadata.get('hoa_schema')}, " \
                f"{intent.metadata.get('hoa_payment')})"
+    customer = StripeCustomer.objects.filter(resident_id=payment.resident_id).values_list("customer_id", flat=True)
+    if intent.customer not in customer:
+        return f"PaymentIntent {intent.id} is another customer's ({intent.customer})"
     if payment.payment_intent_id and payment.payment_intent_id != intent.id:
         return f"PaymentIntent {intent.id} is not this payment's ({payment.payment_intent_id})"
     if intent.currency != payment.currency or intent.amount != money.to_minor_units(payment.amount, payment.currency):
