@@ -95,7 +95,9 @@ class Platform:
         return self.daphne.read_log() + "\n--- worker ---\n" + self.worker_log.read_text()[-5000:]
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: its Celery worker takes every task of this run's queue, so it must not outlive the tests that
+# need it (the OCPP and simulator tests bring their own workers).
+@pytest.fixture(scope="module")
 def platform(tmp_path_factory, _test_database_only, localstripe) -> Platform:
     from tests.servers import database_url_for_subprocesses
 
