@@ -11,4 +11,5 @@ urlpatterns = [
     path("accounts/handoff/", account_views.redeem_handoff, name="redeem_handoff"),
     path("healthz", core_views.healthz, name="healthz"),
     path("", include("apps.ocpp.urls_tenant")),
+    path("", include("apps.payments.urls_tenant")),
 ]

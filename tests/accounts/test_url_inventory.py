@@ -49,6 +49,14 @@ TENANT_ROUTES = {
         "ocpp/test_export.py::test_only_the_buildings_managers_and_board_get_the_frame_log, "
         "test_managers_see_card_ids_board_members_see_them_masked_and_outsiders_nothing"
     ),
+    "payments/account": "payments/test_access.py::test_a_resident_sees_their_own_account_and_nobody_else_does",
+    "payments/pay-balance": "payments/test_access.py::test_a_resident_pays_their_balance_and_saves_a_card",
+    "payments/cards/setup": "payments/test_access.py::test_a_resident_pays_their_balance_and_saves_a_card",
+    "payments/cards/save": "payments/test_access.py::test_a_resident_pays_their_balance_and_saves_a_card",
+    "payments/<int:payment_id>/refunds": "payments/test_access.py::test_only_the_company_s_managers_refund_and_adjust",
+    "payments/residents/<int:resident_id>/adjustments": (
+        "payments/test_access.py::test_only_the_company_s_managers_refund_and_adjust"
+    ),
 }
 
 
