@@ -215,3 +215,21 @@ def test_the_webhook_address_exists_on_the_company_site_only(client, world, db):
         assert client.post("/payments/stripe/webhook", b"{}", content_type="application/json",
                            HTTP_HOST=host).status_code == 404
     assert client.get("/payments/stripe/webhook", HTTP_HOST="localhost").status_code == 405
+
+
+def test_a_card_saved_in_the_browser_is_kept_when_stripe_says_so(platform, localstripe, payer, maple_schema):
+    """setup_intent.succeeded (localstripe sends none: signed here as Stripe would) keeps the card for autopay
+    from the SetupIntent re-fetched from Stripe, even if the browser never came back to say so."""
+    from apps.payments.models import SavedPaymentMethod
+
+    with in_schema(maple_schema):
+        setup = services.payment_method_setup(resident=payer)
+    status, confirmed = localstripe.confirm_setup(setup.setup_intent_id, "4242424242424242")
+    assert status == 200 and confirmed["status"] == "succeeded"
+    body = event_payload("setup_intent.succeeded", confirmed)
+    assert post_webhook(platform.webhook_url, body, sign(body, WEBHOOK_SECRET))[0] == 200
+    event = processed(platform, setup.setup_intent_id, "setup_intent.succeeded")
+    assert event.result == f"card {confirmed['payment_method']} saved" and event.schema_name == maple_schema
+    with in_schema(maple_schema):
+        card = SavedPaymentMethod.objects.get(resident=payer)
+        assert (card.payment_method_id, card.last4, card.is_default) == (confirmed["payment_method"], "4242", True)
