@@ -192,18 +192,21 @@ def customer_ensure(*, resident: Resident) -> str:
     if existing:
         return existing
     user = resident.user
-    try:
-        # The key is the resident's own: two requests racing for the same resident get one customer.
-        customer_id = get_client().customer_create(
-            email=user.email, name=getattr(user, "name", "") or "", metadata=_metadata(resident=resident.pk),
-            idempotency_key=f"{_schema()}:customer:{resident.pk}")
-    except StripeUnavailable as exc:
-        raise PaymentUnavailable(f"Stripe is not reachable ({exc.message}); try again") from exc
-    except StripeError as exc:
-        raise PaymentError(f"Stripe refused to create the customer: {exc.message}") from exc
     with transaction.atomic():
-        row, _ = StripeCustomer.objects.get_or_create(resident=resident, defaults={"customer_id": customer_id})
-    return row.customer_id
+        # Held while Stripe is asked (once per resident, ever): two requests racing make one customer.
+        Resident.objects.select_for_update().get(pk=resident.pk)
+        existing = StripeCustomer.objects.filter(resident=resident).values_list("customer_id", flat=True).first()
+        if existing:
+            return existing
+        try:
+            customer_id = get_client().customer_create(
+                email=user.email, name=getattr(user, "name", "") or "", metadata=_metadata(resident=resident.pk),
+                idempotency_key=_key("customer"))
+        except StripeUnavailable as exc:
+            raise PaymentUnavailable(f"Stripe is not reachable ({exc.message}); try again") from exc
+        except StripeError as exc:
+            raise PaymentError(f"Stripe refused to create the customer: {exc.message}") from exc
+        return StripeCustomer.objects.create(resident=resident, customer_id=customer_id).customer_id
 
 
 @dataclass(frozen=True)
@@ -436,12 +439,12 @@ def payment_charge_saved(*, resident: Resident, amount: Decimal, reference: str,
         attempts = Payment.objects.filter(resident=resident, kind=Payment.Kind.OFF_SESSION, reference=reference)
         payment = attempts.exclude(status__in=[Payment.Status.FAILED, Payment.Status.CANCELED]).first()
         if payment is None:
-            # Deterministic per attempt: a job that runs twice (or retries after a timeout) asks Stripe with
-            # the same key and is charged once.
+            # Committed with its key before Stripe is asked: a job that runs twice finds this row (and its
+            # intent), a retry after a timeout asks Stripe again with the same key, and either is charged once.
             payment = Payment.objects.create(
                 resident=resident, kind=Payment.Kind.OFF_SESSION, amount=amount, currency=code, purpose=purpose,
                 reference=reference, payment_method_id=card.payment_method_id,
-                idempotency_key=f"{_schema()}:autopay:{reference}:{attempts.count() + 1}")
+                idempotency_key=_key(f"autopay-{attempts.count() + 1}"))
     if payment.status == Payment.Status.SUCCEEDED:
         return payment
     payment, _ = _intent_ensure(payment, customer, off_session=True)
