@@ -82,6 +82,32 @@ def stripe_settings(settings, localstripe):
     return settings
 
 
+def start_worker(localstripe: LocalStripe, database_url: str, log_path: Path) -> tuple[subprocess.Popen, object]:
+    """A real Celery worker of the platform (the Procfile's worker), talking to this run's localstripe."""
+    env = {
+        **os.environ, **stripe_env(localstripe), "DATABASE_URL": database_url, "REDIS_URL": django_settings.REDIS_URL,
+        "CHANNEL_LAYER_PREFIX": django_settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+        "DJANGO_SETTINGS_MODULE": "hoa_charging.settings", "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("TEST_DATABASE_NAME", None)
+    out = log_path.open("w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--pool", "solo", "--loglevel", "INFO",
+         "--without-heartbeat", "--without-mingle", "--without-gossip"],
+        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+    )
+    return worker, out
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class Platform:
     """daphne serving the platform (Stripe's webhooks arrive here) and the Celery worker behind it."""
@@ -105,19 +131,8 @@ def platform(tmp_path_factory, _test_database_only, localstripe) -> Platform:
     database_url = database_url_for_subprocesses()
     env = stripe_env(localstripe)
     daphne = Daphne(database_url, folder / "daphne.log", env=env)
-    worker_env = {
-        **os.environ, **env, "DATABASE_URL": database_url, "REDIS_URL": django_settings.REDIS_URL,
-        "CHANNEL_LAYER_PREFIX": django_settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
-        "DJANGO_SETTINGS_MODULE": "hoa_charging.settings", "PYTHONUNBUFFERED": "1",
-    }
-    worker_env.pop("TEST_DATABASE_NAME", None)
     worker_log = folder / "worker.log"
-    worker_out = worker_log.open("w")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--pool", "solo", "--loglevel", "INFO",
-         "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=worker_env, stdout=worker_out, stderr=subprocess.STDOUT,
-    )
+    worker, worker_out = start_worker(localstripe, database_url, worker_log)
     try:
         daphne.start()
         webhook_url = f"http://127.0.0.1:{daphne.port}/payments/stripe/webhook"
@@ -125,11 +140,7 @@ def platform(tmp_path_factory, _test_database_only, localstripe) -> Platform:
         yield Platform(daphne, worker, worker_log, webhook_url)
     finally:
         daphne.close()
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker)
         worker_out.close()
 
 
