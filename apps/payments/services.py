@@ -724,35 +724,48 @@ def webhook_process(*, event_pk: int) -> str:
             return row.result
         WebhookEvent.objects.filter(pk=event_pk).update(attempts=F("attempts") + 1)
         try:
-            plan = _plan(row.payload)
-        except StripeUnavailable as exc:
-            WebhookEvent.objects.filter(pk=event_pk).update(last_error=str(exc)[:2000])
+            return _webhook_process(row)
+        except Exception as exc:
+            # Kept for whoever looks (admin, logs); the task or the sweep tries again later.
+            WebhookEvent.objects.filter(pk=event_pk).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
             raise
-        except StripeError as exc:  # the object is gone or was never ours: nothing to apply
-            plan = f"Stripe refused the re-fetch: {exc.message}"
-        if isinstance(plan, _Plan) and not _known_schema(plan.schema):
-            plan = f"no building {plan.schema!r}"
-        with transaction.atomic():
-            row = WebhookEvent.objects.select_for_update().get(pk=event_pk)
-            if row.processed_at is not None:
-                return row.result  # another worker got there first
-            if isinstance(plan, _Plan):
-                with in_schema(plan.schema):
-                    result = _apply(plan)
-                row.schema_name = plan.schema
-            else:
-                result = plan
-            row.processed_at = timezone.now()
-            row.result = result[:200]
-            row.last_error = ""
-            row.save(update_fields=["processed_at", "result", "schema_name", "last_error"])
+
+
+def _webhook_process(row: WebhookEvent) -> str:
+    try:
+        plan = _plan(row.payload)
+    except StripeUnavailable:
+        raise
+    except StripeError as exc:  # the object is gone or was never ours: nothing to apply
+        plan = f"Stripe refused the re-fetch: {exc.message}"
+    if isinstance(plan, _Plan) and not _known_schema(plan.schema):
+        plan = f"no building {plan.schema!r}"
+    with transaction.atomic():
+        row = WebhookEvent.objects.select_for_update().get(pk=row.pk)
+        if row.processed_at is not None:
+            return row.result  # another worker got there first
+        if isinstance(plan, _Plan):
+            with in_schema(plan.schema):
+                result = _apply(plan)
+            row.schema_name = plan.schema
+        else:
+            result = plan
+        row.processed_at = timezone.now()
+        row.result = result[:200]
+        row.last_error = ""
+        row.save(update_fields=["processed_at", "result", "schema_name", "last_error"])
     logger.info("stripe event %s (%s): %s", row.event_id, row.type, result)
     return result
+
+
+# An event that failed this often is left for a person (its last_error says why) instead of being retried forever.
+WEBHOOK_MAX_ATTEMPTS = 25
 
 
 def webhooks_pending(*, older_than_seconds: int = 60) -> list[int]:
     """Stored events not processed yet (a broker that was down when they came): for the periodic sweep."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     with in_public_schema():
-        return list(WebhookEvent.objects.filter(processed_at__isnull=True, received_at__lt=cutoff)
+        return list(WebhookEvent.objects.filter(processed_at__isnull=True, received_at__lt=cutoff,
+                                                attempts__lt=WEBHOOK_MAX_ATTEMPTS)
                     .order_by("received_at").values_list("pk", flat=True)[:500])

@@ -9,13 +9,16 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from apps.core.tenants import in_schema
+from apps.core.tenants import in_public_schema, in_schema
 from apps.payments import selectors, services
 from apps.payments.events import on_payment_event, remove_listener
 from apps.payments.models import LedgerEntry, Payment, Refund, SavedPaymentMethod
 from apps.payments.services import PaymentError, PaymentUnavailable, RefundRefused
 from apps.payments.stripe_client import StripeClient, StripeConfig, StripeNotConfigured
+from apps.webhooks.models import WebhookEvent
+from tests.payments.conftest import WEBHOOK_SECRET
 from tests.payments.faults import LossyProxy
+from tests.payments.stripe_http import event_payload, sign
 
 pytestmark = pytest.mark.usefixtures("stripe_settings")
 
@@ -256,3 +259,79 @@ def test_without_keys_the_client_refuses_and_says_what_is_missing(settings):
         services.get_client()
     with pytest.raises(StripeNotConfigured, match="must start with sk_"):
         StripeClient(StripeConfig("pk_test_x", "pk_test_x", "whsec_x", "http://127.0.0.1:1", 0, 300))
+
+
+def test_a_chargeback_is_owed_again_and_given_back_when_won(payer, maple_schema, localstripe, announced):
+    with in_schema(maple_schema):
+        payment = paid(localstripe, payer, maple_schema, "80.00")
+    charge = localstripe.payment_intent(payment.payment_intent_id)["latest_charge"]
+    dispute = localstripe.open_dispute(charge["id"] if isinstance(charge, dict) else charge)
+    with in_schema(maple_schema):
+        for _ in range(2):  # the event twice, or two events about it: once
+            services.dispute_apply(payment_id=payment.pk,
+                                   result=services.get_client().dispute_retrieve(dispute["id"]))
+        assert entries(payer) == [("payment", Decimal("-80.00")), ("dispute", Decimal("80.00"))]
+    localstripe.close_dispute(dispute["id"], "won")
+    with in_schema(maple_schema):
+        for _ in range(2):
+            services.dispute_apply(payment_id=payment.pk,
+                                   result=services.get_client().dispute_retrieve(dispute["id"]))
+        assert entries(payer)[2:] == [("dispute_reversal", Decimal("-80.00"))]
+        payment.refresh_from_db()
+        assert payment.amount_disputed == Decimal("0.00")
+    assert [(e.kind, e.amount, e.detail) for e in announced] == [
+        ("succeeded", Decimal("80.00"), ""), ("disputed", Decimal("80.00"), "needs_response"),
+        ("dispute_closed", Decimal("80.00"), "won")]
+
+
+def test_two_workers_process_one_event_once(payer, maple_schema, localstripe, announced):
+    """Two workers take the same event at the same moment (a redelivered task, the sweep): one applies it."""
+    with in_schema(maple_schema):
+        began = services.payment_start(resident=payer, amount=Decimal("14.00"), reference="statement:twice")
+    localstripe.confirm_payment(began.payment_intent_id)
+    body = event_payload("payment_intent.succeeded", {"id": began.payment_intent_id, "object": "payment_intent"})
+    receipt = services.webhook_receive(payload=body, signature=sign(body, WEBHOOK_SECRET))
+    assert receipt.stored and not services.webhook_receive(payload=body, signature=sign(body, WEBHOOK_SECRET)).stored
+    with in_public_schema():
+        event = WebhookEvent.objects.get(event_id=receipt.event_id)
+    start = threading.Barrier(2)
+    results: list[str] = []
+
+    def work() -> None:
+        try:
+            start.wait()
+            results.append(services.webhook_process(event_pk=event.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == [f"payment {began.payment_id} succeeded"] * 2
+    with in_schema(maple_schema):
+        assert entries(payer) == [("payment", Decimal("-14.00"))]
+    assert [(e.kind, e.payment_id) for e in announced] == [("succeeded", began.payment_id)]
+    with in_public_schema():
+        event.refresh_from_db()
+    assert event.processed_at is not None and event.schema_name == maple_schema
+    assert event.pk not in services.webhooks_pending(older_than_seconds=0)
+
+
+def test_the_sweep_takes_unprocessed_events_and_gives_up_after_many_attempts(committed, localstripe):
+    from apps.payments.services import WEBHOOK_MAX_ATTEMPTS
+
+    body = event_payload("payment_intent.succeeded", {"id": "pi_missing", "object": "payment_intent"})
+    receipt = services.webhook_receive(payload=body, signature=sign(body, WEBHOOK_SECRET))
+    with in_public_schema():
+        event = WebhookEvent.objects.get(event_id=receipt.event_id)
+    assert event.pk in services.webhooks_pending(older_than_seconds=0)
+    assert event.pk not in services.webhooks_pending(older_than_seconds=60)  # its own task is still on its way
+    # Stripe has no such intent: recorded as done, with the reason, and not retried.
+    assert services.webhook_process(event_pk=event.pk).startswith("Stripe refused the re-fetch")
+    assert event.pk not in services.webhooks_pending(older_than_seconds=0)
+    with in_public_schema():
+        stuck = WebhookEvent.objects.create(source="stripe", event_id=f"evt_stuck_{event.pk}", type="x", payload={},
+                                            attempts=WEBHOOK_MAX_ATTEMPTS)
+    assert stuck.pk not in services.webhooks_pending(older_than_seconds=0)
