@@ -391,6 +391,11 @@ def _intent_ensure(
         return _payment_fail(payment_id=payment.pk, code=exc.code, message=exc.message,
                              intent_id=exc.payment_intent_id), None
     except StripeRefused as exc:
+        if not payment.payment_intent_id:
+            # Refused as asked (Stripe replays the refusal for this key): the next try is a new payment.
+            Payment.objects.filter(pk=payment.pk, status=Payment.Status.CREATING).update(
+                status=Payment.Status.CANCELED, failure_code=exc.code[:100], failure_message=exc.message[:500],
+                updated_at=timezone.now())
         raise PaymentError(f"Stripe refused the payment: {exc.message}") from exc
     return payment_apply_intent(payment_id=payment.pk, intent=intent), intent
 

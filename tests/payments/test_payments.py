@@ -335,3 +335,16 @@ def test_the_sweep_takes_unprocessed_events_and_gives_up_after_many_attempts(com
         stuck = WebhookEvent.objects.create(source="stripe", event_id=f"evt_stuck_{event.pk}", type="x", payload={},
                                             attempts=WEBHOOK_MAX_ATTEMPTS)
     assert stuck.pk not in services.webhooks_pending(older_than_seconds=0)
+
+
+def test_a_payment_stripe_refuses_is_closed_and_the_next_try_is_a_new_one(payer, maple_schema, localstripe):
+    with in_schema(maple_schema):
+        customer = services.customer_ensure(resident=payer)
+    assert localstripe.call("DELETE", f"/v1/customers/{customer}")[0] == 200  # gone at Stripe (the dashboard)
+    with in_schema(maple_schema):
+        for _ in range(2):
+            with pytest.raises(PaymentError, match="Stripe refused the payment"):
+                services.payment_start(resident=payer, amount=Decimal("8.00"), reference="statement:refused")
+        rows = list(Payment.objects.filter(resident=payer).values_list("status", "idempotency_key"))
+    assert [status for status, _ in rows] == ["canceled", "canceled"]
+    assert rows[0][1] != rows[1][1]
