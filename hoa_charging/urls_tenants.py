@@ -13,4 +13,5 @@ urlpatterns = [
     path("", include("apps.ocpp.urls_tenant")),
     path("", include("apps.electrical.urls_tenant")),
     path("", include("apps.billing.urls_tenant")),
+    path("", include("apps.payments.urls_tenant")),
 ]
