@@ -166,22 +166,28 @@ class SessionDraw:
     ``grid_phases``: the grid phase (0 = L1) of each of the connector's phases, after its rotation.
     ``registers``: (time, Wh) of its energy register, meterStart included, in time order.
     ``currents``: (quarter start UTC, connector phase 0-based) -> mean ``Current.Import`` in that quarter.
+    ``max_power_w``: the connector's most; a register step implying more is not believed.
     """
 
     grid_phases: tuple[int, ...]
     registers: Sequence[tuple[datetime, Decimal]] = ()
     currents: Mapping[tuple[datetime, int], Decimal] = field(default_factory=dict)
+    max_power_w: int | None = None
 
 
-def register_energy_per_quarter(registers: Sequence[tuple[datetime, Decimal]]) -> dict[datetime, Decimal]:
+def register_energy_per_quarter(registers: Sequence[tuple[datetime, Decimal]],
+                                max_power_w: int | None = None) -> dict[datetime, Decimal]:
     """Wh delivered in each quarter: each step of the register spread over its quarters by time.
 
-    A step backwards (a meter reset) or over no time is skipped: its energy is not known.
+    A step backwards (a meter reset), over no time, or faster than ``max_power_w`` (a kWh value labelled Wh)
+    is skipped: its energy is not known, and the EVs' share is never over-stated.
     """
     energy: dict[datetime, Decimal] = {}
     for (t0, w0), (t1, w1) in pairwise(registers):
         seconds = Decimal(int((t1 - t0).total_seconds()))
         if w1 < w0 or seconds <= 0:
+            continue
+        if max_power_w is not None and (w1 - w0) * 3600 > max_power_w * seconds:
             continue
         cursor = t0
         while cursor < t1:
@@ -204,7 +210,7 @@ def ev_draw_per_quarter(
     """
     totals: dict[datetime, list[Decimal]] = {}
     for session in sessions:
-        by_register = register_energy_per_quarter(session.registers)
+        by_register = register_energy_per_quarter(session.registers, session.max_power_w)
         quarters = set(by_register) | {q for q, _ in session.currents}
         for q in quarters:
             measured = [session.currents.get((q, n)) for n in range(len(session.grid_phases))]

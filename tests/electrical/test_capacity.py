@@ -109,13 +109,13 @@ def test_dst_nights_are_an_hour_shorter_or_longer():
 
 
 def test_gaps_fill_with_the_worst_seen_and_too_many_leave_the_night_out():
-    base = flat_history(JANUARY, 10, load=lambda at: ("40", "40", "40") if at.astimezone(LA).day != 7 else
-                        ("40", "40", "40"))
+    base = flat_history(JANUARY, 10)
     night_start = datetime(2026, 1, 8, 18, 0, tzinfo=LA).astimezone(UTC)
     one_missing = {night_start + timedelta(hours=2)}
     result = report(flat_history(JANUARY, 10, skip=one_missing))
     night = next(n for n in result.nights if n.date == date(2026, 1, 8))
-    # The missing quarter is filled with the worst load seen on Thursdays at 20:00 (40 A): still 8 a phase.
+    # The missing quarter is filled with the worst load seen on Thursdays at 20:00 (40 A, the hour's other three
+    # quarters): still 8 a phase.
     assert (night.quarters, night.known, night.evs) == (52, 51, 24)
     assert result.coverage.missing == 1 and result.coverage.trusted == len(base.quarters) - 1
     # Six missing quarters of 52 (more than 10 %): that night is left out, and said so.
