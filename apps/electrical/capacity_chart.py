@@ -7,7 +7,7 @@ the SVG is escaped.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from html import escape
 
 from apps.electrical.capacity import TENTH, CapacityReport
@@ -19,6 +19,11 @@ PHASE_COLOURS = ("#b5462f", "#2f6db5", "#3a8f3a")
 
 def _n(value: Decimal | int) -> str:
     return str(Decimal(value).quantize(TENTH))
+
+
+def _nice(value: Decimal, step: int) -> Decimal:
+    """``value`` rounded up to a multiple of ``step`` (at least one step): round figures on the axis."""
+    return Decimal(max(1, -(-int(value.to_integral_value(rounding=ROUND_CEILING)) // step)) * step)
 
 
 def _frame(title: str, body: Sequence[str]) -> str:
@@ -45,7 +50,7 @@ def hourly_load_svg(report: CapacityReport) -> str:
     """Per phase: the p95 non-EV peak for each hour of the day (worst weekday), and its usable limit."""
     names = report.phase_names
     top = max([*report.usable_a, *(v for h in report.hours for v in h.non_ev_p95_a)])
-    y_max = max(Decimal(10), (top * Decimal("1.1")).quantize(Decimal(1)))
+    y_max = _nice(top * Decimal("1.1"), 25)
     plot_w, plot_h = Decimal(WIDTH - LEFT - RIGHT), Decimal(HEIGHT - TOP - BOTTOM)
 
     def x(hour: Decimal) -> Decimal:
@@ -72,6 +77,8 @@ def hourly_load_svg(report: CapacityReport) -> str:
                          "</polyline>")
         parts.append(f'<text x="{WIDTH - RIGHT - 4 - 40 * (len(names) - 1 - p)}" y="{TOP + 10}" font-size="10" '
                      f'text-anchor="end" fill="{colour}">{escape(name)}</text>')
+    parts.append(f'<text x="{LEFT + 4}" y="{TOP + 10}" font-size="10">dashed: usable limit; solid: p95 peak '
+                 "non-EV load</text>")
     return _frame("Peak non-EV load per hour of the day against the usable limit, per phase", parts)
 
 
@@ -80,7 +87,7 @@ def nights_svg(report: CapacityReport) -> str:
     nights = report.nights
     target = report.upgrade.target_evs if report.upgrade is not None else None
     top = max([1, *(n.evs for n in nights), *([target] if target is not None else [])])
-    y_max = Decimal(top + max(1, top // 10))
+    y_max = _nice(Decimal(top + 1), 5)
     plot_w, plot_h = Decimal(WIDTH - LEFT - RIGHT), Decimal(HEIGHT - TOP - BOTTOM)
     slot = plot_w / max(1, len(nights))
     parts = _axes(y_max, "EVs")
@@ -98,4 +105,5 @@ def nights_svg(report: CapacityReport) -> str:
         ty = HEIGHT - BOTTOM - plot_h * target / y_max
         parts.append(f'<line class="target" x1="{LEFT}" y1="{_n(ty)}" x2="{WIDTH - RIGHT}" y2="{_n(ty)}" '
                      f'stroke="#333" stroke-dasharray="4 3"><title>target: {target} EVs</title></line>')
+        parts.append(f'<text x="{LEFT + 4}" y="{_n(ty - 3)}" font-size="10">target {target}</text>')
     return _frame("EVs that could be served each night", parts)

@@ -239,3 +239,26 @@ def test_more_capacity_never_serves_fewer_evs_and_more_load_never_serves_more(lo
     def fits(k):
         return sum(capacity.quarter_wh(capacity.usable_current(h, k, ev), 230) for h in headroom) >= k * energy
     assert fits(served) and not fits(served + 1)
+
+
+def test_the_charts_are_svg_with_every_figure_in_place():
+    from xml.etree import ElementTree
+
+    from apps.electrical import capacity_chart
+
+    result = report(flat_history(JANUARY, 8, load=("70", "40", "10")), target_evs=30)
+    hourly = ElementTree.fromstring(capacity_chart.hourly_load_svg(result))
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    lines = hourly.findall("svg:polyline", ns)
+    assert [line.get("stroke") for line in lines] == list(capacity_chart.PHASE_COLOURS)
+    assert all(len(line.get("points").split()) == 24 for line in lines)
+    # 110 A on the axis (100 A usable + 10 %, up to a multiple of 25: 125); L1's 70 A is 70/125 of the plot.
+    l1_y = {point.split(",")[1] for point in lines[0].get("points").split()}
+    plot_h = capacity_chart.HEIGHT - capacity_chart.TOP - capacity_chart.BOTTOM
+    assert l1_y == {str((D(capacity_chart.HEIGHT - capacity_chart.BOTTOM) - D(plot_h) * 70 / 125).quantize(D("0.1")))}
+    assert len(hourly.findall("svg:line[@class='limit']", ns)) == 3
+    nights = ElementTree.fromstring(capacity_chart.nights_svg(result))
+    bars = nights.findall("svg:rect[@class='night']", ns)
+    assert len(bars) == len(result.nights) == 7
+    assert bars[0].find("svg:title", ns).text == "2026-01-05: 25 EVs"
+    assert nights.find("svg:line[@class='target']/svg:title", ns).text == "target: 30 EVs"
