@@ -445,6 +445,8 @@ def build_report(
     trusted = {s: q for s, q in in_range.items() if q.samples >= params.min_samples}
     stale = len(in_range) - len(trusted)
     days = down(Decimal(len(trusted)) / QUARTERS_PER_DAY)
+    # Whole days asked for: a window over a DST change is an hour shorter or longer.
+    requested_days = (int((history.end - history.start).total_seconds()) + 43_200) // 86_400
 
     # The 7 x 24 table, from the trusted quarters.
     by_cell: dict[tuple[int, int], list[QuarterLoad]] = {}
@@ -503,7 +505,7 @@ def build_report(
 
     if days < params.min_days or not nights_non_ev:
         raise InsufficientHistory(
-            f"the site-meter history of the last {len(expected) // QUARTERS_PER_DAY} days holds {len(trusted)} "
+            f"the site-meter history of the last {requested_days} days holds {len(trusted)} "
             f"usable quarter hours ({days} days; {len(expected) - len(in_range)} missing, {stale} stale) and "
             f"{len(nights_non_ev)} complete nights; at least {params.min_days} days and one complete night "
             "are needed"
@@ -540,7 +542,8 @@ def build_report(
         "Non-EV load = measured - the EVs' mean draw in the same quarter hour.",
     ]
     if params.ev.phases == 1 and phases == 3:
-        notes.append("Single-phase EVs are counted phase by phase: the connectors spread evenly over L1, L2, L3.")
+        notes.append("Single-phase EVs are counted phase by phase, each phase taking what its headroom allows "
+                     "(the connectors spread over L1, L2, L3 to match).")
     if stale:
         notes.append(f"{stale} quarter hours had fewer than {params.min_samples} readings (a silent meter): "
                      "left out.")
@@ -550,7 +553,7 @@ def build_report(
     if params.growth:
         notes.append(f"The non-EV load is planned {up(params.growth * 100)} % above what was measured.")
     coverage = Coverage(
-        requested_days=len(expected) // QUARTERS_PER_DAY, start=history.start.astimezone(zone),
+        requested_days=requested_days, start=history.start.astimezone(zone),
         end=history.end.astimezone(zone), expected=len(expected), present=len(in_range), stale=stale,
         trusted=len(trusted), missing=len(expected) - len(in_range), days=days, nights_evaluated=len(nights),
         nights_skipped=skipped, ev_quarters=sum(1 for q in trusted.values() if q.ev_a and any(q.ev_a)),
