@@ -50,6 +50,9 @@ def condominium_home(request: HttpRequest) -> HttpResponse:
     return render(request, "core/condominium_home.html", context)
 
 
+PAGE_MAX_DAYS = 366
+
+
 def _capacity_request(query) -> tuple[CapacityRequest, list[str]]:
     """The page's form (GET): days, kwh, ready_by, evs; what cannot be read is named and left at its default."""
     values: dict = {}
@@ -70,6 +73,8 @@ def _capacity_request(query) -> tuple[CapacityRequest, list[str]]:
             problems.append(f"{name}: {text!r} is not understood")
     request = CapacityRequest(**values)
     problems += request.problems()
+    if request.days > PAGE_MAX_DAYS:  # a year takes a few seconds; longer is for the command
+        problems.append(f"days: {request.days}; at most {PAGE_MAX_DAYS} here (manage.py capacity_report for more)")
     return (CapacityRequest() if problems else request), problems
 
 

@@ -247,6 +247,7 @@ def test_the_page_with_its_charts_for_managers_and_board(elm, world, committed, 
     # A form that cannot be read says so and falls back to the defaults.
     page = get(world.acme_manager, "?days=two").content.decode()
     assert "days: &#x27;two&#x27; is not understood" in page
+    assert "days: 400; at most 366 here" in get(world.acme_manager, "?days=400").content.decode()
     # The link from the building's page, for managers and the board only.
     home = Client(HTTP_HOST=HOST)
     home.force_login(world.acme_manager)
