@@ -268,7 +268,7 @@ class Night:
     evs: int
     evs_per_phase: tuple[int, ...]  # single-phase EVs on each phase; for three-phase EVs, one figure
     headroom_wh: int  # energy the non-EV load left under the usable limit in the window, all phases
-    limiting_phase: str | None  # the phase with the least headroom energy
+    limiting_phase: str | None  # the phase with the least headroom energy; None when they are level
 
 
 @dataclass(frozen=True)
@@ -535,7 +535,7 @@ def build_report(
             result.append(Night(
                 night_day, start.astimezone(zone), end.astimezone(zone), len(loads), known_count, evs, per_phase,
                 int(sum(energy, ZERO).to_integral_value(rounding=ROUND_FLOOR)),
-                PHASE_NAMES[least] if phases > 1 else None,
+                PHASE_NAMES[least] if phases > 1 and len(set(energy)) > 1 else None,
             ))
         return result
 

@@ -62,7 +62,7 @@ def test_a_100_a_supply_with_40_a_of_other_load_serves_24_evs_of_20_kwh_a_night(
     assert result.coverage.days == D(14) and result.coverage.missing == 0
     assert {n.evs for n in result.nights} == {24}
     assert result.nights[0].evs_per_phase == (8, 8, 8) and result.nights[0].quarters == 52
-    assert result.nights[0].headroom_wh == 3 * 179_400
+    assert result.nights[0].headroom_wh == 3 * 179_400 and result.nights[0].limiting_phase is None  # level
     assert (result.worst_evs, result.median_evs) == (24, 24)
     # The evening before the first day and the morning after the last are not whole nights: 13 of them.
     assert len(result.nights) == 13 and result.nights[0].date == date(2026, 1, 5)
