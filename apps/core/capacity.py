@@ -9,7 +9,7 @@ circuits (2), the quarter hours (1), the sessions and their thinned meter values
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -64,17 +64,34 @@ def throttle_history(*, start: datetime, end: datetime) -> tuple[capacity.Thrott
     return ()
 
 
-def ev_profile() -> tuple[capacity.EvProfile, int | None]:
-    """The most common AC connector of the building (phases, minimum, maximum) and how many parking spots
-    have a connector (the connectors themselves when no spot is named); 1-phase 6-32 A without connectors."""
+def ev_profile() -> tuple[capacity.EvProfile, int | None, Counter[str]]:
+    """The most common AC connector of the building (phases, minimum, maximum); how many parking spots have a
+    connector (the connectors themselves when no spot is named); the AC connectors per circuit key.
+    1-phase 6-32 A without connectors."""
     rows = list(Connector.objects.filter(removed_at__isnull=True, is_dc=False, charge_point__removed_at__isnull=True)
-                .values_list("phases", "min_current_a", "max_current_a", "parking_spot_id"))
-    kinds = Counter((phases, low, high or Decimal(32)) for phases, low, high, _ in rows)
+                .values_list("phases", "min_current_a", "max_current_a", "parking_spot_id",
+                             "charge_point__circuit__key"))
+    kinds = Counter((phases, low, high or Decimal(32)) for phases, low, high, *_ in rows)
     phases, low, high = kinds.most_common(1)[0][0] if kinds else (1, Decimal(6), Decimal(32))
-    spots = {spot for *_, spot in rows if spot is not None}
+    spots = {spot for *_, spot, _circuit in rows if spot is not None}
     target = len(spots) or len(rows) or None
+    per_circuit = Counter(circuit for *_, circuit in rows)
     return capacity.EvProfile(energy_wh=DEFAULT_ENERGY_WH, phases=3 if phases >= 3 else 1, min_a=low,
-                              max_a=high), target
+                              max_a=high), target, per_circuit
+
+
+def with_connectors(circuits: tuple[capacity.CircuitLimits, ...],
+                    per_circuit: Counter[str]) -> tuple[capacity.CircuitLimits, ...]:
+    """Each circuit with the connectors on it and on every circuit under it."""
+    parents = {c.key: c.parent for c in circuits}
+    total: Counter[str] = Counter()
+    for key, count in per_circuit.items():
+        seen: set[str] = set()
+        while key is not None and key not in seen:  # up the tree to the supply
+            seen.add(key)
+            total[key] += count
+            key = parents.get(key)
+    return tuple(replace(c, connectors=total[c.key]) for c in circuits)
 
 
 def building_capacity_report(*, zone_name: str, request: CapacityRequest, now: datetime) -> capacity.CapacityReport:
@@ -97,7 +114,7 @@ def building_capacity_report(*, zone_name: str, request: CapacityRequest, now: d
                                       supply_phases=phases)
     loads = [capacity.QuarterLoad(q.start, q.samples, q.peak_a, q.mean_a, ev.get(q.start)) for q in quarters
              if len(q.peak_a) == phases]
-    profile, spots = ev_profile()
+    profile, spots, per_circuit = ev_profile()
     if profile.phases > phases:
         profile = capacity.EvProfile(profile.energy_wh, 1, profile.min_a, profile.max_a)
     params = capacity.Parameters(
@@ -111,7 +128,7 @@ def building_capacity_report(*, zone_name: str, request: CapacityRequest, now: d
     )
     try:
         return capacity.build_report(
-            supply=site.supply, voltage_v=site.voltage_v, circuits=site.circuits,
+            supply=site.supply, voltage_v=site.voltage_v, circuits=with_connectors(site.circuits, per_circuit),
             history=capacity.History(zone, start, end, loads), params=params,
             throttling=throttle_history(start=start, end=end),
         )

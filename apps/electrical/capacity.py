@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from itertools import pairwise
@@ -90,9 +90,26 @@ class PhaseLimits:
 
 @dataclass(frozen=True)
 class CircuitLimits:
+    """A node of the electrical tree. ``connectors``: the AC connectors on it or on the circuits under it."""
+
     key: str
     limits: PhaseLimits
     is_supply: bool = False
+    max_power_w: int | None = None
+    connectors: int = 0
+    parent: str | None = None
+
+
+@dataclass(frozen=True)
+class CircuitCapacity:
+    """What a circuit under the supply could carry alone on a night of the usual length (no other load known
+    on it: the site meter measures the supply), against its connectors."""
+
+    key: str
+    usable_a: tuple[Decimal, ...]
+    max_power_w: int | None
+    connectors: int
+    evs_alone: int
 
 
 @dataclass(frozen=True)
@@ -317,6 +334,7 @@ class CapacityReport:
     supply: PhaseLimits
     usable_a: tuple[Decimal, ...]
     circuits: tuple[CircuitLimits, ...]
+    circuit_capacity: tuple[CircuitCapacity, ...]  # the circuits under the supply that have connectors
     params: Parameters
     coverage: Coverage
     cells: tuple[Cell, ...]  # 7 x 24, weekday-major; a cell without quarters has quarters = 0
@@ -540,6 +558,7 @@ def build_report(
         return result
 
     nights = evaluate(ZERO)
+    median_quarters = sorted(n.quarters for n in nights)[(len(nights) - 1) // 2]
     counts = sorted(n.evs for n in nights)
     worst = counts[0]
     median = counts[(len(counts) - 1) // 2]
@@ -584,10 +603,28 @@ def build_report(
     )
     return CapacityReport(
         voltage_v=voltage_v, phases=phases, supply=supply, usable_a=usable, circuits=tuple(circuits),
+        circuit_capacity=tuple(circuit_capacity(circuits, voltage_v, params, median_quarters)),
         params=params, coverage=coverage, cells=tuple(cells), hours=tuple(hours), nights=tuple(nights),
         worst_evs=worst, median_evs=median, lowest_nights=lowest, upgrade=upgrade,
         throttling=summarize_throttling(throttling, zone), notes=tuple(notes),
     )
+
+
+def circuit_capacity(circuits: Sequence[CircuitLimits], voltage_v: int, params: Parameters,
+                     quarters: int) -> list[CircuitCapacity]:
+    """EVs each circuit with connectors could serve alone in ``quarters`` quarter hours: its usable current
+    on every phase, its power limit (W x hours / energy) too."""
+    result = []
+    for circuit in circuits:
+        if circuit.is_supply or not circuit.connectors:
+            continue
+        usable = circuit.limits.usable_a
+        ev = params.ev if params.ev.phases <= len(usable) else replace(params.ev, phases=1)
+        served, _ = night_evs([usable] * quarters, voltage_v, ev, len(usable))
+        if circuit.max_power_w is not None and ev.energy_wh > 0:
+            served = min(served, circuit.max_power_w * quarters // (4 * ev.energy_wh))
+        result.append(CircuitCapacity(circuit.key, usable, circuit.max_power_w, circuit.connectors, served))
+    return result
 
 
 def _upgrade(params: Parameters, supply: PhaseLimits, usable: tuple[Decimal, ...], worst: int,
@@ -665,8 +702,11 @@ def report_as_dict(report: CapacityReport) -> dict[str, Any]:
             "derate": str(report.supply.derate), "margin_a": str(report.supply.margin_a),
             "usable_a": _phases(report.usable_a, names),
         },
-        "circuits": [{"key": ci.key, "is_supply": ci.is_supply, "usable_a": _phases(ci.limits.usable_a, names)}
+        "circuits": [{"key": ci.key, "is_supply": ci.is_supply, "usable_a": _phases(ci.limits.usable_a, names),
+                      "max_power_w": ci.max_power_w, "connectors": ci.connectors}
                      for ci in report.circuits],
+        "circuit_capacity": [{"key": cc.key, "connectors": cc.connectors, "evs_alone": cc.evs_alone}
+                             for cc in report.circuit_capacity],
         "parameters": {
             "energy_wh": p.ev.energy_wh, "ev_phases": p.ev.phases, "min_a": str(p.ev.min_a),
             "max_a": str(p.ev.max_a), "night_start": p.night_start.strftime("%H:%M"),
@@ -727,9 +767,18 @@ def render_text(report: CapacityReport, *, title: str = "") -> str:
     out.append(f"Supply: {report.phases} x {report.voltage_v} V, rated "
                f"{' / '.join(str(a) for a in report.supply.rated_a)} A x {report.supply.derate} - "
                f"{report.supply.margin_a} A = usable {' / '.join(str(a) for a in report.usable_a)} A.")
+    alone = {cc.key: cc for cc in report.circuit_capacity}
     for circuit in report.circuits:
-        if not circuit.is_supply:
-            out.append(f"  circuit {circuit.key}: usable {' / '.join(str(a) for a in circuit.limits.usable_a)} A")
+        if circuit.is_supply:
+            continue
+        line = f"  circuit {circuit.key}: usable {' / '.join(str(a) for a in circuit.limits.usable_a)} A"
+        if circuit.max_power_w is not None:
+            line += f", {circuit.max_power_w} W"
+        if circuit.key in alone:
+            cc = alone[circuit.key]
+            line += (f"; {cc.connectors} connectors, alone it could serve {cc.evs_alone} EVs a night "
+                     f"({p.ev.energy_wh} Wh each)")
+        out.append(line)
     out += ["", f"Peak non-EV load per hour of the day (p{PERCENTILE} of 15-minute peaks, worst weekday) "
                 "and the spare current left, A"]
     header = ["hour", *(f"load {n}" for n in names), *(f"spare {n}" for n in names)]

@@ -76,9 +76,12 @@ def capacity_site() -> CapacitySite | None:
     circuits = list(Circuit.objects.filter(removed_at__isnull=True)
                     .order_by(F("parent").asc(nulls_first=True), "key"))
     supply = next((c for c in circuits if c.is_supply), meter.circuit)
+    keys = {c.pk: c.key for c in circuits}
     return CapacitySite(
         meter_key=meter.key, stale_after_s=meter.stale_after_s, voltage_v=supply.voltage_v, supply=_limits(supply),
-        circuits=tuple(capacity.CircuitLimits(c.key, _limits(c), c.is_supply) for c in circuits),
+        circuits=tuple(capacity.CircuitLimits(c.key, _limits(c), c.is_supply, c.max_power_w,
+                                              parent=keys.get(c.parent_id) if c.parent_id else None)
+                       for c in circuits),
     )
 
 

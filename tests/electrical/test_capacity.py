@@ -4,6 +4,7 @@ never serves more)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -262,3 +263,20 @@ def test_the_charts_are_svg_with_every_figure_in_place():
     assert len(bars) == len(result.nights) == 7
     assert bars[0].find("svg:title", ns).text == "2026-01-05: 25 EVs"
     assert nights.find("svg:line[@class='target']/svg:title", ns).text == "target: 30 EVs"
+
+
+def test_a_cabinet_alone_is_held_by_its_current_and_its_power_limit():
+    cabinet = capacity.CircuitLimits("cabinet-a", PhaseLimits((D(32),) * 3), max_power_w=20_000, connectors=6,
+                                     parent="garage")
+    empty = capacity.CircuitLimits("spare-panel", PhaseLimits((D(63),) * 3), parent="supply")
+    # 32 A for 13 h: 95,680 Wh a phase, 4 EVs each: 12; 20 kW x 13 h = 260 kWh: 13. The current holds it.
+    (alone,) = capacity.circuit_capacity([cabinet, empty], 230, Parameters(ev=EV_20), 52)
+    assert (alone.key, alone.connectors, alone.evs_alone) == ("cabinet-a", 6, 12)
+    # 15 kW x 13 h = 195 kWh: 9 EVs. The power holds it.
+    (alone,) = capacity.circuit_capacity([replace(cabinet, max_power_w=15_000)], 230, Parameters(ev=EV_20), 52)
+    assert alone.evs_alone == 9
+    result = capacity.build_report(supply=SUPPLY_100, voltage_v=230, history=flat_history(JANUARY, 8),
+                                   params=Parameters(ev=EV_20), circuits=[cabinet])
+    assert result.circuit_capacity[0].evs_alone == 12
+    assert "circuit cabinet-a: usable 32.0 / 32.0 / 32.0 A, 20000 W; 6 connectors, alone it could serve 12 EVs" in (
+        capacity.render_text(result))

@@ -189,6 +189,8 @@ def test_the_command_text_and_json_for_the_history(elm, committed, monkeypatch):
     # 230 / 4 x (48 x (60 + x) + 4 x) >= 200,000: x >= 11.8, so 12 A more, a 140 A supply (112 / 0.8).
     assert "for 30: 30 EVs need 12 A more on every phase: a supply rated 140 / 140 / 140 A" in text
     assert "Throttling: no balancer history yet." in text
+    # 63 A for 13 h: 188,370 Wh a phase, 9 EVs of 20 kWh on each.
+    assert "circuit garage: usable 63.0 / 63.0 / 63.0 A; 2 connectors, alone it could serve 27 EVs" in text
     lines = text.splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("hour  load L1"))
     assert len({len(line) for line in lines[first:first + 26]}) == 1
@@ -207,8 +209,10 @@ def test_the_command_text_and_json_for_the_history(elm, committed, monkeypatch):
     tuesday = next(c for c in data["peak_load"] if (c["weekday"], c["hour"]) == ("Tue", 20))
     assert tuesday["total_max_a"] == {"L1": "40.0", "L2": "72.0", "L3": "40.0"}
     assert tuesday["non_ev_max_a"]["L2"] == "40.0"
-    assert data["circuits"][1] == {"key": "garage", "is_supply": False,
+    assert data["circuits"][1] == {"key": "garage", "is_supply": False, "max_power_w": None, "connectors": 2,
                                    "usable_a": {"L1": "63.0", "L2": "63.0", "L3": "63.0"}}
+    # The garage's 63 A alone for 12 h: 173,880 Wh a phase, 7 EVs of 22.5 kWh on each.
+    assert data["circuit_capacity"] == [{"key": "garage", "connectors": 2, "evs_alone": 21}]
     assert data["throttling"]["note"] == "no balancer history yet"
 
 
