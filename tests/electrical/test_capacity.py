@@ -280,3 +280,21 @@ def test_a_cabinet_alone_is_held_by_its_current_and_its_power_limit():
     assert result.circuit_capacity[0].evs_alone == 12
     assert "circuit cabinet-a: usable 32.0 / 32.0 / 32.0 A, 20000 W; 6 connectors, alone it could serve 12 EVs" in (
         capacity.render_text(result))
+
+
+PHASE_LOADS = st.lists(st.tuples(*[st.integers(min_value=0, max_value=120)] * 3), min_size=48, max_size=56)
+
+
+@settings(max_examples=40, deadline=None)
+@given(loads=PHASE_LOADS, extra=st.integers(min_value=0, max_value=40), more=st.integers(min_value=0, max_value=40),
+       phase=st.integers(0, 2), three=st.booleans(), energy=st.integers(min_value=2_000, max_value=40_000))
+def test_on_three_phases_too_capacity_never_serves_fewer_and_load_never_more(loads, extra, more, phase, three,
+                                                                            energy):
+    ev = EvProfile(energy_wh=energy, phases=3 if three else 1, min_a=D(6), max_a=D(16 if three else 32))
+    headroom = [tuple(max(D(0), D(100) - D(v)) for v in row) for row in loads]
+    served, _ = capacity.night_evs(headroom, 230, ev, 3)
+    roomier = [tuple(h + extra for h in row) for row in headroom]
+    # More load on one phase only.
+    heavier = [tuple(max(D(0), h - more) if p == phase else h for p, h in enumerate(row)) for row in headroom]
+    assert capacity.night_evs(roomier, 230, ev, 3)[0] >= served
+    assert capacity.night_evs(heavier, 230, ev, 3)[0] <= served

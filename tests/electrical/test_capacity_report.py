@@ -249,6 +249,7 @@ def test_the_page_with_its_charts_for_managers_and_board(elm, world, committed, 
         assert "24 on the worst night" in page and "12 A more on every phase" in page
         assert "no balancer history yet" in page
         assert "from 2026-01-05 00:00 to 2026-01-13 00:00" in page  # the building's time, not UTC
+        assert '<tr><td>garage</td><td>63.0 / 63.0 / 63.0</td><td>—</td><td>2</td><td>27</td></tr>' in page
     # A form that cannot be read says so and falls back to the defaults.
     page = get(world.acme_manager, "?days=two").content.decode()
     assert "days: &#x27;two&#x27; is not understood" in page
