@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
@@ -30,7 +31,7 @@ from apps.charging.models import ChargePoint
 from apps.commissioning.services import commission_text
 from apps.core import capacity as core_capacity
 from apps.core.tenants import in_public_schema, in_schema
-from apps.electrical import readings
+from apps.electrical import latest, readings
 from apps.electrical import services as electrical
 from apps.electrical.models import SiteMeter, SiteMeterQuarter
 from apps.ocpp.parsing import meter_value_rows
@@ -104,7 +105,7 @@ def _ev_session() -> None:
 
 
 @pytest.fixture(scope="module")
-def elm(world, django_db_blocker) -> Condominium:
+def elm(world, django_db_blocker) -> Iterator[Condominium]:
     with django_db_blocker.unblock():
         with in_public_schema():
             commission_text(ELM_YARD % {"charger_password": factories.CHARGER_PASSWORD}, source="elm-yard.yaml",
@@ -121,7 +122,11 @@ def elm(world, django_db_blocker) -> Condominium:
         # Commissioned people have no password until they choose one: as demo_logins does.
         factories.person(condo, "board@elm.test", roles=("board",))
         factories.person(condo, "rita@elm.test", roles=("resident",), unit="1")
-    return condo
+    yield condo
+    # Gone again, so that tests walking every building (stale meters, roll-ups) see the session's three.
+    latest.forget(condo.schema_name)
+    with django_db_blocker.unblock(), in_public_schema():
+        Condominium.objects.get(pk=condo.pk).delete(force_drop=True)
 
 
 def run(*args: str) -> str:
