@@ -51,7 +51,7 @@ class CapacityRequest:
         if self.target_evs is not None and not 0 < self.target_evs <= 10_000:
             found.append(f"evs: {self.target_evs}; between 1 and 10000")
         if not 0 <= self.growth <= 2:
-            found.append(f"growth: {self.growth}; between 0 and 2 (200 %)")
+            found.append(f"growth: {self.growth * 100} %; between 0 and 200 %")
         return found
 
 

@@ -242,8 +242,8 @@ def ev_draw_per_quarter(
                 split = [m or ZERO for m in measured]
             row = totals.setdefault(q, [ZERO] * supply_phases)
             for grid, amps in zip(session.grid_phases, split, strict=True):
-                if grid < supply_phases:
-                    row[grid] += amps
+                # On a single-phase supply every connector is on its one phase, whatever its rotation says.
+                row[grid if supply_phases > 1 else 0] += amps
     return {q: tuple(down(a) for a in row) for q, row in totals.items()}
 
 

@@ -191,6 +191,8 @@ def test_ev_draw_per_quarter_from_registers_and_currents():
                                currents={(q0, 0): D("16.25")})
     assert capacity.ev_draw_per_quarter([only_current], voltage_v=230, supply_phases=3) == {
         q0: (D("16.2"), D(0), D(0))}  # down: the EV's share is never over-stated
+    # On a single-phase supply, whatever the rotation says.
+    assert capacity.ev_draw_per_quarter([single], voltage_v=230, supply_phases=1)[q0] == (D(32),)
 
 
 def test_throttling_summary_and_its_absence():

@@ -231,6 +231,8 @@ def test_the_command_refuses_clearly(elm, committed, monkeypatch):
         run("elm-yard", "--days", "8")
     with pytest.raises(CommandError, match="days: 3; between 7 and 3650"):
         run("elm-yard", "--days", "3")
+    with pytest.raises(CommandError, match="growth: 300 %; between 0 and 200 %"):
+        run("elm-yard", "--growth", "300")
     with pytest.raises(CommandError, match="ready-by"):
         run("elm-yard", "--ready-by", "7am")
 
