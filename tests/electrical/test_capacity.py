@@ -300,3 +300,10 @@ def test_on_three_phases_too_capacity_never_serves_fewer_and_load_never_more(loa
     heavier = [tuple(max(D(0), h - more) if p == phase else h for p, h in enumerate(row)) for row in headroom]
     assert capacity.night_evs(roomier, 230, ev, 3)[0] >= served
     assert capacity.night_evs(heavier, 230, ev, 3)[0] <= served
+
+
+def test_growth_plans_the_other_load_higher():
+    # 40 A planned 50 % higher is 60 A: 40 A of headroom for 13 h is 119,600 Wh a phase, 5 EVs each.
+    result = report(flat_history(JANUARY, 8), growth=D("0.5"))
+    assert result.worst_evs == 15 and result.hours[0].non_ev_p95_a == (D(60),) * 3
+    assert any("50.0 % above" in note for note in result.notes)
