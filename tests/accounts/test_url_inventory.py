@@ -52,6 +52,10 @@ TENANT_ROUTES = {
         "ocpp/test_export.py::test_only_the_buildings_managers_and_board_get_the_frame_log, "
         "test_managers_see_card_ids_board_members_see_them_masked_and_outsiders_nothing"
     ),
+    "capacity/": (
+        "electrical/test_capacity_report.py::test_residents_and_other_buildings_get_nothing, "
+        "test_the_page_with_its_charts_for_managers_and_board"
+    ),
     "api/v1/site-meters/<str:meter_key>/readings": (
         "electrical/test_push.py::test_wrong_missing_or_foreign_tokens_and_unknown_ids_all_get_the_same_401, "
         "test_token_failures_are_rate_limited_per_meter_and_per_address"
