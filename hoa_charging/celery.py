@@ -29,4 +29,8 @@ app.conf.beat_schedule = {
     "site-meters-check-stale": {"task": "apps.electrical.tasks.check_site_meters", "schedule": 15.0},
     "site-meters-roll-up": {"task": "apps.electrical.tasks.roll_up_site_readings", "schedule": 3600.0},
     "billing-price-pending-sessions": {"task": "apps.billing.tasks.price_pending_sessions", "schedule": 900.0},
+    # Stripe events stored while the broker was down (their task never queued).
+    "payments-process-pending-stripe-events": {
+        "task": "apps.payments.tasks.process_pending_stripe_events", "schedule": 300.0,
+    },
 }

@@ -25,7 +25,7 @@ from apps.billing import pricing
 from apps.billing import selectors as billing_selectors
 from apps.billing.models import BillingSettings, SessionCharge
 from apps.buildings.models import Resident
-from apps.statements import periods
+from apps.statements import periods, settlement
 from apps.statements.models import BilledCharge, BillingPeriod, NumberSeries, Statement, StatementLine
 from apps.statements.services import PREFIX, StatementRefused, _resident_language, current_condominium
 from apps.tenancy.models import Condominium
@@ -155,6 +155,7 @@ def period_close(*, month: date, now: datetime | None = None,
         if period.status == BillingPeriod.Status.CLOSED:
             return CloseResult(bounds.first_day, False, period.statements_made, 0, 0, 0, 0, Decimal(0))
         result = _close(period, bounds, condo, now, progress)
+        settlement.statements_after_close(period.pk)
         period.status = BillingPeriod.Status.CLOSED
         period.closed_at = now
         period.statements_made = result.statements

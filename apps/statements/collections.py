@@ -97,10 +97,10 @@ def statement_record_payment(*, statement_id: int, amount: Decimal, now: datetim
     with transaction.atomic():
         statement = Statement.objects.select_for_update().get(pk=statement_id)
         statement.amount_paid += amount
-        if statement.status in UNPAID and statement.amount_paid >= statement.total:
+        if statement.status in UNPAID and statement.amount_due == 0:
             statement.status = Statement.Status.PAID
             statement.paid_at = now
-        elif statement.status == Statement.Status.PAID and statement.amount_paid < statement.total:
+        elif statement.status == Statement.Status.PAID and statement.amount_due > 0:
             past_due = statement.due_on is not None and statement.due_on < timezone.localdate(now)
             statement.status = Statement.Status.PAST_DUE if past_due else Statement.Status.OPEN
             statement.paid_at = None

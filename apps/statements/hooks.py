@@ -8,10 +8,11 @@ log = logging.getLogger(__name__)
 
 
 def period_closed(schema_name: str, period_id: int) -> None:
-    from apps.statements.tasks import queue_deliveries
+    from apps.statements.tasks import queue_autopay, queue_deliveries
 
     try:
         queue_deliveries(schema_name, period_id)
+        queue_autopay(schema_name, period_id)
     except Exception:
         # The broker is down: the statements are made and safe; `manage.py deliver_statements` (or the
         # next close run) sends what was not sent.

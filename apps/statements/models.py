@@ -78,6 +78,7 @@ class Statement(models.Model):
     tax = models.DecimalField(**MONEY, default=Decimal("0"))
     total = models.DecimalField(**MONEY, default=Decimal("0"))
     amount_paid = models.DecimalField(**MONEY, default=Decimal("0"))
+    amount_credited = models.DecimalField(**MONEY, default=Decimal("0"), help_text="Lowered by credit notes.")
     prices_include_tax = models.BooleanField(default=False, help_text="Lines are shown tax included.")
     reason = models.TextField(blank=True, help_text="For a credit note: why.")
     # What the document says about the parties, frozen at finalization.
@@ -119,7 +120,7 @@ class Statement(models.Model):
     def amount_due(self) -> Decimal:
         if self.kind == self.Kind.CREDIT_NOTE or self.status == self.Status.VOID:
             return Decimal("0")
-        return max(self.total - self.amount_paid, Decimal("0"))
+        return max(self.total - self.amount_paid - self.amount_credited, Decimal("0"))
 
 
 class StatementLine(models.Model):
@@ -184,3 +185,22 @@ class BilledCharge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.charge_id} on {self.statement}"
+
+
+class PaymentAllocation(models.Model):
+    """Money of one payment applied to one statement (or, with no statement, not applied yet: a credit the
+    next statement takes). A refund or chargeback takes back the payment's allocations, newest first."""
+
+    payment_id = models.PositiveIntegerField(help_text="payments.Payment")
+    resident = models.ForeignKey("buildings.Resident", on_delete=models.PROTECT, related_name="+")
+    statement = models.ForeignKey(Statement, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="allocations")
+    amount = models.DecimalField(**MONEY)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["payment_id"]), models.Index(fields=["resident", "statement"])]
+
+    def __str__(self) -> str:
+        return f"payment {self.payment_id}: {self.amount} to {self.statement_id}"

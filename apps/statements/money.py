@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-# ISO 4217 currencies whose minor unit is not the cent.
-EXPONENTS = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "VND": 0, "XOF": 0, "XAF": 0, "XPF": 0, "HUF": 2,
-             "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
+from apps.billing.pricing import minor_unit, round_money
+
 SYMBOLS = {"USD": "$", "CAD": "$", "AUD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "MXN": "$"}
 
 
-def minor_unit(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-EXPONENTS.get(currency.upper(), 2))
+__all__ = ["display", "minor_unit", "rounded"]
 
 
 def rounded(amount: Decimal, currency: str) -> Decimal:
-    return amount.quantize(minor_unit(currency), ROUND_HALF_UP)
+    return round_money(amount, currency.upper())
 
 
 def display(amount: Decimal, currency: str) -> str:

@@ -139,6 +139,9 @@ def statement_finalize(*, statement_id: int, now: datetime | None = None,
             statement.status = Statement.Status.OPEN
             statement.due_on = statement.issued_on + timedelta(days=settings.STATEMENT_PAYMENT_TERMS_DAYS)
         statement.save()
+        from apps.statements import settlement
+
+        settlement.statement_post_to_ledger(statement)
     return statement
 
 
@@ -178,12 +181,18 @@ def credit_note_create(*, statement_id: int, reason: str, by=None, amount: Decim
             corrects=original, reason=reason, by=by, condominium=condominium,
         )
         note = statement_finalize(statement_id=note.pk, now=now, condominium=condominium)
-        if wanted == left and original.amount_paid == 0 and original.status in (
-            Statement.Status.OPEN, Statement.Status.PAST_DUE
-        ):
-            original.status = Statement.Status.VOID
-            original.voided_at = now or timezone.now()
-            original.save(update_fields=["status", "voided_at", "updated_at"])
+        if original.status in (Statement.Status.OPEN, Statement.Status.PAST_DUE):
+            # The credit lowers what is still due; on a paid statement it is the resident's credit on their
+            # account (the ledger), for a refund or the next statement.
+            original.amount_credited += min(wanted, original.amount_due)
+            if original.amount_due == 0:
+                nothing_paid = original.amount_paid == 0
+                original.status = Statement.Status.VOID if nothing_paid else Statement.Status.PAID
+                if nothing_paid:
+                    original.voided_at = now or timezone.now()
+                else:
+                    original.paid_at = now or timezone.now()
+            original.save(update_fields=["amount_credited", "status", "voided_at", "paid_at", "updated_at"])
     return note
 
 

@@ -83,3 +83,31 @@ def follow_up_unpaid() -> dict[str, int]:
                 continue
             reminded[condo.slug] = result.reminders
     return reminded
+
+
+@shared_task(name="apps.statements.tasks.autopay_statement", bind=True, max_retries=3, default_retry_delay=600)
+def autopay_statement(self, schema_name: str, statement_id: int) -> str:
+    """Charge a statement to the resident's saved card (once per statement; a decline is recorded and the
+    resident pays by hand or is reminded)."""
+    from apps.payments.services import PaymentUnavailable
+    from apps.statements.settlement import autopay
+
+    with in_schema(schema_name):
+        try:
+            return autopay(statement_id)
+        except PaymentUnavailable as error:  # Stripe cannot be reached: later, with the same key
+            raise self.retry(exc=error) from error
+
+
+def queue_autopay(schema_name: str, period_id: int) -> int:
+    from apps.payments.models import SavedPaymentMethod
+
+    with in_schema(schema_name):
+        payers = set(SavedPaymentMethod.objects.filter(is_default=True, removed_at__isnull=True)
+                     .values_list("resident_id", flat=True))
+        ids = list(Statement.objects.filter(period_id=period_id, resident_id__in=payers,
+                                            status__in=[Statement.Status.OPEN, Statement.Status.PAST_DUE])
+                   .values_list("pk", flat=True))
+    for statement_id in ids:
+        autopay_statement.delay(schema_name, statement_id)
+    return len(ids)
