@@ -147,6 +147,7 @@ TENANT_APPS = [
     "apps.billing",
     "apps.ocpp",
     "apps.alerts",
+    "apps.statements",
     "apps.payments",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -383,6 +384,19 @@ AXES_CLIENT_IP_CALLABLE = "apps.accounts.lockout.client_address"
 INVITATION_VALID_DAYS = env_int("INVITATION_VALID_DAYS", 7)
 if not 1 <= INVITATION_VALID_DAYS <= 90:
     raise ImproperlyConfigured(f"INVITATION_VALID_DAYS must be 1 to 90 days, not {INVITATION_VALID_DAYS}")
+
+# Statements: days from issue to due date, and how long after the due date a resident's cards are blocked.
+STATEMENT_PAYMENT_TERMS_DAYS = env_int("STATEMENT_PAYMENT_TERMS_DAYS", 15)
+if not 0 <= STATEMENT_PAYMENT_TERMS_DAYS <= 90:
+    raise ImproperlyConfigured(f"STATEMENT_PAYMENT_TERMS_DAYS must be 0 to 90 days, not {STATEMENT_PAYMENT_TERMS_DAYS}")
+# Reminders go out on the day after the due date and then every STATEMENT_REMINDER_EVERY_DAYS; cards are
+# blocked STATEMENT_BLOCK_AFTER_DAYS after the due date, and work again as soon as it is paid.
+STATEMENT_REMINDER_EVERY_DAYS = env_int("STATEMENT_REMINDER_EVERY_DAYS", 7)
+STATEMENT_BLOCK_AFTER_DAYS = env_int("STATEMENT_BLOCK_AFTER_DAYS", 14)
+if not 1 <= STATEMENT_REMINDER_EVERY_DAYS <= 60 or not 0 <= STATEMENT_BLOCK_AFTER_DAYS <= 180:
+    raise ImproperlyConfigured(
+        "STATEMENT_REMINDER_EVERY_DAYS must be 1 to 60 and STATEMENT_BLOCK_AFTER_DAYS 0 to 180 days"
+    )
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
 SESSION_COOKIE_DOMAIN = os.environ.get("SESSION_COOKIE_DOMAIN") or None
