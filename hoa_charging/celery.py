@@ -23,4 +23,6 @@ app.conf.beat_schedule = {
     "ocpp-close-stale-sessions": {"task": "apps.ocpp.tasks.close_stale_sessions", "schedule": 900.0},
     "ocpp-sync-all-local-lists": {"task": "apps.ocpp.tasks.sync_all_local_lists", "schedule": 3600.0},
     "ocpp-expire-reservations": {"task": "apps.ocpp.tasks.expire_reservations", "schedule": 60.0},
+    "ocpp-dispatch-all-limits": {"task": "apps.ocpp.tasks.dispatch_all_limits", "schedule": 30.0},
+    "ocpp-check-limit-compliance": {"task": "apps.ocpp.tasks.check_limit_compliance", "schedule": 60.0},
 }

@@ -401,7 +401,7 @@ def _load_and_mark_online(charge_point_id: str) -> selectors.ChargerContext | No
     database thread, which every connection of the process shares (a reconnect storm queues there)."""
     ctx = selectors.charger_context(charge_point_id)
     if ctx is not None and not ctx.removed:
-        services.charger_mark_online(charge_point_pk=ctx.pk, charge_point_id=ctx.charge_point_id)
+        services.charger_mark_online(charge_point_pk=ctx.pk, charge_point_id=ctx.charge_point_id, connected=True)
     return ctx
 
 

@@ -15,8 +15,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.charging import services
-from apps.charging.models import ChargePoint
+from apps.charging.models import ChargePoint, ConnectorLimit
 from apps.charging.reservations import reservations_expire
+from apps.charging.smart_charging import connectors_over_limit
 from apps.core.tenants import all_condominiums, in_condominium
 from apps.ocpp import handshake, live
 from apps.ocpp.consumer import group_name
@@ -107,3 +108,39 @@ def expire_reservations() -> int:
         with in_condominium(condo):
             expired += reservations_expire()
     return expired
+
+
+@shared_task
+def dispatch_limits(schema_name: str) -> dict:
+    """Send the building's charging limits (apps.ocpp.smart_charging). Queued by
+    apps.charging.smart_charging on commit of limits_set (and when a charger connects or boots); safe to run
+    twice."""
+    from apps.ocpp import smart_charging
+
+    report = smart_charging.dispatch_building(schema_name)
+    return {"busy": report.busy, "outcomes": {str(pk): status for pk, status in report.outcomes.items()},
+            "sent": len(report.sent), "latencies_s": report.latencies_s, "failed": report.failed}
+
+
+@shared_task
+def dispatch_all_limits() -> int:
+    """Every half minute: limits not yet acknowledged, leases to renew, transactions that started under a
+    limit, profiles to send again after a restart of the worker. What is up to date costs no frame."""
+    queued = 0
+    for condo in all_condominiums():
+        with in_condominium(condo):
+            wanted = ConnectorLimit.objects.exists() or ChargePoint.objects.filter(smart_charging_resend=True).exists()
+        if wanted:
+            dispatch_limits.delay(condo.schema_name)
+            queued += 1
+    return queued
+
+
+@shared_task
+def check_limit_compliance() -> int:
+    """Every minute: connectors drawing above their limit are flagged (alert) and their draw counted unmanaged."""
+    flagged = 0
+    for condo in all_condominiums():
+        with in_condominium(condo):
+            flagged += len(connectors_over_limit())
+    return flagged
