@@ -380,14 +380,14 @@ def connectors_over_limit(*, now: datetime | None = None, tolerance_a: Decimal =
     ).values_list("charge_point_id", "connector_number", "received_at", "value", "unit"):
         amps = value / 1000 if unit == "mA" else value
         per_time = readings.setdefault((cp_pk, number), {})
-        key = received_at.replace(microsecond=0)
-        per_time[key] = max(per_time.get(key, Decimal(0)), amps)
+        # The phases of one MeterValues share its time of receipt: the highest one counts.
+        per_time[received_at] = max(per_time.get(received_at, Decimal(0)), amps)
     found = []
     for row in limits:
         connector = row.connector
         series = sorted((at, amps) for at, amps in readings.get((connector.charge_point_id, connector.connector_id),
                                                                 {}).items()
-                        if at >= row.acknowledged_at.replace(microsecond=0))
+                        if at >= row.acknowledged_at)
         over_since = None
         for at, amps in series:
             # The current run of readings above the limit: one reading within it ends the run.

@@ -189,17 +189,18 @@ class _Dispatch:
     def items(self, charger: _Charger) -> tuple[list[_Item], list[_Item]]:
         """(static profiles and decreases, increases) for one charger; records what is not sent."""
         plan = charger.plan
+        static: list[_Item] = []
         first: list[_Item] = []
         then: list[_Item] = []
         cap_a = cp_profiles.cabinet_cap_a(max_current_a=plan.circuit_current_a, max_power_w=plan.circuit_power_w,
                                           voltage_v=plan.circuit_voltage_v, phases=plan.circuit_phases)
         if plan.resend:
-            first.append(_Item(ProfileRequest(cp_profiles.CHARGE_POINT_MAX, 0, cap_a,
+            static.append(_Item(ProfileRequest(cp_profiles.CHARGE_POINT_MAX, 0, cap_a,
                                               phases=plan.circuit_phases, voltage_v=plan.circuit_voltage_v)))
         for c in plan.connectors:
             safe_a = self.safe_default_a(c, cap_a)
             if plan.resend:
-                first.append(_Item(self.request(cp_profiles.TX_DEFAULT, c, safe_a)))
+                static.append(_Item(self.request(cp_profiles.TX_DEFAULT, c, safe_a)))
             if c.desired_a is None:
                 continue
             if c.transaction_id is None:
@@ -216,7 +217,8 @@ class _Dispatch:
                                    lease_s=c.lease_s, floor_a=c.floor_a if c.floor_a is not None else safe_a,
                                    elapsed_s=max(int((self.now - received).total_seconds()), 0))
             (first if cp_profiles.is_decrease(c.desired_a, held) else then).append(_Item(request, c))
-        return first, then
+        # The static profiles first: they only ever protect.
+        return static + first, then
 
     @staticmethod
     def safe_default_a(c: ConnectorPlan, cap_a: Decimal) -> Decimal:

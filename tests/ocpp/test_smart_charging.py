@@ -1,0 +1,326 @@
+"""Charging limits on the wire: the real consumer, chargers that keep and refuse profiles the way real models
+do, and the dispatch's own code run as the Celery worker runs it (in a thread of its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from apps.alerts.models import Alert
+from apps.charging import smart_charging as limits_db
+from apps.charging.models import ChargePoint, Connector, ConnectorLimit
+from apps.charging.smart_charging import Limit, limits_set
+from apps.core.tenants import run_in_schema
+from apps.ocpp import charging_profiles, smart_charging
+from tests.helpers import async_wait_for, iso
+from tests.ocpp.charger import FakeCharger, ProfileMemory
+from tests.ocpp.conftest import communicator
+
+LEASE_S = 120
+
+
+@pytest.fixture
+def dispatch_requests():
+    """The buildings whose dispatch was asked for (the hook apps.ocpp registers queues a Celery task; here the
+    tests run the dispatch themselves, so that no task is left in the broker for a later worker)."""
+    requested: list[str] = []
+    limits_db.limit_dispatch_queue(requested.append)
+    yield requested
+    from apps.ocpp.tasks import dispatch_limits
+
+    limits_db.limit_dispatch_queue(dispatch_limits.delay)
+
+
+async def connect(charge_point_id: str, memory: ProfileMemory) -> FakeCharger:
+    comm = communicator(charge_point_id)
+    assert (await comm.connect(timeout=5))[0]
+    charger = FakeCharger(comm, answers=memory.answers())
+    charger.charge_point_id = charge_point_id
+    assert (await charger.boot())[2]["status"] == "Accepted"
+    await charger.settle(0.5)  # GetConfiguration and the metering changes
+    return charger
+
+
+async def start(charger: FakeCharger, connector: int, id_tag: str = "04A1B2C3D4") -> int:
+    answer = await charger.call("StartTransaction", {"connectorId": connector, "idTag": id_tag, "meterStart": 0,
+                                                     "timestamp": iso(timezone.now())})
+    return answer[2]["transactionId"]
+
+
+async def connector_pk(schema: str, charge_point_id: str, number: int) -> int:
+    return await run_in_schema(schema, lambda: Connector.objects.get(
+        charge_point__charge_point_id=charge_point_id, connector_id=number).pk)
+
+
+async def set_limits(schema: str, limits: dict[int, str | Decimal], lease_s: int = LEASE_S) -> int:
+    return await run_in_schema(schema, limits_set, limits={pk: Limit(Decimal(a)) for pk, a in limits.items()},
+                               lease_s=lease_s, reason="test")
+
+
+async def dispatch(schema: str, *chargers: FakeCharger) -> smart_charging.DispatchReport:
+    """What the worker runs (tasks.dispatch_limits), in a thread of its own, while the chargers answer."""
+    pumps = [asyncio.ensure_future(c.settle(30)) for c in chargers]
+    try:
+        return await sync_to_async(smart_charging.dispatch_building, thread_sensitive=False)(schema)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+
+
+def outcomes(report: smart_charging.DispatchReport, *pks: int) -> dict[int, str]:
+    """The outcomes for these connectors (limits that earlier tests left in the building have theirs too)."""
+    return {pk: status for pk, status in report.outcomes.items() if pk in pks}
+
+
+def profiles_sent(charger: FakeCharger, since: int = 0) -> list[dict]:
+    return [payload for action, payload in charger.received_calls[since:] if action == "SetChargingProfile"]
+
+
+async def limit_row(schema: str, pk: int) -> ConnectorLimit:
+    return await run_in_schema(schema, ConnectorLimit.objects.get, connector_id=pk)
+
+
+async def quirks_of(schema: str, charge_point_id: str) -> dict:
+    return await run_in_schema(schema, lambda: ChargePoint.objects.get(
+        charge_point_id=charge_point_id).smart_charging_quirks)
+
+
+async def open_alert(schema: str, kind: str, charge_point_id: str) -> Alert | None:
+    return await run_in_schema(schema, lambda: Alert.objects.filter(
+        kind=kind, charge_point_id=charge_point_id, resolved_at__isnull=True).first())
+
+
+async def test_the_three_purposes_on_the_wire_then_a_change_under_1_a_is_not_sent(
+        maple_schema, charger_id, dispatch_requests):
+    memory = ProfileMemory(stack_level=5)
+    charger = await connect(charger_id, memory)
+    transaction_id = await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    assert maple_schema in dispatch_requests  # the connection and the boot asked for the profiles again
+    dispatch_requests.clear()
+    before = time.time()
+    assert await set_limits(maple_schema, {pk1: "10.47"}) == 1
+    assert dispatch_requests == [maple_schema]  # on commit
+
+    report = await dispatch(maple_schema, charger)
+    by_purpose = {(p["connectorId"], p["csChargingProfiles"]["chargingProfilePurpose"]): p["csChargingProfiles"]
+                  for p in profiles_sent(charger)}
+    assert set(by_purpose) == {(0, "ChargePointMaxProfile"), (1, "TxDefaultProfile"), (2, "TxDefaultProfile"),
+                               (1, "TxProfile")}
+    cap = by_purpose[(0, "ChargePointMaxProfile")]
+    # Maple Court's supply: 200 A x 0.8 derate; no power limit.
+    assert cap["chargingSchedule"] == {"chargingRateUnit": "A",
+                                       "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 160}]}
+    assert cap["stackLevel"] == 5 and cap["chargingProfileKind"] == "Absolute"
+    for n in (1, 2):  # the safe default: the connector's 6 A minimum (its share of 160 A is more)
+        assert by_purpose[(n, "TxDefaultProfile")]["chargingSchedule"]["chargingSchedulePeriod"] == [
+            {"startPeriod": 0, "limit": 6}]
+    live = by_purpose[(1, "TxProfile")]
+    assert live["transactionId"] == transaction_id and live["chargingProfileKind"] == "Relative"
+    assert live["chargingProfileId"] == charging_profiles.profile_id("TxProfile", 1)
+    periods = live["chargingSchedule"]["chargingSchedulePeriod"]
+    assert periods[0] == {"startPeriod": 0, "limit": 10.4}  # rounded down, never up
+    # The lease: after (seconds since the start, on the platform's clock) + 120 s, the 6 A floor.
+    assert periods[1]["limit"] == 6 and LEASE_S <= periods[1]["startPeriod"] <= LEASE_S + 5
+    assert "validFrom" not in live and "validTo" not in live and "startSchedule" not in live["chargingSchedule"]
+    assert outcomes(report, pk1) == {pk1: "accepted"}
+    row = await limit_row(maple_schema, pk1)
+    assert row.applied_a == Decimal("10.4") and row.status == "accepted" and not row.dirty
+    assert row.transaction_id == transaction_id and row.sent_unit == "A"
+    assert timedelta(seconds=LEASE_S - 5) < row.lease_until - timezone.now() <= timedelta(seconds=LEASE_S)
+    # The reaction time: from limits_set to the profile handed to the charger's connection.
+    assert len(report.latencies_s) == 1 and report.latencies_s[0] < time.time() - before
+    assert memory.limit(1) == 10.4
+
+    # 10.47 -> 11.3 A: less than 1 A from what the charger holds, nothing sent; 11.5 A is sent.
+    sent = len(charger.received_calls)
+    await set_limits(maple_schema, {pk1: "11.3"})
+    assert outcomes(await dispatch(maple_schema, charger), pk1) == {pk1: "unchanged"}
+    assert profiles_sent(charger, sent) == []
+    assert (await limit_row(maple_schema, pk1)).status == "unchanged"
+    await set_limits(maple_schema, {pk1: "11.5"})
+    assert outcomes(await dispatch(maple_schema, charger), pk1) == {pk1: "accepted"}
+    assert [p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+            for p in profiles_sent(charger, sent)] == [11.5]
+    await charger.transport.disconnect()
+
+
+async def test_increases_wait_for_the_answers_to_the_decreases(maple_schema, new_charger, dispatch_requests):
+    a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
+    memory_a, memory_b = ProfileMemory(), ProfileMemory()
+    a, b = await connect(a_id, memory_a), await connect(b_id, memory_b)
+    await start(a, 1)
+    await start(b, 1, id_tag="BLOCKEDORNOT")
+    a1, b1 = await connector_pk(maple_schema, a_id, 1), await connector_pk(maple_schema, b_id, 1)
+    await set_limits(maple_schema, {a1: "16", b1: "10"})
+    assert outcomes(await dispatch(maple_schema, a, b), a1, b1) == {a1: "accepted", b1: "accepted"}
+
+    # Move 8 A from A to B: A's decrease must be acknowledged before B hears of its increase.
+    memory_a.hold = True
+    sent_a, sent_b = len(a.received_calls), len(b.received_calls)
+    await set_limits(maple_schema, {a1: "8", b1: "18"})
+    pumps = [asyncio.ensure_future(c.settle(30)) for c in (a, b)]
+    running = asyncio.ensure_future(sync_to_async(smart_charging.dispatch_building, thread_sensitive=False)(
+        maple_schema))
+    try:
+        await async_wait_for(lambda: a.held, 10, what="A's decrease on the wire")
+        assert [p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+                for p in profiles_sent(a, sent_a)] == [8]
+        await asyncio.sleep(1.5)  # the decrease unanswered: B's increase must not be sent meanwhile
+        assert profiles_sent(b, sent_b) == [] and not running.done()
+        await a.release({"status": "Accepted"})
+        report = await asyncio.wait_for(running, 15)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+    assert outcomes(report, a1, b1) == {a1: "accepted", b1: "accepted"}
+    assert [p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+            for p in profiles_sent(b, sent_b)] == [18]
+    assert report.sent.index((a_id, 1, "TxProfile")) < report.sent.index((b_id, 1, "TxProfile"))
+    for charger in (a, b):
+        await charger.transport.disconnect()
+
+
+@pytest.mark.parametrize(("rejects", "rate_units", "wanted", "learnt", "held"), [
+    ("TxProfile", "Current,Power", "10", {"tx_profile_rejected": True}, 10),
+    ("W", "Power", "10", {"watts_rejected": True}, 10),
+    ("fractional", "Current,Power", "10.8", {"integer_amps": True}, 10),
+    ("zero", "Current,Power", "0", {"zero_rejected": True}, 6),
+])
+async def test_a_refusal_is_worked_around_remembered_and_reused(
+        maple_schema, charger_id, dispatch_requests, rejects, rate_units, wanted, learnt, held):
+    memory = ProfileMemory(rejects=(rejects,), rate_units=rate_units)
+    charger = await connect(charger_id, memory)
+    await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: wanted})
+    report = await dispatch(maple_schema, charger)
+    assert outcomes(report, pk1) == {pk1: "accepted"}
+    assert memory.refused, "the charger refused something first"
+    assert await quirks_of(maple_schema, charger_id) == learnt  # exactly that quirk, nothing more
+    row = await limit_row(maple_schema, pk1)
+    assert row.applied_a == held
+    purpose = "TxDefaultProfile" if rejects == "TxProfile" else "TxProfile"
+    assert row.sent_purpose == purpose and memory.limit(1, purpose) in (held, held * 230)
+    if rejects == "zero":
+        # It cannot be paused by a profile: it may draw 6 A, and the managers are told.
+        alert = await open_alert(maple_schema, Alert.Kind.CHARGING_LIMIT_FAILED, charger_id)
+        assert alert is not None and "refuses 0 A" in alert.message
+
+    # The next limit goes straight in the form that works: not one refusal more.
+    refused, sent = len(memory.refused), len(charger.received_calls)
+    await set_limits(maple_schema, {pk1: "20.5" if rejects != "zero" else "0"})
+    if rejects == "zero":
+        await set_limits(maple_schema, {pk1: "16"})
+    assert outcomes(await dispatch(maple_schema, charger), pk1) == {pk1: "accepted"}
+    assert len(memory.refused) == refused and len(profiles_sent(charger, sent)) == 1
+    if rejects == "zero":
+        assert await open_alert(maple_schema, Alert.Kind.CHARGING_LIMIT_FAILED, charger_id) is None
+    await charger.transport.disconnect()
+
+
+async def test_a_charger_that_refuses_everything_raises_an_alert(maple_schema, charger_id, dispatch_requests):
+    memory = ProfileMemory(rejects=("everything",))
+    charger = await connect(charger_id, memory)
+    await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: "12.5"})
+    report = await dispatch(maple_schema, charger)
+    assert outcomes(report, pk1) == {pk1: "rejected"} and charger_id in report.failed
+    alert = await open_alert(maple_schema, Alert.Kind.CHARGING_LIMIT_FAILED, charger_id)
+    assert alert is not None and alert.severity == "critical"
+    assert "live limit on connector 1 rejected" in alert.message and "ChargePointMaxProfile" in alert.message
+    row = await limit_row(maple_schema, pk1)
+    assert row.applied_a is None and row.status == "rejected"
+    assert await quirks_of(maple_schema, charger_id) == {}  # nothing learnt from what never worked
+    await charger.transport.disconnect()
+
+
+async def test_every_profile_is_sent_again_after_a_reconnect(maple_schema, charger_id, dispatch_requests):
+    memory = ProfileMemory()
+    charger = await connect(charger_id, memory)
+    await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: "14"})
+    await dispatch(maple_schema, charger)
+    assert [s for s in (await dispatch(maple_schema, charger)).sent if s[0] == charger_id] == []  # up to date
+    await charger.transport.disconnect()
+
+    # The platform restarted (or the charger did): a new connection holds nothing the platform knows of.
+    dispatch_requests.clear()
+    fresh = ProfileMemory()
+    charger = await connect(charger_id, fresh)
+    assert maple_schema in dispatch_requests
+    report = await dispatch(maple_schema, charger)
+    assert sorted(s for s in report.sent if s[0] == charger_id) == sorted([(charger_id, 0, "ChargePointMaxProfile"),
+                                          (charger_id, 1, "TxDefaultProfile"), (charger_id, 2, "TxDefaultProfile"),
+                                          (charger_id, 1, "TxProfile")])
+    assert fresh.limit(1) == 14 and fresh.limit(0, "ChargePointMaxProfile") == 160
+    assert outcomes(report, pk1) == {pk1: "accepted"}
+    await charger.transport.disconnect()
+
+
+async def test_a_charger_that_draws_above_its_limit_is_flagged_and_its_draw_reserved(
+        maple_schema, charger_id, dispatch_requests):
+    memory = ProfileMemory()
+    charger = await connect(charger_id, memory)
+    transaction_id = await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: "10"})
+    await dispatch(maple_schema, charger)
+
+    async def draw(amps: str) -> None:
+        await charger.call("MeterValues", {"connectorId": 1, "transactionId": transaction_id, "meterValue": [{
+            "timestamp": iso(timezone.now()), "sampledValue": [
+                {"value": amps, "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+                {"value": "0.0", "measurand": "Current.Import", "phase": "L2", "unit": "A"}]}]})
+
+    await draw("16.4")
+    await asyncio.sleep(1.1)
+    await draw("16.2")
+    over = await run_in_schema(maple_schema, limits_db.connectors_over_limit)
+    assert over == []  # not for long enough yet
+    later = timezone.now() + timedelta(seconds=61)
+    over = await run_in_schema(maple_schema, limits_db.connectors_over_limit, now=later)
+    assert [(o.connector_pk, o.limit_a, o.measured_a) for o in over] == [(pk1, Decimal(10), Decimal("16.2"))]
+    assert await run_in_schema(maple_schema, limits_db.unmanaged_draws) == {pk1: Decimal("16.2")}
+    alert = await open_alert(maple_schema, Alert.Kind.CHARGER_OVER_LIMIT, charger_id)
+    assert alert is not None and alert.connector_number == 1 and "16.2 A" in alert.message
+    state = (await run_in_schema(maple_schema, limits_db.connector_limits))[pk1]
+    assert state.flagged and state.measured_a == Decimal("16.2") and state.applied_a == Decimal(10)
+
+    await draw("9.8")  # back within its limit (+1 A tolerance)
+    assert await run_in_schema(maple_schema, limits_db.connectors_over_limit, now=later) == []
+    assert await run_in_schema(maple_schema, limits_db.unmanaged_draws) == {}
+    assert await open_alert(maple_schema, Alert.Kind.CHARGER_OVER_LIMIT, charger_id) is None
+    await charger.transport.disconnect()
+
+
+async def test_a_charger_of_another_building_never_gets_this_buildings_limits(
+        maple_schema, world, new_charger, dispatch_requests):
+    maple_id = await sync_to_async(new_charger)()
+    harbor_id = await sync_to_async(new_charger)(world.harbor_view)
+    harbor_schema = world.harbor_view.schema_name
+    maple_memory, harbor_memory = ProfileMemory(), ProfileMemory()
+    maple, harbor = await connect(maple_id, maple_memory), await connect(harbor_id, harbor_memory)
+    await start(maple, 1)
+    await start(harbor, 1, id_tag="0C0C0C0C")
+    await dispatch(harbor_schema, harbor)  # Harbor View's own profiles, sent when it connected
+    sent = len(harbor.received_calls)
+    pk = await connector_pk(maple_schema, maple_id, 1)
+    await set_limits(maple_schema, {pk: "7"})
+    report = await dispatch(maple_schema, maple, harbor)
+    assert harbor_id not in {cp_id for cp_id, _, _ in report.sent} and (maple_id, 1, "TxProfile") in report.sent
+    assert profiles_sent(harbor, sent) == [] and maple_memory.limit(1) == 7
+    # A connector is named by its pk in the building's own schema: one that is not there is refused.
+    missing = await run_in_schema(maple_schema, lambda: max(Connector.objects.values_list("pk", flat=True)) + 1000)
+    with pytest.raises(ValueError, match=f"no connector {missing} in building {maple_schema}"):
+        await set_limits(maple_schema, {missing: "6"})
+    for charger in (maple, harbor):
+        await charger.transport.disconnect()
