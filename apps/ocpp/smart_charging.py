@@ -60,13 +60,14 @@ logger = logging.getLogger(__name__)
 CLAIM_HOLD = timedelta(minutes=2)
 Status = ConnectorLimit.Status
 
-# (schema name, chargePointId, action, payload) -> the charger's answer; raises apps.ocpp.commands' errors.
-AsyncSend = Callable[[str, str, str, dict], Awaitable[dict[str, Any]]]
+# (schema name, chargePointId, action, payload, timeout or None: OCPP_RESPONSE_TIMEOUT) -> the charger's answer;
+# raises apps.ocpp.commands' errors.
+AsyncSend = Callable[[str, str, str, dict, float | None], Awaitable[dict[str, Any]]]
 
 
-async def send_through_channel_layer(schema_name: str, charge_point_id: str, action: str,
-                                     payload: dict) -> dict[str, Any]:
-    return await commands.send_command(charge_point_id, action, payload, schema_name=schema_name)
+async def send_through_channel_layer(schema_name: str, charge_point_id: str, action: str, payload: dict,
+                                     timeout: float | None = None) -> dict[str, Any]:
+    return await commands.send_command(charge_point_id, action, payload, timeout, schema_name=schema_name)
 
 
 @dataclass
@@ -88,8 +89,11 @@ class DispatchReport:
         self.rounds += other.rounds
 
 
-def dispatch_building(schema_name: str, send: AsyncSend = send_through_channel_layer) -> DispatchReport:
-    """Dispatch the building's limits (sync: a Celery worker, a shell). Safe to run twice at once."""
+def dispatch_building(schema_name: str, send: AsyncSend = send_through_channel_layer, *,
+                      timeout: float | None = None) -> DispatchReport:
+    """Dispatch the building's limits (sync: a Celery worker, a shell). Safe to run twice at once.
+
+    ``timeout``: seconds to wait for each answer (default OCPP_RESPONSE_TIMEOUT)."""
     try:
         with in_condominium(schema_name):
             if not dispatch_claim(hold=CLAIM_HOLD):
@@ -101,7 +105,7 @@ def dispatch_building(schema_name: str, send: AsyncSend = send_through_channel_l
         with in_condominium(schema_name):
             planned_at = timezone.now()
             plans = dispatch_begin()
-        run = _Dispatch(schema_name, plans, send)
+        run = _Dispatch(schema_name, plans, send, timeout)
         try:
             async_to_sync(run.run)()
         finally:
@@ -144,9 +148,10 @@ class _Answer:
 
 
 class _Dispatch:
-    def __init__(self, schema_name: str, plans: list[ChargerPlan], send: AsyncSend):
+    def __init__(self, schema_name: str, plans: list[ChargerPlan], send: AsyncSend, timeout: float | None):
         self.schema_name = schema_name
         self.send = send
+        self.timeout = timeout
         self.now = timezone.now()
         self.chargers = {
             p.charge_point_id: _Charger(p, Capabilities.from_configuration(p.configuration),
@@ -317,7 +322,7 @@ class _Dispatch:
         self.sent.append((cp_id, built.connector_id, built.purpose))
         started = time.monotonic()
         try:
-            answer = await self.send(self.schema_name, cp_id, "SetChargingProfile", built.payload)
+            answer = await self.send(self.schema_name, cp_id, "SetChargingProfile", built.payload, self.timeout)
         except commands.CommandTimeout:
             return Status.TIMEOUT, sent_at
         except commands.ChargerNotConnected:

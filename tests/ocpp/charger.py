@@ -10,6 +10,7 @@ import asyncio
 import base64
 import itertools
 import json
+import time
 from typing import Any
 
 DEFAULT_ANSWERS: dict[str, Any] = {
@@ -45,6 +46,7 @@ class FakeCharger:
         self.transport = transport  # WebsocketCommunicator or a websockets ClientConnection
         self.answers = {**DEFAULT_ANSWERS, **(answers or {})}
         self.received_calls: list[tuple[str, dict]] = []
+        self.received_at: list[float] = []  # time.time() of each call received, beside received_calls
         self._ids = itertools.count(1)
         self.results: dict[str, list] = {}
         self.held: list[tuple[str, str, dict]] = []  # (unique id, action, payload) of calls not answered yet
@@ -74,6 +76,7 @@ class FakeCharger:
         if frame[0] == 2:
             _, unique_id, action, payload = frame
             self.received_calls.append((action, payload))
+            self.received_at.append(time.time())
             answer = self.answers.get(action, {"status": "Accepted"})
             if callable(answer):
                 answer = answer(payload)

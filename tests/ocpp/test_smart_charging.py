@@ -4,12 +4,18 @@ do, and the dispatch's own code run as the Celery worker runs it (in a thread of
 from __future__ import annotations
 
 import asyncio
+import os
+import statistics
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.utils import timezone
 
 from apps.alerts.models import Alert
@@ -23,6 +29,7 @@ from tests.ocpp.charger import FakeCharger, ProfileMemory
 from tests.ocpp.conftest import communicator
 
 LEASE_S = 120
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -324,3 +331,105 @@ async def test_a_charger_of_another_building_never_gets_this_buildings_limits(
         await set_limits(maple_schema, {missing: "6"})
     for charger in (maple, harbor):
         await charger.transport.disconnect()
+
+
+async def test_increases_are_held_while_a_decrease_goes_unanswered(maple_schema, new_charger, dispatch_requests):
+    a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
+    memory_a, memory_b = ProfileMemory(), ProfileMemory()
+    a, b = await connect(a_id, memory_a), await connect(b_id, memory_b)
+    await start(a, 1)
+    await start(b, 1, id_tag="NOTACARD1")
+    a1, b1 = await connector_pk(maple_schema, a_id, 1), await connector_pk(maple_schema, b_id, 1)
+    await set_limits(maple_schema, {a1: "16", b1: "10"})
+    await dispatch(maple_schema, a, b)
+
+    memory_a.hold = True  # A never answers in time
+    sent_b = len(b.received_calls)
+    await set_limits(maple_schema, {a1: "8", b1: "18"})
+    pumps = [asyncio.ensure_future(c.settle(30)) for c in (a, b)]
+    try:
+        report = await sync_to_async(smart_charging.dispatch_building, thread_sensitive=False)(maple_schema,
+                                                                                             timeout=1)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+    assert outcomes(report, a1, b1) == {a1: "timeout", b1: "held"}
+    assert profiles_sent(b, sent_b) == []
+    row_a, row_b = await limit_row(maple_schema, a1), await limit_row(maple_schema, b1)
+    assert row_a.applied_a is None and row_a.dirty  # it may or may not hold 8 A: sent again next time
+    assert row_b.applied_a == 10 and row_b.dirty and "held back" in row_b.note
+
+    # A answers again: the next dispatch sends the decrease again and, once it is acknowledged, the increase.
+    memory_a.hold = False
+    report = await dispatch(maple_schema, a, b)
+    assert outcomes(report, a1, b1) == {a1: "accepted", b1: "accepted"}
+    assert report.sent.index((a_id, 1, "TxProfile")) < report.sent.index((b_id, 1, "TxProfile"))
+    assert memory_a.limit(1) == 8 and memory_b.limit(1) == 18
+    for charger in (a, b):
+        await charger.transport.disconnect()
+
+
+async def test_reaction_time_through_a_real_celery_worker(maple_schema, charger_id, test_database_url):
+    """From limits_set to the SetChargingProfile frame at the charger, through the broker, a Celery worker,
+    the channel layer and the consumer: the 95th percentile of 20 changes stays under the 1 s target."""
+    env = dict(os.environ, DATABASE_URL=test_database_url, REDIS_URL=settings.REDIS_URL,
+               CHANNEL_LAYER_PREFIX=settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"])
+    env.pop("TEST_DATABASE_NAME", None)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--pool", "solo", "--loglevel", "WARNING",
+         "--without-heartbeat", "--without-mingle", "--without-gossip"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    memory = ProfileMemory()
+    charger = None
+    pump = None
+    try:
+        charger = await connect(charger_id, memory)
+        await start(charger, 1)
+        pk1 = await connector_pk(maple_schema, charger_id, 1)
+        pump = asyncio.ensure_future(charger.settle(300))
+        latencies = []
+        for n in range(21):
+            amps = 8 + (n % 2) * 8  # 8 A, 16 A, 8 A...
+            seen = len(charger.received_calls)
+            before = time.time()
+            await set_limits(maple_schema, {pk1: str(amps)})
+
+            def arrived(seen=seen, amps=amps):
+                return next((at for (action, payload), at in zip(charger.received_calls[seen:],
+                                                                 charger.received_at[seen:], strict=True)
+                             if action == "SetChargingProfile"
+                             and payload["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile"
+                             and payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0][
+                                 "limit"] == amps), None)
+
+            at = await async_wait_for(arrived, 60, interval=0.005, what=f"the {amps} A profile on the wire")
+            if n:  # the first one waits for the worker to start and to drain older requests
+                latencies.append(at - before)
+        p95 = statistics.quantiles(latencies, n=20)[-1]
+        print(f"limits_set -> SetChargingProfile at the charger: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+              f"p95 {p95 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms ({len(latencies)} changes)")
+        assert p95 < 1.0
+        # The worker records what it sent once the answers are in.
+        row = await async_wait_for(lambda: sync_to_async(_recorded)(maple_schema, pk1), 10)
+        assert row.applied_a == 8 and row.sent_at >= row.requested_at
+        state = (await run_in_schema(maple_schema, limits_db.connector_limits, connector_pks=[pk1]))[pk1]
+        assert 0 <= state.dispatch_latency_s < 1
+    finally:
+        if pump is not None:
+            pump.cancel()
+        if charger is not None:
+            await charger.transport.disconnect()
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _recorded(schema: str, pk: int) -> ConnectorLimit | None:
+    from apps.core.tenants import in_schema
+
+    with in_schema(schema):
+        row = ConnectorLimit.objects.get(connector_id=pk)
+    return row if row.status == "accepted" and not row.dirty else None
