@@ -48,6 +48,8 @@ class ChargePoint(models.Model):
     smart_charging_quirks = models.JSONField(default=dict, blank=True, help_text="Profiles this charger refuses.")
     smart_charging_resend = models.BooleanField(default=False)
     smart_charging_note = models.CharField(max_length=300, blank=True, help_text="What the last dispatch hit.")
+    smart_charging_retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="It did not answer: no profile is sent before then, unless it reconnects.")
     static_profiles_at = models.DateTimeField(
         null=True, blank=True, help_text="When ChargePointMaxProfile and TxDefaultProfiles were last accepted.")
     status = models.CharField(max_length=32, blank=True, help_text="Last OCPP status of connector 0.")

@@ -61,8 +61,7 @@ def limit_request_dispatch() -> None:
         logger.warning("charging limits: nothing queues a dispatch (apps.ocpp is not installed)")
         return
     schema = connection.schema_name
-    LimitDispatch.objects.get_or_create(pk=1)
-    LimitDispatch.objects.filter(pk=1).update(dirty=True)
+    # No query here (a reconnect storm calls this for every charger): the task's claim marks the request.
     transaction.on_commit(lambda: queue(schema), robust=True)
 
 
@@ -103,8 +102,13 @@ def limits_set(*, limits: Mapping[int, Limit], lease_s: int, reason: str, now: d
                 changed += 1
                 continue
             if row.desired_a != limit.current_a or row.floor_a != limit.floor_a:
-                # The reaction time counts from here; a repeat of the same limit only keeps the lease alive.
+                # The reaction time counts from here.
                 changed += 1
+                fields["requested_at"] = now
+            elif not row.dirty or row.status == ConnectorLimit.Status.NO_TRANSACTION:
+                # The same limit asked again once the last was delivered, or while waiting for a transaction: a
+                # new request (it may be for a new transaction); a repeat while the last is still on its way
+                # keeps the time of the first.
                 fields["requested_at"] = now
             ConnectorLimit.objects.filter(pk=row.pk).update(**fields, updated_at=now)
         limit_request_dispatch()
@@ -113,13 +117,15 @@ def limits_set(*, limits: Mapping[int, Limit], lease_s: int, reason: str, now: d
 
 def charger_request_resend(*, charge_point_pk: int) -> None:
     """The charger connected or booted: it may hold none of the platform's profiles. Send them all again."""
-    if ChargePoint.objects.filter(pk=charge_point_pk, removed_at__isnull=True).update(smart_charging_resend=True):
+    if ChargePoint.objects.filter(pk=charge_point_pk, removed_at__isnull=True).update(
+            smart_charging_resend=True, smart_charging_retry_at=None):
         limit_request_dispatch()
 
 
 def chargers_request_resend() -> int:
     """Every charger of the building, e.g. after a restart of the platform lost what was in flight."""
-    count = ChargePoint.objects.filter(removed_at__isnull=True, enabled=True).update(smart_charging_resend=True)
+    count = ChargePoint.objects.filter(removed_at__isnull=True, enabled=True).update(
+        smart_charging_resend=True, smart_charging_retry_at=None)
     if count:
         limit_request_dispatch()
     return count
@@ -132,8 +138,8 @@ def dispatch_claim(*, hold: timedelta, now: datetime | None = None) -> bool:
     """Ask for a dispatch and try to hold the building's dispatch. False: another worker holds it and will
     dispatch again before letting go (it sees ``dirty``)."""
     now = now or timezone.now()
-    LimitDispatch.objects.get_or_create(pk=1)
-    LimitDispatch.objects.filter(pk=1).update(dirty=True)
+    if not LimitDispatch.objects.filter(pk=1).update(dirty=True):
+        LimitDispatch.objects.get_or_create(pk=1, defaults={"dirty": True})
     return bool(LimitDispatch.objects.filter(pk=1).filter(
         Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)).update(claimed_until=now + hold, started_at=now))
 
@@ -165,6 +171,8 @@ class ConnectorPlan:
     lease_until: datetime | None
     transaction_id: int | None  # the open transaction, if any
     transaction_received_at: datetime | None  # when the platform received its StartTransaction
+    # A limit sent without an answer: until then the charger may still hold the one before (its lease's end)
+    unconfirmed_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +182,7 @@ class ChargerPlan:
     configuration: dict
     quirks: dict
     resend: bool
+    retry_at: datetime | None  # it did not answer lately: nothing is sent before then
     # the charger's circuit: per-phase limit (the lowest phase, derated), power limit, voltage and phases
     circuit_current_a: Decimal
     circuit_power_w: int | None
@@ -225,6 +234,7 @@ def dispatch_begin() -> list[ChargerPlan]:
             applied_a=limit.applied_a if held and limit else None,
             lease_until=limit.lease_until if held and limit else None,
             transaction_id=tx, transaction_received_at=received,
+            unconfirmed_until=limit.lease_until if limit and limit.status == ConnectorLimit.Status.TIMEOUT else None,
         ))
     plans = []
     for cp in chargers:
@@ -232,6 +242,7 @@ def dispatch_begin() -> list[ChargerPlan]:
         plans.append(ChargerPlan(
             pk=cp.pk, charge_point_id=cp.charge_point_id, configuration=dict(cp.configuration or {}),
             quirks=dict(cp.smart_charging_quirks or {}), resend=cp.smart_charging_resend,
+            retry_at=cp.smart_charging_retry_at,
             circuit_current_a=min(circuit.max_current_a[: max(circuit.phases, 1)]) * circuit.derate,
             circuit_power_w=circuit.max_power_w, circuit_voltage_v=circuit.voltage_v,
             circuit_phases=circuit.phases, connectors=tuple(by_charger.get(cp.pk, ())),
@@ -275,8 +286,11 @@ def limit_record(outcomes: Iterable[LimitOutcome], *, planned_at: datetime, now:
         if outcome.status == ConnectorLimit.Status.ACCEPTED:
             fields |= {"applied_a": outcome.applied_a, "acknowledged_at": now,
                        "transaction_id": outcome.transaction_id, "lease_until": outcome.lease_until}
+        elif outcome.status == ConnectorLimit.Status.TIMEOUT and outcome.sent is not None:
+            # No answer: it holds this limit or the one before, whose lease (kept) ends its doubt.
+            fields |= {"applied_a": None, "transaction_id": None}
         elif outcome.sent is not None:
-            # Refused, or no answer: what it holds is not known any more, so the next dispatch sends again.
+            # Refused: what it holds is not known any more, so the next dispatch sends again.
             fields |= {"applied_a": None, "transaction_id": None, "lease_until": None}
         rows = ConnectorLimit.objects.filter(connector_id=outcome.connector_pk)
         rows.update(**fields)
@@ -285,12 +299,14 @@ def limit_record(outcomes: Iterable[LimitOutcome], *, planned_at: datetime, now:
 
 
 def charger_record_profiles(*, charge_point_pk: int, quirks: dict, static_ok: bool | None, note: str = "",
-                            failed: str = "") -> None:
-    """After a dispatch to one charger: the quirks learnt, whether its static profiles (ChargePointMax and
-    TxDefault) were accepted (None: not sent), and ``failed``: what no fallback could make it accept
-    (an alert for the managers; empty resolves it)."""
+                            failed: str = "", retry_at: datetime | None = None) -> None:
+    """After a dispatch to one charger: the quirks learnt; its static profiles (ChargePointMax and TxDefault):
+    True all accepted, False answered but not all accepted, None not sent or not all answered (sent again
+    next time); ``failed``: what no fallback could make it accept (an alert for the managers; empty resolves
+    it); ``retry_at``: it did not answer, send nothing more before then (a reconnect clears it)."""
     now = timezone.now()
-    fields: dict = {"smart_charging_quirks": quirks, "smart_charging_note": note[:300], "updated_at": now}
+    fields: dict = {"smart_charging_quirks": quirks, "smart_charging_note": note[:300], "updated_at": now,
+                    "smart_charging_retry_at": retry_at}
     if static_ok is not None:
         fields["smart_charging_resend"] = False
     if static_ok:
@@ -343,6 +359,13 @@ def connector_limits(*, connector_pks: Iterable[int] | None = None) -> dict[int,
                                      row.flagged_at is not None, row.measured_a, row.requested_at, row.sent_at)
         for row in rows
     }
+
+
+def dispatch_latencies() -> list[float]:
+    """Seconds from the balancer's request to the profile handed to the charger's connection, for each
+    connector's latest limit that was sent after it was asked for. One query."""
+    return sorted((sent_at - requested_at).total_seconds() for requested_at, sent_at in ConnectorLimit.objects.filter(
+        sent_at__isnull=False).values_list("requested_at", "sent_at") if sent_at >= requested_at)
 
 
 # --- compliance ------------------------------------------------------------------------

@@ -57,7 +57,15 @@ from apps.tenancy.models import Condominium
 
 logger = logging.getLogger(__name__)
 
-CLAIM_HOLD = timedelta(minutes=2)
+# A dispatch answers within ANSWER_TIMEOUT_S x (profiles per charger, fallbacks included): far less than this.
+# A worker that dies holding the claim delays the building's next dispatch by at most this much.
+CLAIM_HOLD = timedelta(seconds=60)
+# A charger answers SetChargingProfile in milliseconds, over a slow modem in a second or two; one that does
+# not answer in this time gets nothing more in this dispatch, and after two silences in a row nothing at all
+# for RETRY_AFTER unless it reconnects (a socket that died without closing must not cost every dispatch a
+# timeout).
+ANSWER_TIMEOUT_S = 5.0
+RETRY_AFTER = timedelta(minutes=2)
 Status = ConnectorLimit.Status
 
 # (schema name, chargePointId, action, payload, timeout or None: OCPP_RESPONSE_TIMEOUT) -> the charger's answer;
@@ -93,7 +101,7 @@ def dispatch_building(schema_name: str, send: AsyncSend = send_through_channel_l
                       timeout: float | None = None) -> DispatchReport:
     """Dispatch the building's limits (sync: a Celery worker, a shell). Safe to run twice at once.
 
-    ``timeout``: seconds to wait for each answer (default OCPP_RESPONSE_TIMEOUT)."""
+    ``timeout``: seconds to wait for each answer (default ANSWER_TIMEOUT_S)."""
     try:
         with in_condominium(schema_name):
             if not dispatch_claim(hold=CLAIM_HOLD):
@@ -112,13 +120,25 @@ def dispatch_building(schema_name: str, send: AsyncSend = send_through_channel_l
             with in_condominium(schema_name):
                 limit_record(run.outcomes.values(), planned_at=planned_at)
                 for charger in run.chargers.values():
-                    charger_record_profiles(charge_point_pk=charger.plan.pk, quirks=charger.quirks.to_json(),
-                                            static_ok=charger.static_ok, note="; ".join(charger.notes),
-                                            failed="; ".join(charger.failed))
+                    charger_record_profiles(
+                        charge_point_pk=charger.plan.pk, quirks=charger.quirks.to_json(),
+                        static_ok=None if charger.unanswered else charger.static_ok, note="; ".join(charger.notes),
+                        failed="; ".join(charger.failed),
+                        retry_at=_retry_at(charger, run.now))
         report.merge(run.report())
         with in_condominium(schema_name):
             if dispatch_release():
                 return report
+
+
+def _retry_at(charger: _Charger, now: datetime) -> datetime | None:
+    """None: it answered. A first silence is tried again at the next dispatch (it may have been slow once);
+    a second one in a row waits RETRY_AFTER (a socket that died without closing), unless it reconnects."""
+    if not charger.unanswered:
+        return None
+    if charger.plan.retry_at is None:
+        return now
+    return max(charger.plan.retry_at, now + RETRY_AFTER) if charger.plan.retry_at <= now else charger.plan.retry_at
 
 
 @dataclass
@@ -127,6 +147,7 @@ class _Charger:
     capabilities: Capabilities
     quirks: Quirks
     connected: bool = True
+    unanswered: bool = False  # a call timed out: nothing more is sent to it in this dispatch
     static_ok: bool | None = None
     notes: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -151,7 +172,7 @@ class _Dispatch:
     def __init__(self, schema_name: str, plans: list[ChargerPlan], send: AsyncSend, timeout: float | None):
         self.schema_name = schema_name
         self.send = send
-        self.timeout = timeout
+        self.timeout = timeout if timeout is not None else ANSWER_TIMEOUT_S
         self.now = timezone.now()
         self.chargers = {
             p.charge_point_id: _Charger(p, Capabilities.from_configuration(p.configuration),
@@ -159,6 +180,7 @@ class _Dispatch:
             for p in plans
         }
         self.outcomes: dict[int, LimitOutcome] = {}
+        self.timed_out: list[int] = []  # connectors whose live limit got no answer in this dispatch
         self.sent: list[tuple[str, int, str]] = []
         self.latencies: list[float] = []
 
@@ -171,7 +193,19 @@ class _Dispatch:
     async def run(self) -> None:
         first: dict[str, list[_Item]] = {}
         then: dict[str, list[_Item]] = {}
+        # Connectors that may still hold a higher limit than the one sent to them (no answer, lease not over).
+        doubtful: list[int] = []
         for cp_id, charger in self.chargers.items():
+            retry_at = charger.plan.retry_at
+            if retry_at is not None and retry_at > self.now:
+                charger.unanswered = True
+                for c in charger.plan.connectors:
+                    if c.desired_a is not None and c.dirty:
+                        self.outcome(c, Status.TIMEOUT, f"it did not answer lately: tried again from "
+                                                         f"{retry_at:%H:%M:%S} or when it reconnects")
+                    if c.unconfirmed_until is not None and c.unconfirmed_until > self.now:
+                        doubtful.append(c.pk)
+                continue
             if not live.connected_to(await live.read(cp_id), self.schema_name):
                 # Not connected, or the connection belongs to another building (an id moved while it was open).
                 charger.connected = False
@@ -181,7 +215,7 @@ class _Dispatch:
                 continue
             first[cp_id], then[cp_id] = self.items(charger)
         await asyncio.gather(*(self.send_all(self.chargers[cp_id], items) for cp_id, items in first.items()))
-        unanswered = [pk for pk, o in self.outcomes.items() if o.status in (Status.TIMEOUT, Status.SENT)]
+        unanswered = doubtful + self.timed_out
         if unanswered:
             for items in then.values():
                 for item in items:
@@ -210,6 +244,12 @@ class _Dispatch:
                 continue
             if c.transaction_id is None:
                 self.outcome(c, Status.NO_TRANSACTION, "no transaction: the connector's TxDefaultProfile applies")
+                continue
+            if c.applied_a is None and c.requested_at is not None and c.transaction_received_at is not None \
+                    and c.requested_at < c.transaction_received_at:
+                # Asked for an earlier session: the new one keeps its safe default until the balancer asks again.
+                self.outcome(c, Status.NO_TRANSACTION,
+                             "asked before this transaction started: its TxDefaultProfile applies")
                 continue
             held = None if plan.resend else c.applied_a
             lease_due = c.lease_until is not None and c.lease_s is not None and (
@@ -260,6 +300,8 @@ class _Dispatch:
                                       f"(it refuses 0 A); it may draw {built.limit_a} A")
         elif answer.status in (Status.REJECTED, Status.NOT_SUPPORTED):
             charger.failed.append(f"live limit on connector {c.number} {answer.status}")
+        elif answer.status == Status.TIMEOUT:
+            self.timed_out.append(c.pk)
         self.outcome(c, answer.status, note, built=built, sent_at=answer.sent_at, lease_until=lease_until)
 
     def outcome(self, c: ConnectorPlan, status: str, note: str = "", *, built: Built | None = None,
@@ -279,6 +321,8 @@ class _Dispatch:
         """Send one profile; on Rejected, the fallbacks one by one. The quirks that worked are the charger's."""
         if not charger.connected:
             return _Answer(Status.NOT_CONNECTED)
+        if charger.unanswered:
+            return _Answer(Status.TIMEOUT)
         if charger.quirks.no_smart_charging and not charger.plan.resend:
             return _Answer(Status.NOT_SUPPORTED)
         start = charger.quirks
@@ -308,6 +352,8 @@ class _Dispatch:
             if status != Status.REJECTED:
                 if status == Status.NOT_CONNECTED:
                     charger.connected = False
+                elif status == Status.TIMEOUT:
+                    charger.unanswered = True
                 return answer
             if index == 0:
                 candidates += cp_profiles.fallbacks(request, charger.capabilities, start)

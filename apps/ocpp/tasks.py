@@ -110,13 +110,25 @@ def expire_reservations() -> int:
     return expired
 
 
+QUEUED_TTL_S = 60
+
+
+def queue_dispatch(schema_name: str) -> None:
+    """Queue the building's dispatch unless one is already waiting in the queue (a reconnect storm asks once
+    per charger; the dispatch that runs serves them all). The flag is cleared when the task starts, so a
+    request that arrives during a dispatch queues the next one; it expires in case the task is lost."""
+    if live.mark_once(f"dispatch-queued:{schema_name}", QUEUED_TTL_S):
+        dispatch_limits.delay(schema_name)
+
+
 @shared_task
 def dispatch_limits(schema_name: str) -> dict:
     """Send the building's charging limits (apps.ocpp.smart_charging). Queued by
-    apps.charging.smart_charging on commit of limits_set (and when a charger connects or boots); safe to run
-    twice."""
+    apps.charging.smart_charging on commit of limits_set (and when a charger connects or boots), through
+    ``queue_dispatch``; safe to run twice."""
     from apps.ocpp import smart_charging
 
+    live.unmark(f"dispatch-queued:{schema_name}")
     report = smart_charging.dispatch_building(schema_name)
     return {"busy": report.busy, "outcomes": {str(pk): status for pk, status in report.outcomes.items()},
             "sent": len(report.sent), "latencies_s": report.latencies_s, "failed": report.failed}
@@ -131,7 +143,7 @@ def dispatch_all_limits() -> int:
         with in_condominium(condo):
             wanted = ConnectorLimit.objects.exists() or ChargePoint.objects.filter(smart_charging_resend=True).exists()
         if wanted:
-            dispatch_limits.delay(condo.schema_name)
+            queue_dispatch(condo.schema_name)
             queued += 1
     return queued
 

@@ -187,7 +187,7 @@ class ProfileMemory:
     """A charger's charging profiles, kept per connector, with the refusals of a particular model.
 
     Plug it into a FakeCharger: ``charger.answers.update(memory.answers())``. ``rejects`` names what this
-    model answers Rejected to: "TxProfile", "W", "fractional", "zero", "everything"; ``rate_units`` is what its
+    model answers Rejected to: "TxProfile", "W", "fractional", "zero", "stack" (a level above 0), "everything"; ``rate_units`` is what its
     configuration reports (ChargingScheduleAllowedChargingRateUnit). ``hold`` keeps the answers to the live
     limits (TxProfile) back while set (the charger is slow to answer), see FakeCharger.release.
     """
@@ -225,6 +225,8 @@ class ProfileMemory:
             return "fractional"
         if "zero" in self.rejects and any(limit == 0 for limit in limits):
             return "zero"
+        if "stack" in self.rejects and profile["stackLevel"] > 0:
+            return "stack level above 0, whatever ChargeProfileMaxStackLevel says"
         if profile["stackLevel"] > self.stack_level:
             return "stack level"
         return None

@@ -39,9 +39,9 @@ def dispatch_requests():
     requested: list[str] = []
     limits_db.limit_dispatch_queue(requested.append)
     yield requested
-    from apps.ocpp.tasks import dispatch_limits
+    from apps.ocpp.tasks import queue_dispatch
 
-    limits_db.limit_dispatch_queue(dispatch_limits.delay)
+    limits_db.limit_dispatch_queue(queue_dispatch)
 
 
 async def connect(charge_point_id: str, memory: ProfileMemory) -> FakeCharger:
@@ -199,6 +199,7 @@ async def test_increases_wait_for_the_answers_to_the_decreases(maple_schema, new
     ("W", "Power", "10", {"watts_rejected": True}, 10),
     ("fractional", "Current,Power", "10.8", {"integer_amps": True}, 10),
     ("zero", "Current,Power", "0", {"zero_rejected": True}, 6),
+    ("stack", "Current,Power", "10", {"stack_level_zero": True}, 10),
 ])
 async def test_a_refusal_is_worked_around_remembered_and_reused(
         maple_schema, charger_id, dispatch_requests, rejects, rate_units, wanted, learnt, held):
@@ -415,6 +416,7 @@ async def test_reaction_time_through_a_real_celery_worker(maple_schema, charger_
         assert row.applied_a == 8 and row.sent_at >= row.requested_at
         state = (await run_in_schema(maple_schema, limits_db.connector_limits, connector_pks=[pk1]))[pk1]
         assert 0 <= state.dispatch_latency_s < 1
+        assert state.dispatch_latency_s in await run_in_schema(maple_schema, limits_db.dispatch_latencies)
     finally:
         if pump is not None:
             pump.cancel()
@@ -433,3 +435,26 @@ def _recorded(schema: str, pk: int) -> ConnectorLimit | None:
     with in_schema(schema):
         row = ConnectorLimit.objects.get(connector_id=pk)
     return row if row.status == "accepted" and not row.dirty else None
+
+
+async def test_a_limit_asked_for_an_earlier_session_is_not_applied_to_the_next(
+        maple_schema, charger_id, dispatch_requests):
+    memory = ProfileMemory()
+    charger = await connect(charger_id, memory)
+    first = await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: "24"})
+    await dispatch(maple_schema, charger)
+    await charger.call("StopTransaction", {"transactionId": first, "meterStop": 100,
+                                           "timestamp": iso(timezone.now())})
+    await asyncio.sleep(0.01)
+    second = await start(charger, 1)
+    sent = len(charger.received_calls)
+    report = await dispatch(maple_schema, charger)
+    assert outcomes(report, pk1) == {pk1: "no-transaction"} and profiles_sent(charger, sent) == []
+    # The balancer asks again for the new session (the same 24 A): now it is sent, for that transaction.
+    await set_limits(maple_schema, {pk1: "24"})
+    report = await dispatch(maple_schema, charger)
+    assert outcomes(report, pk1) == {pk1: "accepted"}
+    assert [p["csChargingProfiles"]["transactionId"] for p in profiles_sent(charger, sent)] == [second]
+    await charger.transport.disconnect()
