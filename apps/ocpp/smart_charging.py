@@ -378,6 +378,11 @@ class _Dispatch:
                 return Status.NOT_SUPPORTED, sent_at
             logger.warning("%s: SetChargingProfile answered %s", cp_id, error)
             return Status.REJECTED, sent_at
+        except Exception:
+            # Whether it reached the charger is not known: as good as no answer (and the other chargers' calls
+            # of this dispatch go on).
+            logger.exception("%s: SetChargingProfile failed", cp_id)
+            return Status.TIMEOUT, sent_at
         status = str(answer.get("status", ""))
         logger.debug("%s: %s on %s answered %s in %.0f ms", cp_id, built.purpose, built.connector_id, status,
                      (time.monotonic() - started) * 1000)

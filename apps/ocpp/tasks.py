@@ -113,12 +113,15 @@ def expire_reservations() -> int:
 QUEUED_TTL_S = 60
 
 
-def queue_dispatch(schema_name: str) -> None:
+BUSY_RETRY_S = 5
+
+
+def queue_dispatch(schema_name: str, countdown: float | None = None) -> None:
     """Queue the building's dispatch unless one is already waiting in the queue (a reconnect storm asks once
     per charger; the dispatch that runs serves them all). The flag is cleared when the task starts, so a
     request that arrives during a dispatch queues the next one; it expires in case the task is lost."""
     if live.mark_once(f"dispatch-queued:{schema_name}", QUEUED_TTL_S):
-        dispatch_limits.delay(schema_name)
+        dispatch_limits.apply_async((schema_name,), countdown=countdown)
 
 
 @shared_task
@@ -130,6 +133,10 @@ def dispatch_limits(schema_name: str) -> dict:
 
     live.unmark(f"dispatch-queued:{schema_name}")
     report = smart_charging.dispatch_building(schema_name)
+    if report.busy:
+        # Another worker holds the building's dispatch and sends this request too before letting go; but if
+        # it died holding it, nobody would: come back once more after a moment.
+        queue_dispatch(schema_name, countdown=BUSY_RETRY_S)
     return {"busy": report.busy, "outcomes": {str(pk): status for pk, status in report.outcomes.items()},
             "sent": len(report.sent), "latencies_s": report.latencies_s, "failed": report.failed}
 
