@@ -10,11 +10,12 @@ A dispatch:
    booted), its connectors, their open transactions and what each holds;
 2. skips what would not change (less than 1 A from what the charger acknowledged, the lease not yet half
    gone); a connector without a transaction keeps its TxDefaultProfile until one starts;
-3. sends, to every charger at once (each charger's calls one after the other, as OCPP wants): the static
-   profiles of chargers that need them (ChargePointMaxProfile from the circuit, TxDefaultProfile per
-   connector: both only ever protect) and every *decrease*; waits for all their answers;
-4. then sends the increases; but none when a decrease got no answer (it may still be applied later, so
-   an increase elsewhere could overshoot meanwhile): they are held and tried again by the next dispatch.
+3. sends, to every charger at once (each charger's calls one after the other, as OCPP wants), every
+   *decrease*, then the static profiles of chargers that need them (ChargePointMaxProfile from the
+   circuit, TxDefaultProfile per connector: both only ever protect, so no increase waits for them);
+4. once every charger's decreases are answered, sends the increases; but none when a decrease got no
+   answer (it may still be applied later, so an increase elsewhere could overshoot meanwhile): they are
+   held and tried again by the next dispatch.
    A charger that is not connected does not hold anything back (it falls to its lease's floor on its own),
    nor does one that refused a decrease for good (the balancer counts it as unmanaged);
 5. on Rejected, tries the fallbacks of charging_profiles.fallbacks one by one; what works is remembered
@@ -149,6 +150,9 @@ class _Charger:
     connected: bool = True
     unanswered: bool = False  # a call timed out: nothing more is sent to it in this dispatch
     static_ok: bool | None = None
+    # Connectors whose live limit sits in their TxDefaultProfile (a charger that refuses TxProfile): the safe
+    # default must not overwrite it.
+    live_on_default: set[int] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
@@ -191,6 +195,7 @@ class _Dispatch:
             failed={cp_id: "; ".join(c.failed) for cp_id, c in self.chargers.items() if c.failed}, rounds=1)
 
     async def run(self) -> None:
+        static: dict[str, list[_Item]] = {}
         first: dict[str, list[_Item]] = {}
         then: dict[str, list[_Item]] = {}
         # Connectors that may still hold a higher limit than the one sent to them (no answer, lease not over).
@@ -213,20 +218,32 @@ class _Dispatch:
                     if c.desired_a is not None:
                         self.outcome(c, Status.NOT_CONNECTED, "the charger is not connected")
                 continue
-            first[cp_id], then[cp_id] = self.items(charger)
-        await asyncio.gather(*(self.send_all(self.chargers[cp_id], items) for cp_id, items in first.items()))
-        unanswered = doubtful + self.timed_out
-        if unanswered:
-            for items in then.values():
-                for item in items:
+            static[cp_id], first[cp_id], then[cp_id] = self.items(charger)
+        decreases_answered = {cp_id: asyncio.Event() for cp_id in first}
+
+        async def charger_calls(cp_id: str) -> None:
+            charger = self.chargers[cp_id]
+            try:
+                await self.send_all(charger, first[cp_id])
+            finally:
+                decreases_answered[cp_id].set()
+            # The static profiles only protect: after this charger's decreases, and nobody's increase waits for
+            # them (a charger whose socket died must not hold the whole building's increases back).
+            await self.send_all(charger, static[cp_id])
+            await asyncio.gather(*(event.wait() for event in decreases_answered.values()))
+            unanswered = doubtful + self.timed_out
+            if unanswered:
+                for item in then[cp_id]:
                     assert item.connector is not None
                     self.outcome(item.connector, Status.HELD,
                                  f"increase held back: {len(unanswered)} decrease(s) not acknowledged")
-            return
-        await asyncio.gather(*(self.send_all(self.chargers[cp_id], items) for cp_id, items in then.items()))
+                return
+            await self.send_all(charger, then[cp_id])
 
-    def items(self, charger: _Charger) -> tuple[list[_Item], list[_Item]]:
-        """(static profiles and decreases, increases) for one charger; records what is not sent."""
+        await asyncio.gather(*(charger_calls(cp_id) for cp_id in first))
+
+    def items(self, charger: _Charger) -> tuple[list[_Item], list[_Item], list[_Item]]:
+        """(static profiles, decreases, increases) for one charger; records what is not sent."""
         plan = charger.plan
         static: list[_Item] = []
         first: list[_Item] = []
@@ -254,6 +271,8 @@ class _Dispatch:
             held = None if plan.resend else c.applied_a
             lease_due = c.lease_until is not None and c.lease_s is not None and (
                 c.lease_until - self.now < timedelta(seconds=c.lease_s / 2))
+            if charger.quirks.tx_profile_rejected and c.applied_a is not None:
+                charger.live_on_default.add(c.number)
             if not cp_profiles.is_change(c.desired_a, held) and not lease_due:
                 self.outcome(c, Status.UNCHANGED, f"the charger holds {held} A")
                 continue
@@ -262,8 +281,7 @@ class _Dispatch:
                                    lease_s=c.lease_s, floor_a=c.floor_a if c.floor_a is not None else safe_a,
                                    elapsed_s=max(int((self.now - received).total_seconds()), 0))
             (first if cp_profiles.is_decrease(c.desired_a, held) else then).append(_Item(request, c))
-        # The static profiles first: they only ever protect.
-        return static + first, then
+        return static, first, then
 
     @staticmethod
     def safe_default_a(c: ConnectorPlan, cap_a: Decimal) -> Decimal:
@@ -277,6 +295,9 @@ class _Dispatch:
 
     async def send_all(self, charger: _Charger, items: list[_Item]) -> None:
         for item in items:
+            if item.connector is None and item.request.purpose == cp_profiles.TX_DEFAULT \
+                    and item.request.connector_id in charger.live_on_default:
+                continue
             answer = await self.send_profile(charger, item.request, item.connector)
             if item.connector is None:
                 ok = answer.status == Status.ACCEPTED
@@ -293,6 +314,8 @@ class _Dispatch:
         note = "; ".join(built.notes) if built else ""
         lease_until = None
         if built is not None and answer.status == Status.ACCEPTED:
+            if built.purpose == cp_profiles.TX_DEFAULT:
+                charger.live_on_default.add(c.number)
             if built.floor_a is not None and item.request.lease_s:
                 lease_until = self.now + timedelta(seconds=item.request.lease_s)
             if built.limit_a > item.request.limit_a:
