@@ -33,4 +33,6 @@ app.conf.beat_schedule = {
     "payments-process-pending-stripe-events": {
         "task": "apps.payments.tasks.process_pending_stripe_events", "schedule": 300.0,
     },
+    "ocpp-dispatch-all-limits": {"task": "apps.ocpp.tasks.dispatch_all_limits", "schedule": 30.0},
+    "ocpp-check-limit-compliance": {"task": "apps.ocpp.tasks.check_limit_compliance", "schedule": 60.0},
 }
