@@ -23,7 +23,16 @@ app.conf.beat_schedule = {
     "ocpp-close-stale-sessions": {"task": "apps.ocpp.tasks.close_stale_sessions", "schedule": 900.0},
     "ocpp-sync-all-local-lists": {"task": "apps.ocpp.tasks.sync_all_local_lists", "schedule": 3600.0},
     "ocpp-expire-reservations": {"task": "apps.ocpp.tasks.expire_reservations", "schedule": 60.0},
+    # Each building's month closes at the first run after its own local midnight on the 1st.
+    "statements-close-due-periods": {"task": "apps.statements.tasks.close_due_periods", "schedule": 600.0},
+    "statements-follow-up-unpaid": {"task": "apps.statements.tasks.follow_up_unpaid", "schedule": 3600.0},
     "site-meters-check-stale": {"task": "apps.electrical.tasks.check_site_meters", "schedule": 15.0},
     "site-meters-roll-up": {"task": "apps.electrical.tasks.roll_up_site_readings", "schedule": 3600.0},
     "billing-price-pending-sessions": {"task": "apps.billing.tasks.price_pending_sessions", "schedule": 900.0},
+    # Stripe events stored while the broker was down (their task never queued).
+    "payments-process-pending-stripe-events": {
+        "task": "apps.payments.tasks.process_pending_stripe_events", "schedule": 300.0,
+    },
+    "ocpp-dispatch-all-limits": {"task": "apps.ocpp.tasks.dispatch_all_limits", "schedule": 30.0},
+    "ocpp-check-limit-compliance": {"task": "apps.ocpp.tasks.check_limit_compliance", "schedule": 60.0},
 }

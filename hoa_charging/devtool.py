@@ -1,9 +1,10 @@
 """Commands behind `python3 dev.py`, run inside the virtual environment.
 
-demo       services, migrations, demo buildings and logins, then web + worker + beat
+demo       services (and localstripe when no Stripe key is set), migrations, demo buildings and logins,
+           then web + worker + beat
 test       the quality gates and the whole test suite
 services   find or start PostgreSQL and Redis and print their URLs
-stop       stop the embedded PostgreSQL and Redis (if this project started them)
+stop       stop the embedded PostgreSQL, Redis and localstripe (if this project started them)
 manage ... run a manage.py command with the services' environment
 """
 
@@ -50,10 +51,10 @@ def _service_env() -> tuple[dict[str, str], datastores.ServiceURLs]:
     return env, urls
 
 
-def _write_services_env(urls: datastores.ServiceURLs) -> None:
+def _write_services_env(urls: datastores.ServiceURLs, extra: dict[str, str] | None = None) -> None:
     folder = datastores.data_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [f"{k}={v}" for k, v in urls.as_env().items()]
+    lines = [f"{k}={v}" for k, v in {**urls.as_env(), **(extra or {})}.items()]
     (folder / "services.env").write_text("# written by dev.py: the services the demo uses\n" + "\n".join(lines) + "\n")
 
 
@@ -79,11 +80,24 @@ def cmd_manage(args: list[str]) -> int:
     return _run([PYTHON, "manage.py", *args], env, check=False)
 
 
+def _stripe_env(env: dict[str, str]) -> dict[str, str]:
+    """Stripe for the demo: the keys in the environment if there are any, else localstripe on loopback."""
+    if env.get("STRIPE_SECRET_KEY"):
+        print("Stripe: the keys in the environment")
+        return {}
+    webhook_url = f"http://127.0.0.1:{env['HOA_PORT']}/payments/stripe/webhook"
+    stripe_env = datastores.ensure_localstripe(webhook_url, PYTHON)
+    print(f"Stripe: localstripe (a fake, no money moves) at {stripe_env['STRIPE_API_BASE']}, webhooks to {webhook_url}")
+    return stripe_env
+
+
 def cmd_demo(args: list[str]) -> int:
     env, urls = _service_env()
-    _write_services_env(urls)
     port = env.setdefault("HOA_PORT", "8000")
     env.setdefault("HOA_BIND", "127.0.0.1")
+    stripe_env = _stripe_env(env)
+    env.update(stripe_env)
+    _write_services_env(urls, stripe_env)
     _run([PYTHON, "manage.py", "migrate_schemas", "-v", "0"], env)
     # demo_logins gives every example person a known password right after, so inviting
     # them to choose one would only fill the terminal with e-mails (the console backend).
@@ -127,6 +141,11 @@ def cmd_test(args: list[str]) -> int:
         HOA_ENV="production",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
         ALLOWED_HOSTS="charging.example.com,.charging.example.com",
+        # Production requires Stripe's keys; these are shaped like real ones and used for nothing.
+        STRIPE_SECRET_KEY="sk_test_" + secrets.token_urlsafe(24),
+        STRIPE_PUBLISHABLE_KEY="pk_test_" + secrets.token_urlsafe(24),
+        STRIPE_WEBHOOK_SECRET="whsec_" + secrets.token_urlsafe(24),
+        STRIPE_API_BASE="https://api.stripe.com",
     )
     _run([PYTHON, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], production)
     return _run([PYTHON, "-m", "pytest", *args], env, check=False)

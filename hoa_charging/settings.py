@@ -137,6 +137,7 @@ SHARED_APPS = [
     "apps.core",
     "apps.commissioning",
     "apps.simulator",
+    "apps.webhooks",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -146,6 +147,8 @@ TENANT_APPS = [
     "apps.billing",
     "apps.ocpp",
     "apps.alerts",
+    "apps.statements",
+    "apps.payments",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -282,6 +285,55 @@ if SITE_METER_AUTH_FAILURES_PER_METER < 1 or SITE_METER_AUTH_FAILURES_PER_ADDRES
     raise ImproperlyConfigured("SITE_METER_AUTH_FAILURES_PER_METER and _PER_ADDRESS must be 1 or more")
 # How often the Modbus poller (manage.py poll_site_meters) looks for meters added, changed or removed.
 SITE_METER_POLL_RELOAD_S = env_int("SITE_METER_POLL_RELOAD_S", 30)
+# --- payments (Stripe; docs/payments.md) -------------------------------------------------
+
+# One Stripe account for the platform. In production the secret key, the publishable key and the
+# webhook's signing secret are required. In development they may be left out: `python3 dev.py demo`
+# then starts localstripe (a fake Stripe on loopback) and points these at it; without them, anything
+# that talks to Stripe refuses with a message saying so (apps/payments/stripe_client.py).
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
+STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+# Where the API is: Stripe itself unless a fake (localstripe) stands in for it in development and tests.
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
+# Network retries of one call (each with the same idempotency key, so Stripe performs it once).
+STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
+# Seconds a webhook's signature timestamp may be old: an older (replayed) delivery is refused.
+STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
+
+
+def _check_stripe_settings() -> None:
+    configured = [name for name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET")
+                  if globals()[name]]
+    if PRODUCTION and len(configured) < 3:
+        raise ImproperlyConfigured(
+            "STRIPE_SECRET_KEY, STRIPE_PUBLISHABLE_KEY and STRIPE_WEBHOOK_SECRET are required in production "
+            "(the Stripe dashboard: Developers > API keys, and the webhook endpoint's signing secret)")
+    if STRIPE_SECRET_KEY and not STRIPE_SECRET_KEY.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+        raise ImproperlyConfigured("STRIPE_SECRET_KEY must be a secret or restricted key (sk_... or rk_...)")
+    if STRIPE_PUBLISHABLE_KEY and not STRIPE_PUBLISHABLE_KEY.startswith(("pk_test_", "pk_live_")):
+        raise ImproperlyConfigured("STRIPE_PUBLISHABLE_KEY must be a publishable key (pk_test_... or pk_live_...)")
+    if STRIPE_WEBHOOK_SECRET and not STRIPE_WEBHOOK_SECRET.startswith("whsec_"):
+        raise ImproperlyConfigured("STRIPE_WEBHOOK_SECRET must be the endpoint's signing secret (whsec_...)")
+    if STRIPE_SECRET_KEY and STRIPE_PUBLISHABLE_KEY and (
+        ("_live_" in STRIPE_SECRET_KEY) != ("_live_" in STRIPE_PUBLISHABLE_KEY)
+    ):
+        raise ImproperlyConfigured("STRIPE_SECRET_KEY and STRIPE_PUBLISHABLE_KEY are of different modes (test/live)")
+    base = urlsplit(STRIPE_API_BASE)
+    if base.scheme not in {"http", "https"} or not base.hostname or base.path not in {"", "/"}:
+        raise ImproperlyConfigured(f"STRIPE_API_BASE must be http(s)://host[:port], not {STRIPE_API_BASE!r}")
+    if PRODUCTION and base.scheme != "https":
+        raise ImproperlyConfigured("STRIPE_API_BASE must be https in production (a fake Stripe is for development)")
+    if PRODUCTION and "_live_" in STRIPE_SECRET_KEY and base.hostname != "api.stripe.com":
+        raise ImproperlyConfigured("a live STRIPE_SECRET_KEY goes to https://api.stripe.com only")
+    if not 0 <= STRIPE_MAX_NETWORK_RETRIES <= 5:
+        raise ImproperlyConfigured(f"STRIPE_MAX_NETWORK_RETRIES must be 0 to 5, not {STRIPE_MAX_NETWORK_RETRIES}")
+    if not 10 <= STRIPE_WEBHOOK_TOLERANCE <= 3600:
+        raise ImproperlyConfigured(
+            f"STRIPE_WEBHOOK_TOLERANCE must be 10 to 3600 seconds, not {STRIPE_WEBHOOK_TOLERANCE}")
+
+
+_check_stripe_settings()
 
 # --- accounts -----------------------------------------------------------------------
 
@@ -332,6 +384,19 @@ AXES_CLIENT_IP_CALLABLE = "apps.accounts.lockout.client_address"
 INVITATION_VALID_DAYS = env_int("INVITATION_VALID_DAYS", 7)
 if not 1 <= INVITATION_VALID_DAYS <= 90:
     raise ImproperlyConfigured(f"INVITATION_VALID_DAYS must be 1 to 90 days, not {INVITATION_VALID_DAYS}")
+
+# Statements: days from issue to due date, and how long after the due date a resident's cards are blocked.
+STATEMENT_PAYMENT_TERMS_DAYS = env_int("STATEMENT_PAYMENT_TERMS_DAYS", 15)
+if not 0 <= STATEMENT_PAYMENT_TERMS_DAYS <= 90:
+    raise ImproperlyConfigured(f"STATEMENT_PAYMENT_TERMS_DAYS must be 0 to 90 days, not {STATEMENT_PAYMENT_TERMS_DAYS}")
+# Reminders go out on the day after the due date and then every STATEMENT_REMINDER_EVERY_DAYS; cards are
+# blocked STATEMENT_BLOCK_AFTER_DAYS after the due date, and work again as soon as it is paid.
+STATEMENT_REMINDER_EVERY_DAYS = env_int("STATEMENT_REMINDER_EVERY_DAYS", 7)
+STATEMENT_BLOCK_AFTER_DAYS = env_int("STATEMENT_BLOCK_AFTER_DAYS", 14)
+if not 1 <= STATEMENT_REMINDER_EVERY_DAYS <= 60 or not 0 <= STATEMENT_BLOCK_AFTER_DAYS <= 180:
+    raise ImproperlyConfigured(
+        "STATEMENT_REMINDER_EVERY_DAYS must be 1 to 60 and STATEMENT_BLOCK_AFTER_DAYS 0 to 180 days"
+    )
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
 SESSION_COOKIE_DOMAIN = os.environ.get("SESSION_COOKIE_DOMAIN") or None

@@ -13,4 +13,5 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/ocpp/", include("apps.ocpp.urls")),
+    path("payments/", include("apps.payments.urls")),
 ]

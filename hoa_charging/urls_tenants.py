@@ -10,7 +10,9 @@ urlpatterns = [
     path("", core_views.condominium_home, name="home"),
     path("accounts/handoff/", account_views.redeem_handoff, name="redeem_handoff"),
     path("healthz", core_views.healthz, name="healthz"),
+    path("capacity/", core_views.capacity_page, name="capacity"),
     path("", include("apps.ocpp.urls_tenant")),
     path("", include("apps.electrical.urls_tenant")),
     path("", include("apps.billing.urls_tenant")),
+    path("", include("apps.payments.urls_tenant")),
 ]

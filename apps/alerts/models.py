@@ -20,6 +20,8 @@ class Alert(models.Model):
         LOCAL_LIST_FAILED = "local_list_failed", "Local authorization list not in sync"
         CHARGER_MISBEHAVING = "charger_misbehaving", "Charger disconnected for misbehaving"
         SITE_METER_STALE = "site_meter_stale", "Site meter silent"
+        CHARGING_LIMIT_FAILED = "charging_limit_failed", "Charging limit not applied"
+        CHARGER_OVER_LIMIT = "charger_over_limit", "Charger draws above its limit"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"

@@ -43,6 +43,15 @@ class ChargePoint(models.Model):
     # Work claims (apps.charging.local_lists): a sync is wanted / one worker holds the charger until then.
     local_list_dirty = models.BooleanField(default=False)
     local_list_claimed_until = models.DateTimeField(null=True, blank=True)
+    # Smart charging (apps.charging.smart_charging): what this charger refuses (apps.ocpp.charging_profiles.Quirks),
+    # and whether every profile must be sent again (it connected or booted: it may hold none of them).
+    smart_charging_quirks = models.JSONField(default=dict, blank=True, help_text="Profiles this charger refuses.")
+    smart_charging_resend = models.BooleanField(default=False)
+    smart_charging_note = models.CharField(max_length=300, blank=True, help_text="What the last dispatch hit.")
+    smart_charging_retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="It did not answer: no profile is sent before then, unless it reconnects.")
+    static_profiles_at = models.DateTimeField(
+        null=True, blank=True, help_text="When ChargePointMaxProfile and TxDefaultProfiles were last accepted.")
     status = models.CharField(max_length=32, blank=True, help_text="Last OCPP status of connector 0.")
     error_code = models.CharField(max_length=32, blank=True)
     status_at = models.DateTimeField(null=True, blank=True)
@@ -252,3 +261,72 @@ class Reservation(models.Model):
 
     def __str__(self) -> str:
         return f"reservation {self.pk} {self.charge_point_id}#{self.connector_number}"
+
+
+class ConnectorLimit(models.Model):
+    """The live limit the load balancer wants on a connector, and what the charger was sent and holds.
+
+    Written by apps.charging.smart_charging (``limits_set``, then the dispatch's records); sent as a
+    TxProfile by apps.ocpp.smart_charging. Currents are amperes per phase.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be sent"
+        SENT = "sent", "Sent, no answer yet"
+        ACCEPTED = "accepted", "Accepted by the charger"
+        UNCHANGED = "unchanged", "Less than 1 A from what the charger holds: not sent"
+        HELD = "held", "Increase held back: a decrease was not acknowledged"
+        NO_TRANSACTION = "no-transaction", "No transaction on the connector: its TxDefaultProfile applies"
+        NOT_CONNECTED = "not-connected", "Charger not connected"
+        TIMEOUT = "timeout", "No answer in time"
+        REJECTED = "rejected", "Refused by the charger, every fallback too"
+        NOT_SUPPORTED = "not-supported", "The charger has no smart charging"
+
+    connector = models.OneToOneField(Connector, on_delete=models.CASCADE, related_name="limit")
+    desired_a = models.DecimalField(max_digits=5, decimal_places=1)
+    floor_a = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True,
+                                  help_text="After the lease; empty: the connector's safe default.")
+    lease_s = models.PositiveIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=300, blank=True, help_text="Why the balancer wants this limit.")
+    requested_at = models.DateTimeField(help_text="When the balancer asked for it.")
+    dirty = models.BooleanField(default=True, help_text="Wanted and not yet answered by the charger.")
+    # What was sent last, and what the charger holds (acknowledged).
+    sent_a = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True)
+    sent_unit = models.CharField(max_length=1, blank=True)
+    sent_purpose = models.CharField(max_length=24, blank=True)
+    sent_profile = models.JSONField(default=dict, blank=True, help_text="The SetChargingProfile request.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    applied_a = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True,
+                                    help_text="What the charger acknowledged holding (empty: not known).")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    transaction_id = models.IntegerField(null=True, blank=True, help_text="The transaction the TxProfile is for.")
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="Platform clock: then the floor applies.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    note = models.CharField(max_length=300, blank=True)
+    # Compliance: a connector that draws above its limit is flagged, and its draw counted as unmanaged.
+    measured_a = models.DecimalField(max_digits=6, decimal_places=1, null=True, blank=True)
+    over_limit_since = models.DateTimeField(null=True, blank=True)
+    flagged_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["connector_id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(desired_a__gte=0), name="connector_limit_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"limit {self.desired_a} A on connector {self.connector_id}"
+
+
+class LimitDispatch(models.Model):
+    """The building's one dispatch of limits at a time (a single row): requested, and who holds it until when."""
+
+    dirty = models.BooleanField(default=False)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return "limit dispatch"

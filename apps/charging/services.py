@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise, alert_resolve
-from apps.charging import events, local_lists, metering, reservations
+from apps.charging import events, local_lists, metering, reservations, smart_charging
 from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue
 from apps.charging.selectors import IdTagDecision, authorize_id_tag, session_find_for_message
 
@@ -54,12 +54,21 @@ def charger_record_boot(
     accepted = ChargePoint.objects.filter(pk=charge_point_pk, enabled=True, removed_at__isnull=True).exists()
     if accepted and sync_local_list:
         local_lists.local_list_request_sync(charge_point_pks=[charge_point_pk])
+    if accepted:
+        # A charger that booted holds none of the platform's charging profiles.
+        smart_charging.charger_request_resend(charge_point_pk=charge_point_pk)
     return accepted
 
 
-def charger_mark_online(*, charge_point_pk: int, charge_point_id: str) -> bool:
-    """Mark the charger online; True when it was offline (the offline alert is resolved)."""
+def charger_mark_online(*, charge_point_pk: int, charge_point_id: str, connected: bool = False) -> bool:
+    """Mark the charger online; True when it was offline (the offline alert is resolved).
+
+    ``connected``: a new connection, which may follow a restart of the charger or of the platform (and lost
+    limits in flight): its charging profiles are sent again.
+    """
     now = timezone.now()
+    if connected:
+        smart_charging.charger_request_resend(charge_point_pk=charge_point_pk)
     changed = ChargePoint.objects.filter(pk=charge_point_pk, is_online=False).update(
         is_online=True, last_seen_at=now, updated_at=now
     )
@@ -97,6 +106,8 @@ def charger_store_configuration(*, charge_point_pk: int, configuration: dict) ->
     cp.save(update_fields=["configuration", "configuration_read_at", "updated_at"])
     if local_lists.local_list_supported(cp.configuration):
         local_lists.local_list_request_sync(charge_point_pks=[cp.pk])
+    # The profiles again, now built for what the configuration says (stack level, rate units).
+    smart_charging.charger_request_resend(charge_point_pk=cp.pk)
 
 
 def connector_record_status(

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import time
+from decimal import Decimal, InvalidOperation
+
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from apps.accounts.access import condominium_role_required
 from apps.accounts.selectors import BOARD, MANAGER, RESIDENT, managed_companies, visible_condominiums
 from apps.core import selectors
+from apps.core.capacity import CapacityRequest, CapacityUnavailable, building_capacity_report
+from apps.electrical import capacity_chart
 
 
 @require_GET
@@ -41,3 +48,50 @@ def condominium_home(request: HttpRequest) -> HttpResponse:
     context["is_manager"] = MANAGER in roles
     context["is_board"] = BOARD in roles
     return render(request, "core/condominium_home.html", context)
+
+
+PAGE_MAX_DAYS = 366
+
+
+def _capacity_request(query) -> tuple[CapacityRequest, list[str]]:
+    """The page's form (GET): days, kwh, ready_by, evs; what cannot be read is named and left at its default."""
+    values: dict = {}
+    problems: list[str] = []
+    readers = {
+        "days": ("days", int),
+        "kwh": ("energy_wh", lambda text: int(Decimal(text) * 1000)),
+        "ready_by": ("ready_by", time.fromisoformat),
+        "evs": ("target_evs", int),
+    }
+    for name, (field, read) in readers.items():
+        text = query.get(name, "").strip()
+        if not text:
+            continue
+        try:
+            values[field] = read(text)
+        except (ValueError, InvalidOperation):
+            problems.append(f"{name}: {text!r} is not understood")
+    request = CapacityRequest(**values)
+    problems += request.problems()
+    if request.days > PAGE_MAX_DAYS:  # a year takes a few seconds; longer is for the command
+        problems.append(f"days: {request.days}; at most {PAGE_MAX_DAYS} here (manage.py capacity_report for more)")
+    return (CapacityRequest() if problems else request), problems
+
+
+@condominium_role_required(MANAGER, BOARD)
+@require_GET
+def capacity_page(request: HttpRequest) -> HttpResponse:
+    """The installer's capacity report for the building's managers and board (residents and others: 404)."""
+    wanted, problems = _capacity_request(request.GET)
+    context: dict = {"wanted": wanted, "problems": problems, "kwh": Decimal(wanted.energy_wh) / 1000}
+    try:
+        report = building_capacity_report(zone_name=request.tenant.timezone, request=wanted, now=timezone.now())
+    except CapacityUnavailable as exc:
+        context["unavailable"] = str(exc)
+    else:
+        context["report"] = report
+        context["phase_names"] = report.phase_names
+        # Built by a pure function from numbers, every text in it escaped.
+        context["hourly_chart"] = mark_safe(capacity_chart.hourly_load_svg(report))  # noqa: S308
+        context["nights_chart"] = mark_safe(capacity_chart.nights_svg(report))  # noqa: S308
+    return render(request, "core/capacity.html", context)

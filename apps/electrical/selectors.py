@@ -1,4 +1,7 @@
-"""What the pages and the load balancer read about the site meter. Call inside the building's schema."""
+"""What the pages, the load balancer and the capacity report read about the site meter and the supply.
+
+Call inside the building's schema.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
+from django.db.models import F
 
+from apps.electrical import capacity
 from apps.electrical.latest import SiteLoad, site_load_latest
-from apps.electrical.models import SiteMeter, SiteMeterRefusal
+from apps.electrical.models import Circuit, SiteMeter, SiteMeterQuarter, SiteMeterRefusal
 
 
 @dataclass(frozen=True)
@@ -43,3 +48,57 @@ def site_meter_status() -> SiteMeterStatus | None:
     )
     return SiteMeterStatus(meter.key, meter.source, meter.stale_after_s,
                            held if held is not None and held.meter_key == meter.key else None, refusals)
+
+
+# --- for the capacity report (apps.electrical.capacity) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class CapacitySite:
+    """The supply and circuits the capacity report measures against, and the meter whose history it reads."""
+
+    meter_key: str
+    stale_after_s: int
+    voltage_v: int
+    supply: capacity.PhaseLimits
+    circuits: tuple[capacity.CircuitLimits, ...]
+
+
+def _limits(circuit: Circuit) -> capacity.PhaseLimits:
+    return capacity.PhaseLimits(circuit.max_current_a[: circuit.phases], circuit.derate, circuit.margin_a)
+
+
+def capacity_site() -> CapacitySite | None:
+    """The active site meter with the supply and every circuit's usable limits; None without a meter. Two queries."""
+    meter = SiteMeter.objects.filter(removed_at__isnull=True).select_related("circuit").first()
+    if meter is None:
+        return None
+    circuits = list(Circuit.objects.filter(removed_at__isnull=True)
+                    .order_by(F("parent").asc(nulls_first=True), "key"))
+    supply = next((c for c in circuits if c.is_supply), meter.circuit)
+    keys = {c.pk: c.key for c in circuits}
+    return CapacitySite(
+        meter_key=meter.key, stale_after_s=meter.stale_after_s, voltage_v=supply.voltage_v, supply=_limits(supply),
+        circuits=tuple(capacity.CircuitLimits(c.key, _limits(c), c.is_supply, c.max_power_w,
+                                              parent=keys.get(c.parent_id) if c.parent_id else None)
+                       for c in circuits),
+    )
+
+
+def site_meter_quarters(*, start: datetime, end: datetime) -> list[capacity.QuarterLoad]:
+    """The supply's quarter hours in [start, end), in time order. One query.
+
+    Every meter that measured the supply counts (a replaced meter's history stays the building's); where two
+    overlap, the quarter with more readings is kept.
+    """
+    rows = (SiteMeterQuarter.objects
+            .filter(meter__circuit__parent__isnull=True, period_start__gte=start, period_start__lt=end)
+            .order_by("period_start", "samples")
+            .values_list("period_start", "samples", "peak_l1_a", "peak_l2_a", "peak_l3_a", "mean_l1_a", "mean_l2_a",
+                         "mean_l3_a"))
+    kept: dict[datetime, capacity.QuarterLoad] = {}
+    for at, samples, p1, p2, p3, m1, m2, m3 in rows:
+        peaks = tuple(v for v in (p1, p2, p3) if v is not None)
+        means = tuple(v for v in (m1, m2, m3) if v is not None)
+        kept[at] = capacity.QuarterLoad(at, samples, peaks, means)
+    return list(kept.values())

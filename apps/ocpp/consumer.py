@@ -408,7 +408,7 @@ def _load_and_mark_online(charge_point_id: str) -> tuple[selectors.ChargerContex
     Also whether the charger is the building's site meter: (meter key, connector) or None."""
     ctx = selectors.charger_context(charge_point_id)
     if ctx is not None and not ctx.removed:
-        services.charger_mark_online(charge_point_pk=ctx.pk, charge_point_id=ctx.charge_point_id)
+        services.charger_mark_online(charge_point_pk=ctx.pk, charge_point_id=ctx.charge_point_id, connected=True)
     return ctx, electrical_services.ocpp_site_meter_for(charge_point_id) if ctx is not None else None
 
 

@@ -79,6 +79,15 @@ def read_sync(charge_point_id: str) -> dict[str, str]:
     return _sync().hgetall(key(charge_point_id))
 
 
+def mark_once(name: str, ttl_s: int) -> bool:
+    """Set a flag (under this deployment's prefix) unless it is set; True when this call set it."""
+    return bool(_sync().set(prefixed(name), "1", nx=True, ex=ttl_s))
+
+
+def unmark(name: str) -> None:
+    _sync().delete(prefixed(name))
+
+
 def connected_to(state: dict[str, str], schema_name: str) -> bool:
     """Whether a live state (``read`` / ``read_sync``) is an open connection of the building ``schema_name``."""
     return state.get("connected") == "1" and state.get("schema") == schema_name

@@ -15,8 +15,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.charging import services
-from apps.charging.models import ChargePoint
+from apps.charging.models import ChargePoint, ConnectorLimit
 from apps.charging.reservations import reservations_expire
+from apps.charging.smart_charging import connectors_over_limit
 from apps.core.tenants import all_condominiums, in_condominium
 from apps.ocpp import handshake, live
 from apps.ocpp.consumer import group_name
@@ -107,3 +108,58 @@ def expire_reservations() -> int:
         with in_condominium(condo):
             expired += reservations_expire()
     return expired
+
+
+QUEUED_TTL_S = 60
+
+
+BUSY_RETRY_S = 5
+
+
+def queue_dispatch(schema_name: str, countdown: float | None = None) -> None:
+    """Queue the building's dispatch unless one is already waiting in the queue (a reconnect storm asks once
+    per charger; the dispatch that runs serves them all). The flag is cleared when the task starts, so a
+    request that arrives during a dispatch queues the next one; it expires in case the task is lost."""
+    if live.mark_once(f"dispatch-queued:{schema_name}", QUEUED_TTL_S):
+        dispatch_limits.apply_async((schema_name,), countdown=countdown)
+
+
+@shared_task
+def dispatch_limits(schema_name: str) -> dict:
+    """Send the building's charging limits (apps.ocpp.smart_charging). Queued by
+    apps.charging.smart_charging on commit of limits_set (and when a charger connects or boots), through
+    ``queue_dispatch``; safe to run twice."""
+    from apps.ocpp import smart_charging
+
+    live.unmark(f"dispatch-queued:{schema_name}")
+    report = smart_charging.dispatch_building(schema_name)
+    if report.busy:
+        # Another worker holds the building's dispatch and sends this request too before letting go; but if
+        # it died holding it, nobody would: come back once more after a moment.
+        queue_dispatch(schema_name, countdown=BUSY_RETRY_S)
+    return {"busy": report.busy, "outcomes": {str(pk): status for pk, status in report.outcomes.items()},
+            "sent": len(report.sent), "latencies_s": report.latencies_s, "failed": report.failed}
+
+
+@shared_task
+def dispatch_all_limits() -> int:
+    """Every half minute: limits not yet acknowledged, leases to renew, transactions that started under a
+    limit, profiles to send again after a restart of the worker. What is up to date costs no frame."""
+    queued = 0
+    for condo in all_condominiums():
+        with in_condominium(condo):
+            wanted = ConnectorLimit.objects.exists() or ChargePoint.objects.filter(smart_charging_resend=True).exists()
+        if wanted:
+            queue_dispatch(condo.schema_name)
+            queued += 1
+    return queued
+
+
+@shared_task
+def check_limit_compliance() -> int:
+    """Every minute: connectors drawing above their limit are flagged (alert) and their draw counted unmanaged."""
+    flagged = 0
+    for condo in all_condominiums():
+        with in_condominium(condo):
+            flagged += len(connectors_over_limit())
+    return flagged

@@ -18,6 +18,8 @@ a new charging limit, take effect between grid points).
 from __future__ import annotations
 
 import contextlib
+import copy
+import zlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
@@ -76,6 +78,15 @@ class ChargerConfig:
     firmware_version: str = "sim-1.0"
     meter_value_interval_s: int = 60
     measurands: str = DEFAULT_MEASURANDS
+    # Seconds between accepting a charging profile and following it (lowest, highest). Real chargers answer
+    # at once and need a moment to change what they offer the EV; the delay of each profile is drawn from
+    # this range by a hash of the charger's id and the profile's number, so a run is repeatable.
+    profile_delay_s: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        low, high = self.profile_delay_s
+        if not 0 <= low <= high:
+            raise ValueError(f"{self.charge_point_id}: profile_delay_s must be (low, high) with 0 <= low <= high")
 
     @property
     def serial_number(self) -> str:
@@ -194,6 +205,9 @@ class ChargerSim:
             "ConnectorPhaseRotation": ("0.RST", False),
         }
         self.local_list_version = 0
+        # Profiles accepted and not yet followed: (time to apply, order, connector, profile, transactionId).
+        self.pending_profiles: list[tuple[int, int, int, Profile, int | None]] = []
+        self._profiles_received = 0
         self._next_ref = 1
         self.transaction_ids: dict[int, int] = {}  # tx_ref -> transactionId given by the central system
 
@@ -220,9 +234,20 @@ class ChargerSim:
                 times.append(epoch(c.queue[0].arrival))
             if c.next_sample_t is not None:
                 times.append(c.next_sample_t)
+        times += [apply_t for apply_t, *_ in self.pending_profiles]
         return [t for t in times if t > self.t]
 
     def _events(self, out: list[Message]) -> None:
+        due = [p for p in self.pending_profiles if p[0] <= self.t]
+        if due:
+            self.pending_profiles = [p for p in self.pending_profiles if p[0] > self.t]
+            for _, _, connector_id, profile, transaction_id in sorted(due, key=lambda p: (p[0], p[1])):
+                tx = self.connectors[connector_id].tx if connector_id else None
+                if profile.purpose == TX and (tx is None or tx.transaction_id != transaction_id):
+                    continue  # the transaction ended before the profile took effect
+                with contextlib.suppress(ProfileRejected):
+                    self.profiles.add(connector_id, profile, datetime.fromtimestamp(self.t, UTC), transaction_id)
+            out += self._refresh_all()
         for c in self.connectors.values():
             if c.ev is not None and epoch(c.ev.departure) <= self.t:
                 self._unplug(c, out)
@@ -497,14 +522,33 @@ class ChargerSim:
         if connector_id != 0 and connector_id not in self.connectors:
             return "Rejected", []
         tx = self.connectors[connector_id].tx if connector_id else None
+        transaction_id = tx.transaction_id if tx else None
+        now = datetime.fromtimestamp(self.t, UTC)
         try:
             profile = Profile.from_ocpp(data)
+            if profile.kind == "Absolute" and profile.start_schedule is None:
+                profile = replace(profile, start_schedule=now)  # received now, whenever it is followed
+            delay = self.profile_delay(self._profiles_received)
+            self._profiles_received += 1
+            if delay:
+                # Answered now, checked as if applied now; followed after the delay.
+                copy.deepcopy(self.profiles).add(connector_id, profile, now, transaction_id)
+                self.pending_profiles.append((self.t + delay, self._profiles_received, connector_id, profile,
+                                              transaction_id))
+                return "Accepted", []
             # A TxProfile for a transaction started offline names the transactionId we now know.
-            self.profiles.add(connector_id, profile, datetime.fromtimestamp(self.t, UTC),
-                              tx.transaction_id if tx else None)
+            self.profiles.add(connector_id, profile, now, transaction_id)
         except ProfileRejected:
             return "Rejected", []
         return "Accepted", self._refresh_all()
+
+    def profile_delay(self, number: int) -> int:
+        """Seconds before the ``number``-th profile received is followed: within ``profile_delay_s``, the
+        same for the same charger and number in every run."""
+        low, high = self.config.profile_delay_s
+        if high == low:
+            return low
+        return low + zlib.crc32(f"{self.config.charge_point_id}:{number}".encode()) % (high - low + 1)
 
     def clear_charging_profile(self, *, profile_id: int | None = None, connector_id: int | None = None,
                                purpose: str | None = None, stack_level: int | None = None) -> tuple[str, list[Message]]:

@@ -23,6 +23,13 @@ PUBLIC_ROUTES = {
         "test_access.py::test_charger_commands_only_for_the_companys_managers, "
         "ocpp/test_two_processes.py::test_command_from_process_two_reaches_charger_on_process_one"
     ),
+    # No login: Stripe's signature on the raw body is the access check; nothing is shown, and a building's
+    # data is only ever changed from objects re-fetched from Stripe.
+    "payments/stripe/webhook": (
+        "payments/test_webhooks.py::test_a_forged_webhook_gets_400_and_changes_nothing, "
+        "test_another_building_gets_nothing_from_an_intent_that_names_it, "
+        "test_the_webhook_address_exists_on_the_company_site_only"
+    ),
 }
 TENANT_ROUTES = {
     "accounts/login/": "test_access.py::test_login_with_email_and_password",
@@ -45,9 +52,21 @@ TENANT_ROUTES = {
         "ocpp/test_export.py::test_only_the_buildings_managers_and_board_get_the_frame_log, "
         "test_managers_see_card_ids_board_members_see_them_masked_and_outsiders_nothing"
     ),
+    "capacity/": (
+        "electrical/test_capacity_report.py::test_residents_and_other_buildings_get_nothing, "
+        "test_the_page_with_its_charts_for_managers_and_board"
+    ),
     "api/v1/site-meters/<str:meter_key>/readings": (
         "electrical/test_push.py::test_wrong_missing_or_foreign_tokens_and_unknown_ids_all_get_the_same_401, "
         "test_token_failures_are_rate_limited_per_meter_and_per_address"
+    ),
+    "payments/account": "payments/test_access.py::test_a_resident_sees_their_own_account_and_nobody_else_does",
+    "payments/pay-balance": "payments/test_access.py::test_a_resident_pays_their_balance_and_saves_a_card",
+    "payments/cards/setup": "payments/test_access.py::test_a_resident_pays_their_balance_and_saves_a_card",
+    "payments/cards/save": "payments/test_access.py::test_a_resident_pays_their_balance_and_saves_a_card",
+    "payments/<int:payment_id>/refunds": "payments/test_access.py::test_only_the_company_s_managers_refund_and_adjust",
+    "payments/residents/<int:resident_id>/adjustments": (
+        "payments/test_access.py::test_only_the_company_s_managers_refund_and_adjust"
     ),
 }
 

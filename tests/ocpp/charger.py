@@ -10,6 +10,7 @@ import asyncio
 import base64
 import itertools
 import json
+import time
 from typing import Any
 
 DEFAULT_ANSWERS: dict[str, Any] = {
@@ -37,13 +38,23 @@ def basic_auth(charge_point_id: str, password: str) -> tuple[bytes, bytes]:
     return (b"authorization", f"Basic {token}".encode())
 
 
+HOLD = object()  # an answer function returns this to keep the answer back until ``release``
+
+
 class FakeCharger:
     def __init__(self, transport, answers: dict[str, Any] | None = None):
         self.transport = transport  # WebsocketCommunicator or a websockets ClientConnection
         self.answers = {**DEFAULT_ANSWERS, **(answers or {})}
         self.received_calls: list[tuple[str, dict]] = []
+        self.received_at: list[float] = []  # time.time() of each call received, beside received_calls
         self._ids = itertools.count(1)
         self.results: dict[str, list] = {}
+        self.held: list[tuple[str, str, dict]] = []  # (unique id, action, payload) of calls not answered yet
+
+    async def release(self, answer: dict) -> None:
+        """Answer the oldest call held back (see HOLD) with ``answer``."""
+        unique_id, _, _ = self.held.pop(0)
+        await self._send(json.dumps([3, unique_id, answer]))
 
     async def _send(self, text: str) -> None:
         if hasattr(self.transport, "send_to"):
@@ -65,10 +76,13 @@ class FakeCharger:
         if frame[0] == 2:
             _, unique_id, action, payload = frame
             self.received_calls.append((action, payload))
+            self.received_at.append(time.time())
             answer = self.answers.get(action, {"status": "Accepted"})
             if callable(answer):
                 answer = answer(payload)
-            if answer is not None:
+            if answer is HOLD:
+                self.held.append((unique_id, action, payload))
+            elif answer is not None:
                 await self._send(json.dumps([3, unique_id, answer]))
         else:
             self.results[frame[1]] = frame
@@ -167,3 +181,74 @@ class LocalListMemory:
             return {"status": "Failed"}
         self.entries, self.version = new, version
         return {"status": "Accepted"}
+
+
+class ProfileMemory:
+    """A charger's charging profiles, kept per connector, with the refusals of a particular model.
+
+    Plug it into a FakeCharger: ``charger.answers.update(memory.answers())``. ``rejects`` names what this
+    model answers Rejected to: "TxProfile", "W", "fractional", "zero", "stack" (a level above 0), "everything"; ``rate_units`` is what its
+    configuration reports (ChargingScheduleAllowedChargingRateUnit). ``hold`` keeps the answers to the live
+    limits (TxProfile) back while set (the charger is slow to answer), see FakeCharger.release.
+    """
+
+    def __init__(self, rejects: tuple[str, ...] = (), rate_units: str = "Current,Power", stack_level: int = 8):
+        self.rejects = set(rejects)
+        self.rate_units = rate_units
+        self.stack_level = stack_level
+        self.installed: dict[int, dict[int, dict]] = {}  # connector -> chargingProfileId -> profile
+        self.refused: list[dict] = []
+        self.hold = False
+
+    def answers(self) -> dict[str, Any]:
+        return {
+            "GetConfiguration": {"configurationKey": [
+                *DEFAULT_ANSWERS["GetConfiguration"]["configurationKey"][:3],
+                {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": str(self.stack_level)},
+                {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": self.rate_units},
+                {"key": "ChargingScheduleMaxPeriods", "readonly": True, "value": "24"},
+                {"key": "MaxChargingProfilesInstalled", "readonly": True, "value": "10"},
+            ]},
+            "SetChargingProfile": self.set_charging_profile,
+        }
+
+    def refusal(self, profile: dict) -> str | None:
+        schedule = profile["chargingSchedule"]
+        limits = [period["limit"] for period in schedule["chargingSchedulePeriod"]]
+        if "everything" in self.rejects:
+            return "everything"
+        if "TxProfile" in self.rejects and profile["chargingProfilePurpose"] == "TxProfile":
+            return "TxProfile"
+        if "W" in self.rejects and schedule["chargingRateUnit"] == "W":
+            return "W"
+        if "fractional" in self.rejects and any(limit != int(limit) for limit in limits):
+            return "fractional"
+        if "zero" in self.rejects and any(limit == 0 for limit in limits):
+            return "zero"
+        if "stack" in self.rejects and profile["stackLevel"] > 0:
+            return "stack level above 0, whatever ChargeProfileMaxStackLevel says"
+        if profile["stackLevel"] > self.stack_level:
+            return "stack level"
+        return None
+
+    def set_charging_profile(self, payload: dict):
+        profile = payload["csChargingProfiles"]
+        if self.refusal(profile):
+            self.refused.append(payload)
+            return {"status": "Rejected"}
+        connector = self.installed.setdefault(payload["connectorId"], {})
+        for other_id, other in list(connector.items()):
+            if other["chargingProfilePurpose"] == profile["chargingProfilePurpose"] and \
+                    other["stackLevel"] == profile["stackLevel"]:
+                del connector[other_id]  # OCPP 1.6, 3.13.3: same purpose and stack level replaces
+        connector[profile["chargingProfileId"]] = profile
+        if self.hold and profile["chargingProfilePurpose"] == "TxProfile":
+            return HOLD
+        return {"status": "Accepted"}
+
+    def limit(self, connector: int, purpose: str = "TxProfile") -> float | None:
+        """The first period's limit of the profile of ``purpose`` on the connector."""
+        for profile in self.installed.get(connector, {}).values():
+            if profile["chargingProfilePurpose"] == purpose:
+                return profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+        return None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+
+import pytest
 
 from apps.simulator.model import ChargerSim, Message
 from tests.simulator.helpers import T0, charger, ev
@@ -250,3 +253,49 @@ def test_remote_start_with_a_charging_profile_applies_it_to_the_new_transaction(
     status, messages = sim.remote_start("APP-TOKEN", 1, tx_default("9", purpose="TxProfile"))  # Absolute, from now
     sim.transaction_started(messages[0].tx_ref, 6, "Accepted")
     assert sim.connectors[1].current_a == Decimal("9.0")
+
+
+def delayed(low: int, high: int, charge_point_id: str = "SIM-1") -> ChargerSim:
+    sim = charger(ev(minutes=120), interval=60)
+    sim.config = replace(sim.config, profile_delay_s=(low, high), charge_point_id=charge_point_id)
+    return sim
+
+
+def tx_profile(limit: str, profile_id: int = 5) -> dict:
+    return {**tx_default(limit, purpose="TxProfile", profile_id=profile_id), "charging_profile_kind": "Relative"}
+
+
+def test_a_profile_is_answered_at_once_and_followed_after_the_charger_s_delay():
+    cs = CentralSystem(delayed(3, 3))
+    cs.deliver(cs.sim.advance(T0))
+    cs.run(timedelta(seconds=30))
+    assert cs.sim.connectors[1].current_a == Decimal("32.0")
+    status, messages = cs.sim.set_charging_profile(1, tx_profile("10"))
+    assert status == "Accepted" and messages == []
+    cs.deliver(cs.sim.advance(T0 + timedelta(seconds=32)))
+    assert cs.sim.connectors[1].current_a == Decimal("32.0")  # 2 s later: not yet
+    cs.deliver(cs.sim.advance(T0 + timedelta(seconds=33)))
+    assert cs.sim.connectors[1].current_a == Decimal("10.0")  # 3 s later: followed
+    # A profile it would refuse is refused at once, delay or not.
+    assert cs.sim.set_charging_profile(1, tx_default("12", purpose="ChargePointMaxProfile"))[0] == "Rejected"
+
+
+def test_the_delays_stay_in_their_range_and_repeat_from_run_to_run():
+    sim = delayed(1, 5)
+    delays = [sim.profile_delay(n) for n in range(200)]
+    assert set(delays) == {1, 2, 3, 4, 5}
+    assert delays == [delayed(1, 5).profile_delay(n) for n in range(200)]
+    assert delays != [delayed(1, 5, "SIM-2").profile_delay(n) for n in range(200)]  # chargers differ
+    with pytest.raises(ValueError, match="profile_delay_s"):
+        replace(sim.config, profile_delay_s=(5, 1))
+
+
+def test_a_delayed_tx_profile_for_a_transaction_that_ended_is_dropped():
+    cs = CentralSystem(delayed(4, 4))
+    cs.deliver(cs.sim.advance(T0))
+    cs.run(timedelta(seconds=10))
+    assert cs.sim.set_charging_profile(1, tx_profile("8"))[0] == "Accepted"
+    transaction_id = cs.sim.connectors[1].tx.transaction_id
+    cs.deliver(cs.sim.remote_stop(transaction_id)[1])
+    cs.deliver(cs.sim.advance(T0 + timedelta(seconds=20)))
+    assert cs.sim.pending_profiles == [] and cs.sim.profiles.profiles.get(1, []) == []

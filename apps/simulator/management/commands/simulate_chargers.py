@@ -40,11 +40,15 @@ class Command(BaseCommand):
         parser.add_argument("--charger", action="append", dest="chargers", help="only this charger (repeatable)")
         parser.add_argument("--tick", type=float, default=None, help="real seconds between simulation steps")
         parser.add_argument("--report-every", type=float, default=60, help="real seconds between progress lines")
+        parser.add_argument("--profile-delay", default="1-5", metavar="LOW-HIGH",
+                            help="simulated seconds a charger takes to follow a new charging profile (default 1-5; "
+                                 "each profile's delay is fixed by the charger's id and the profile's number)")
 
     def handle(self, *args, condominiums, url, commissioning_file, scenario, seed, speed, duration, chargers, tick,
-               report_every, **options):
+               report_every, profile_delay="1-5", **options):
         if speed <= 0:
             raise CommandError("--speed must be above 0")
+        profile_delay_s = _delay_range(profile_delay)
         if commissioning_file is not None and len(condominiums) > 1:
             raise CommandError("--commissioning-file goes with one --condominium")
         logging.getLogger("ocpp").setLevel(logging.WARNING)  # it logs every frame at INFO
@@ -92,7 +96,8 @@ class Command(BaseCommand):
         runners = []
         for (setup, passwords), plan in zip(buildings, plans, strict=True):
             for config in setup.chargers:
-                config = replace(config, meter_value_interval_s=spec.meter_value_interval_s)
+                config = replace(config, meter_value_interval_s=spec.meter_value_interval_s,
+                                 profile_delay_s=profile_delay_s)
                 sim = ChargerSim(config, plan.evs[config.charge_point_id], start,
                                  registers_wh=plan.registers_wh[config.charge_point_id])
                 runners.append(ChargerRunner(sim, url=url, password=passwords[config.charge_point_id], clock=clock,
@@ -128,3 +133,14 @@ class Command(BaseCommand):
 
 def _listed(counts) -> str:
     return " (" + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())) + ")" if counts else ""
+
+
+def _delay_range(text: str) -> tuple[int, int]:
+    low, _, high = str(text).partition("-")
+    try:
+        bounds = (int(low), int(high or low))
+    except ValueError:
+        raise CommandError(f"--profile-delay must be seconds or LOW-HIGH seconds, e.g. 1-5, not {text!r}") from None
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise CommandError(f"--profile-delay {text!r}: LOW must be 0 or more and at most HIGH")
+    return bounds

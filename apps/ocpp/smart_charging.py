@@ -1,0 +1,414 @@
+"""Sending the load balancer's limits to a building's chargers (SetChargingProfile), break before make.
+
+Runs in a Celery worker (apps.ocpp.tasks.dispatch_limits), one dispatch per building at a time (the claim
+in apps.charging.smart_charging; a request that arrives meanwhile makes the holder dispatch again before
+letting go), and talks to the chargers through apps.ocpp.commands (the channel layer reaches whichever
+daphne process holds each charger's socket). The profiles themselves are apps.ocpp.charging_profiles (pure).
+
+A dispatch:
+1. reads the plan: every charger with a limit wanted or its profiles to send again (it connected or
+   booted), its connectors, their open transactions and what each holds;
+2. skips what would not change (less than 1 A from what the charger acknowledged, the lease not yet half
+   gone); a connector without a transaction keeps its TxDefaultProfile until one starts;
+3. sends, to every charger at once (each charger's calls one after the other, as OCPP wants), every
+   *decrease*, then the static profiles of chargers that need them (ChargePointMaxProfile from the
+   circuit, TxDefaultProfile per connector: both only ever protect, so no increase waits for them);
+4. once every charger's decreases are answered, sends the increases; but none when a decrease got no
+   answer (it may still be applied later, so an increase elsewhere could overshoot meanwhile): they are
+   held and tried again by the next dispatch.
+   A charger that is not connected does not hold anything back (it falls to its lease's floor on its own),
+   nor does one that refused a decrease for good (the balancer counts it as unmanaged);
+5. on Rejected, tries the fallbacks of charging_profiles.fallbacks one by one; what works is remembered
+   on the charger and used from then on; NotSupported / NotImplemented marks the charger as having no
+   smart charging. Whatever no fallback fixes raises a critical alert for the building's managers;
+6. records what was sent and answered, and the time from the balancer's request to each profile being
+   handed to the charger's connection (``DispatchReport.latencies_s``; ``ConnectorLimit.sent_at``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.utils import timezone
+
+from apps.charging.models import ConnectorLimit
+from apps.charging.smart_charging import (
+    ChargerPlan,
+    ConnectorPlan,
+    LimitOutcome,
+    charger_record_profiles,
+    dispatch_begin,
+    dispatch_claim,
+    dispatch_release,
+    limit_record,
+)
+from apps.core.tenants import in_condominium
+from apps.ocpp import charging_profiles as cp_profiles
+from apps.ocpp import commands, live
+from apps.ocpp.charging_profiles import Built, Capabilities, ProfileRequest, Quirks
+from apps.tenancy.models import Condominium
+
+logger = logging.getLogger(__name__)
+
+# A dispatch answers within ANSWER_TIMEOUT_S x (profiles per charger, fallbacks included): far less than this.
+# A worker that dies holding the claim delays the building's next dispatch by at most this much.
+CLAIM_HOLD = timedelta(seconds=60)
+# A charger answers SetChargingProfile in milliseconds, over a slow modem in a second or two; one that does
+# not answer in this time gets nothing more in this dispatch, and after two silences in a row nothing at all
+# for RETRY_AFTER unless it reconnects (a socket that died without closing must not cost every dispatch a
+# timeout).
+ANSWER_TIMEOUT_S = 5.0
+RETRY_AFTER = timedelta(minutes=2)
+Status = ConnectorLimit.Status
+
+# (schema name, chargePointId, action, payload, timeout or None: OCPP_RESPONSE_TIMEOUT) -> the charger's answer;
+# raises apps.ocpp.commands' errors.
+AsyncSend = Callable[[str, str, str, dict, float | None], Awaitable[dict[str, Any]]]
+
+
+async def send_through_channel_layer(schema_name: str, charge_point_id: str, action: str, payload: dict,
+                                     timeout: float | None = None) -> dict[str, Any]:
+    return await commands.send_command(charge_point_id, action, payload, timeout, schema_name=schema_name)
+
+
+@dataclass
+class DispatchReport:
+    """What one dispatch did: each connector's outcome, the frames sent, and the reaction times."""
+
+    busy: bool = False
+    outcomes: dict[int, str] = field(default_factory=dict)  # connector pk -> ConnectorLimit status
+    sent: list[tuple[str, int, str]] = field(default_factory=list)  # (chargePointId, connectorId, purpose)
+    latencies_s: list[float] = field(default_factory=list)  # from limits_set to the profile handed over
+    failed: dict[str, str] = field(default_factory=dict)  # chargePointId -> what no fallback fixed
+    rounds: int = 0
+
+    def merge(self, other: DispatchReport) -> None:
+        self.outcomes.update(other.outcomes)
+        self.sent += other.sent
+        self.latencies_s += other.latencies_s
+        self.failed.update(other.failed)
+        self.rounds += other.rounds
+
+
+def dispatch_building(schema_name: str, send: AsyncSend = send_through_channel_layer, *,
+                      timeout: float | None = None) -> DispatchReport:
+    """Dispatch the building's limits (sync: a Celery worker, a shell). Safe to run twice at once.
+
+    ``timeout``: seconds to wait for each answer (default ANSWER_TIMEOUT_S)."""
+    try:
+        with in_condominium(schema_name):
+            if not dispatch_claim(hold=CLAIM_HOLD):
+                return DispatchReport(busy=True)  # the holder dispatches again before letting go
+    except Condominium.DoesNotExist:
+        return DispatchReport()
+    report = DispatchReport()
+    while True:
+        with in_condominium(schema_name):
+            planned_at = timezone.now()
+            plans = dispatch_begin()
+        run = _Dispatch(schema_name, plans, send, timeout)
+        try:
+            async_to_sync(run.run)()
+        finally:
+            with in_condominium(schema_name):
+                limit_record(run.outcomes.values(), planned_at=planned_at)
+                for charger in run.chargers.values():
+                    charger_record_profiles(
+                        charge_point_pk=charger.plan.pk, quirks=charger.quirks.to_json(),
+                        static_ok=None if charger.unanswered else charger.static_ok, note="; ".join(charger.notes),
+                        failed="; ".join(charger.failed),
+                        retry_at=_retry_at(charger, run.now))
+        report.merge(run.report())
+        with in_condominium(schema_name):
+            if dispatch_release():
+                return report
+
+
+def _retry_at(charger: _Charger, now: datetime) -> datetime | None:
+    """None: it answered. A first silence is tried again at the next dispatch (it may have been slow once);
+    a second one in a row waits RETRY_AFTER (a socket that died without closing), unless it reconnects."""
+    if not charger.unanswered:
+        return None
+    if charger.plan.retry_at is None:
+        return now
+    return max(charger.plan.retry_at, now + RETRY_AFTER) if charger.plan.retry_at <= now else charger.plan.retry_at
+
+
+@dataclass
+class _Charger:
+    plan: ChargerPlan
+    capabilities: Capabilities
+    quirks: Quirks
+    connected: bool = True
+    unanswered: bool = False  # a call timed out: nothing more is sent to it in this dispatch
+    static_ok: bool | None = None
+    # Connectors whose live limit sits in their TxDefaultProfile (a charger that refuses TxProfile): the safe
+    # default must not overwrite it.
+    live_on_default: set[int] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Item:
+    """One profile to send: the request, and for a live limit the connector it is for."""
+
+    request: ProfileRequest
+    connector: ConnectorPlan | None = None
+
+
+@dataclass
+class _Answer:
+    status: str  # a ConnectorLimit status
+    built: Built | None = None
+    sent_at: datetime | None = None
+
+
+class _Dispatch:
+    def __init__(self, schema_name: str, plans: list[ChargerPlan], send: AsyncSend, timeout: float | None):
+        self.schema_name = schema_name
+        self.send = send
+        self.timeout = timeout if timeout is not None else ANSWER_TIMEOUT_S
+        self.now = timezone.now()
+        self.chargers = {
+            p.charge_point_id: _Charger(p, Capabilities.from_configuration(p.configuration),
+                                        Quirks.from_json(p.quirks))
+            for p in plans
+        }
+        self.outcomes: dict[int, LimitOutcome] = {}
+        self.timed_out: list[int] = []  # connectors whose live limit got no answer in this dispatch
+        self.sent: list[tuple[str, int, str]] = []
+        self.latencies: list[float] = []
+
+    def report(self) -> DispatchReport:
+        return DispatchReport(
+            outcomes={pk: o.status for pk, o in self.outcomes.items()}, sent=list(self.sent),
+            latencies_s=list(self.latencies),
+            failed={cp_id: "; ".join(c.failed) for cp_id, c in self.chargers.items() if c.failed}, rounds=1)
+
+    async def run(self) -> None:
+        static: dict[str, list[_Item]] = {}
+        first: dict[str, list[_Item]] = {}
+        then: dict[str, list[_Item]] = {}
+        # Connectors that may still hold a higher limit than the one sent to them (no answer, lease not over).
+        doubtful: list[int] = []
+        for cp_id, charger in self.chargers.items():
+            retry_at = charger.plan.retry_at
+            if retry_at is not None and retry_at > self.now:
+                charger.unanswered = True
+                for c in charger.plan.connectors:
+                    if c.desired_a is not None and c.dirty:
+                        self.outcome(c, Status.TIMEOUT, f"it did not answer lately: tried again from "
+                                                         f"{retry_at:%H:%M:%S} or when it reconnects")
+                    if c.unconfirmed_until is not None and c.unconfirmed_until > self.now:
+                        doubtful.append(c.pk)
+                continue
+            if not live.connected_to(await live.read(cp_id), self.schema_name):
+                # Not connected, or the connection belongs to another building (an id moved while it was open).
+                charger.connected = False
+                for c in charger.plan.connectors:
+                    if c.desired_a is not None:
+                        self.outcome(c, Status.NOT_CONNECTED, "the charger is not connected")
+                continue
+            static[cp_id], first[cp_id], then[cp_id] = self.items(charger)
+        decreases_answered = {cp_id: asyncio.Event() for cp_id in first}
+
+        async def charger_calls(cp_id: str) -> None:
+            charger = self.chargers[cp_id]
+            try:
+                await self.send_all(charger, first[cp_id])
+            finally:
+                decreases_answered[cp_id].set()
+            # The static profiles only protect: after this charger's decreases, and nobody's increase waits for
+            # them (a charger whose socket died must not hold the whole building's increases back).
+            await self.send_all(charger, static[cp_id])
+            await asyncio.gather(*(event.wait() for event in decreases_answered.values()))
+            unanswered = doubtful + self.timed_out
+            if unanswered:
+                for item in then[cp_id]:
+                    assert item.connector is not None
+                    self.outcome(item.connector, Status.HELD,
+                                 f"increase held back: {len(unanswered)} decrease(s) not acknowledged")
+                return
+            await self.send_all(charger, then[cp_id])
+
+        await asyncio.gather(*(charger_calls(cp_id) for cp_id in first))
+
+    def items(self, charger: _Charger) -> tuple[list[_Item], list[_Item], list[_Item]]:
+        """(static profiles, decreases, increases) for one charger; records what is not sent."""
+        plan = charger.plan
+        static: list[_Item] = []
+        first: list[_Item] = []
+        then: list[_Item] = []
+        cap_a = cp_profiles.cabinet_cap_a(max_current_a=plan.circuit_current_a, max_power_w=plan.circuit_power_w,
+                                          voltage_v=plan.circuit_voltage_v, phases=plan.circuit_phases)
+        if plan.resend:
+            static.append(_Item(ProfileRequest(cp_profiles.CHARGE_POINT_MAX, 0, cap_a,
+                                              phases=plan.circuit_phases, voltage_v=plan.circuit_voltage_v)))
+        for c in plan.connectors:
+            safe_a = self.safe_default_a(c, cap_a)
+            if plan.resend:
+                static.append(_Item(self.request(cp_profiles.TX_DEFAULT, c, safe_a)))
+            if c.desired_a is None:
+                continue
+            if c.transaction_id is None:
+                self.outcome(c, Status.NO_TRANSACTION, "no transaction: the connector's TxDefaultProfile applies")
+                continue
+            if c.applied_a is None and c.requested_at is not None and c.transaction_received_at is not None \
+                    and c.requested_at < c.transaction_received_at:
+                # Asked for an earlier session: the new one keeps its safe default until the balancer asks again.
+                self.outcome(c, Status.NO_TRANSACTION,
+                             "asked before this transaction started: its TxDefaultProfile applies")
+                continue
+            held = None if plan.resend else c.applied_a
+            lease_due = c.lease_until is not None and c.lease_s is not None and (
+                c.lease_until - self.now < timedelta(seconds=c.lease_s / 2))
+            if charger.quirks.tx_profile_rejected and c.applied_a is not None:
+                charger.live_on_default.add(c.number)
+            if not cp_profiles.is_change(c.desired_a, held) and not lease_due:
+                self.outcome(c, Status.UNCHANGED, f"the charger holds {held} A")
+                continue
+            received = c.transaction_received_at or self.now
+            request = self.request(cp_profiles.TX, c, c.desired_a, transaction_id=c.transaction_id,
+                                   lease_s=c.lease_s, floor_a=c.floor_a if c.floor_a is not None else safe_a,
+                                   elapsed_s=max(int((self.now - received).total_seconds()), 0))
+            (first if cp_profiles.is_decrease(c.desired_a, held) else then).append(_Item(request, c))
+        return static, first, then
+
+    @staticmethod
+    def safe_default_a(c: ConnectorPlan, cap_a: Decimal) -> Decimal:
+        return cp_profiles.safe_default_a(circuit_cap_a=cap_a, connectors_on_circuit=c.connectors_on_circuit,
+                                          min_current_a=c.min_current_a, max_current_a=c.max_current_a)
+
+    @staticmethod
+    def request(purpose: str, c: ConnectorPlan, limit_a: Decimal, **kwargs: Any) -> ProfileRequest:
+        return ProfileRequest(purpose, c.number, limit_a, phases=max(min(c.phases, 3), 1), voltage_v=c.voltage_v,
+                              min_current_a=c.min_current_a, dc=c.dc, **kwargs)
+
+    async def send_all(self, charger: _Charger, items: list[_Item]) -> None:
+        for item in items:
+            if item.connector is None and item.request.purpose == cp_profiles.TX_DEFAULT \
+                    and item.request.connector_id in charger.live_on_default:
+                continue
+            answer = await self.send_profile(charger, item.request, item.connector)
+            if item.connector is None:
+                ok = answer.status == Status.ACCEPTED
+                charger.static_ok = ok if charger.static_ok is None else (charger.static_ok and ok)
+                if not ok and answer.status in (Status.REJECTED, Status.NOT_SUPPORTED):
+                    charger.failed.append(f"{item.request.purpose} on connector {item.request.connector_id} "
+                                          f"{answer.status}")
+                continue
+            self.record_live(charger, item, answer)
+
+    def record_live(self, charger: _Charger, item: _Item, answer: _Answer) -> None:
+        c, built = item.connector, answer.built
+        assert c is not None
+        note = "; ".join(built.notes) if built else ""
+        lease_until = None
+        if built is not None and answer.status == Status.ACCEPTED:
+            if built.purpose == cp_profiles.TX_DEFAULT:
+                charger.live_on_default.add(c.number)
+            if built.floor_a is not None and item.request.lease_s:
+                lease_until = self.now + timedelta(seconds=item.request.lease_s)
+            if built.limit_a > item.request.limit_a:
+                charger.failed.append(f"connector {c.number} cannot be held at {item.request.limit_a} A "
+                                      f"(it refuses 0 A); it may draw {built.limit_a} A")
+        elif answer.status in (Status.REJECTED, Status.NOT_SUPPORTED):
+            charger.failed.append(f"live limit on connector {c.number} {answer.status}")
+        elif answer.status == Status.TIMEOUT:
+            self.timed_out.append(c.pk)
+        self.outcome(c, answer.status, note, built=built, sent_at=answer.sent_at, lease_until=lease_until)
+
+    def outcome(self, c: ConnectorPlan, status: str, note: str = "", *, built: Built | None = None,
+                sent_at: datetime | None = None, lease_until: datetime | None = None) -> None:
+        # Whether it ends the wish is decided by the status (apps.charging.smart_charging.FINAL).
+        self.outcomes[c.pk] = LimitOutcome(
+            connector_pk=c.pk, status=status, note=note, sent=built.payload if built else None,
+            sent_a=built.limit_a if built else None, sent_unit=built.unit if built else "",
+            sent_purpose=built.purpose if built else "", sent_at=sent_at,
+            applied_a=built.limit_a if built and status == Status.ACCEPTED else None,
+            transaction_id=c.transaction_id, lease_until=lease_until)
+        if sent_at is not None and c.requested_at is not None and c.dirty:
+            self.latencies.append(max((sent_at - c.requested_at).total_seconds(), 0.0))
+
+    async def send_profile(self, charger: _Charger, request: ProfileRequest,
+                           connector: ConnectorPlan | None) -> _Answer:
+        """Send one profile; on Rejected, the fallbacks one by one. The quirks that worked are the charger's."""
+        if not charger.connected:
+            return _Answer(Status.NOT_CONNECTED)
+        if charger.unanswered:
+            return _Answer(Status.TIMEOUT)
+        if charger.quirks.no_smart_charging and not charger.plan.resend:
+            return _Answer(Status.NOT_SUPPORTED)
+        start = charger.quirks
+        candidates = [start]
+        index = 0
+        answer = _Answer(Status.REJECTED)
+        while index < len(candidates):
+            quirks = candidates[index]
+            built = cp_profiles.build(request, charger.capabilities, quirks, now=self.now)
+            status, sent_at = await self.call(charger, built)
+            answer = _Answer(status, built, sent_at)
+            if status == Status.ACCEPTED:
+                if quirks != charger.quirks:
+                    learnt = Quirks.from_json({k: v for k, v in quirks.to_json().items()
+                                               if k not in charger.quirks.to_json()})
+                    charger.quirks = charger.quirks.merged(quirks)
+                    charger.notes.append(f"learnt: {learnt.describe()}")
+                    logger.info("%s: SetChargingProfile accepted with %s", charger.plan.charge_point_id,
+                                learnt.describe())
+                if charger.quirks.no_smart_charging:
+                    charger.quirks = replace(charger.quirks, no_smart_charging=False)
+                return answer
+            if status == Status.NOT_SUPPORTED:
+                charger.quirks = replace(charger.quirks, no_smart_charging=True)
+                charger.notes.append("SetChargingProfile not supported")
+                return answer
+            if status != Status.REJECTED:
+                if status == Status.NOT_CONNECTED:
+                    charger.connected = False
+                elif status == Status.TIMEOUT:
+                    charger.unanswered = True
+                return answer
+            if index == 0:
+                candidates += cp_profiles.fallbacks(request, charger.capabilities, start)
+            index += 1
+        logger.warning("%s: %s on connector %s refused with every fallback", charger.plan.charge_point_id,
+                       request.purpose, request.connector_id)
+        return replace(answer, status=Status.REJECTED)
+
+    async def call(self, charger: _Charger, built: Built) -> tuple[str, datetime]:
+        cp_id = charger.plan.charge_point_id
+        sent_at = timezone.now()
+        self.sent.append((cp_id, built.connector_id, built.purpose))
+        started = time.monotonic()
+        try:
+            answer = await self.send(self.schema_name, cp_id, "SetChargingProfile", built.payload, self.timeout)
+        except commands.CommandTimeout:
+            return Status.TIMEOUT, sent_at
+        except commands.ChargerNotConnected:
+            return Status.NOT_CONNECTED, sent_at
+        except commands.CommandRejected as error:
+            if error.error_code in ("NotSupported", "NotImplemented"):
+                return Status.NOT_SUPPORTED, sent_at
+            logger.warning("%s: SetChargingProfile answered %s", cp_id, error)
+            return Status.REJECTED, sent_at
+        except Exception:
+            # Whether it reached the charger is not known: as good as no answer (and the other chargers' calls
+            # of this dispatch go on).
+            logger.exception("%s: SetChargingProfile failed", cp_id)
+            return Status.TIMEOUT, sent_at
+        status = str(answer.get("status", ""))
+        logger.debug("%s: %s on %s answered %s in %.0f ms", cp_id, built.purpose, built.connector_id, status,
+                     (time.monotonic() - started) * 1000)
+        return (Status.ACCEPTED if status == "Accepted" else
+                Status.NOT_SUPPORTED if status == "NotSupported" else Status.REJECTED), sent_at
+

@@ -1,0 +1,260 @@
+"""Closing a building's month: one statement per resident with activity or fees, exactly once.
+
+The month closes at local midnight on the 1st, in the building's time zone. Closing takes the month's
+row (BillingPeriod) with a lock, so a second worker, or a second run, waits and then finds it closed;
+everything else happens in the same transaction, so a crash leaves the month open and nothing half made.
+A charging session goes on the statement of the month it ended in; one that was priced after its month
+closed (an offline charger sent it late) goes on the next statement as a prior-period line. A session
+is billed at most once: BilledCharge is unique per SessionCharge. Held sessions wait for a person.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.billing import pricing
+from apps.billing import selectors as billing_selectors
+from apps.billing.models import BillingSettings, SessionCharge
+from apps.buildings.models import Resident
+from apps.statements import periods, settlement
+from apps.statements.models import BilledCharge, BillingPeriod, NumberSeries, Statement, StatementLine
+from apps.statements.services import PREFIX, StatementRefused, _resident_language, current_condominium
+from apps.tenancy.models import Condominium
+
+log = logging.getLogger(__name__)
+
+ENERGY_KINDS = {"energy", "time", "flat"}
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    month: date
+    closed_now: bool  # False: it had been closed before (nothing changed)
+    statements: int
+    sessions_billed: int
+    prior_period_sessions: int
+    sessions_held: int  # priced but held for review: not billed
+    sessions_without_resident: int
+    total: Decimal
+
+
+def _tax_of(amount: Decimal, rate: Decimal, included: bool, currency: str) -> Decimal:
+    quantum = pricing.minor_unit(currency)
+    if included:
+        return (amount - amount / (1 + rate)).quantize(quantum, ROUND_HALF_UP)
+    return (amount * rate).quantize(quantum, ROUND_HALF_UP)
+
+
+def _days_of_access(resident: Resident, month: periods.Month, tz: str) -> int:
+    """Days of the month the resident had access: from the day they were added (and, once deactivated,
+    until the day it happened; the record keeps no separate move-out date)."""
+    first = max(month.first_day, periods.local_day(resident.created_at, tz))
+    last = month.first_day + timedelta(days=periods.days_in(month.first_day) - 1)
+    if not resident.is_active:
+        last = min(last, periods.local_day(resident.updated_at, tz))
+    return periods.local_days_between(first, last)
+
+
+def _service_fee(resident: Resident, month: periods.Month, condo: Condominium, included: bool) -> dict | None:
+    choice = billing_selectors.tariff_for(connector_pk=None, resident_id=resident.pk)
+    if choice is None:
+        return None
+    version = billing_selectors.version_in_force(choice.tariff, month.ends_at - timedelta(microseconds=1))
+    if version is None:
+        return None
+    fee = billing_selectors.pricing_tariff(version).monthly_fee
+    if fee is None or fee.price <= 0:
+        return None
+    days = _days_of_access(resident, month, condo.timezone)
+    if days <= 0:
+        return None
+    first = month.first_day
+    gross = pricing.prorate_monthly_fee(fee.price, days_of_access=days, year=first.year, month=first.month,
+                                        currency=condo.currency)
+    if gross <= 0:
+        return None
+    tax = _tax_of(gross, fee.tax_rate, included, condo.currency)
+    net = gross - tax if included else gross
+    total_days = periods.days_in(first)
+    return {
+        "kind": StatementLine.Kind.SERVICE_FEE,
+        "description": f"Monthly service fee ({choice.tariff.name or choice.tariff.code})"
+                       + ("" if days == total_days else f", {days} of {total_days} days"),
+        "quantity": Decimal(days), "unit": "day", "unit_price": fee.price / total_days,
+        "amount": net, "tax_rate": fee.tax_rate, "tax": tax, "window": f"{version.tariff.code} v{version.number}",
+    }
+
+
+def _session_lines(charge: SessionCharge, month: date) -> list[dict]:
+    session = charge.session
+    connector = session.connector
+    label = f"{session.charge_point.charge_point_id} #{session.connector_number}"
+    if connector is not None and connector.parking_spot_id:
+        label = f"{connector.parking_spot.label} · {label}"
+    duration = None
+    if session.started_at and session.stopped_at:
+        duration = max(int((session.stopped_at - session.started_at).total_seconds()), 0)
+    common = {"session_id": session.pk, "prior_period": charge.period < month, "occurred_at": session.started_at,
+              "connector_label": label[:80]}
+    main = {"net": Decimal(0), "tax": Decimal(0), "windows": [], "rates": set()}
+    idle = {"net": Decimal(0), "tax": Decimal(0), "windows": [], "minutes": Decimal(0), "rates": set()}
+    for line in charge.lines:
+        bucket = idle if line["kind"] == "idle" else main
+        total, tax = Decimal(line["total"]), Decimal(line["tax"])
+        bucket["net"] += total - tax
+        bucket["tax"] += tax
+        bucket["rates"].add(Decimal(line["tax_rate"]))
+        text = f"{line['window']} {line['unit_price']}/{line['unit']}"
+        if line.get("interpolated"):
+            text += " (interpolated)"
+        if text not in bucket["windows"]:
+            bucket["windows"].append(text)
+        if bucket is idle:
+            idle["minutes"] += Decimal(line["quantity"])
+    out = [{
+        **common, "kind": StatementLine.Kind.SESSION,
+        "description": f"Charging session {session.transaction_id or session.pk}",
+        "energy_wh": charge.energy_wh, "duration_s": duration, "quantity": Decimal(charge.energy_wh) / 1000,
+        "unit": "kWh", "amount": main["net"], "tax": main["tax"],
+        "tax_rate": max(main["rates"], default=Decimal(0)), "window": "; ".join(main["windows"]),
+    }]
+    if idle["net"] or idle["tax"]:
+        out.append({
+            **common, "kind": StatementLine.Kind.IDLE, "description": "Idle fee after charging completed",
+            "quantity": idle["minutes"], "unit": "min", "amount": idle["net"], "tax": idle["tax"],
+            "tax_rate": max(idle["rates"], default=Decimal(0)), "window": "; ".join(idle["windows"]),
+        })
+    return out
+
+
+def period_close(*, month: date, now: datetime | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> CloseResult:
+    """Close the building's ``month`` (the current schema's building): statements made and finalized."""
+    now = now or timezone.now()
+    condo = current_condominium()
+    bounds = periods.month_in(month, condo.timezone)
+    if now < bounds.ends_at:
+        raise StatementRefused(
+            f"{condo.slug} {bounds.label}: the month is not over yet in {condo.timezone} "
+            f"(it ends at {bounds.ends_at.isoformat()})"
+        )
+    BillingPeriod.objects.get_or_create(
+        month=bounds.first_day, defaults={"starts_at": bounds.starts_at, "ends_at": bounds.ends_at}
+    )
+    with transaction.atomic():
+        period = BillingPeriod.objects.select_for_update().get(month=bounds.first_day)
+        if period.status == BillingPeriod.Status.CLOSED:
+            return CloseResult(bounds.first_day, False, period.statements_made, 0, 0, 0, 0, Decimal(0))
+        result = _close(period, bounds, condo, now, progress)
+        settlement.statements_after_close(period.pk)
+        period.status = BillingPeriod.Status.CLOSED
+        period.closed_at = now
+        period.statements_made = result.statements
+        period.save(update_fields=["status", "closed_at", "statements_made"])
+    if result.statements:
+        from apps.statements import hooks
+
+        transaction.on_commit(lambda: hooks.period_closed(condo.schema_name, period.pk))
+    log.info("closed %s %s: %s statements, %s sessions", condo.slug, bounds.label, result.statements,
+             result.sessions_billed)
+    return result
+
+
+def _close(period: BillingPeriod, bounds: periods.Month, condo: Condominium, now: datetime,
+           progress: Callable[[int, int], None] | None) -> CloseResult:
+    settings_row = BillingSettings.objects.first()
+    included = bool(settings_row and settings_row.prices_include_tax)
+    charges = list(
+        SessionCharge.objects.filter(period__lte=bounds.first_day, billed__isnull=True)
+        .select_related("session__charge_point", "session__connector__parking_spot")
+        .order_by("session__started_at", "session_id")
+    )
+    held = sum(1 for charge in charges if charge.status == SessionCharge.Status.HELD)
+    priced = [charge for charge in charges if charge.status == SessionCharge.Status.PRICED]
+    no_resident = sum(1 for charge in priced if charge.session.resident_id is None)
+    by_resident: dict[int, list[SessionCharge]] = defaultdict(list)
+    for charge in priced:
+        if charge.session.resident_id is not None:
+            by_resident[charge.session.resident_id].append(charge)
+    wanted = set(by_resident) | set(Resident.objects.filter(is_active=True).values_list("pk", flat=True))
+    residents = {r.pk: r for r in Resident.objects.filter(pk__in=wanted).select_related("user", "unit")}
+
+    drafts: list[tuple[Statement, list[dict], list[SessionCharge]]] = []
+    for index, resident_id in enumerate(sorted(residents), start=1):
+        resident = residents[resident_id]
+        mine = by_resident.get(resident_id, [])
+        lines = [line for charge in mine for line in _session_lines(charge, bounds.first_day)]
+        fee = _service_fee(resident, bounds, condo, included)
+        if fee:
+            lines.append({**fee, "occurred_at": None})
+        if lines:
+            drafts.append((_statement(resident, period, condo, lines, included), lines, mine))
+        if progress:
+            progress(index, len(residents))
+    if not drafts:
+        return CloseResult(bounds.first_day, True, 0, 0, 0, held, no_resident, Decimal(0))
+
+    # Numbers for all of them at once: the series row stays locked until this transaction commits.
+    NumberSeries.objects.get_or_create(kind=Statement.Kind.STATEMENT)
+    series = NumberSeries.objects.select_for_update().get(kind=Statement.Kind.STATEMENT)
+    issued = timezone.localdate(now, periods_zone(condo))
+    for offset, (statement, _, _) in enumerate(drafts, start=1):
+        statement.sequence = series.last_number + offset
+        statement.number = f"{PREFIX[Statement.Kind.STATEMENT]}-{statement.sequence:06d}"
+        statement.finalized_at = now
+        statement.issued_on = issued
+        if statement.total > 0:
+            statement.status = Statement.Status.OPEN
+            statement.due_on = issued + timedelta(days=settings.STATEMENT_PAYMENT_TERMS_DAYS)
+        else:
+            statement.status = Statement.Status.PAID
+            statement.paid_at = now
+    series.last_number += len(drafts)
+    series.save(update_fields=["last_number"])
+    made = Statement.objects.bulk_create([statement for statement, _, _ in drafts])
+    StatementLine.objects.bulk_create(
+        StatementLine(statement=statement, position=position, **line)
+        for statement, (_, lines, _) in zip(made, drafts, strict=True)
+        for position, line in enumerate(lines, start=1)
+    )
+    BilledCharge.objects.bulk_create(
+        BilledCharge(charge=charge, statement=statement)
+        for statement, (_, _, mine) in zip(made, drafts, strict=True)
+        for charge in mine
+    )
+    billed = [charge for _, _, mine in drafts for charge in mine]
+    return CloseResult(
+        bounds.first_day, True, len(made), len(billed),
+        sum(1 for charge in billed if charge.period < bounds.first_day), held, no_resident,
+        sum((statement.total for statement in made), Decimal(0)),
+    )
+
+
+def periods_zone(condo: Condominium):
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(condo.timezone)
+
+
+def _statement(resident: Resident, period: BillingPeriod, condo: Condominium, lines: list[dict],
+               included: bool) -> Statement:
+    from apps.statements.services import _parties
+
+    subtotal = sum((line["amount"] for line in lines), Decimal(0))
+    tax = sum((line["tax"] for line in lines), Decimal(0))
+    statement = Statement(
+        kind=Statement.Kind.STATEMENT, resident=resident, period=period, currency=condo.currency,
+        language=_resident_language(resident, condo), subtotal=subtotal, tax=tax, total=subtotal + tax,
+        prices_include_tax=included,
+    )
+    statement.parties = _parties(statement, condo)
+    return statement

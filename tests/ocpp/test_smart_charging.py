@@ -1,0 +1,480 @@
+"""Charging limits on the wire: the real consumer, chargers that keep and refuse profiles the way real models
+do, and the dispatch's own code run as the Celery worker runs it (in a thread of its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from apps.alerts.models import Alert
+from apps.charging import smart_charging as limits_db
+from apps.charging.models import ChargePoint, Connector, ConnectorLimit
+from apps.charging.smart_charging import Limit, limits_set
+from apps.core.tenants import run_in_schema
+from apps.ocpp import charging_profiles, smart_charging
+from tests.helpers import async_wait_for, iso
+from tests.ocpp.charger import FakeCharger, ProfileMemory
+from tests.ocpp.conftest import communicator
+
+LEASE_S = 120
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def dispatch_requests():
+    """The buildings whose dispatch was asked for (the hook apps.ocpp registers queues a Celery task; here the
+    tests run the dispatch themselves, so that no task is left in the broker for a later worker)."""
+    requested: list[str] = []
+    limits_db.limit_dispatch_queue(requested.append)
+    yield requested
+    from apps.ocpp.tasks import queue_dispatch
+
+    limits_db.limit_dispatch_queue(queue_dispatch)
+
+
+async def connect(charge_point_id: str, memory: ProfileMemory) -> FakeCharger:
+    comm = communicator(charge_point_id)
+    assert (await comm.connect(timeout=5))[0]
+    charger = FakeCharger(comm, answers=memory.answers())
+    charger.charge_point_id = charge_point_id
+    assert (await charger.boot())[2]["status"] == "Accepted"
+    await charger.settle(0.5)  # GetConfiguration and the metering changes
+    return charger
+
+
+async def start(charger: FakeCharger, connector: int, id_tag: str | None = None) -> int:
+    """A transaction on the connector. The card is nobody's (the session is stored all the same): a resident's
+    card would leave a session open that other tests' residents would then be refused for."""
+    id_tag = id_tag or f"SC{uuid.uuid4().hex[:12].upper()}"
+    answer = await charger.call("StartTransaction", {"connectorId": connector, "idTag": id_tag, "meterStart": 0,
+                                                     "timestamp": iso(timezone.now())})
+    return answer[2]["transactionId"]
+
+
+async def connector_pk(schema: str, charge_point_id: str, number: int) -> int:
+    return await run_in_schema(schema, lambda: Connector.objects.get(
+        charge_point__charge_point_id=charge_point_id, connector_id=number).pk)
+
+
+async def set_limits(schema: str, limits: dict[int, str | Decimal], lease_s: int = LEASE_S) -> int:
+    return await run_in_schema(schema, limits_set, limits={pk: Limit(Decimal(a)) for pk, a in limits.items()},
+                               lease_s=lease_s, reason="test")
+
+
+async def dispatch(schema: str, *chargers: FakeCharger) -> smart_charging.DispatchReport:
+    """What the worker runs (tasks.dispatch_limits), in a thread of its own, while the chargers answer."""
+    pumps = [asyncio.ensure_future(c.settle(30)) for c in chargers]
+    try:
+        return await sync_to_async(smart_charging.dispatch_building, thread_sensitive=False)(schema)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+
+
+def outcomes(report: smart_charging.DispatchReport, *pks: int) -> dict[int, str]:
+    """The outcomes for these connectors (limits that earlier tests left in the building have theirs too)."""
+    return {pk: status for pk, status in report.outcomes.items() if pk in pks}
+
+
+def profiles_sent(charger: FakeCharger, since: int = 0) -> list[dict]:
+    return [payload for action, payload in charger.received_calls[since:] if action == "SetChargingProfile"]
+
+
+async def limit_row(schema: str, pk: int) -> ConnectorLimit:
+    return await run_in_schema(schema, ConnectorLimit.objects.get, connector_id=pk)
+
+
+async def quirks_of(schema: str, charge_point_id: str) -> dict:
+    return await run_in_schema(schema, lambda: ChargePoint.objects.get(
+        charge_point_id=charge_point_id).smart_charging_quirks)
+
+
+async def open_alert(schema: str, kind: str, charge_point_id: str) -> Alert | None:
+    return await run_in_schema(schema, lambda: Alert.objects.filter(
+        kind=kind, charge_point_id=charge_point_id, resolved_at__isnull=True).first())
+
+
+async def test_the_three_purposes_on_the_wire_then_a_change_under_1_a_is_not_sent(
+        maple_schema, charger_id, dispatch_requests):
+    memory = ProfileMemory(stack_level=5)
+    charger = await connect(charger_id, memory)
+    transaction_id = await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    assert maple_schema in dispatch_requests  # the connection and the boot asked for the profiles again
+    dispatch_requests.clear()
+    before = time.time()
+    assert await set_limits(maple_schema, {pk1: "10.47"}) == 1
+    assert dispatch_requests == [maple_schema]  # on commit
+
+    report = await dispatch(maple_schema, charger)
+    by_purpose = {(p["connectorId"], p["csChargingProfiles"]["chargingProfilePurpose"]): p["csChargingProfiles"]
+                  for p in profiles_sent(charger)}
+    assert set(by_purpose) == {(0, "ChargePointMaxProfile"), (1, "TxDefaultProfile"), (2, "TxDefaultProfile"),
+                               (1, "TxProfile")}
+    cap = by_purpose[(0, "ChargePointMaxProfile")]
+    # Maple Court's supply: 200 A x 0.8 derate; no power limit.
+    assert cap["chargingSchedule"] == {"chargingRateUnit": "A",
+                                       "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 160}]}
+    assert cap["stackLevel"] == 5 and cap["chargingProfileKind"] == "Absolute"
+    # The safe default: the connector's 6 A minimum, or its share of the 160 A when the tests have put more than
+    # 26 connectors on Maple Court's supply.
+    on_supply = await run_in_schema(maple_schema, lambda: Connector.objects.filter(
+        charge_point__circuit__key="supply", charge_point__removed_at__isnull=True, removed_at__isnull=True).count())
+    safe = charging_profiles.safe_default_a(circuit_cap_a=Decimal(160), connectors_on_circuit=on_supply,
+                                            min_current_a=Decimal(6), max_current_a=Decimal(32))
+    for n in (1, 2):
+        assert by_purpose[(n, "TxDefaultProfile")]["chargingSchedule"]["chargingSchedulePeriod"] == [
+            {"startPeriod": 0, "limit": float(safe) if safe % 1 else int(safe)}]
+    live = by_purpose[(1, "TxProfile")]
+    assert live["transactionId"] == transaction_id and live["chargingProfileKind"] == "Relative"
+    assert live["chargingProfileId"] == charging_profiles.profile_id("TxProfile", 1)
+    periods = live["chargingSchedule"]["chargingSchedulePeriod"]
+    assert periods[0] == {"startPeriod": 0, "limit": 10.4}  # rounded down, never up
+    # The lease: after (seconds since the start, on the platform's clock) + 120 s, the 6 A floor.
+    assert Decimal(str(periods[1]["limit"])) == safe and LEASE_S <= periods[1]["startPeriod"] <= LEASE_S + 5
+    assert "validFrom" not in live and "validTo" not in live and "startSchedule" not in live["chargingSchedule"]
+    assert outcomes(report, pk1) == {pk1: "accepted"}
+    row = await limit_row(maple_schema, pk1)
+    assert row.applied_a == Decimal("10.4") and row.status == "accepted" and not row.dirty
+    assert row.transaction_id == transaction_id and row.sent_unit == "A"
+    # From the dispatch's start (the profile's lease counts from there too); a dispatch takes a moment.
+    assert timedelta(seconds=LEASE_S - 30) < row.lease_until - timezone.now() <= timedelta(seconds=LEASE_S)
+    # The reaction time: from limits_set to the profile handed to the charger's connection.
+    assert len(report.latencies_s) == 1 and report.latencies_s[0] < time.time() - before
+    assert memory.limit(1) == 10.4
+
+    # 10.47 -> 11.3 A: less than 1 A from what the charger holds, nothing sent; 11.5 A is sent.
+    sent = len(charger.received_calls)
+    await set_limits(maple_schema, {pk1: "11.3"})
+    assert outcomes(await dispatch(maple_schema, charger), pk1) == {pk1: "unchanged"}
+    assert profiles_sent(charger, sent) == []
+    assert (await limit_row(maple_schema, pk1)).status == "unchanged"
+    await set_limits(maple_schema, {pk1: "11.5"})
+    assert outcomes(await dispatch(maple_schema, charger), pk1) == {pk1: "accepted"}
+    assert [p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+            for p in profiles_sent(charger, sent)] == [11.5]
+    await charger.transport.disconnect()
+
+
+async def test_increases_wait_for_the_answers_to_the_decreases(maple_schema, new_charger, dispatch_requests):
+    a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
+    memory_a, memory_b = ProfileMemory(), ProfileMemory()
+    a, b = await connect(a_id, memory_a), await connect(b_id, memory_b)
+    await start(a, 1)
+    await start(b, 1)
+    a1, b1 = await connector_pk(maple_schema, a_id, 1), await connector_pk(maple_schema, b_id, 1)
+    await set_limits(maple_schema, {a1: "16", b1: "10"})
+    assert outcomes(await dispatch(maple_schema, a, b), a1, b1) == {a1: "accepted", b1: "accepted"}
+
+    # Move 8 A from A to B: A's decrease must be acknowledged before B hears of its increase.
+    memory_a.hold = True
+    sent_a, sent_b = len(a.received_calls), len(b.received_calls)
+    await set_limits(maple_schema, {a1: "8", b1: "18"})
+    pumps = [asyncio.ensure_future(c.settle(30)) for c in (a, b)]
+    running = asyncio.ensure_future(sync_to_async(smart_charging.dispatch_building, thread_sensitive=False)(
+        maple_schema))
+    try:
+        await async_wait_for(lambda: a.held, 10, what="A's decrease on the wire")
+        assert [p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+                for p in profiles_sent(a, sent_a)] == [8]
+        await asyncio.sleep(1.5)  # the decrease unanswered: B's increase must not be sent meanwhile
+        assert profiles_sent(b, sent_b) == [] and not running.done()
+        await a.release({"status": "Accepted"})
+        report = await asyncio.wait_for(running, 15)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+    assert outcomes(report, a1, b1) == {a1: "accepted", b1: "accepted"}
+    assert [p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+            for p in profiles_sent(b, sent_b)] == [18]
+    assert report.sent.index((a_id, 1, "TxProfile")) < report.sent.index((b_id, 1, "TxProfile"))
+    for charger in (a, b):
+        await charger.transport.disconnect()
+
+
+@pytest.mark.parametrize(("rejects", "rate_units", "wanted", "learnt", "held"), [
+    ("TxProfile", "Current,Power", "10", {"tx_profile_rejected": True}, 10),
+    ("W", "Power", "10", {"watts_rejected": True}, 10),
+    ("fractional", "Current,Power", "10.8", {"integer_amps": True}, 10),
+    ("zero", "Current,Power", "0", {"zero_rejected": True}, 6),
+    ("stack", "Current,Power", "10", {"stack_level_zero": True}, 10),
+])
+async def test_a_refusal_is_worked_around_remembered_and_reused(
+        maple_schema, charger_id, dispatch_requests, rejects, rate_units, wanted, learnt, held):
+    memory = ProfileMemory(rejects=(rejects,), rate_units=rate_units)
+    charger = await connect(charger_id, memory)
+    await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: wanted})
+    report = await dispatch(maple_schema, charger)
+    assert outcomes(report, pk1) == {pk1: "accepted"}
+    assert memory.refused, "the charger refused something first"
+    assert await quirks_of(maple_schema, charger_id) == learnt  # exactly that quirk, nothing more
+    row = await limit_row(maple_schema, pk1)
+    assert row.applied_a == held
+    purpose = "TxDefaultProfile" if rejects == "TxProfile" else "TxProfile"
+    assert row.sent_purpose == purpose and memory.limit(1, purpose) in (held, held * 230)
+    if rejects == "zero":
+        # It cannot be paused by a profile: it may draw 6 A, and the managers are told.
+        alert = await open_alert(maple_schema, Alert.Kind.CHARGING_LIMIT_FAILED, charger_id)
+        assert alert is not None and "refuses 0 A" in alert.message
+
+    # The next limit goes straight in the form that works: not one refusal more.
+    refused, sent = len(memory.refused), len(charger.received_calls)
+    await set_limits(maple_schema, {pk1: "20.5" if rejects != "zero" else "0"})
+    if rejects == "zero":
+        await set_limits(maple_schema, {pk1: "16"})
+    assert outcomes(await dispatch(maple_schema, charger), pk1) == {pk1: "accepted"}
+    assert len(memory.refused) == refused and len(profiles_sent(charger, sent)) == 1
+    if rejects == "zero":
+        assert await open_alert(maple_schema, Alert.Kind.CHARGING_LIMIT_FAILED, charger_id) is None
+    await charger.transport.disconnect()
+
+
+async def test_a_charger_that_refuses_everything_raises_an_alert(maple_schema, charger_id, dispatch_requests):
+    memory = ProfileMemory(rejects=("everything",))
+    charger = await connect(charger_id, memory)
+    await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: "12.5"})
+    report = await dispatch(maple_schema, charger)
+    assert outcomes(report, pk1) == {pk1: "rejected"} and charger_id in report.failed
+    alert = await open_alert(maple_schema, Alert.Kind.CHARGING_LIMIT_FAILED, charger_id)
+    assert alert is not None and alert.severity == "critical"
+    assert "live limit on connector 1 rejected" in alert.message and "ChargePointMaxProfile" in alert.message
+    row = await limit_row(maple_schema, pk1)
+    assert row.applied_a is None and row.status == "rejected"
+    assert await quirks_of(maple_schema, charger_id) == {}  # nothing learnt from what never worked
+    await charger.transport.disconnect()
+
+
+async def test_every_profile_is_sent_again_after_a_reconnect(maple_schema, charger_id, dispatch_requests):
+    memory = ProfileMemory()
+    charger = await connect(charger_id, memory)
+    await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: "14"})
+    await dispatch(maple_schema, charger)
+    assert [s for s in (await dispatch(maple_schema, charger)).sent if s[0] == charger_id] == []  # up to date
+    await charger.transport.disconnect()
+
+    # The platform restarted (or the charger did): a new connection holds nothing the platform knows of.
+    dispatch_requests.clear()
+    fresh = ProfileMemory()
+    charger = await connect(charger_id, fresh)
+    assert maple_schema in dispatch_requests
+    report = await dispatch(maple_schema, charger)
+    assert sorted(s for s in report.sent if s[0] == charger_id) == sorted([(charger_id, 0, "ChargePointMaxProfile"),
+                                          (charger_id, 1, "TxDefaultProfile"), (charger_id, 2, "TxDefaultProfile"),
+                                          (charger_id, 1, "TxProfile")])
+    assert fresh.limit(1) == 14 and fresh.limit(0, "ChargePointMaxProfile") == 160
+    assert outcomes(report, pk1) == {pk1: "accepted"}
+    await charger.transport.disconnect()
+
+
+async def test_a_charger_that_draws_above_its_limit_is_flagged_and_its_draw_reserved(
+        maple_schema, charger_id, dispatch_requests):
+    memory = ProfileMemory()
+    charger = await connect(charger_id, memory)
+    transaction_id = await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: "10"})
+    await dispatch(maple_schema, charger)
+
+    async def draw(amps: str) -> None:
+        await charger.call("MeterValues", {"connectorId": 1, "transactionId": transaction_id, "meterValue": [{
+            "timestamp": iso(timezone.now()), "sampledValue": [
+                {"value": amps, "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+                {"value": "0.0", "measurand": "Current.Import", "phase": "L2", "unit": "A"}]}]})
+
+    await draw("16.4")
+    await asyncio.sleep(1.1)
+    await draw("16.2")
+    over = await run_in_schema(maple_schema, limits_db.connectors_over_limit)
+    assert over == []  # not for long enough yet
+    later = timezone.now() + timedelta(seconds=61)
+    over = await run_in_schema(maple_schema, limits_db.connectors_over_limit, now=later)
+    assert [(o.connector_pk, o.limit_a, o.measured_a) for o in over] == [(pk1, Decimal(10), Decimal("16.2"))]
+    assert await run_in_schema(maple_schema, limits_db.unmanaged_draws) == {pk1: Decimal("16.2")}
+    alert = await open_alert(maple_schema, Alert.Kind.CHARGER_OVER_LIMIT, charger_id)
+    assert alert is not None and alert.connector_number == 1 and "16.2 A" in alert.message
+    state = (await run_in_schema(maple_schema, limits_db.connector_limits))[pk1]
+    assert state.flagged and state.measured_a == Decimal("16.2") and state.applied_a == Decimal(10)
+
+    await draw("9.8")  # back within its limit (+1 A tolerance)
+    assert await run_in_schema(maple_schema, limits_db.connectors_over_limit, now=later) == []
+    assert await run_in_schema(maple_schema, limits_db.unmanaged_draws) == {}
+    assert await open_alert(maple_schema, Alert.Kind.CHARGER_OVER_LIMIT, charger_id) is None
+    await charger.transport.disconnect()
+
+
+async def test_a_charger_of_another_building_never_gets_this_buildings_limits(
+        maple_schema, world, new_charger, dispatch_requests):
+    maple_id = await sync_to_async(new_charger)()
+    harbor_id = await sync_to_async(new_charger)(world.harbor_view)
+    harbor_schema = world.harbor_view.schema_name
+    maple_memory, harbor_memory = ProfileMemory(), ProfileMemory()
+    maple, harbor = await connect(maple_id, maple_memory), await connect(harbor_id, harbor_memory)
+    await start(maple, 1)
+    await start(harbor, 1)
+    await dispatch(harbor_schema, harbor)  # Harbor View's own profiles, sent when it connected
+    sent = len(harbor.received_calls)
+    pk = await connector_pk(maple_schema, maple_id, 1)
+    await set_limits(maple_schema, {pk: "7"})
+    report = await dispatch(maple_schema, maple, harbor)
+    assert harbor_id not in {cp_id for cp_id, _, _ in report.sent} and (maple_id, 1, "TxProfile") in report.sent
+    assert profiles_sent(harbor, sent) == [] and maple_memory.limit(1) == 7
+    # A connector is named by its pk in the building's own schema: one that is not there is refused.
+    missing = await run_in_schema(maple_schema, lambda: max(Connector.objects.values_list("pk", flat=True)) + 1000)
+    with pytest.raises(ValueError, match=f"no connector {missing} in building {maple_schema}"):
+        await set_limits(maple_schema, {missing: "6"})
+    for charger in (maple, harbor):
+        await charger.transport.disconnect()
+
+
+async def test_increases_are_held_while_a_decrease_goes_unanswered(maple_schema, new_charger, dispatch_requests):
+    a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
+    memory_a, memory_b = ProfileMemory(), ProfileMemory()
+    a, b = await connect(a_id, memory_a), await connect(b_id, memory_b)
+    await start(a, 1)
+    await start(b, 1)
+    a1, b1 = await connector_pk(maple_schema, a_id, 1), await connector_pk(maple_schema, b_id, 1)
+    await set_limits(maple_schema, {a1: "16", b1: "10"})
+    await dispatch(maple_schema, a, b)
+
+    memory_a.hold = True  # A never answers in time
+    sent_b = len(b.received_calls)
+    await set_limits(maple_schema, {a1: "8", b1: "18"})
+    pumps = [asyncio.ensure_future(c.settle(30)) for c in (a, b)]
+    try:
+        report = await sync_to_async(smart_charging.dispatch_building, thread_sensitive=False)(maple_schema,
+                                                                                             timeout=1)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+    assert outcomes(report, a1, b1) == {a1: "timeout", b1: "held"}
+    assert profiles_sent(b, sent_b) == []
+    row_a, row_b = await limit_row(maple_schema, a1), await limit_row(maple_schema, b1)
+    assert row_a.applied_a is None and row_a.dirty  # it may or may not hold 8 A: sent again next time
+    assert row_b.applied_a == 10 and row_b.dirty and "held back" in row_b.note
+
+    # A answers again: the next dispatch sends the decrease again and, once it is acknowledged, the increase.
+    memory_a.hold = False
+    report = await dispatch(maple_schema, a, b)
+    assert outcomes(report, a1, b1) == {a1: "accepted", b1: "accepted"}
+    assert report.sent.index((a_id, 1, "TxProfile")) < report.sent.index((b_id, 1, "TxProfile"))
+    assert memory_a.limit(1) == 8 and memory_b.limit(1) == 18
+    for charger in (a, b):
+        await charger.transport.disconnect()
+
+
+async def test_reaction_time_through_a_real_celery_worker(maple_schema, charger_id, test_database_url):
+    """From limits_set to the SetChargingProfile frame at the charger, through the broker, a Celery worker,
+    the channel layer and the consumer: the 95th percentile of 20 changes stays under the 1 s target."""
+    env = dict(os.environ, DATABASE_URL=test_database_url, REDIS_URL=settings.REDIS_URL,
+               CHANNEL_LAYER_PREFIX=settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"])
+    env.pop("TEST_DATABASE_NAME", None)
+    # Tasks that earlier tests queued without a worker to run them (syncs of local lists that wait for chargers
+    # long gone) would be run first and measured too.
+    subprocess.run([sys.executable, "-m", "celery", "-A", "hoa_charging", "purge", "-f"], cwd=ROOT, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--pool", "solo", "--loglevel", "WARNING",
+         "--without-heartbeat", "--without-mingle", "--without-gossip"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    memory = ProfileMemory()
+    charger = None
+    pump = None
+    try:
+        charger = await connect(charger_id, memory)
+        await start(charger, 1)
+        pk1 = await connector_pk(maple_schema, charger_id, 1)
+        pump = asyncio.ensure_future(charger.settle(300))
+        latencies = []
+        for n in range(21):
+            amps = 8 + (n % 2) * 8  # 8 A, 16 A, 8 A...
+            seen = len(charger.received_calls)
+            before = time.time()
+            await set_limits(maple_schema, {pk1: str(amps)})
+
+            def arrived(seen=seen, amps=amps):
+                return next((at for (action, payload), at in zip(charger.received_calls[seen:],
+                                                                 charger.received_at[seen:], strict=True)
+                             if action == "SetChargingProfile"
+                             and payload["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile"
+                             and payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0][
+                                 "limit"] == amps), None)
+
+            try:
+                at = await async_wait_for(arrived, 90 if n == 0 else 30, interval=0.005,
+                                          what=f"the {amps} A profile on the wire")
+            except AssertionError:
+                row = await limit_row(maple_schema, pk1)
+                raise AssertionError(f"{amps} A not sent: {row.status} {row.note!r} dirty={row.dirty}") from None
+            if n:  # the first one waits for the worker to start and to drain older requests
+                latencies.append(at - before)
+        p95 = statistics.quantiles(latencies, n=20)[-1]
+        print(f"limits_set -> SetChargingProfile at the charger: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+              f"p95 {p95 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms ({len(latencies)} changes)")
+        assert p95 < 1.0
+        # The worker records what it sent once the answers are in.
+        row = await async_wait_for(lambda: sync_to_async(_recorded)(maple_schema, pk1), 10)
+        assert row.applied_a == 8 and row.sent_at >= row.requested_at
+        state = (await run_in_schema(maple_schema, limits_db.connector_limits, connector_pks=[pk1]))[pk1]
+        assert 0 <= state.dispatch_latency_s < 1
+        assert state.dispatch_latency_s in await run_in_schema(maple_schema, limits_db.dispatch_latencies)
+    finally:
+        if pump is not None:
+            pump.cancel()
+        if charger is not None:
+            await charger.transport.disconnect()
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _recorded(schema: str, pk: int) -> ConnectorLimit | None:
+    from apps.core.tenants import in_schema
+
+    with in_schema(schema):
+        row = ConnectorLimit.objects.get(connector_id=pk)
+    return row if row.status == "accepted" and not row.dirty else None
+
+
+async def test_a_limit_asked_for_an_earlier_session_is_not_applied_to_the_next(
+        maple_schema, charger_id, dispatch_requests):
+    memory = ProfileMemory()
+    charger = await connect(charger_id, memory)
+    first = await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: "24"})
+    await dispatch(maple_schema, charger)
+    await charger.call("StopTransaction", {"transactionId": first, "meterStop": 100,
+                                           "timestamp": iso(timezone.now())})
+    await asyncio.sleep(0.01)
+    second = await start(charger, 1)
+    sent = len(charger.received_calls)
+    report = await dispatch(maple_schema, charger)
+    assert outcomes(report, pk1) == {pk1: "no-transaction"} and profiles_sent(charger, sent) == []
+    # The balancer asks again for the new session (the same 24 A): now it is sent, for that transaction.
+    await set_limits(maple_schema, {pk1: "24"})
+    report = await dispatch(maple_schema, charger)
+    assert outcomes(report, pk1) == {pk1: "accepted"}
+    assert [p["csChargingProfiles"]["transactionId"] for p in profiles_sent(charger, sent)] == [second]
+    await charger.transport.disconnect()
