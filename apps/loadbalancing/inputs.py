@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.db import connection
 
-from apps.charging.models import ChargePoint, Connector
+from apps.charging.models import ChargePoint, Connector, ConnectorLimit
 from apps.charging.selectors import open_sessions
 from apps.electrical.latest import site_load_latest
 from apps.electrical.models import Circuit, SiteMeter
@@ -38,7 +38,7 @@ def connector_key(charge_point_id: str, number: int) -> str:
 
 
 def _quirks(charger: ChargePoint) -> dict:
-    return getattr(charger, "smart_charging_quirks", None) or {}
+    return charger.smart_charging_quirks or {}
 
 
 def building_inputs(*, now: datetime) -> BuildingInputs:
@@ -57,6 +57,7 @@ def building_inputs(*, now: datetime) -> BuildingInputs:
         .select_related("charge_point__circuit")
     )
     states = live.read_building_live({row.charge_point.charge_point_id for row in rows})
+    flagged = set(ConnectorLimit.objects.filter(flagged_at__isnull=False).values_list("connector_id", flat=True))
     schema = connection.schema_name
     connectors = []
     connector_pks: dict[str, int] = {}
@@ -73,7 +74,7 @@ def building_inputs(*, now: datetime) -> BuildingInputs:
             max_power_w=row.max_power_w, min_power_w=row.min_power_w, efficiency=row.efficiency,
             step_a=Decimal(1) if quirks.get("integer_amps") else Decimal("0.1"),
             accepts_zero=not quirks.get("zero_rejected"), online=online,
-            compliant=not quirks.get("no_smart_charging") and not _flagged(row),
+            compliant=not quirks.get("no_smart_charging") and row.pk not in flagged,
         ))
     pk_to_key = {pk: key for key, pk in connector_pks.items()}
     sessions = []
@@ -114,8 +115,3 @@ def building_inputs(*, now: datetime) -> BuildingInputs:
         safe_ev_budget_a=supply.safe_ev_budget_a if supply is not None else Decimal(0),
         meter_age_s=latest.age_s(now) if latest is not None else None,
     )
-
-
-def _flagged(row: Connector) -> bool:
-    limit = getattr(row, "limit", None)
-    return bool(limit is not None and getattr(limit, "flagged_at", None))
