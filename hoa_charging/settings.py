@@ -269,6 +269,8 @@ OCPP_MAX_CONCURRENT_BOOTS = env_int("OCPP_MAX_CONCURRENT_BOOTS", 500)
 
 # A live limit is sent with a lease: if the platform falls silent this long, each charger drops to its safe
 # floor on its own. The periodic run (every LOADBALANCING_REFRESH_S) renews it well before.
+# Off: nothing sets the chargers' limits but the static profiles (tests of the dispatch drive it by hand).
+LOADBALANCING_ENABLED = env_bool("LOADBALANCING_ENABLED", True)
 LOADBALANCING_LEASE_S = env_int("LOADBALANCING_LEASE_S", 180)
 LOADBALANCING_REFRESH_S = env_int("LOADBALANCING_REFRESH_S", 30)
 LOADBALANCING_RUN_RETENTION_DAYS = env_int("LOADBALANCING_RUN_RETENTION_DAYS", 14)

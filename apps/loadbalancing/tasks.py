@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from apps.core.tenants import all_condominiums, in_condominium, in_schema
 from apps.loadbalancing import services, triggers
 
 
 def _run_building(schema_name: str, why: str) -> int:
+    if not settings.LOADBALANCING_ENABLED:
+        return 0
     def body(reason: str) -> None:
         with in_schema(schema_name):
             services.building_rebalance(trigger=reason)

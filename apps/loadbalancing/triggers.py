@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from apps.core import live_store
@@ -46,7 +47,10 @@ def _lock(schema: str) -> str:
 
 
 def request_now(schema: str, why: str) -> bool:
-    """Ask for a run of the building; True when this request queued it (False: one is already queued)."""
+    """Ask for a run of the building; True when this request queued it (False: one is already queued, or the
+    balancer is off)."""
+    if not settings.LOADBALANCING_ENABLED:
+        return False
     redis = live_store.sync_client()
     if not redis.set(_pending(schema), why[:200], nx=True, px=PENDING_MS):
         return False

@@ -18,7 +18,7 @@ import pytest
 from django.utils import timezone
 
 from apps.charging import services as charging
-from apps.charging.models import ChargePoint, ConnectorLimit
+from apps.charging.models import ChargePoint, ChargingSession, ConnectorLimit
 from apps.core import live_store
 from apps.core.tenants import in_schema
 from apps.electrical import services as electrical
@@ -69,7 +69,11 @@ def _push(meter_key: str, l1: str, django_capture_on_commit_callbacks) -> None:
 
 @pytest.fixture
 def meter(world, db):
+    """A site meter of Maple Court for this test; the building otherwise quiet: sessions other tests left open
+    are closed (rolled back afterwards) and the balancer's memory of the building is cleared."""
     with in_schema(world.maple.schema_name):
+        ChargingSession.objects.filter(stopped_at__isnull=True).update(stopped_at=timezone.now())
+        live_store.sync_client().delete(services._state_key(world.maple.schema_name))
         return SiteMeter.objects.create(key=f"lb-{uuid.uuid4().hex[:6]}", circuit=Circuit.objects.get(key="supply"),
                                         source=SiteMeter.Source.API, token_hash=hash_meter_token(TOKEN),
                                         stale_after_s=60)
