@@ -13,7 +13,8 @@ app.autodiscover_tasks()
 # (LOADBALANCING_REFRESH_S is checked with the settings; this module is imported before they are.)
 app.conf.beat_schedule = {
     "loadbalancing-rebalance-all": {
-        "task": "apps.loadbalancing.tasks.rebalance_all", "schedule": float(os.environ.get("LOADBALANCING_REFRESH_S") or 30),
+        "task": "apps.loadbalancing.tasks.rebalance_all",
+        "schedule": float(os.environ.get("LOADBALANCING_REFRESH_S") or 30),
     },
     "loadbalancing-purge-old-runs": {"task": "apps.loadbalancing.tasks.purge_old_runs", "schedule": 24 * 3600.0},
     "purge-expired-web-sessions": {

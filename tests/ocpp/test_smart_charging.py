@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.utils import timezone
 
 from apps.alerts.models import Alert
