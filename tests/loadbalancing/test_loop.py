@@ -101,6 +101,12 @@ def test_a_run_shares_a_cabinet_fairly_sends_the_limits_and_says_why(world, mete
         assert cabinet.key in record["sentence"]
         assert result.run.meter_age_ms is not None and result.run.meter_age_ms < 60_000
         assert BalancingRun.objects.filter(pk=result.run.pk).exists()
+        # The capacity report's throttling reads the same run: two sessions that could take 32 A got 10 A each.
+        from apps.core.capacity import throttle_history
+
+        [sample] = [x for x in throttle_history(start=result.run.started_at, end=result.run.started_at
+                                                + timedelta(seconds=1)) if x.at == result.run.started_at]
+        assert (sample.connectors, sample.wanted_a, sample.allowed_a) == (2, Decimal("64.0"), Decimal("20.0"))
         memory = result.allocation.state.connectors
         assert (memory[f"{charger.charge_point_id}#1"].session_id, memory[f"{charger.charge_point_id}#2"].session_id) \
             == (str(first), str(second))
