@@ -10,7 +10,13 @@ app.autodiscover_tasks()
 
 # Periodic tasks. The DatabaseScheduler (django-celery-beat) copies these into
 # its tables at start-up, where managers can see and pause them in the admin.
+# (LOADBALANCING_REFRESH_S is checked with the settings; this module is imported before they are.)
 app.conf.beat_schedule = {
+    "loadbalancing-rebalance-all": {
+        "task": "apps.loadbalancing.tasks.rebalance_all",
+        "schedule": float(os.environ.get("LOADBALANCING_REFRESH_S") or 30),
+    },
+    "loadbalancing-purge-old-runs": {"task": "apps.loadbalancing.tasks.purge_old_runs", "schedule": 24 * 3600.0},
     "purge-expired-web-sessions": {
         "task": "apps.core.tasks.purge_expired_web_sessions",
         "schedule": 3600.0,

@@ -149,6 +149,7 @@ TENANT_APPS = [
     "apps.alerts",
     "apps.statements",
     "apps.payments",
+    "apps.loadbalancing",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -263,6 +264,22 @@ OCPP_REFUSED_RETENTION_DAYS = env_int("OCPP_REFUSED_RETENTION_DAYS", 30)
 # Admission control per process (apps/ocpp/admission.py): handshakes and boots in progress at once.
 OCPP_MAX_CONCURRENT_HANDSHAKES = env_int("OCPP_MAX_CONCURRENT_HANDSHAKES", 1000)
 OCPP_MAX_CONCURRENT_BOOTS = env_int("OCPP_MAX_CONCURRENT_BOOTS", 500)
+
+# --- load balancing (docs/load-balancing.md) -----------------------------------------
+
+# A live limit is sent with a lease: if the platform falls silent this long, each charger drops to its safe
+# floor on its own. The periodic run (every LOADBALANCING_REFRESH_S) renews it well before.
+# Off: nothing sets the chargers' limits but the static profiles (tests of the dispatch drive it by hand).
+LOADBALANCING_ENABLED = env_bool("LOADBALANCING_ENABLED", True)
+LOADBALANCING_LEASE_S = env_int("LOADBALANCING_LEASE_S", 180)
+LOADBALANCING_REFRESH_S = env_int("LOADBALANCING_REFRESH_S", 30)
+LOADBALANCING_RUN_RETENTION_DAYS = env_int("LOADBALANCING_RUN_RETENTION_DAYS", 14)
+if not 30 <= LOADBALANCING_LEASE_S <= 3600 or not 5 <= LOADBALANCING_REFRESH_S <= LOADBALANCING_LEASE_S // 2:
+    raise ImproperlyConfigured(
+        "LOADBALANCING_LEASE_S must be 30 to 3600 s, and LOADBALANCING_REFRESH_S 5 s to half the lease"
+    )
+if not 1 <= LOADBALANCING_RUN_RETENTION_DAYS <= 3650:
+    raise ImproperlyConfigured("LOADBALANCING_RUN_RETENTION_DAYS must be 1 to 3650")
 
 # --- site meters (docs/site-meter.md) -------------------------------------------------
 

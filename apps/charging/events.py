@@ -21,3 +21,20 @@ def on_session_stopped(listener: Callable[[int], None]) -> None:
 def session_stopped(session_pk: int) -> None:
     for listener in _session_stopped:
         listener(session_pk)
+
+
+# ``load_changed(why)``: what the chargers may draw has changed (a session started, a connector's status or a
+# charger's connection changed). apps.loadbalancing subscribes (apps/loadbalancing/apps.py) and rebalances
+# the building once the transaction commits.
+_load_changed: list[Callable[[str], None]] = []
+
+
+def on_load_changed(listener: Callable[[str], None]) -> None:
+    """Have ``listener(why)`` called inside the changing transaction and the building's schema."""
+    if listener not in _load_changed:
+        _load_changed.append(listener)
+
+
+def load_changed(why: str) -> None:
+    for listener in _load_changed:
+        listener(why)

@@ -74,6 +74,7 @@ def charger_mark_online(*, charge_point_pk: int, charge_point_id: str, connected
     )
     if changed:
         alert_resolve(kind=Alert.Kind.CHARGER_OFFLINE, charge_point_id=charge_point_id)
+        events.load_changed(f"{charge_point_id} online")
     return bool(changed)
 
 
@@ -91,6 +92,7 @@ def charger_mark_offline(*, charge_point_pk: int, last_seen_at: datetime | None)
             kind=Alert.Kind.CHARGER_OFFLINE, charge_point_id=cp.charge_point_id, severity=Alert.Severity.CRITICAL,
             message=f"Charger {cp.charge_point_id} is offline (no message since {last_seen_at or cp.last_seen_at})",
         )
+        events.load_changed(f"{cp.charge_point_id} offline")
     return bool(changed)
 
 
@@ -123,6 +125,8 @@ def connector_record_status(
         )
         if not updated:
             logger.warning("%s: status for unknown connector %s", charge_point_id, connector_number)
+        else:
+            events.load_changed(f"{charge_point_id}#{connector_number} {status}")
     if status == "Faulted":
         detail = ", ".join(x for x in (info, vendor_error_code) if x)
         alert_raise(
@@ -227,6 +231,7 @@ def session_start(
         if reservation_id is not None:
             reservations.reservation_mark_used(reservation_pk=reservation_id, charge_point_pk=charge_point_pk,
                                                at=received_at)
+        events.load_changed(f"session {session.transaction_id} started")
     return StartResult(session.transaction_id, session.pk, decision, retried=False)
 
 

@@ -107,6 +107,9 @@ class SupplySpec(Spec):
     max_power_w: Watts | None = None
     derate: Decimal = Field(default=Decimal("1"), gt=0, le=1, decimal_places=3)
     margin_a: Decimal = Field(default=Decimal("0"), ge=0, decimal_places=1)
+    # Per phase, what the EVs may still draw when the site meter is silent (or when the platform is, through
+    # the profiles' lease): the rating less the building's worst non-EV load. 0 pauses them.
+    safe_ev_budget_a: Decimal = Field(default=Decimal("0"), ge=0, le=100000, decimal_places=1)
 
     _currents = field_validator("max_current_a", mode="before")(_phase_currents)
 

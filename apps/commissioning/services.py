@@ -501,6 +501,7 @@ def _apply_circuits(spec: CommissioningSpec, writer: _Writer, now) -> dict[str, 
                 "max_power_w": s.max_power_w,
                 "derate": s.derate,
                 "margin_a": s.margin_a,
+                "safe_ev_budget_a": s.safe_ev_budget_a,
                 "removed_at": None,
                 **_limits(s.max_current_a),
             },
@@ -789,6 +790,7 @@ def _export_electrical() -> dict[str, Any]:
                 "max_power_w": supply.max_power_w,
                 "derate": supply.derate,
                 "margin_a": supply.margin_a,
+                "safe_ev_budget_a": supply.safe_ev_budget_a or None,
             }
         )
     }

@@ -18,6 +18,7 @@ from apps.charging.models import Connector
 from apps.charging.selectors import ev_draw_in_period
 from apps.electrical import capacity
 from apps.electrical.selectors import capacity_site, site_meter_quarters
+from apps.loadbalancing.models import BalancingRun
 
 DEFAULT_DAYS = 30
 DEFAULT_ENERGY_WH = 20_000
@@ -56,12 +57,25 @@ class CapacityRequest:
 
 
 def throttle_history(*, start: datetime, end: datetime) -> tuple[capacity.ThrottleSample, ...]:
-    """The load balancer's runs in [start, end): when, how many connectors, wanted and allowed amperes.
-
-    The seam for the balancer's run records: until it keeps them, there is none, and the report says
-    "no balancer history yet". Return them here, oldest first, in one query.
-    """
-    return ()
+    """The load balancer's runs in [start, end), oldest first, in one query: when, how many connectors had a
+    session, the amperes they could have taken (each one's maximum) and what they were allowed. A DC
+    connector counts through its grid current. Runs are kept LOADBALANCING_RUN_RETENTION_DAYS."""
+    samples = []
+    runs = (BalancingRun.objects.filter(started_at__gte=start, started_at__lt=end).order_by("started_at", "id")
+            .values_list("started_at", "limits"))
+    for at, limits in runs.iterator(chunk_size=2000):
+        count, wanted, allowed = 0, Decimal(0), Decimal(0)
+        for record in limits.values():
+            grid = record.get("grid_a")
+            if grid is None:
+                continue  # no session on it
+            count += 1
+            granted = Decimal(record["a"]) if record.get("a") else max(Decimal(value) for value in grid)
+            allowed += granted
+            wanted += Decimal(record["max_a"]) if record.get("max_a") else granted
+        if count:
+            samples.append(capacity.ThrottleSample(at=at, connectors=count, wanted_a=wanted, allowed_a=allowed))
+    return tuple(samples)
 
 
 def ev_profile() -> tuple[capacity.EvProfile, int | None, Counter[str]]:

@@ -12,6 +12,7 @@ from apps.buildings.models import IdTag, ParkingSpot, Resident, Unit
 from apps.charging.models import ChargePoint, Connector
 from apps.core.tenants import in_public_schema
 from apps.electrical.models import Circuit
+from apps.loadbalancing.services import latest_run
 from apps.ocpp import live
 from apps.tenancy.models import ChargerRegistration, Condominium, ConnectionAttempt, Domain
 
@@ -65,9 +66,11 @@ def building_overview(condominium: Condominium) -> dict:
         .prefetch_related(Prefetch("connectors", queryset=live_connectors))
     )
     states = live.read_building_live(cp.charge_point_id for cp in charge_points)
+    balance = connector_balance()
     for cp in charge_points:
         for connector in cp.connectors.all():
             connector.live = ConnectorFigures.from_live(states[cp.charge_point_id].connector(connector.connector_id))
+            connector.balance = balance.get(f"{cp.charge_point_id}#{connector.connector_id}")
     return {
         "charge_points": charge_points,
         "circuits": Circuit.objects.filter(removed_at__isnull=True)
@@ -99,16 +102,30 @@ def refused_connections(condominium: Condominium, days: int = 7) -> list[Connect
         return list(ConnectionAttempt.objects.filter(condominium=condominium, last_at__gte=since)[:50])
 
 
+def connector_balance() -> dict[str, dict]:
+    """Each connector's limit and the reason for it, from the load balancer's latest run (one query):
+    ``{"CHARGER#1": {"a": "14.4", "w": None, "sentence": "...", "why": "node-power", ...}}``."""
+    run = latest_run()
+    return run.limits if run is not None else {}
+
+
 def residences_of(user) -> list[dict]:
-    """The units a resident lives in, with their parking spots and cards."""
+    """The units a resident lives in, with their parking spots, their chargers' limits and reasons, and cards."""
     residents = Resident.objects.filter(user=user, is_active=True).select_related("unit")
+    balance = connector_balance() if residents else {}
     result = []
     for resident in residents:
+        spots = list(ParkingSpot.objects.filter(unit=resident.unit).prefetch_related(
+            Prefetch("connectors", queryset=Connector.objects.filter(removed_at__isnull=True)
+                     .select_related("charge_point"))))
+        for spot in spots:
+            for connector in spot.connectors.all():
+                connector.balance = balance.get(f"{connector.charge_point.charge_point_id}#{connector.connector_id}")
         result.append(
             {
                 "resident": resident,
                 "unit": resident.unit,
-                "parking_spots": ParkingSpot.objects.filter(unit=resident.unit).prefetch_related("connectors"),
+                "parking_spots": spots,
                 "id_tags": IdTag.objects.filter(resident=resident),
             }
         )

@@ -18,8 +18,8 @@ What it computes (docs/capacity.md says it for installers):
   minimum and maximum current. Energy-based, exact: see ``evs_on_phase``.
 * **The upgrade**: the fewest whole amperes to add to every phase's usable limit so that the worst night
   serves the target number of EVs, and the supply rating that means.
-* **Throttling**: a summary of the load balancer's (wanted, allowed) samples; the Django side passes an
-  empty series until the balancer records its runs (``throttle_history`` in apps/core/capacity.py).
+* **Throttling**: a summary of the load balancer's (wanted, allowed) samples, read from its run records
+  (``throttle_history`` in apps/core/capacity.py).
 
 Doubtful input is not guessed at silently: missing quarters, quarters with too few readings (the meter
 was stale), fewer days than ``min_days``: the report says what it is based on, and ``build_report`` refuses

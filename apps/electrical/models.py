@@ -27,6 +27,10 @@ class Circuit(models.Model):
     max_power_w = models.PositiveIntegerField(null=True, blank=True)
     derate = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("1"))
     margin_a = models.DecimalField(max_digits=6, decimal_places=1, default=Decimal("0"))
+    safe_ev_budget_a = models.DecimalField(
+        max_digits=7, decimal_places=1, default=Decimal("0"),
+        help_text="Supply only: per phase, what the EVs may draw while the site meter (or the platform) is silent.",
+    )
     removed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -2,7 +2,7 @@
 
 Fields (all strings):
     schema, connected ("1"/"0"), channel, last_seen (unix seconds), heartbeat_interval,
-    status:<n>, error_code:<n>, current_a:<n>:<L1|L2|L3>, power_w:<n>, register_wh:<n>,
+    status:<n>, error_code:<n>, current_a:<n>:<L1|L2|L3>, current_at:<n>, power_w:<n>, register_wh:<n>,
     transaction_id:<n>, meter_start_wh:<n>, session_energy_wh:<n>
 
 Written by the OCPP consumer as messages arrive (no database query). Read raw with
@@ -125,6 +125,7 @@ class ConnectorLive:
     transaction_id: int | None = None
     meter_start_wh: int | None = None
     session_energy_wh: int | None = None
+    current_at: datetime | None = None  # when the platform received the currents (its own clock)
 
     @property
     def currents_a(self) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
@@ -164,6 +165,9 @@ class ChargerLive:
                 fields[f"current_{parts[2].lower()}_a"] = _decimal(raw)
             elif kind == "power_w":
                 fields[kind] = _decimal(raw)
+            elif kind == "current_at":
+                seconds = _decimal(raw)
+                fields[kind] = datetime.fromtimestamp(float(seconds), tz=UTC) if seconds is not None else None
             elif kind in ("register_wh", "transaction_id", "meter_start_wh", "session_energy_wh"):
                 fields[kind] = _int(raw)
         zero = per_connector.pop(0, {})

@@ -72,6 +72,8 @@ def live_readings(rows: list[dict]) -> dict[str, str]:
             continue
         if measurand == "Current.Import":
             latest[f"current_a:{n}:{phase.split('-')[0] or 'L1'}"] = str(_scaled(value, row["unit"], "A"))
+            # When the platform heard it (the load balancer's clock, not the charger's).
+            latest[f"current_at:{n}"] = f"{row['received_at'].timestamp():.3f}"
         elif measurand == "Power.Active.Import" and not phase:
             latest[f"power_w:{n}"] = str(row["normalized"])
         elif measurand == "Energy.Active.Import.Register" and not phase:

@@ -179,8 +179,8 @@ def test_a_fixed_number_of_queries_however_long_the_history(elm, committed):
 
     # The meter, the circuits, the quarter hours, the sessions, their registers and currents, the connectors.
     eight_days = reads()
-    assert len(eight_days) == 7, eight_days
-    assert len(reads(days=30)) == 7
+    assert len(eight_days) == 8, eight_days
+    assert len(reads(days=30)) == 8
 
 
 def test_the_command_text_and_json_for_the_history(elm, committed, monkeypatch):

@@ -43,10 +43,12 @@ async def test_a_charging_connector_reads_back_typed(maple_schema, connected, wo
     assert charger.connected and charger.schema == maple_schema and charger.heartbeat_interval_s == 300
     assert charger.last_seen is not None and abs(charger.last_seen - datetime.now(UTC)) < timedelta(minutes=1)
     assert (charger.status, charger.error_code) == ("Available", "NoError")
+    heard = charger.connector(1).current_at  # the platform's clock (not the charger's 60 s later stamp)
+    assert heard is not None and abs(heard - datetime.now(UTC)) < timedelta(seconds=30)
     assert charger.connector(1) == ConnectorLive(
         number=1, status="Charging", error_code="NoError", current_l1_a=Decimal("15.8"),
         current_l2_a=Decimal("15.9"), current_l3_a=Decimal("16.1"), power_w=Decimal("11000"), register_wh=1250,
-        transaction_id=start[2]["transactionId"], meter_start_wh=1000, session_energy_wh=250,
+        transaction_id=start[2]["transactionId"], meter_start_wh=1000, session_energy_wh=250, current_at=heard,
     )
     assert charger.connector(1).currents_a == (Decimal("15.8"), Decimal("15.9"), Decimal("16.1"))
     assert charger.connector(2) == ConnectorLive(2)  # nothing reported yet

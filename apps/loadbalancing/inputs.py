@@ -1,0 +1,117 @@
+"""What one balancing cycle reads: the building's tree, connectors, open sessions and site meter, as the
+allocator's dataclasses. Call inside the building's schema. A fixed number of queries (three) plus two
+Redis round trips (the chargers' live state and the latest meter reading), however big the building.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection
+
+from apps.charging.models import ChargePoint, Connector, ConnectorLimit
+from apps.charging.selectors import open_sessions
+from apps.electrical.latest import site_load_latest
+from apps.electrical.models import Circuit, SiteMeter
+from apps.loadbalancing import allocator
+from apps.ocpp import live
+
+NO_MAX_A = Decimal(32)  # a gun commissioned without a maximum: the most a common AC gun carries
+
+
+@dataclass(frozen=True)
+class BuildingInputs:
+    nodes: tuple[allocator.Node, ...]
+    connectors: tuple[allocator.Connector, ...]
+    sessions: tuple[allocator.Session, ...]
+    meters: tuple[allocator.MeterReading, ...]
+    connector_pks: dict[str, int]  # allocator key -> Connector pk
+    session_pks: dict[str, int]  # allocator session id -> ChargingSession pk
+    safe_ev_budget_a: Decimal  # per phase, for the EVs when the site meter is silent
+    meter_age_s: float | None  # None: no reading at all
+
+
+def connector_key(charge_point_id: str, number: int) -> str:
+    return f"{charge_point_id}#{number}"
+
+
+def _quirks(charger: ChargePoint) -> dict:
+    return charger.smart_charging_quirks or {}
+
+
+def building_inputs(*, now: datetime) -> BuildingInputs:
+    circuits = list(Circuit.objects.filter(removed_at__isnull=True).select_related("parent"))
+    nodes = tuple(
+        allocator.Node(
+            key=circuit.key, limits_a=circuit.max_current_a, parent=circuit.parent.key if circuit.parent else None,
+            max_power_w=circuit.max_power_w, derate=circuit.derate, margin_a=circuit.margin_a,
+            voltage_v=circuit.voltage_v,
+        )
+        for circuit in circuits
+    )
+    supply = next((circuit for circuit in circuits if circuit.parent_id is None), None)
+    rows = list(
+        Connector.objects.filter(removed_at__isnull=True, charge_point__removed_at__isnull=True)
+        .select_related("charge_point__circuit")
+    )
+    states = live.read_building_live({row.charge_point.charge_point_id for row in rows})
+    flagged = set(ConnectorLimit.objects.filter(flagged_at__isnull=False).values_list("connector_id", flat=True))
+    schema = connection.schema_name
+    connectors = []
+    connector_pks: dict[str, int] = {}
+    for row in rows:
+        charger = row.charge_point
+        state = states.get(charger.charge_point_id)
+        quirks = _quirks(charger)
+        key = connector_key(charger.charge_point_id, row.connector_id)
+        connector_pks[key] = row.pk
+        online = bool(state and state.connected and state.schema == schema and charger.enabled)
+        connectors.append(allocator.Connector(
+            key=key, node=charger.circuit.key, phases=row.phases, rotation=row.phase_rotation,
+            min_current_a=row.min_current_a, max_current_a=row.max_current_a or NO_MAX_A, dc=row.is_dc,
+            max_power_w=row.max_power_w, min_power_w=row.min_power_w, efficiency=row.efficiency,
+            step_a=Decimal(1) if quirks.get("integer_amps") else Decimal("0.1"),
+            accepts_zero=not quirks.get("zero_rejected"), online=online,
+            compliant=not quirks.get("no_smart_charging") and row.pk not in flagged,
+        ))
+    pk_to_key = {pk: key for key, pk in connector_pks.items()}
+    sessions = []
+    session_pks: dict[str, int] = {}
+    for session in open_sessions():
+        key = pk_to_key.get(session.connector_pk) if session.connector_pk else None
+        if key is None:
+            continue  # a session on a connector that was never commissioned: its draw stays in the non-EV load
+        state = states.get(session.charge_point_id)
+        reading = state.connector(session.connector_number) if state else None
+        draw = None
+        if reading is not None and reading.current_at is not None and any(
+            value is not None for value in reading.currents_a
+        ):
+            draw = tuple(value or Decimal(0) for value in reading.currents_a)
+        sessions.append(allocator.Session(
+            id=str(session.session_pk), connector=key,
+            arrived_at=session.started_at or now, draw_a=draw,  # type: ignore[arg-type]
+            draw_at=reading.current_at if draw is not None and reading is not None else None,
+            energy_wh=session.energy_wh or 0,
+        ))
+        session_pks[str(session.session_pk)] = session.session_pk
+    meters = []
+    latest = site_load_latest(schema)
+    meter = SiteMeter.objects.filter(removed_at__isnull=True).select_related("circuit").first()
+    if meter is not None:
+        currents = None
+        if latest is not None and latest.meter_key == meter.key:
+            values = list(latest.reading.currents_a) + [Decimal(0)] * (3 - len(latest.reading.currents_a))
+            currents = (values[0], values[1], values[2])
+        meters.append(allocator.MeterReading(
+            node=meter.circuit.key, currents_a=currents, at=latest.reading.sampled_at if currents else None,
+            stale_after_s=meter.stale_after_s,
+        ))
+    return BuildingInputs(
+        nodes=nodes, connectors=tuple(connectors), sessions=tuple(sessions), meters=tuple(meters),
+        connector_pks=connector_pks, session_pks=session_pks,
+        safe_ev_budget_a=supply.safe_ev_budget_a if supply is not None else Decimal(0),
+        meter_age_s=latest.age_s(now) if latest is not None else None,
+    )
