@@ -24,7 +24,7 @@ from apps.billing.models import SessionCharge
 from apps.charging.models import ChargingSession
 from apps.payments.models import Dispute, Payment, Refund
 from apps.statements import periods
-from apps.statements.models import BillingPeriod, Statement, StatementLine
+from apps.statements.models import BillingPeriod, PaymentAllocation, Statement, StatementLine
 
 CHUNK = 2000
 UNPAID = (Statement.Status.OPEN, Statement.Status.PAST_DUE)
@@ -189,12 +189,14 @@ class StatementTotals:
     billed_charges_total: Decimal  # the SessionCharges billed on them
     billed_prior_period_total: Decimal  # of which sessions of earlier months
     billed_prior_period_count: int
+    amount_paid: Decimal  # what the statements say was paid on them
+    allocated: Decimal  # what the payments' allocations put on them (net of refunds and chargebacks)
 
 
 def statement_totals(month: AuditMonth) -> StatementTotals:
     mine = Statement.objects.filter(kind=Statement.Kind.STATEMENT, period__month=month.month.first_day).exclude(
         status=Statement.Status.DRAFT)
-    sums = mine.aggregate(subtotal=Sum("subtotal"), tax=Sum("tax"), total=Sum("total"))
+    sums = mine.aggregate(subtotal=Sum("subtotal"), tax=Sum("tax"), total=Sum("total"), paid=Sum("amount_paid"))
     lines = StatementLine.objects.filter(statement__in=mine)
     session_kinds = (StatementLine.Kind.SESSION, StatementLine.Kind.IDLE)
     session_gross = lines.filter(kind__in=session_kinds).aggregate(v=Sum(F("amount") + F("tax")))["v"]
@@ -202,8 +204,10 @@ def statement_totals(month: AuditMonth) -> StatementTotals:
     billed = SessionCharge.objects.filter(billed__statement__in=mine)
     billed_total = billed.aggregate(v=Sum("total"))["v"]
     prior = billed.filter(period__lt=month.month.first_day).aggregate(v=Sum("total"), n=Count("pk"))
+    allocated = PaymentAllocation.objects.filter(statement__in=mine).aggregate(v=Sum("amount"))["v"]
     zero = Decimal(0)
     return StatementTotals(
         mine.count(), sums["subtotal"] or zero, sums["tax"] or zero, sums["total"] or zero, session_gross or zero,
-        other_gross or zero, billed_total or zero, prior["v"] or zero, prior["n"] or 0,
+        other_gross or zero, billed_total or zero, prior["v"] or zero, prior["n"] or 0, sums["paid"] or zero,
+        allocated or zero,
     )

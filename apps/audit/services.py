@@ -347,7 +347,7 @@ def sha256_of(path: Path) -> str:
 def readme_text(export: Export, summary: Summary) -> str:
     context = {"export": export, "summary": summary, "month": export.month, "not_closed": NOT_CLOSED,
                "generated_at": formats.utc(export.now), "files": formats.FILES,
-               "ocpp_log": export.request.include_ocpp_log}
+               "ocpp_log": export.request.include_ocpp_log, **_bounds(export)}
     return render_to_string("audit/README.txt", context)
 
 
@@ -431,8 +431,13 @@ def render_html(export: Export, summary: Summary | None = None) -> str:
         "checks": checks, "all_agree": all(check.agrees for check in checks),
         "energy_kwh": Decimal(summary.energy_wh) / 1000,
         "connector_rows": sorted(summary.per_connector_wh.items()),
+        **_bounds(export),
     }
     return render_to_string("audit/report.html", context)
+
+
+def _bounds(export: Export) -> dict[str, str]:
+    return {"starts_at": formats.utc(export.month.month.starts_at), "ends_at": formats.utc(export.month.month.ends_at)}
 
 
 def render_pdf(export: Export) -> bytes:
@@ -466,7 +471,6 @@ def reconciliation(summary: Summary, totals: selectors.StatementTotals) -> list[
         Check("Statement lines", "all lines (amount + tax)", totals.session_lines_gross + totals.other_lines_gross,
               "statement totals", totals.total),
         Check("Statement totals", "subtotal + tax", totals.subtotal + totals.tax, "total", totals.total),
-        Check("Sessions of the month", "priced sessions of the month",
-              summary.priced_amount, "billed this month + billed later + waiting",
-              summary.billed_this_month_amount + summary.billed_later_amount + summary.waiting_amount),
+        Check("Payments applied", "payments applied to these statements", totals.allocated,
+              "amount paid on these statements", totals.amount_paid),
     ]

@@ -196,7 +196,7 @@ def test_the_ocpp_log_is_added_on_request_and_card_ids_are_masked_when_asked(mon
     assert sessions[month.day]["id_tag"] == "****" + month.alice_tag[-4:]
 
 
-def test_payments_of_the_month_and_a_month_not_closed(month, tmp_path):
+def test_payments_of_the_month_and_a_month_not_closed(month, tmp_path, world):
     now = timezone.now()
     current = periods.month_of(now, "America/Los_Angeles").strftime("%Y-%m")
     folder = export(tmp_path, period=current)
@@ -209,6 +209,10 @@ def test_payments_of_the_month_and_a_month_not_closed(month, tmp_path):
     assert "MONTH NOT CLOSED: FIGURES MAY CHANGE" in (folder / "README.txt").read_text()
     pdf = export(tmp_path, period=current, fmt="pdf", name="now.pdf")
     assert pdf.read_bytes().startswith(b"%PDF")
+    with in_schema(world.maple.schema_name):
+        open_month = services._export(services.AuditRequest(
+            slug="maple-court", first_day=periods.parse_month(current)), world.maple)
+        assert "Month not closed: figures may change" in services.render_html(open_month)
 
 
 def test_the_xlsx_has_a_sheet_per_file_with_typed_cells(month, tmp_path):
@@ -236,6 +240,42 @@ def test_the_pdf_report_has_its_totals_charts_and_reconciliation(month, tmp_path
     assert month.bob_statement.number in html  # the overdue list
     assert "DIFFERS" not in html and "agrees" in html
     assert "Month not closed" not in html
+
+
+def test_a_difference_between_sessions_and_statement_lines_is_shown(month, world):
+    with in_schema(world.maple.schema_name):
+        StatementLine.objects.filter(statement=month.bob_statement, session_id=month.bobs).update(
+            amount=Decimal("1.61"))
+        export_ = services._export(services.AuditRequest(slug="maple-court", first_day=MONTH), world.maple)
+        checks = {c.name: c for c in services.reconciliation(
+            services.collect(export_), services.selectors.statement_totals(export_.month))}
+        html = services.render_html(export_)
+    assert not checks["Session lines"].agrees and checks["Session lines"].right - checks["Session lines"].left == (
+        Decimal("0.01"))
+    assert checks["Sessions billed on this month's statements"].agrees
+    assert "DIFFERS" in html
+
+
+def test_the_export_reads_a_fixed_number_of_queries_however_many_rows(month, world, tmp_path):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(name: str) -> int:
+        with in_schema(world.maple.schema_name):
+            export_ = services._export(services.AuditRequest(slug="maple-court", first_day=MONTH), world.maple)
+            folder = tmp_path / name
+            folder.mkdir()
+            with CaptureQueriesContext(connection) as captured:
+                services.write_csv_folder(export_, folder)
+            return len(captured)
+
+    before = queries("before")
+    assert 0 < before <= 12  # the month, four files, the totals: no query per row
+    with in_schema(world.maple.schema_name):
+        for day in range(12, 20):
+            _session(month.bob, month.bob_tag, la(2026, 2, day, 9), la(2026, 2, day, 10), 1_000)
+    assert queries("after") == before
+    assert len(read_csv(tmp_path / "after" / "sessions.csv")) == len(read_csv(tmp_path / "before" / "sessions.csv")) + 8
 
 
 def test_command_errors_are_clear(month, tmp_path):
