@@ -88,7 +88,8 @@ def session_rows(month: AuditMonth) -> Iterator[dict]:
         for key in [k for k in row if k.endswith("_")]:
             row[key[:-1]] = row.pop(key)
         row["status"] = row["status"] or "not priced"
-        row["prior_period"] = False  # a session is always in the month it ended in here
+        # Billed on a later month's statement, as a prior-period line (it was priced after its month closed).
+        row["prior_period"] = row["billed_period"] is not None and row["billed_period"] > month.month.first_day
         row["lines"] = row["lines"] or []
         yield row
 
@@ -106,7 +107,8 @@ def statement_rows(month: AuditMonth) -> Iterator[dict]:
         unit=F("resident__unit__number"), period_month=F("period__month"), corrects_number=F("corrects__number"),
     )
     for row in rows.iterator(chunk_size=CHUNK):
-        row["period"] = month.label if row.pop("period_month") else ""
+        period_month = row.pop("period_month")
+        row["period"] = period_month.strftime("%Y-%m") if period_month else ""
         row["corrects"] = row.pop("corrects_number") or ""
         row["amount_due"] = _amount_due(row)
         yield row

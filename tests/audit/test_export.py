@@ -32,6 +32,7 @@ from apps.core.tenants import in_schema
 from apps.ocpp.models import OcppFrame
 from apps.payments.models import Payment
 from apps.statements import periods, settlement
+from apps.statements import services as statements
 from apps.statements.closing import period_close
 from apps.statements.models import Statement, StatementLine
 from tests import factories
@@ -240,6 +241,35 @@ def test_the_pdf_report_has_its_totals_charts_and_reconciliation(month, tmp_path
     assert month.bob_statement.number in html  # the overdue list
     assert "DIFFERS" not in html and "agrees" in html
     assert "Month not closed" not in html
+
+
+def test_a_late_session_and_a_credit_note_land_in_the_months_they_belong_to(month, tmp_path, world):
+    with in_schema(world.maple.schema_name):
+        late = _session(month.alice, month.alice_tag, la(2026, 2, 27, 12), la(2026, 2, 27, 13), 2_000)  # sent late
+        note = statements.credit_note_create(statement_id=month.bob_statement.pk, reason="connector fault",
+                                             amount=Decimal("0.60"), now=la(2026, 3, 5, 10))
+        period_close(month=date(2026, 3, 1), now=la(2026, 4, 1, 0, 5))
+        march = Statement.objects.get(resident=month.alice, period__month=date(2026, 3, 1))
+    february = {int(r["session_id"]): r for r in read_csv(export(tmp_path, name="feb") / "sessions.csv")}
+    assert (february[late]["statement_number"], february[late]["prior_period"]) == (march.number, "true")
+    assert february[month.day]["prior_period"] == "false"
+
+    folder = export(tmp_path, period="2026-03", name="mar")
+    rows = {r["number"]: r for r in read_csv(folder / "statements.csv")}
+    credit = rows[note.number]
+    assert (credit["kind"], credit["corrects"], credit["total"], credit["issued_on"], credit["period"]) == (
+        "credit_note", month.bob_statement.number, "-0.60", "2026-03-05", "")
+    assert rows[march.number]["period"] == "2026-03"
+    overdue = {r["statement_number"]: r for r in read_csv(folder / "overdue.csv")}
+    assert (overdue[month.bob_statement.number]["amount_credited"],
+            overdue[month.bob_statement.number]["amount_due"]) == ("0.60", "1.00")
+    with in_schema(world.maple.schema_name):
+        export_ = services._export(services.AuditRequest(slug="maple-court", first_day=date(2026, 3, 1)),
+                                   world.maple)
+        totals = services.selectors.statement_totals(export_.month)
+        checks = services.reconciliation(services.collect(export_), totals)
+    assert totals.billed_prior_period_count >= 1 and totals.billed_prior_period_total >= Decimal("0.64")
+    assert all(check.agrees for check in checks), [(c.name, c.left, c.right) for c in checks if not c.agrees]
 
 
 def test_a_difference_between_sessions_and_statement_lines_is_shown(month, world):
