@@ -269,6 +269,8 @@ def _text(column: str, value: object, currency: str) -> str:
         return formats.day(value)
     if isinstance(value, Decimal):
         return formats.plain(value, currency)
+    if isinstance(value, int):
+        return str(value)
     return str(formats.cell(str(value)))
 
 
