@@ -354,6 +354,11 @@ def test_managers_get_card_ids_board_members_masked_and_outsiders_nothing(month,
     assert _get(world.acme_manager, "/audit/2026-02?format=doc").status_code == 400
     assert _get(world.acme_manager, "/audit/2026-2.zip").status_code == 400
 
+    last = periods.last_closable_month(timezone.now(), "America/Los_Angeles").strftime("%Y-%m")
+    home = _get(world.maple_board, "/")
+    assert f'href="/audit/{last}.zip"'.encode() in home.content and f"/audit/{last}.pdf".encode() in home.content
+    assert b"/audit/" not in _get(world.maple_resident, "/").content
+
     oak_board = factories.board_member(world.oak, f"board-{uuid.uuid4().hex[:6]}@oak.test")
     for stranger in (world.maple_resident, world.harbor_manager, oak_board):
         response = _get(stranger, "/audit/2026-02.zip")
