@@ -88,6 +88,8 @@ def session_rows(month: AuditMonth) -> Iterator[dict]:
         for key in [k for k in row if k.endswith("_")]:
             row[key[:-1]] = row.pop(key)
         row["status"] = row["status"] or "not priced"
+        if row["status"] != "priced":  # a held session has no price until a person reviews it
+            row["amount"] = row["subtotal"] = row["tax"] = None
         # Billed on a later month's statement, as a prior-period line (it was priced after its month closed).
         row["prior_period"] = row["billed_period"] is not None and row["billed_period"] > month.month.first_day
         row["lines"] = row["lines"] or []

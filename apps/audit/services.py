@@ -69,7 +69,6 @@ class Summary:
     priced: int = 0
     priced_amount: Decimal = Decimal(0)
     held: int = 0
-    held_amount: Decimal = Decimal(0)
     not_priced: int = 0
     billed_this_month: int = 0
     billed_this_month_amount: Decimal = Decimal(0)
@@ -114,7 +113,6 @@ class Summary:
                 self.waiting_amount += amount
         elif row["status"] == "held":
             self.held += 1
-            self.held_amount += amount
         else:
             self.not_priced += 1
 
