@@ -173,8 +173,12 @@ def audit_export(request: AuditRequest, *, output: Path, force: bool = False) ->
     with in_schema(condo.schema_name):
         export = _export(request, condo)
         if request.fmt == "csv":
+            # Written aside and moved in once complete: a failed export leaves no folder without its manifest.
             output.mkdir(parents=True, exist_ok=True)
-            write_csv_folder(export, output)
+            with tempfile.TemporaryDirectory(prefix=".audit-", dir=output.parent) as tmp:
+                write_csv_folder(export, Path(tmp))
+                for path in sorted(Path(tmp).iterdir()):
+                    path.replace(output / path.name)
         else:
             output.parent.mkdir(parents=True, exist_ok=True)
             partial = output.with_name(output.name + ".partial")
