@@ -136,6 +136,7 @@ SHARED_APPS = [
     "channels",
     "apps.core",
     "apps.commissioning",
+    "apps.audit",
     "apps.simulator",
     "apps.webhooks",
 ]

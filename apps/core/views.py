@@ -18,6 +18,7 @@ from apps.accounts.selectors import BOARD, MANAGER, RESIDENT, managed_companies,
 from apps.core import selectors
 from apps.core.capacity import CapacityRequest, CapacityUnavailable, building_capacity_report
 from apps.electrical import capacity_chart
+from apps.statements import periods
 
 
 @require_GET
@@ -43,6 +44,8 @@ def condominium_home(request: HttpRequest) -> HttpResponse:
     context: dict = {"roles": sorted(roles)}
     if MANAGER in roles or BOARD in roles:
         context["overview"] = selectors.building_overview(request.tenant)
+        # The audit export offered first: the last month that has ended in the building's time zone.
+        context["audit_month"] = periods.last_closable_month(timezone.now(), request.tenant.timezone).strftime("%Y-%m")
     if RESIDENT in roles:
         context["residences"] = selectors.residences_of(request.user)
     context["is_manager"] = MANAGER in roles

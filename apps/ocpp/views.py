@@ -50,7 +50,7 @@ def frames_csv(request: HttpRequest) -> HttpResponse:
     if (last - first).days >= MAX_DAYS:
         return HttpResponseBadRequest(f"at most {MAX_DAYS} days at a time\n", content_type="text/plain")
     charger = request.GET.get("charger", "").strip()[:64]
-    query = _Query(
+    query = FrameLogQuery(
         schema=request.tenant.schema_name, charger=charger, full_id_tags=MANAGER in request.roles,
         start=datetime.combine(first, time.min, zone), end=datetime.combine(last + timedelta(days=1), time.min, zone),
     )
@@ -84,7 +84,9 @@ def _cell(value: object) -> object:
     return value
 
 
-class _Query:
+class FrameLogQuery:
+    """The frame log of one building between two instants, as CSV lines streamed in keyset pages."""
+
     def __init__(self, *, schema: str, charger: str, full_id_tags: bool, start: datetime, end: datetime):
         self.schema, self.charger, self.start, self.end = schema, charger, start, end
         self.full_id_tags = full_id_tags
