@@ -38,8 +38,9 @@ from apps.statements.sources import ExtraLine
 
 log = logging.getLogger(__name__)
 
-# Tariff charges for energy: what a true-up compares with the resident's share (idle fees are not energy).
-ENERGY_LINE_KINDS = {"energy", "time", "flat"}
+# Tariff charges for energy: what a true-up compares with the resident's share (idle fees, PARKING_TIME,
+# are not energy).
+ENERGY_LINE_KINDS = {"ENERGY", "TIME", "FLAT"}
 
 
 class ReconciliationRefused(ValueError):
@@ -129,7 +130,7 @@ def usage_in(start: datetime, end: datetime) -> list[compute.Usage]:
             energy = charge.energy_wh
             if charge.status == SessionCharge.Status.PRICED:
                 paid = sum((Decimal(line["total"]) - Decimal(line["tax"]) for line in charge.lines
-                            if line["kind"] in ENERGY_LINE_KINDS), Decimal(0))
+                            if str(line["kind"]).upper() in ENERGY_LINE_KINDS), Decimal(0))
         out.append(compute.Usage(session.resident_id, max(energy, 0), paid))
     return out
 
