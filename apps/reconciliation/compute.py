@@ -290,7 +290,9 @@ def investment_recovery(invested: Decimal, months: Sequence[MonthResult], curren
     else:
         needed = int((remaining / average).to_integral_value(ROUND_CEILING))
         status, payback = RecoveryStatus.RECOVERING, add_months(ordered[-1].month, needed)
-    return Recovery(invested, running, remaining, average, status, payback, tuple(cumulative))
+    money = [round_money(x, currency) for x in (invested, running, remaining)]
+    return Recovery(*money, average, status, payback,
+                    tuple((m, round_money(a, currency), round_money(c, currency)) for m, a, c in cumulative))
 
 
 def add_months(first_day: date, months: int) -> date:
