@@ -290,8 +290,8 @@ def investment_recovery(invested: Decimal, months: Sequence[MonthResult], curren
     else:
         needed = int((remaining / average).to_integral_value(ROUND_CEILING))
         status, payback = RecoveryStatus.RECOVERING, add_months(ordered[-1].month, needed)
-    money = [round_money(x, currency) for x in (invested, running, remaining)]
-    return Recovery(*money, average, status, payback,
+    return Recovery(round_money(invested, currency), round_money(running, currency),
+                    round_money(remaining, currency), average, status, payback,
                     tuple((m, round_money(a, currency), round_money(c, currency)) for m, a, c in cumulative))
 
 
