@@ -219,3 +219,39 @@ def test_yearly_summary(world, april):
     assert "2026-04        1     12.345       3.95" in text and summary.statements[0].number in text
     with pytest.raises(CommandError, match="nobody with e-mail"):
         call_command("yearly_summary", "--condominium", "maple-court", "--resident", "x@y.test", "--year", "2026")
+
+
+@pytest.mark.django_db
+def test_a_close_that_fails_leaves_the_true_up_for_the_retry(world, april, monkeypatch):
+    alice, _ = april
+    with in_schema(world.maple.schema_name):
+        period_close(month=date(2026, 4, 1), now=la(2026, 5, 1, 0, 5))
+        bill = enter_april_bill()
+        services.reconciliation_approve(reconciliation_id=services.reconciliation_compute(bill_id=bill.pk).pk)
+        [true_up] = TrueUp.objects.all()
+
+        from apps.statements import settlement
+
+        def crash(period_id):
+            raise RuntimeError("the machine lost power")
+
+        monkeypatch.setattr(settlement, "statements_after_close", crash)
+        with pytest.raises(RuntimeError, match="lost power"):
+            period_close(month=date(2026, 5, 1), now=la(2026, 6, 1, 0, 5))
+        true_up.refresh_from_db()
+        assert true_up.line_id is None and not Statement.objects.filter(period__month=date(2026, 5, 1)).exists()
+        monkeypatch.undo()
+        period_close(month=date(2026, 5, 1), now=la(2026, 6, 1, 0, 5))
+        true_up.refresh_from_db()
+        assert true_up.statement.resident_id == alice.pk and true_up.line.amount == D("1.030")
+        assert StatementLine.objects.filter(kind=StatementLine.Kind.TRUE_UP).count() == 1
+
+
+@pytest.mark.django_db
+def test_demand_by_the_peak_without_a_site_meter_falls_back_and_says_so(world, april):
+    with in_schema(world.maple.schema_name):
+        ReconciliationSettings.objects.create(demand_rule="peak")
+        bill = enter_april_bill()
+        snapshot = services.reconciliation_compute(bill_id=bill.pk).snapshot
+        assert snapshot["demand_rule"] == "energy" and snapshot["ev_share"]["demand"] == "1.00"
+        assert any("shared by kWh instead" in reason for reason in snapshot["reasons"])
