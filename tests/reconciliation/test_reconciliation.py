@@ -200,6 +200,15 @@ def test_investment_recovery_and_payback(world, april):
             D("3.82"), D("96.18"), D("3.82"))
         # 96.18 / 3.82 = 25.2 -> 26 months after April 2026: June 2028.
         assert recovery.status is RecoveryStatus.RECOVERING and recovery.payback_month == date(2028, 6, 1)
+    out = StringIO()
+    call_command("add_charger_investment", "--condominium", "maple-court", "--amount", "-20.00", "--date",
+                 "2026-02-01", "--description", "utility rebate", stdout=out)
+    # 80.00 - 3.82 = 76.18 / 3.82 = 19.9 -> 20 months after April 2026.
+    assert out.getvalue().strip() == ("maple-court: invested 80.00 USD, recovered 3.82, remaining 76.18; "
+                                      "recovering, payback 2027-12")
+    with pytest.raises(CommandError, match="--amount: 'ten' is not a number"):
+        call_command("add_charger_investment", "--condominium", "maple-court", "--amount", "ten", "--date",
+                     "2026-02-01", "--description", "x")
 
 
 @pytest.mark.django_db
@@ -255,3 +264,23 @@ def test_demand_by_the_peak_without_a_site_meter_falls_back_and_says_so(world, a
         snapshot = services.reconciliation_compute(bill_id=bill.pk).snapshot
         assert snapshot["demand_rule"] == "energy" and snapshot["ev_share"]["demand"] == "1.00"
         assert any("shared by kWh instead" in reason for reason in snapshot["reasons"])
+
+
+@pytest.mark.django_db
+def test_a_credit_true_up_lowers_what_the_resident_owes(world, april):
+    alice, bob = april
+    with in_schema(world.maple.schema_name):
+        from apps.payments.models import LedgerEntry
+
+        period_close(month=date(2026, 4, 1), now=la(2026, 5, 1, 0, 5))
+        # A cheap bill: EV cost 100 x 17.345 / 1,000 = 1.73 against 5.55 paid. Alice 1.23 (paid 3.95), Bob 0.50.
+        bill = services.utility_bill_enter(period_start=date(2026, 4, 1), period_end=date(2026, 4, 30),
+                                           kwh=D("1000"), energy_charges=D("100.00"), now=la(2026, 5, 2))
+        services.reconciliation_approve(reconciliation_id=services.reconciliation_compute(bill_id=bill.pk).pk)
+        assert dict(TrueUp.objects.values_list("resident_id", "amount")) == {alice.pk: D("-2.720"),
+                                                                           bob.pk: D("-1.100")}
+        period_close(month=date(2026, 5, 1), now=la(2026, 6, 1, 0, 5))
+        statement = Statement.objects.get(resident=bob, period__month=date(2026, 5, 1))
+        assert statement.total == D("-1.100") and statement.status == Statement.Status.PAID
+        entry = LedgerEntry.objects.get(entry_key=f"statement:{statement.pk}")
+        assert entry.amount == D("-1.10")
