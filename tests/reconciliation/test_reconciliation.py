@@ -284,3 +284,26 @@ def test_a_credit_true_up_lowers_what_the_resident_owes(world, april):
         assert statement.total == D("-1.100") and statement.status == Statement.Status.PAID
         entry = LedgerEntry.objects.get(entry_key=f"statement:{statement.pk}")
         assert entry.amount == D("-1.10")
+
+
+@pytest.mark.django_db
+def test_demand_by_the_ev_load_at_the_buildings_peak_quarter(world, april):
+    from apps.electrical.models import SiteMeterQuarter
+
+    meter = factories.site_meter(world.maple, {"id": f"m-{uuid.uuid4().hex[:6]}", "source": "api", "token": "t" * 32})
+    with in_schema(world.maple.schema_name):
+        ReconciliationSettings.objects.create(demand_rule="peak")
+        # The building's busiest quarter, 12:15-12:30 on April 3, while Alice charged 12.345 kWh in 2 h
+        # (6,172.5 W on average); a quieter quarter the week after.
+        for start, mean in ((la(2026, 4, 3, 12, 15), D("40.0")), (la(2026, 4, 10, 20), D("20.0"))):
+            SiteMeterQuarter.objects.create(meter=meter, period_start=start, samples=90, peak_l1_a=mean,
+                                            peak_l2_a=mean, peak_l3_a=mean, mean_l1_a=mean, mean_l2_a=mean,
+                                            mean_l3_a=mean)
+        peak = services.peak_in(*services.bill_bounds(enter_april_bill(), world.maple.timezone))
+        snapshot = services.reconciliation_compute(bill_id=UtilityBill.objects.get().pk).snapshot
+    assert peak is not None and peak.building_peak_w == 120 * 230
+    # The EVs' share of that quarter, from Alice's register: about 6.2 kW of the building's 27.6 kW.
+    assert 5_500 <= peak.ev_at_peak_w <= 6_500
+    assert snapshot["demand_rule"] == "peak"
+    expected = (D("50.00") * peak.ev_at_peak_w / peak.building_peak_w).quantize(D("0.01"))
+    assert D(snapshot["ev_share"]["demand"]) == expected and expected > D("10")
