@@ -70,11 +70,13 @@ TENANT_ROUTES = {
     ),
     "reconciliation/": (
         "reconciliation/test_pages.py::test_board_and_managers_see_the_report_and_the_payback, "
-        "test_outsiders_and_residents_get_nothing_of_the_report"
+        "test_outsiders_and_residents_get_nothing_of_the_report, "
+        "test_managers_enter_and_approve_the_board_only_reads_outsiders_get_nothing"
     ),
     "reconciliation/bills/<int:bill_id>/": (
         "reconciliation/test_pages.py::test_board_and_managers_see_the_report_and_the_payback, "
-        "test_outsiders_and_residents_get_nothing_of_the_report"
+        "test_outsiders_and_residents_get_nothing_of_the_report, "
+        "test_managers_enter_and_approve_the_board_only_reads_outsiders_get_nothing"
     ),
     "reconciliation/investment/": (
         "reconciliation/test_pages.py::test_board_and_managers_see_the_report_and_the_payback, "

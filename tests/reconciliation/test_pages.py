@@ -13,6 +13,7 @@ from django.test import Client
 from apps.buildings.models import Resident
 from apps.core.tenants import in_schema
 from apps.reconciliation import services
+from apps.reconciliation.models import Reconciliation, TrueUp, UtilityBill
 from tests import factories
 from tests.reconciliation.test_reconciliation import la, resident, session
 
@@ -100,3 +101,44 @@ def test_a_resident_sees_their_own_year_and_nobody_else_does(world, maple_bill):
         response = get(stranger, path)
         assert response.status_code == 404 and b"12.345" not in response.content
     assert get(world.harbor_resident, path, host=HARBOR).status_code == 404
+
+
+def post(user, path: str, data: dict, host: str = MAPLE):
+    client = Client(HTTP_HOST=host)
+    if user is not None:
+        client.force_login(user)
+    return client.post(path, data)
+
+
+@pytest.mark.django_db
+def test_managers_enter_and_approve_the_board_only_reads_outsiders_get_nothing(world):
+    alice = resident(world.maple, "alice")
+    with in_schema(world.maple.schema_name):
+        session(alice, la(2026, 4, 3, 12), la(2026, 4, 3, 14), 12_345)
+    form = {"from": "2026-04-01", "to": "2026-04-30", "kwh": "1,000", "energy": "300.00", "demand": "50"}
+    for stranger in (world.maple_board, world.maple_resident, world.harbor_manager, world.oak_resident):
+        assert post(stranger, "/reconciliation/", form).status_code == 404
+    bad = post(world.acme_manager, "/reconciliation/", {**form, "kwh": "lots"})
+    assert bad.status_code == 400 and "kwh: &#x27;lots&#x27; is not understood" in bad.content.decode()
+    with in_schema(world.maple.schema_name):
+        assert not UtilityBill.objects.exists()
+    made = post(world.acme_manager, "/reconciliation/", form)
+    assert made.status_code == 302
+    with in_schema(world.maple.schema_name):
+        bill = UtilityBill.objects.get()
+        assert bill.energy_wh == 1_000_000 and bill.entered_by == world.acme_manager
+    overlap = post(world.acme_manager, "/reconciliation/", form)
+    assert overlap.status_code == 400 and "overlaps bill" in overlap.content.decode()
+    path = f"/reconciliation/bills/{bill.pk}/"
+    assert 'id="reconcile-form"' not in get(world.maple_board, path).content.decode()
+    for stranger in (world.maple_board, world.maple_resident, world.harbor_manager, world.oak_resident):
+        assert post(stranger, path, {"action": "approve"}).status_code == 404
+    with in_schema(world.maple.schema_name):
+        assert not Reconciliation.objects.exists()
+    assert post(world.acme_manager, path, {"action": "approve"}).status_code == 302
+    with in_schema(world.maple.schema_name):
+        reconciliation = Reconciliation.objects.get()
+        assert reconciliation.status == "approved" and reconciliation.approved_by == world.acme_manager
+        # 300 x 12.345 / 1,000 = 3.70 + demand 0.62 = 4.32; Alice paid 3.95: true-up 0.37, under the minimum.
+        assert reconciliation.ev_cost == D("4.32") and not TrueUp.objects.exists()
+    assert 'id="reconcile-form"' not in get(world.acme_manager, path).content.decode()
