@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from apps.billing.pricing import round_money
 from apps.buildings.models import Resident
 from apps.reconciliation.models import Reconciliation
 from apps.reconciliation.selectors import YearSummary
@@ -16,14 +17,18 @@ def _kwh(wh: int | str) -> str:
 def reconciliation(rec: Reconciliation) -> str:
     bill, snap = rec.bill, rec.snapshot
     cur = bill.currency
+
+    def m(amount: Decimal) -> Decimal:
+        return round_money(amount, cur)
+
     share = snap["ev_share"]
     names = dict(Resident.objects.filter(pk__in=[s["resident_id"] for s in snap["shares"] if s["resident_id"]])
                  .values_list("pk", "user__email"))
     out = [
         f"Utility bill {bill.pk}: {bill.period_start} to {bill.period_end} ({rec.get_status_display().lower()})",
-        f"  building       {_kwh(bill.energy_wh):>14} kWh   total {bill.total} {cur} "
-        f"(energy {bill.energy_charges}, demand {bill.demand_charges}, fixed {bill.fixed_charges}, "
-        f"taxes {bill.taxes}); average energy rate {snap['average_rate_kwh']} {cur}/kWh",
+        f"  building       {_kwh(bill.energy_wh):>14} kWh   total {m(bill.total)} {cur} "
+        f"(energy {m(bill.energy_charges)}, demand {m(bill.demand_charges)}, fixed {m(bill.fixed_charges)}, "
+        f"taxes {m(bill.taxes)}); average energy rate {snap['average_rate_kwh']} {cur}/kWh",
         f"  EV sessions    {_kwh(snap['sessions_wh']):>14} kWh",
     ]
     if bill.ev_submeter_wh is not None:
@@ -45,7 +50,7 @@ def reconciliation(rec: Reconciliation) -> str:
     out.append(f"  true-ups total {snap['true_up_total']} {cur}")
     if rec.status == Reconciliation.Status.APPROVED:
         made = rec.true_ups.count()
-        out.append(f"  approved {rec.approved_at:%Y-%m-%d %H:%M}; {made} true-up(s) for the next statements")
+        out.append(f"  approved {rec.approved_at:%Y-%m-%d %H:%M} UTC; {made} true-up(s) for the next statements")
     for reason in snap["reasons"]:
         out.append(f"  note: {reason}")
     return "\n".join(out)

@@ -124,6 +124,9 @@ def test_managers_enter_and_approve_the_board_only_reads_outsiders_get_nothing(w
         assert not UtilityBill.objects.exists()
     made = post(world.acme_manager, "/reconciliation/", form)
     assert made.status_code == 302
+    listed = get(world.maple_board, "/reconciliation/").content.decode()
+    assert "<td>350.00 USD</td>" in listed and "<td>—</td><td>—</td><td>—</td><td>not reconciled</td>" in listed
+    assert 'id="bill-form"' not in listed
     with in_schema(world.maple.schema_name):
         bill = UtilityBill.objects.get()
         assert bill.energy_wh == 1_000_000 and bill.entered_by == world.acme_manager

@@ -139,6 +139,7 @@ def test_true_ups_land_on_the_next_statement_once(world, april):
     report = out.getvalue()
     assert "losses 2.655 kWh = 13.28 %  ALERT" in report and "= 7.00 USD" in report and "waived" in report
     assert "1 true-up(s) for the next statements" in report
+    assert "total 370.00 USD (energy 300.00, demand 50.00, fixed 20.00, taxes 0.00)" in report
     with in_schema(world.maple.schema_name):
         reconciliation = Reconciliation.objects.get()
         assert reconciliation.status == Reconciliation.Status.APPROVED
