@@ -217,7 +217,14 @@ def test_yearly_summary(world, april):
     alice, _ = april
     with in_schema(world.maple.schema_name):
         period_close(month=date(2026, 4, 1), now=la(2026, 5, 1, 0, 5))
+        from apps.payments.models import Payment
+
+        # Paid on May 31 at 23:30 local time (June 1 in UTC): May's, in the building's time zone.
+        Payment.objects.create(resident=alice, kind=Payment.Kind.ON_SESSION, amount=D("3.95"), currency="USD",
+                               purpose="statement", reference="x", status=Payment.Status.SUCCEEDED,
+                               idempotency_key=uuid.uuid4().hex, succeeded_at=la(2026, 5, 31, 23, 30))
         summary = selectors.yearly_summary(resident_id=alice.pk, year=2026)
+        assert summary.months[4].paid == D("3.95") and summary.months[5].paid == 0 and len(summary.payments) == 1
         april_row, may_row = summary.months[3], summary.months[4]
         assert (april_row.sessions, april_row.energy_wh, april_row.charged) == (1, 12_345, D("3.950"))
         assert april_row.statements_total == D("3.950") and may_row.sessions == 1
