@@ -108,7 +108,7 @@ def _session_lines(charge: SessionCharge, month: date) -> list[dict]:
     main = {"net": Decimal(0), "tax": Decimal(0), "windows": [], "rates": set()}
     idle = {"net": Decimal(0), "tax": Decimal(0), "windows": [], "minutes": Decimal(0), "rates": set()}
     for line in charge.lines:
-        bucket = idle if line["kind"] == "idle" else main
+        bucket = idle if line["kind"] == "PARKING_TIME" else main
         total, tax = Decimal(line["total"]), Decimal(line["tax"])
         bucket["net"] += total - tax
         bucket["tax"] += tax
