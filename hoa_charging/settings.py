@@ -151,6 +151,7 @@ TENANT_APPS = [
     "apps.statements",
     "apps.payments",
     "apps.loadbalancing",
+    "apps.reconciliation",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

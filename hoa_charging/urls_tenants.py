@@ -16,4 +16,5 @@ urlpatterns = [
     path("", include("apps.billing.urls_tenant")),
     path("", include("apps.payments.urls_tenant")),
     path("", include("apps.audit.urls_tenant")),
+    path("", include("apps.reconciliation.urls_tenant")),
 ]

@@ -22,6 +22,7 @@ class Alert(models.Model):
         SITE_METER_STALE = "site_meter_stale", "Site meter silent"
         CHARGING_LIMIT_FAILED = "charging_limit_failed", "Charging limit not applied"
         CHARGER_OVER_LIMIT = "charger_over_limit", "Charger draws above its limit"
+        EV_LOSSES = "ev_losses", "EV sub-meter losses above the threshold"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"

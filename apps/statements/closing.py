@@ -25,7 +25,7 @@ from apps.billing import pricing
 from apps.billing import selectors as billing_selectors
 from apps.billing.models import BillingSettings, SessionCharge
 from apps.buildings.models import Resident
-from apps.statements import periods, settlement
+from apps.statements import periods, settlement, sources
 from apps.statements.models import BilledCharge, BillingPeriod, NumberSeries, Statement, StatementLine
 from apps.statements.services import PREFIX, StatementRefused, _resident_language, current_condominium
 from apps.tenancy.models import Condominium
@@ -108,7 +108,7 @@ def _session_lines(charge: SessionCharge, month: date) -> list[dict]:
     main = {"net": Decimal(0), "tax": Decimal(0), "windows": [], "rates": set()}
     idle = {"net": Decimal(0), "tax": Decimal(0), "windows": [], "minutes": Decimal(0), "rates": set()}
     for line in charge.lines:
-        bucket = idle if line["kind"] == "idle" else main
+        bucket = idle if line["kind"] == "PARKING_TIME" else main
         total, tax = Decimal(line["total"]), Decimal(line["tax"])
         bucket["net"] += total - tax
         bucket["tax"] += tax
@@ -186,7 +186,11 @@ def _close(period: BillingPeriod, bounds: periods.Month, condo: Condominium, now
         if charge.session.resident_id is not None:
             by_resident[charge.session.resident_id].append(charge)
     wanted = set(by_resident) | set(Resident.objects.filter(is_active=True).values_list("pk", flat=True))
+    # Lines other features registered (apps/statements/sources.py), e.g. true-ups after a utility bill.
+    extras = sources.extra_lines(bounds.first_day, frozenset(wanted))
+    wanted |= set(extras)
     residents = {r.pk: r for r in Resident.objects.filter(pk__in=wanted).select_related("user", "unit")}
+    billed_callbacks: list[tuple[Statement, int, Callable[[int, int], None]]] = []
 
     drafts: list[tuple[Statement, list[dict], list[SessionCharge]]] = []
     for index, resident_id in enumerate(sorted(residents), start=1):
@@ -196,8 +200,17 @@ def _close(period: BillingPeriod, bounds: periods.Month, condo: Condominium, now
         fee = _service_fee(resident, bounds, condo, included)
         if fee:
             lines.append({**fee, "occurred_at": None})
+        pending: list[tuple[int, Callable[[int, int], None]]] = []
+        for extra in extras.get(resident_id, []):
+            lines.append({"kind": extra.kind, "description": extra.description[:300], "amount": extra.amount,
+                          "tax": extra.tax, "tax_rate": extra.tax_rate, "window": extra.window[:120],
+                          "occurred_at": None})
+            if extra.billed is not None:
+                pending.append((len(lines), extra.billed))
         if lines:
-            drafts.append((_statement(resident, period, condo, lines, included), lines, mine))
+            statement = _statement(resident, period, condo, lines, included)
+            billed_callbacks += [(statement, position, callback) for position, callback in pending]
+            drafts.append((statement, lines, mine))
         if progress:
             progress(index, len(residents))
     if not drafts:
@@ -231,6 +244,9 @@ def _close(period: BillingPeriod, bounds: periods.Month, condo: Condominium, now
         for statement, (_, _, mine) in zip(made, drafts, strict=True)
         for charge in mine
     )
+    for statement, position, callback in billed_callbacks:
+        line = StatementLine.objects.only("pk").get(statement=statement, position=position)
+        callback(line.pk, statement.pk)
     billed = [charge for _, _, mine in drafts for charge in mine]
     return CloseResult(
         bounds.first_day, True, len(made), len(billed),

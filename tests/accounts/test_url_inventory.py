@@ -71,6 +71,23 @@ TENANT_ROUTES = {
     "payments/residents/<int:resident_id>/adjustments": (
         "payments/test_access.py::test_only_the_company_s_managers_refund_and_adjust"
     ),
+    "reconciliation/": (
+        "reconciliation/test_pages.py::test_board_and_managers_see_the_report_and_the_payback, "
+        "test_outsiders_and_residents_get_nothing_of_the_report, "
+        "test_managers_enter_and_approve_the_board_only_reads_outsiders_get_nothing"
+    ),
+    "reconciliation/bills/<int:bill_id>/": (
+        "reconciliation/test_pages.py::test_board_and_managers_see_the_report_and_the_payback, "
+        "test_outsiders_and_residents_get_nothing_of_the_report, "
+        "test_managers_enter_and_approve_the_board_only_reads_outsiders_get_nothing"
+    ),
+    "reconciliation/investment/": (
+        "reconciliation/test_pages.py::test_board_and_managers_see_the_report_and_the_payback, "
+        "test_outsiders_and_residents_get_nothing_of_the_report"
+    ),
+    "residents/<int:resident_id>/summary": (
+        "reconciliation/test_pages.py::test_a_resident_sees_their_own_year_and_nobody_else_does"
+    ),
 }
 
 

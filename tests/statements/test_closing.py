@@ -224,3 +224,32 @@ def test_the_beat_task_closes_each_building_once_after_its_local_month_end_then_
     assert statement.number in mail["Subject"]
     [pdf] = list(mail.iter_attachments())
     assert pdf.get_payload(decode=True).startswith(b"%PDF-")
+
+
+@pytest.mark.django_db
+def test_idle_time_after_charging_is_its_own_line(world):
+    """The spec's example: charging complete at 01:00, unplugged at 02:15: 45 minutes after the grace, $4.50."""
+    from apps.charging.models import MeterValue
+
+    alice = _resident(world.maple)
+    with in_schema(world.maple.schema_name):
+        charger = ChargePoint.objects.get(charge_point_id="TEST-MAPLE-1")
+        start, stop = la(2026, 6, 9, 23), la(2026, 6, 10, 2, 15)
+        session = ChargingSession.objects.create(
+            charge_point=charger, connector=charger.connectors.get(connector_id=1), connector_number=1,
+            transaction_id=int(uuid.uuid4().int % 2_000_000_000), id_tag="T", resident=alice, started_at=start,
+            start_received_at=start, meter_start_wh=50_000, stopped_at=stop, stop_received_at=stop,
+            meter_stop_wh=62_000, energy_wh=12_000, energy_source=ChargingSession.EnergySource.REGISTER)
+        for at, wh in ((la(2026, 6, 10, 0), 58_000), (la(2026, 6, 10, 1), 62_000), (la(2026, 6, 10, 2), 62_000)):
+            MeterValue.objects.create(charge_point=charger, connector_number=1, session=session,
+                                      measurand="Energy.Active.Import.Register", unit="Wh", value=wh,
+                                      normalized=wh, sampled_at=at, received_at=at)
+        billing.session_price(session_pk=session.pk)
+        period_close(month=date(2026, 6, 1), now=la(2026, 7, 1, 1))
+        statement = Statement.objects.get(resident=alice, period__month=date(2026, 6, 1))
+        lines = {line.kind: line for line in statement.lines.all()}
+        assert set(lines) == {StatementLine.Kind.SESSION, StatementLine.Kind.IDLE}
+        assert lines[StatementLine.Kind.IDLE].amount == Decimal("4.500")
+        assert lines[StatementLine.Kind.IDLE].quantity == Decimal("45")
+        assert lines[StatementLine.Kind.SESSION].amount == Decimal("2.160")  # 12 kWh at night, $0.18
+        assert statement.total == Decimal("6.660")
