@@ -149,6 +149,7 @@ TENANT_APPS = [
     "apps.alerts",
     "apps.statements",
     "apps.payments",
+    "apps.visitors",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

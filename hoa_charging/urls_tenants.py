@@ -15,4 +15,5 @@ urlpatterns = [
     path("", include("apps.electrical.urls_tenant")),
     path("", include("apps.billing.urls_tenant")),
     path("", include("apps.payments.urls_tenant")),
+    path("", include("apps.visitors.urls_tenant")),
 ]
