@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import logging
+import re
 
 import segno
 from django.template.loader import render_to_string
@@ -20,10 +20,9 @@ logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 def qr_svg(url: str) -> str:
     """The URL as a QR code, an inline <svg> element (no XML declaration), 30 mm wide."""
-    out = io.StringIO()
-    segno.make(url, error="m").save(out, kind="svg", xmldecl=False, svgns=True, scale=4, border=2,
-                                    unit="mm", svgclass="qr", lineclass=None)
-    return out.getvalue().replace('width="', 'data-w="', 1).replace("<svg ", '<svg width="30mm" height="30mm" ', 1)
+    svg = segno.make(url, error="m").svg_inline(scale=1, border=2, svgclass="qr", lineclass=None)
+    # Its viewBox keeps the modules; the printed size is fixed, whatever the URL's length.
+    return re.sub(r'width="[^"]*" height="[^"]*"', 'width="30mm" height="30mm"', svg, count=1)
 
 
 def render_html() -> str:
