@@ -84,9 +84,10 @@ def _body(request: HttpRequest) -> dict:
 
 @require_GET
 def page(request: HttpRequest, code: str) -> HttpResponse:
-    found = _code(code)
+    # Counted before the code is looked up: guessing codes from one address is limited too.
     if (limited := _limited("page", address=client_address(request), code=code)) is not None:
         return limited
+    found = _code(code)
     info = services.connector_page(found)
     try:
         publishable_key = get_client().publishable_key
@@ -98,9 +99,9 @@ def page(request: HttpRequest, code: str) -> HttpResponse:
 
 @require_GET
 def quote(request: HttpRequest, code: str) -> JsonResponse:
-    found = _code(code)
     if (limited := _limited("page", address=client_address(request), code=code)) is not None:
         return limited
+    found = _code(code)
     try:
         energy_wh = _kwh(request.GET.get("kwh"))
         minutes = _minutes(request.GET.get("minutes"), "minutes", low=1)
@@ -122,10 +123,10 @@ def quote(request: HttpRequest, code: str) -> JsonResponse:
 @require_POST
 @_answers
 def authorize(request: HttpRequest, code: str) -> JsonResponse:
-    found = _code(code)
     address = client_address(request)
     if (limited := _limited("authorize", address=address, code=code)) is not None:
         return limited
+    found = _code(code)
     data = _body(request)
     email = str(data.get("email") or "").strip()
     try:
@@ -152,9 +153,9 @@ def authorize(request: HttpRequest, code: str) -> JsonResponse:
 @require_POST
 @_answers
 def start(request: HttpRequest, code: str, token: str) -> JsonResponse:
-    visit = _visit(_code(code), token)
     if (limited := _limited("start", address=client_address(request), visit=token)) is not None:
         return limited
+    visit = _visit(_code(code), token)
     visit = services.visit_start(connection.schema_name, visit_pk=visit.pk)
     return JsonResponse({"status": visit.status, "charger_answer": visit.charger_answer},
                         status=200 if visit.status not in (Visit.Status.CANCELLED, Visit.Status.FAILED) else 409)
@@ -162,9 +163,9 @@ def start(request: HttpRequest, code: str, token: str) -> JsonResponse:
 
 @require_GET
 def status(request: HttpRequest, code: str, token: str) -> JsonResponse:
-    visit = _visit(_code(code), token)
     if (limited := _limited("status", address=client_address(request), visit=token)) is not None:
         return limited
+    visit = _visit(_code(code), token)
     return JsonResponse(services.visit_progress(visit))
 
 
@@ -172,9 +173,9 @@ def status(request: HttpRequest, code: str, token: str) -> JsonResponse:
 @require_POST
 @_answers
 def stop(request: HttpRequest, code: str, token: str) -> JsonResponse:
-    visit = _visit(_code(code), token)
     if (limited := _limited("stop", address=client_address(request), visit=token)) is not None:
         return limited
+    visit = _visit(_code(code), token)
     answer = services.visit_stop(connection.schema_name, visit_pk=visit.pk)
     return JsonResponse({"charger_answer": answer}, status=200 if answer == "Accepted" else 409)
 
