@@ -537,3 +537,28 @@ def visits_sweep(*, now: datetime | None = None) -> dict[str, int]:
         except Exception:
             logger.exception("visit %s: settlement failed; next sweep", visit.pk)
     return done
+
+
+# --- what managers read ------------------------------------------------------------------------------------
+
+
+def visits_recent(*, limit: int = 200) -> list[dict]:
+    """The latest visits as plain data (no token, no e-mail domain hidden: managers see who to contact)."""
+    rows = []
+    for visit in (Visit.objects.select_related("connector__charge_point", "session").order_by("-created_at")[:limit]):
+        quantum = money.quantum(visit.currency)
+
+        def amount(value: Decimal | None, quantum: Decimal = quantum) -> str | None:
+            return None if value is None else str(value.quantize(quantum))
+
+        rows.append({
+            "id": visit.pk, "connector": connector_label(visit.connector), "status": visit.status,
+            "email": visit.email, "created_at": visit.created_at.isoformat(), "currency": visit.currency,
+            "authorized": amount(visit.authorized_amount), "price": amount(visit.price_total),
+            "captured": amount(visit.captured_amount), "shortfall": amount(visit.shortfall),
+            "energy_wh": visit.session.energy_wh if visit.session is not None else None,
+            "charger_answer": visit.charger_answer, "note": visit.note,
+            "needs_attention": bool(visit.shortfall) or visit.status == Status.FAILED or (
+                visit.status == Status.COMPLETED and visit.note.startswith("pricing held")),
+        })
+    return rows

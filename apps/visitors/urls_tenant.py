@@ -12,4 +12,5 @@ urlpatterns = [
     path("v/<slug:code>/visits/<str:token>/start", views.start, name="visitor-start"),
     path("v/<slug:code>/visits/<str:token>/stop", views.stop, name="visitor-stop"),
     path("visitors/labels.pdf", views.labels_pdf, name="visitor-labels"),
+    path("visitors/visits", views.visits_for_managers, name="visitor-visits"),
 ]

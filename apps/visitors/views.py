@@ -186,3 +186,11 @@ def labels_pdf(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(labels.render_pdf(), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="visitor-labels-{request.tenant.slug}.pdf"'
     return response
+
+
+@condominium_role_required(MANAGER)
+@require_GET
+def visits_for_managers(request: HttpRequest) -> JsonResponse:
+    """The latest visits, with what needs a manager: shortfalls (priced above the hold), held pricing, failures."""
+    rows = services.visits_recent(limit=200)
+    return JsonResponse({"visits": rows, "attention": [row for row in rows if row["needs_attention"]]})

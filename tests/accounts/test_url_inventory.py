@@ -83,6 +83,7 @@ TENANT_ROUTES = {
         "visitors/test_access.py::test_a_visit_is_seen_and_stopped_with_its_own_token_only"
     ),
     "visitors/labels.pdf": "visitors/test_access.py::test_only_the_company_s_managers_download_the_labels",
+    "visitors/visits": "visitors/test_flow.py::test_a_price_above_the_hold_captures_the_hold_and_records_the_shortfall",
 }
 
 
