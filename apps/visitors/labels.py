@@ -10,12 +10,12 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
 from django.utils.safestring import mark_safe
-from weasyprint import HTML
 
 from apps.visitors import services
 from apps.visitors.models import VisitorCode
 
 logging.getLogger("fontTools").setLevel(logging.WARNING)
+logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
 
 def qr_svg(url: str) -> str:
@@ -39,6 +39,9 @@ def render_html() -> str:
 
 
 def render_pdf(html: str | None = None) -> bytes:
+    # Imported here: WeasyPrint is heavy and logs as it loads, and every web process imports this module's view.
+    from weasyprint import HTML
+
     return HTML(string=html or render_html()).write_pdf()
 
 
