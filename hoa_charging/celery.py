@@ -34,6 +34,7 @@ app.conf.beat_schedule = {
     "statements-follow-up-unpaid": {"task": "apps.statements.tasks.follow_up_unpaid", "schedule": 3600.0},
     "site-meters-check-stale": {"task": "apps.electrical.tasks.check_site_meters", "schedule": 15.0},
     "site-meters-roll-up": {"task": "apps.electrical.tasks.roll_up_site_readings", "schedule": 3600.0},
+    "visitors-sweep": {"task": "apps.visitors.tasks.sweep_visits", "schedule": 60.0},
     "billing-price-pending-sessions": {"task": "apps.billing.tasks.price_pending_sessions", "schedule": 900.0},
     # Stripe events stored while the broker was down (their task never queued).
     "payments-process-pending-stripe-events": {

@@ -152,6 +152,7 @@ TENANT_APPS = [
     "apps.payments",
     "apps.loadbalancing",
     "apps.reconciliation",
+    "apps.visitors",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

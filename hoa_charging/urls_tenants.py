@@ -17,4 +17,5 @@ urlpatterns = [
     path("", include("apps.payments.urls_tenant")),
     path("", include("apps.audit.urls_tenant")),
     path("", include("apps.reconciliation.urls_tenant")),
+    path("", include("apps.visitors.urls_tenant")),
 ]

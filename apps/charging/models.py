@@ -330,3 +330,29 @@ class LimitDispatch(models.Model):
 
     def __str__(self) -> str:
         return "limit dispatch"
+
+
+class OneTimeTag(models.Model):
+    """An idTag the platform made up for one session on one connector (a visitor's), not a resident's card.
+
+    Accepted only at its own charger and connector, only once (StartTransaction uses it up) and only
+    until it expires; whoever issued it (apps.visitors) finds its session by the tag.
+    """
+
+    id_tag = models.CharField(max_length=20, unique=True)
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="one_time_tags")
+    connector_number = models.PositiveSmallIntegerField()
+    purpose = models.CharField(max_length=16, default="visitor")
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    session = models.OneToOneField(
+        ChargingSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="one_time_tag"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"one-time tag {self.id_tag} {self.charge_point_id}#{self.connector_number}"

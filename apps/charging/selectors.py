@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from apps.buildings.models import IdTag, Resident
 from apps.charging import metering
-from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue
+from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue, OneTimeTag
 from apps.electrical import capacity
 
 ACCEPTED = "Accepted"
@@ -88,6 +88,7 @@ class IdTagDecision:
     parent_id_tag: str = ""
     expiry_date: datetime | None = None
     resident_id: int | None = None
+    one_time_tag_pk: int | None = None  # a one-time tag (apps/charging/one_time_tags.py) that this start uses up
 
 
 def id_tag_status(tag: IdTag, now: datetime | None = None) -> str:
@@ -121,7 +122,8 @@ def authorize_id_tag(
     """
     tag = IdTag.objects.select_related("resident").filter(id_tag=id_tag.strip().upper()).first()
     if tag is None:
-        return IdTagDecision(INVALID)
+        return _one_time_tag_decision(id_tag.strip().upper(), charge_point_pk=charge_point_pk,
+                                      connector_number=connector_number, lock=lock_resident)
     parent = tag.parent_id_tag or ""
     base = {"parent_id_tag": parent, "expiry_date": tag.expires_at, "resident_id": tag.resident_id}
     status = id_tag_status(tag)
@@ -138,6 +140,28 @@ def authorize_id_tag(
         if others.exists():
             return IdTagDecision(CONCURRENT_TX, **base)
     return IdTagDecision(ACCEPTED, **base)
+
+
+def _one_time_tag_decision(id_tag: str, *, charge_point_pk: int | None, connector_number: int | None,
+                           lock: bool) -> IdTagDecision:
+    """A one-time tag: Accepted at its own charger and connector, before it expires, until a start used it.
+
+    ``lock`` (StartTransaction, inside its transaction): the tag's row is locked, so that of two starts
+    with one tag the second sees it used.
+    """
+    rows = OneTimeTag.objects.select_for_update() if lock else OneTimeTag.objects
+    one = rows.filter(id_tag=id_tag).first()
+    if one is None:
+        return IdTagDecision(INVALID)
+    if charge_point_pk is not None and one.charge_point_id != charge_point_pk:
+        return IdTagDecision(INVALID)
+    if connector_number is not None and connector_number != one.connector_number:
+        return IdTagDecision(INVALID)
+    if one.used_at is not None or one.revoked_at is not None:
+        return IdTagDecision(INVALID)
+    if one.expires_at <= timezone.now():
+        return IdTagDecision(EXPIRED, expiry_date=one.expires_at)
+    return IdTagDecision(ACCEPTED, expiry_date=one.expires_at, one_time_tag_pk=one.pk)
 
 
 # --- the session a message belongs to ---------------------------------------------

@@ -19,7 +19,7 @@ from django.utils import timezone
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise, alert_resolve
 from apps.charging import events, local_lists, metering, reservations, smart_charging
-from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue
+from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue, OneTimeTag
 from apps.charging.selectors import IdTagDecision, authorize_id_tag, session_find_for_message
 
 logger = logging.getLogger(__name__)
@@ -228,6 +228,10 @@ def session_start(
             # The same start arrived twice at once (a retry racing the original) and no row lock held the
             # second back (an unknown connector, a card without the resident lock): the constraint did.
             return _start_retried(ChargingSession.objects.get(**identity), decision)
+        if decision.one_time_tag_pk is not None:
+            # Used up: the row was locked by authorize_id_tag, so of two starts with the tag one is accepted.
+            OneTimeTag.objects.filter(pk=decision.one_time_tag_pk, used_at__isnull=True).update(
+                used_at=received_at, session=session)
         if reservation_id is not None:
             reservations.reservation_mark_used(reservation_pk=reservation_id, charge_point_pk=charge_point_pk,
                                                at=received_at)

@@ -328,6 +328,34 @@ class StripeClient:
         intent = self._call(self._client.v1.payment_intents.create, idempotency_key=idempotency_key, **params)
         return IntentResult.of(intent)
 
+    def authorization_create(
+        self, *, amount: int, currency: str, metadata: dict[str, str], idempotency_key: str,
+    ) -> IntentResult:
+        """A card pre-authorization: a PaymentIntent with manual capture, confirmed by the browser (Stripe.js).
+
+        Once confirmed it is ``requires_capture``: the amount is held on the card until it is captured
+        (``payment_intent_capture``, at most the amount) or released (``payment_intent_cancel``).
+        """
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise ValueError(f"amount must be a positive integer of minor units, not {amount!r}")
+        intent = self._call(self._client.v1.payment_intents.create, idempotency_key=idempotency_key,
+                            amount=amount, currency=currency.lower(), metadata=metadata,
+                            payment_method_types=["card"], capture_method="manual")
+        return IntentResult.of(intent)
+
+    def payment_intent_capture(self, intent_id: str, *, amount: int, idempotency_key: str) -> IntentResult:
+        """Capture ``amount`` minor units of an authorization (1 to the amount held); Stripe releases the rest."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise ValueError(f"amount must be a positive integer of minor units, not {amount!r}")
+        intent = self._call(self._client.v1.payment_intents.capture, intent_id, idempotency_key=idempotency_key,
+                            amount_to_capture=amount)
+        return IntentResult.of(intent)
+
+    def payment_intent_cancel(self, intent_id: str, *, idempotency_key: str) -> IntentResult:
+        """Release an authorization (or abandon an intent never confirmed): nothing is charged."""
+        intent = self._call(self._client.v1.payment_intents.cancel, intent_id, idempotency_key=idempotency_key)
+        return IntentResult.of(intent)
+
     def payment_intent_retrieve(self, intent_id: str) -> IntentResult:
         return IntentResult.of(self._call(self._client.v1.payment_intents.retrieve, intent_id))
 

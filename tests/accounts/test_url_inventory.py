@@ -88,6 +88,22 @@ TENANT_ROUTES = {
     "residents/<int:resident_id>/summary": (
         "reconciliation/test_pages.py::test_a_resident_sees_their_own_year_and_nobody_else_does"
     ),
+    # No login: a connector's public code opens its page on its own building's host only; a visit's secret
+    # token is the only key to it (another visit's token, or another connector's code, gets 404).
+    "v/<slug:code>": "visitors/test_access.py::test_a_visit_is_seen_and_stopped_with_its_own_token_only",
+    "v/<slug:code>/quote": "visitors/test_access.py::test_a_visit_is_seen_and_stopped_with_its_own_token_only",
+    "v/<slug:code>/visits": "visitors/test_access.py::test_the_form_refuses_bad_input_with_the_reason",
+    "v/<slug:code>/visits/<str:token>": (
+        "visitors/test_access.py::test_a_visit_is_seen_and_stopped_with_its_own_token_only"
+    ),
+    "v/<slug:code>/visits/<str:token>/start": (
+        "visitors/test_access.py::test_a_visit_is_seen_and_stopped_with_its_own_token_only"
+    ),
+    "v/<slug:code>/visits/<str:token>/stop": (
+        "visitors/test_access.py::test_a_visit_is_seen_and_stopped_with_its_own_token_only"
+    ),
+    "visitors/labels.pdf": "visitors/test_access.py::test_only_the_company_s_managers_download_the_labels",
+    "visitors/visits": "visitors/test_flow.py::test_a_price_above_the_hold_captures_the_hold_and_records_the_shortfall",
 }
 
 

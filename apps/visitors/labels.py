@@ -1,0 +1,49 @@
+"""The printable sheet of visitor labels: one per connector, QR code (segno, inline SVG) and short URL."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import segno
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import translation
+from django.utils.safestring import mark_safe
+
+from apps.visitors import services
+from apps.visitors.models import VisitorCode
+
+logging.getLogger("fontTools").setLevel(logging.WARNING)
+logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
+
+
+def qr_svg(url: str) -> str:
+    """The URL as a QR code, an inline <svg> element (no XML declaration), 30 mm wide."""
+    svg = segno.make(url, error="m").svg_inline(scale=1, border=2, svgclass="qr", lineclass=None)
+    # Its viewBox keeps the modules; the printed size is fixed, whatever the URL's length.
+    return re.sub(r'width="[^"]*" height="[^"]*"', 'width="30mm" height="30mm"', svg, count=1)
+
+
+def render_html() -> str:
+    condo = services._condominium()
+    with translation.override((condo.locale or "en")[:2]):
+        labels = []
+        for code in services.visitor_codes_ensure():
+            url = services.building_url(condo, reverse("visitor-page", args=[code.code]))
+            name, lines = services.visitor_tariff_lines(code.connector)
+            labels.append({"code": code, "label": services.connector_label(code.connector), "url": url,
+                           "qr": mark_safe(qr_svg(url)),  # noqa: S308 - segno's output of our own URL
+                           "tariff": name, "tariff_lines": lines})
+        return render_to_string("visitors/labels.html", {"building": condo.name, "labels": labels})
+
+
+def render_pdf(html: str | None = None) -> bytes:
+    # Imported here: WeasyPrint is heavy and logs as it loads, and every web process imports this module's view.
+    from weasyprint import HTML
+
+    return HTML(string=html or render_html()).write_pdf()
+
+
+def label_count() -> int:
+    return VisitorCode.objects.filter(enabled=True, connector__removed_at__isnull=True).count()
