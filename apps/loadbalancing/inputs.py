@@ -16,7 +16,7 @@ from apps.charging.selectors import open_sessions
 from apps.electrical.latest import site_load_latest
 from apps.electrical.models import Circuit, SiteMeter
 from apps.loadbalancing import allocator
-from apps.ocpp import live
+from apps.ocpp import charging_profiles, live
 
 NO_MAX_A = Decimal(32)  # a gun commissioned without a maximum: the most a common AC gun carries
 
@@ -35,6 +35,17 @@ class BuildingInputs:
 
 def connector_key(charge_point_id: str, number: int) -> str:
     return f"{charge_point_id}#{number}"
+
+
+def _safe_default_a(row: Connector, connectors_on_circuit: int) -> Decimal:
+    """What the dispatch gives the connector as its TxDefaultProfile (a session that starts before its first
+    limit may draw it): the allocator keeps it free for every idle connector."""
+    circuit = row.charge_point.circuit
+    cap = charging_profiles.cabinet_cap_a(
+        max_current_a=min(circuit.max_current_a[: max(circuit.phases, 1)]) * circuit.derate,
+        max_power_w=circuit.max_power_w, voltage_v=circuit.voltage_v, phases=circuit.phases)
+    return charging_profiles.safe_default_a(circuit_cap_a=cap, connectors_on_circuit=connectors_on_circuit,
+                                            min_current_a=row.min_current_a, max_current_a=row.max_current_a)
 
 
 def _quirks(charger: ChargePoint) -> dict:
@@ -58,6 +69,9 @@ def building_inputs(*, now: datetime) -> BuildingInputs:
     )
     states = live.read_building_live({row.charge_point.charge_point_id for row in rows})
     flagged = set(ConnectorLimit.objects.filter(flagged_at__isnull=False).values_list("connector_id", flat=True))
+    on_circuit: dict[int, int] = {}
+    for row in rows:
+        on_circuit[row.charge_point.circuit_id] = on_circuit.get(row.charge_point.circuit_id, 0) + 1
     schema = connection.schema_name
     connectors = []
     connector_pks: dict[str, int] = {}
@@ -75,6 +89,7 @@ def building_inputs(*, now: datetime) -> BuildingInputs:
             step_a=Decimal(1) if quirks.get("integer_amps") else Decimal("0.1"),
             accepts_zero=not quirks.get("zero_rejected"), online=online,
             compliant=not quirks.get("no_smart_charging") and row.pk not in flagged,
+            default_limit_a=_safe_default_a(row, on_circuit[charger.circuit_id]),
         ))
     pk_to_key = {pk: key for key, pk in connector_pks.items()}
     sessions = []
