@@ -150,7 +150,12 @@ def visitor_tariff_lines(connector: Connector, at: datetime | None = None) -> tu
     version = version_in_force(choice.tariff, at or timezone.now()) if choice is not None else None
     if choice is None or version is None:
         return "", ()
-    return choice.tariff.name, wording.describe(pricing_tariff(version), _words())
+    try:
+        return choice.tariff.name, wording.describe(pricing_tariff(version), _words())
+    except pricing.TariffInvalid as error:
+        # Stored past the services' checks: the label still prints, and says so; the manager is told.
+        logger.error("visitor tariff %s of connector %s cannot be read: %s", version, connector.pk, error)
+        return choice.tariff.name, (translation.gettext("prices unavailable: ask the building's manager"),)
 
 
 def connector_page(code: VisitorCode, *, now: datetime | None = None) -> ConnectorPage:

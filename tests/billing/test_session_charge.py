@@ -202,3 +202,8 @@ async def test_a_pricing_failure_never_fails_the_stop(maple_schema, connected, c
     assert session.stopped_at == la(2026, 3, 10, 10) and session.energy_wh == 3000
     assert await charges(maple_schema, tx) == []
     assert "give at least one element" in caplog.text
+
+    def unassign():  # committed rows: leave no broken tariff on a connector for the tests that follow
+        TariffAssignment.objects.filter(tariff__code__startswith="broken-").delete()
+
+    await run_in_schema(maple_schema, unassign)
