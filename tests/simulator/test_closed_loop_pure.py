@@ -1,0 +1,122 @@
+"""The closed loop's pure parts: the non-EV load curve and the recorder that scores a run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from apps.simulator.building_load import DEFAULT_CURVE, LoadCurve, Peak, Step, schedule
+from apps.simulator.closedloop import NodeLimits, Recorder, percentile
+
+T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+D = Decimal
+
+
+def test_the_curve_is_deterministic_from_its_seed_and_steps_fall_on_their_phase():
+    a = schedule(DEFAULT_CURVE, T0, 24 * 3600, seed=7)
+    b = schedule(DEFAULT_CURVE, T0, 24 * 3600, seed=7)
+    c = schedule(DEFAULT_CURVE, T0, 24 * 3600, seed=8)
+    assert a == b
+    assert a.steps_starting() != c.steps_starting()
+    starts = a.steps_starting()
+    assert starts, "a day of the default curve has switch-ons"
+    at, _name, phase, amps = next(s for s in starts if s[1] == "A/C compressor")
+    before = a.load_at(T0 + timedelta(seconds=at - 1))
+    during = a.load_at(T0 + timedelta(seconds=at))
+    assert during[phase - 1] - before[phase - 1] >= amps - D("0.2")  # the curve itself moves little in 1 s
+    others = [p for p in range(3) if p != phase - 1]
+    assert all(abs(during[p] - before[p]) <= D("0.1") for p in others)
+    # The A/C runs only between 10:00 and 23:00.
+    assert all(10 * 3600 <= s[0] < 24 * 3600 for s in starts if s[1] == "A/C compressor")
+
+
+def test_the_daily_peaks_are_triangles_around_their_hour():
+    curve = LoadCurve(base_a=(D(5), D(5), D(5)), peaks=(Peak(D(19), D(2), (D(10), D(0), D(4))),))
+    s = schedule(curve, T0, 24 * 3600, seed=1)
+    assert s.load_at(T0 + timedelta(hours=19)) == (D(15), D(5), D(9))
+    assert s.load_at(T0 + timedelta(hours=18)) == (D(10), D(5), D(7))
+    assert s.load_at(T0 + timedelta(hours=3)) == (D(5), D(5), D(5))
+    assert s.load_at(T0 + timedelta(days=3)) == s.load_at(T0 + timedelta(hours=24))  # held after the horizon
+
+
+def test_bad_curves_are_refused_with_what_is_wrong():
+    with pytest.raises(ValueError, match="phase must be 1, 2 or 3"):
+        Step("lift", 4, D(10), D(1), D(1))
+    with pytest.raises(ValueError, match="hour must be in"):
+        Peak(D(24), D(1), (D(1), D(1), D(1)))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        schedule(DEFAULT_CURVE, datetime(2026, 1, 1), 60, seed=1)
+
+
+CAB = NodeLimits("cab", rating_a=(D(32), D(32), D(32)), limit_a=(D(30), D(30), D(30)))
+
+
+def test_overload_is_scored_against_the_limit_and_the_rating():
+    r = Recorder([CAB])
+    r.load(T0, "cab", (D(20), D(20), D(20)))
+    r.load(T0 + timedelta(seconds=10), "cab", (D(31), D(20), D(20)))  # above the limit, not the rating
+    r.load(T0 + timedelta(seconds=20), "cab", (D(35), D(20), D(20)))  # above both; 35/30 > 113 %
+    r.load(T0 + timedelta(seconds=25), "cab", (D(29), D(20), D(20)))
+    rep = r.report(T0 + timedelta(seconds=60), T0, connectors=4, minutes=D(1))
+    assert rep.vs_limit.seconds_above_100 == D(15)
+    assert rep.vs_limit.seconds_above_113 == D(5)
+    assert rep.vs_rating.seconds_above_100 == D(5)
+    assert rep.vs_rating.seconds_above_113 == 0
+    assert rep.worst(rep.vs_limit) == (D("1.1667"), D(15))
+    assert rep.targets()["never above 113 % of any limit"] is False
+    assert rep.targets()["every excursion above 100 % cleared within 30 s"] is False
+    with pytest.raises(ValueError, match="time order"):
+        r.load(T0, "cab", (D(1), D(1), D(1)))
+    with pytest.raises(ValueError, match="no node 'x'"):
+        r.load(T0 + timedelta(hours=1), "x", (D(1), D(1), D(1)))
+
+
+def test_reaction_is_from_the_reading_that_shows_the_rise_to_the_first_reduced_profile():
+    r = Recorder([CAB])
+    limit = (D(30), D(30), D(30))
+    r.profile(T0, "c1", D(16))  # the first profile sets the connector's level
+    assert r.reading(T0, (D(25), D(10), D(10)), limit) is False  # the first reading has nothing to rise from
+    assert r.reading(T0 + timedelta(seconds=1), (D(26), D(10), D(10)), limit) is False  # 1 A: no rise
+    assert r.reading(T0 + timedelta(seconds=2), (D(40), D(10), D(10)), limit) is True
+    assert r.profile(T0 + timedelta(seconds=2, milliseconds=300), "c1", D(20)) is False  # raised: not a reaction
+    assert r.profile(T0 + timedelta(seconds=2, milliseconds=700), "c1", D(8)) is True
+    assert r.reading(T0 + timedelta(seconds=3), (D(45), D(10), D(10)), limit) is True
+    # A rise that nothing answers within 30 s counts as unanswered.
+    rep = r.report(T0 + timedelta(seconds=5), T0 + timedelta(seconds=40), connectors=1, minutes=D(1))
+    assert rep.reactions_s == (D("0.700"),)
+    assert rep.unanswered_rises == 1
+    assert rep.targets()["reaction p95 <= 1 s"] is False
+    assert rep.profiles_per_connector_minute == D(3)
+    # A rise below the limit needs no reduction and waits for none.
+    r2 = Recorder([CAB])
+    r2.reading(T0, (D(5), D(5), D(5)), limit)
+    assert r2.reading(T0 + timedelta(seconds=1), (D(15), D(5), D(5)), limit) is False
+
+
+def test_energy_fairness_pauses_and_utilization():
+    r = Recorder([CAB])
+    r.session("s1", demand_wh=10_000, delivered_wh=9_000)
+    r.session("s2", demand_wh=20_000, delivered_wh=18_000)
+    r.session("s3", demand_wh=0, delivered_wh=0)  # nothing asked: not in the fairness
+    r.energy(D(3600), headroom_w=D(30_000), ev_w=D(27_000))
+    for t, amps in ((0, D(16)), (60, D(0)), (120, D(10)), (180, D(0))):
+        r.limit(T0 + timedelta(seconds=t), "s1", amps)
+    r.limit(T0, "s2", D(16))
+    rep = r.report(T0, T0, connectors=3, minutes=D(60))
+    assert rep.jain == D(1)
+    assert rep.served_spread == 0
+    assert rep.utilization == D("0.9")  # 27 kWh of min(30 kWh spare, 30 kWh demand)
+    assert rep.pauses_per_session == D(1) and rep.max_pauses == 2
+    assert rep.targets()["utilization >= 95 %"] is False
+    assert "Jain (energy/demand)" in rep.table()
+    assert rep.as_json()["jain"] == "1.0000"
+
+
+def test_percentile_is_nearest_rank():
+    values = [D(n) for n in range(1, 101)]
+    assert percentile(values, 50) == D(50)
+    assert percentile(values, 95) == D(95)
+    assert percentile([D(3)], 99) == D(3)
+    assert percentile([], 50) is None
