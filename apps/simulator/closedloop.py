@@ -41,6 +41,71 @@ class NodeLimits:
     key: str
     rating_a: Phases  # the breaker's rating
     limit_a: Phases  # rating x derate - margin
+    max_power_w: int | None = None  # a cabinet's input (not derated): scored as a fourth series
+    parent: str | None = None
+    voltage_v: int = 230
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """A gun as the building sees it: its node, its phases and the grid phase(s) it is wired to."""
+
+    key: str
+    node: str
+    phases: int
+    rotation: str  # L1/L2/L3 for a single-phase gun; RST... for a three-phase one
+
+
+_GRID = {"L1": 0, "L2": 1, "L3": 2, "R": 0, "S": 1, "T": 2}
+
+
+def grid_currents(wiring: Wiring, amps: Decimal, phases_used: int) -> Phases:
+    """What a gun drawing ``amps`` per phase on ``phases_used`` of its phases puts on each grid phase."""
+    out = [Decimal(0)] * 3
+    if wiring.phases == 1 or phases_used == 1:
+        first = wiring.rotation if wiring.rotation in ("L1", "L2", "L3") else wiring.rotation[:1]
+        out[_GRID[first]] += amps
+    else:
+        for p in range(3):
+            out[p] += amps
+    return out[0], out[1], out[2]
+
+
+def node_loads(nodes: Sequence[NodeLimits], guns: Sequence[tuple[Wiring, Decimal, int]],
+               non_ev: dict[str, Phases]) -> dict[str, Phases]:
+    """Each node's current per grid phase: its guns' and its children's, plus the non-EV load put on it."""
+    by_key = {n.key: n for n in nodes}
+    totals = {n.key: [Decimal(0)] * 3 for n in nodes}
+
+    def add(node: str | None, amps: Sequence[Decimal]) -> None:
+        seen = 0
+        while node is not None:
+            if node not in by_key or seen > len(nodes):
+                raise ValueError(f"no node {node!r} in this building (or a loop in the tree)")
+            for p in range(3):
+                totals[node][p] += amps[p]
+            node = by_key[node].parent
+            seen += 1
+
+    for wiring, amps, used in guns:
+        add(wiring.node, grid_currents(wiring, amps, used))
+    for node, other in non_ev.items():
+        add(node, other)
+    return {k: (v[0], v[1], v[2]) for k, v in totals.items()}
+
+
+def headroom_w(nodes: Sequence[NodeLimits], non_ev: dict[str, Phases]) -> Decimal:
+    """The most the EVs could draw: the tightest node's room (per phase under its limit, and under its power)
+    once the non-EV load below and at it is counted."""
+    loads = node_loads(nodes, [], non_ev)
+    room: Decimal | None = None
+    for node in nodes:
+        per_phase = sum((max(Decimal(0), node.limit_a[p] - loads[node.key][p]) for p in range(3)), Decimal(0))
+        watts = per_phase * node.voltage_v
+        if node.max_power_w is not None:
+            watts = min(watts, max(Decimal(0), node.max_power_w - sum(loads[node.key], Decimal(0)) * node.voltage_v))
+        room = watts if room is None else min(room, watts)
+    return room if room is not None else Decimal(0)
 
 
 @dataclass
@@ -74,6 +139,13 @@ class Recorder:
         limits = self._by_key.get(node)
         if limits is None:
             raise ValueError(f"no node {node!r} in this building")
+        if limits.max_power_w is not None:
+            watts = sum(amps, Decimal(0)) * limits.voltage_v
+            for store in (self._limit, self._rating):
+                series = store.setdefault((node, 3), [])
+                if series and at <= series[-1].at:
+                    raise ValueError(f"node {node!r}: samples must be in time order ({at.isoformat()})")
+                series.append(LoadSample(at, watts, Decimal(limits.max_power_w)))
         for p in range(3):
             for store, rating in ((self._limit, limits.limit_a[p]), (self._rating, limits.rating_a[p])):
                 series = store.setdefault((node, p), [])

@@ -120,3 +120,25 @@ def test_percentile_is_nearest_rank():
     assert percentile(values, 95) == D(95)
     assert percentile([D(3)], 99) == D(3)
     assert percentile([], 50) is None
+
+
+def test_node_loads_follow_the_wiring_up_the_tree_and_power_is_scored():
+    from apps.simulator.closedloop import Wiring, headroom_w, node_loads
+
+    supply = NodeLimits("supply", (D(200),) * 3, (D(155),) * 3)
+    cab = NodeLimits("cab", (D(32),) * 3, (D(32),) * 3, max_power_w=20_000, parent="supply")
+    guns = [(Wiring("A#1", "cab", 1, "L2"), D(16), 1), (Wiring("A#2", "cab", 3, "RST"), D(10), 3),
+            (Wiring("A#3", "cab", 3, "TRS"), D(8), 1)]  # a single-phase car on a three-phase gun: its L1 only
+    loads = node_loads([supply, cab], guns, {"supply": (D(40), D(0), D(0))})
+    assert loads["cab"] == (D(10), D(26), D(18))
+    assert loads["supply"] == (D(50), D(26), D(18))
+    with pytest.raises(ValueError, match="no node 'x'"):
+        node_loads([supply, cab], guns[:1], {"x": (D(1), D(1), D(1))})
+    # The cabinet's 20 kW is tighter than its 3 x 32 A; the supply's room is after the non-EV load.
+    assert headroom_w([supply, cab], {"supply": (D(40), D(0), D(0))}) == D(20_000)
+    assert headroom_w([supply], {"supply": (D(150), D(150), D(150))}) == D(15) * 230
+    r = Recorder([cab])
+    r.load(T0, "cab", (D(30), D(30), D(30)))  # 20.7 kW: above the 20 kW input, within 32 A a phase
+    rep = r.report(T0 + timedelta(seconds=10), T0, connectors=6, minutes=D(1))
+    assert rep.vs_limit.seconds_above_100 == D(10)
+    assert rep.worst(rep.vs_limit)[0] == D("1.035")
