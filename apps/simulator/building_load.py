@@ -51,6 +51,7 @@ class Step:
     per_hour: Decimal
     from_hour: int = 0
     to_hour: int = 24
+    at_minutes: tuple[Decimal, ...] = ()  # fixed switch-ons (minutes from the start), besides the random ones
 
     def __post_init__(self) -> None:
         if self.phase not in (1, 2, 3):
@@ -158,5 +159,8 @@ def schedule(curve: LoadCurve, start: datetime, seconds: int, seed: int) -> Sche
                 t += 60
             else:
                 t += 60
-        switchings.append(Switching(step, tuple(on)))
+        for minute in step.at_minutes:
+            begin = int(minute * 60)
+            on.append((begin, begin + length))
+        switchings.append(Switching(step, tuple(sorted(on))))
     return Schedule(curve, start, seconds, tuple(switchings))

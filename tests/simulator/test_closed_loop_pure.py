@@ -142,3 +142,21 @@ def test_node_loads_follow_the_wiring_up_the_tree_and_power_is_scored():
     rep = r.report(T0 + timedelta(seconds=10), T0, connectors=6, minutes=D(1))
     assert rep.vs_limit.seconds_above_100 == D(10)
     assert rep.worst(rep.vs_limit)[0] == D("1.035")
+
+
+def test_a_scenario_names_its_building_load_and_fixed_steps():
+    from apps.simulator import scenario as scenarios
+
+    spec = scenarios.load("""
+building_load:
+  base_a: [120, 20, 20]
+  steps:
+    - {name: A/C, phase: 1, amps: 20, on_minutes: 3, per_hour: 0, at_minutes: [4]}
+""")
+    s = schedule(spec.building_load.curve(), T0, 600, seed=1)
+    assert s.load_at(T0 + timedelta(minutes=3)) == (D(120), D(20), D(20))
+    assert s.load_at(T0 + timedelta(minutes=5)) == (D(140), D(20), D(20))
+    assert s.load_at(T0 + timedelta(minutes=7, seconds=1)) == (D(120), D(20), D(20))
+    with pytest.raises(scenarios.ScenarioError, match="phase"):
+        scenarios.load("building_load: {base_a: [1, 1, 1], steps: [{name: x, phase: 4, amps: 1, on_minutes: 1, "
+                       "per_hour: 1}]}")
