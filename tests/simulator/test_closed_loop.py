@@ -134,3 +134,34 @@ def test_a_step_on_one_phase_is_answered_on_the_wire_and_every_limit_holds(world
     assert Decimal(data["vs_limit"]["seconds_above_113"]) == 0, text
     assert Decimal(data["vs_limit"]["longest_excursion_s"]) <= 30, text
     assert data["sessions"] == 4 and data["delivered_wh"] > 0, text
+
+
+@pytest.mark.timeout(120)
+def test_the_demo_simulator_feeds_the_site_meter_from_the_curve_and_the_evs(world, committed, daphne, tmp_path,
+                                                                            unique_id):
+    from apps.electrical.latest import site_load_latest
+    from apps.simulator.management.commands.simulate_chargers import Command as Chargers
+
+    charger = f"CM-{unique_id}"
+    meter = f"cm-{unique_id.lower()}"
+    factories.charger(world.maple, charger, PASSWORD, connectors=4)
+    factories.site_meter(world.maple, {"id": meter, "source": "api", "token": TOKEN, "stale_after_s": 15})
+    commissioning = tmp_path / "building.yaml"
+    commissioning.write_text(COMMISSIONING.format(charger=charger, password=PASSWORD, meter=meter, token=TOKEN))
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text("arrivals: {enabled: false}\nbuilding_load: {base_a: [41, 42, 43]}\n")
+    out = StringIO()
+    try:
+        call_command(Chargers(), "--condominium", "maple-court", "--charger", charger, "--url", daphne.url,
+                     "--commissioning-file", str(commissioning), "--scenario", str(scenario), "--duration", "8",
+                     "--push-site-meter", "--meter-url", f"http://127.0.0.1:{daphne.port}", stdout=out)
+        latest = site_load_latest(world.maple.schema_name)
+    finally:
+        factories.site_meter_retire(world.maple, meter)
+        factories.charger_retire(world.maple, charger)
+    assert f"site meter {meter} fed" in out.getvalue(), out.getvalue()
+    assert latest is not None and latest.meter_key == meter
+    # No EV plugged: the reading is the curve alone, per phase.
+    assert [str(c) for c in latest.reading.currents_a] == ["41.0", "42.0", "43.0"] or \
+        [float(c) for c in latest.reading.currents_a] == [41, 42, 43]
+    assert latest.age_s() < 15

@@ -49,7 +49,8 @@ class Observer:
     """Samples the simulated building, pushes its site meter's readings, and feeds the recorder."""
 
     def __init__(self, runners: list[ChargerRunner], where: Wired, load: Schedule, clock: SimClock,
-                 meter_url: str, meter_every_s: float, recorder: Recorder):
+                 meter_url: str, meter_every_s: float, recorder: Recorder, *, record: bool = True):
+        self.record = record  # False: feed the site meter only (the demo), keep nothing
         self.runners, self.where, self.load, self.clock = runners, where, load, clock
         self.meter_every_s, self.recorder = meter_every_s, recorder
         parsed = urllib.parse.urlsplit(meter_url)
@@ -71,6 +72,8 @@ class Observer:
         if limit is None:
             return
         amps, _unit = limit
+        if not self.record:
+            return
         numbers = [connector_id] if connector_id else list(runner.sim.connectors)
         for n in numbers:
             key = f"{runner.name}#{n}"
@@ -109,7 +112,7 @@ class Observer:
             if plugged and plugged <= self.profiled:
                 self.warm_until = now + timedelta(seconds=self.settle_s)
         warming = self.warm_until is None or now < self.warm_until
-        if not warming and (self.last is None or now > self.last):
+        if self.record and not warming and (self.last is None or now > self.last):
             for node in self.where.nodes:
                 self.recorder.load(now, node.key, loads[node.key])
             if self.last is not None:
@@ -143,7 +146,8 @@ class Observer:
             if push and (last_post is None or (now - last_post).total_seconds() >= self.meter_every_s):
                 last_post = now
                 total = loads[self.meter_node]  # type: ignore[index]
-                self.recorder.reading(datetime.now(UTC), total, limit_node.limit_a)  # type: ignore[union-attr]
+                if self.record:
+                    self.recorder.reading(datetime.now(UTC), total, limit_node.limit_a)  # type: ignore[union-attr]
                 try:
                     status = await asyncio.to_thread(self._post, total)
                 except OSError as error:
