@@ -55,7 +55,7 @@ class Observer:
         self.meter_every_s, self.recorder = meter_every_s, recorder
         parsed = urllib.parse.urlsplit(meter_url)
         self.meter_host, self.meter_port = parsed.hostname or "127.0.0.1", parsed.port or 80
-        self.visits: dict[tuple[str, datetime], tuple[Any, int]] = {}  # (gun, arrival) -> (Ev, energy now)
+        self.visits: dict[tuple[str, datetime], tuple[Any, int, bool]] = {}  # (gun, arrival) -> (Ev, energy, DC)
         self.posted = 0
         self.post_errors: dict[str, int] = {}
         self.first: datetime | None = None
@@ -99,7 +99,7 @@ class Observer:
                 guns.append((wiring, amps, c.phases_used))
                 ev_w += c.power_w
                 if c.ev is not None:
-                    self.visits[(key, c.ev.arrival)] = (c.ev, c.ev_energy_wh)
+                    self.visits[(key, c.ev.arrival)] = (c.ev, c.ev_energy_wh, c.config.dc)
                     if c.ev_energy_wh < c.ev.battery_wh:
                         want_w += (c.ev.max_dc_power_w if c.config.dc
                                    else c.ev.max_current_a * min(c.ev.phases, c.config.phases) * c.config.voltage_v)
@@ -161,11 +161,11 @@ class Observer:
                 await asyncio.wait_for(stop.wait(), tick)
 
     def sessions(self, end: datetime) -> None:
-        for (key, arrival), (ev, energy) in self.visits.items():
+        for (key, arrival), (ev, energy, dc) in self.visits.items():
             stay_s = Decimal(max(0, int((min(ev.departure, end) - max(arrival, self.first or arrival))
                                         .total_seconds())))
             voltage = 230
-            max_w = Decimal(ev.max_dc_power_w) if ev.phases == 0 else ev.max_current_a * ev.phases * voltage
+            max_w = Decimal(ev.max_dc_power_w) if dc else ev.max_current_a * ev.phases * voltage
             demand = min(ev.battery_wh - ev.energy_wh, int(max_w * stay_s / 3600))
             self.recorder.session(f"{key}@{arrival.isoformat()}", max(0, demand), max(0, energy - ev.energy_wh))
 
