@@ -129,8 +129,11 @@ class SimulatedChargePoint(ChargePoint):
 
     @on(Action.set_charging_profile)
     def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict, **_: Any):
+        received = time.time()
         status, messages = self.sim.set_charging_profile(connector_id, cs_charging_profiles)
         self._seen("SetChargingProfile", messages)
+        if self.runner.on_profile is not None:
+            self.runner.on_profile(self.runner, received, connector_id, cs_charging_profiles)
         return call_result.SetChargingProfile(status=status)
 
     @on(Action.clear_charging_profile)
@@ -246,6 +249,8 @@ class ChargerRunner:
         self.heartbeat_interval_s = 300
         self.stats = Stats()
         self.cp: SimulatedChargePoint | None = None
+        # Called with (runner, wall-clock time received, connector id, the profile) for each SetChargingProfile.
+        self.on_profile: Callable[[ChargerRunner, float, int, dict], None] | None = None
 
     @property
     def name(self) -> str:

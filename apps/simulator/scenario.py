@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from apps.core.yamlfile import FileRefused, Problem, parse, with_lines
+from apps.simulator.building_load import LoadCurve, Peak, Step
 from apps.simulator.model import ChargerConfig, Ev
 
 Percent = Annotated[int, Field(ge=0, le=100)]
@@ -81,6 +82,43 @@ DEFAULT_FLEET = (
 )
 
 
+Amps3 = tuple[Annotated[Decimal, Field(ge=0, le=5000)], Annotated[Decimal, Field(ge=0, le=5000)],
+              Annotated[Decimal, Field(ge=0, le=5000)]]
+
+
+class PeakSpec(Spec):
+    hour: Decimal = Field(ge=0, lt=24)
+    width_hours: Decimal = Field(gt=0, le=12)
+    amps: Amps3
+
+
+class StepSpec(Spec):
+    name: str = Field(min_length=1, max_length=60)
+    phase: Literal[1, 2, 3]
+    amps: Decimal = Field(gt=0, le=5000)
+    on_minutes: Decimal = Field(gt=0, le=1440)
+    per_hour: Decimal = Field(ge=0, le=60)
+    hours: tuple[Annotated[int, Field(ge=0, le=24)], Annotated[int, Field(ge=0, le=24)]] = (0, 24)
+    at_minutes: tuple[Annotated[Decimal, Field(ge=0)], ...] = ()
+
+
+class BuildingLoadSpec(Spec):
+    """The non-EV load at the site meter (apps/simulator/building_load.py; docs/simulator.md)."""
+
+    base_a: Amps3
+    peaks: tuple[PeakSpec, ...] = ()
+    steps: tuple[StepSpec, ...] = ()
+
+    def curve(self) -> LoadCurve:
+        return LoadCurve(
+            base_a=self.base_a,
+            peaks=tuple(Peak(p.hour, p.width_hours, p.amps) for p in self.peaks),
+            steps=tuple(Step(s.name, s.phase, s.amps, s.on_minutes, s.per_hour, s.hours[0], s.hours[1],
+                             s.at_minutes)
+                        for s in self.steps),
+        )
+
+
 class Scenario(Spec):
     description: str = ""
     seed: int | None = None
@@ -88,6 +126,7 @@ class Scenario(Spec):
     arrivals: Arrivals = Arrivals()
     fleet: tuple[EvModel, ...] = Field(default=DEFAULT_FLEET, min_length=1)
     evs: tuple[Visit, ...] = ()
+    building_load: BuildingLoadSpec | None = None  # None: building_load.DEFAULT_CURVE
 
 
 def load(text: str, source: str = "<scenario>") -> Scenario:

@@ -90,3 +90,54 @@ def charger_passwords(path: Path, chargers: list[ChargerConfig]) -> dict[str, st
     if problems:
         raise SetupError("\n".join(problems))
     return passwords
+
+
+@dataclass(frozen=True)
+class Wired:
+    """What the closed loop observes a building with: its tree, its guns' wiring and its site meter."""
+
+    nodes: list  # closedloop.NodeLimits, root (supply) first
+    wiring: dict[str, object]  # "CP#n" -> closedloop.Wiring
+    meter_key: str | None
+    meter_node: str | None
+    meter_token: str | None
+    host: str
+
+
+def wired(slug: str, commissioning_path: Path) -> Wired:
+    """The building's electrical tree (rating, limit = rating x derate - margin, power), each gun's node and
+    phase rotation, its HTTP-push site meter (token from the commissioning file) and its host name."""
+    from apps.electrical.models import Circuit, SiteMeter
+    from apps.simulator.closedloop import NodeLimits, Wiring
+    from apps.tenancy.models import Domain
+
+    condo = Condominium.objects.filter(slug=slug).first()
+    if condo is None:
+        raise SetupError(f"no condominium {slug!r}; commission it first (manage.py commission FILE)")
+    domain = Domain.objects.filter(tenant=condo).order_by("-is_primary", "domain").first()
+    if domain is None:
+        raise SetupError(f"{slug} has no domain: the site meter pushes to the building's own host")
+    with in_schema(condo.schema_name):
+        circuits = list(Circuit.objects.filter(removed_at__isnull=True).select_related("parent"))
+        circuits.sort(key=lambda c: c.parent_id is not None)
+        nodes = []
+        for c in circuits:
+            rating = tuple(c.max_current_a)
+            limit = tuple(a * c.derate - c.margin_a for a in rating)
+            nodes.append(NodeLimits(c.key, rating, limit, max_power_w=c.max_power_w,  # type: ignore[arg-type]
+                                    parent=c.parent.key if c.parent else None, voltage_v=c.voltage_v))
+        wiring = {
+            f"{row.charge_point.charge_point_id}#{row.connector_id}": Wiring(
+                f"{row.charge_point.charge_point_id}#{row.connector_id}", row.charge_point.circuit.key,
+                row.phases, row.phase_rotation)
+            for row in Connector.objects.filter(removed_at__isnull=True, charge_point__removed_at__isnull=True)
+            .select_related("charge_point__circuit")
+        }
+        meter = SiteMeter.objects.filter(removed_at__isnull=True).select_related("circuit").first()
+    token = None
+    if meter is not None and meter.source == "api":
+        spec = load_commissioning(commissioning_path.read_text(encoding="utf-8"), source=str(commissioning_path))
+        site = spec.electrical.site_meter
+        token = site.token if site is not None else None
+    return Wired(nodes, wiring, meter.key if meter else None, meter.circuit.key if meter else None, token,
+                 domain.domain)

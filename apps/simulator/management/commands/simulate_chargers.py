@@ -40,12 +40,17 @@ class Command(BaseCommand):
         parser.add_argument("--charger", action="append", dest="chargers", help="only this charger (repeatable)")
         parser.add_argument("--tick", type=float, default=None, help="real seconds between simulation steps")
         parser.add_argument("--report-every", type=float, default=60, help="real seconds between progress lines")
+        parser.add_argument("--push-site-meter", action="store_true",
+                            help="also feed each building's HTTP-push site meter (token from its commissioning file): "
+                                 "the scenario's non-EV curve plus what the simulated EVs draw")
+        parser.add_argument("--meter-url", default="http://127.0.0.1:8000", help="where the site meters POST")
         parser.add_argument("--profile-delay", default="1-5", metavar="LOW-HIGH",
                             help="simulated seconds a charger takes to follow a new charging profile (default 1-5; "
                                  "each profile's delay is fixed by the charger's id and the profile's number)")
 
     def handle(self, *args, condominiums, url, commissioning_file, scenario, seed, speed, duration, chargers, tick,
-               report_every, profile_delay="1-5", **options):
+               report_every, profile_delay="1-5", push_site_meter=False, meter_url="http://127.0.0.1:8000",
+               **options):
         if speed <= 0:
             raise CommandError("--speed must be above 0")
         profile_delay_s = _delay_range(profile_delay)
@@ -94,7 +99,9 @@ class Command(BaseCommand):
         clock = SimClock(speed, start, catch_up=speed > 1)
         tick = tick if tick is not None else max(0.05, min(1.0, 10 / speed))
         runners = []
+        self.observers = []
         for (setup, passwords), plan in zip(buildings, plans, strict=True):
+            first = len(runners)
             for config in setup.chargers:
                 config = replace(config, meter_value_interval_s=spec.meter_value_interval_s,
                                  profile_delay_s=profile_delay_s)
@@ -102,6 +109,9 @@ class Command(BaseCommand):
                                  registers_wh=plan.registers_wh[config.charge_point_id])
                 runners.append(ChargerRunner(sim, url=url, password=passwords[config.charge_point_id], clock=clock,
                                              tick_s=tick))
+            if push_site_meter:
+                self._site_meter(setup.slug, commissioning_file, runners[first:], spec, clock, start,
+                                 horizon + back, seed, meter_url)
             visits = sum(len(v) for v in plan.evs.values())
             self.stdout.write(f"{setup.slug}: {len(setup.chargers)} chargers, {visits} EV visits planned, "
                               f"seed {seed}, speed {speed:g}x, {url}")
@@ -112,6 +122,28 @@ class Command(BaseCommand):
             f"{stats.dropped} offline messages dropped; sent "
             + ", ".join(f"{k} {v}" for k, v in sorted(stats.sent.items()))
         )
+
+    def _site_meter(self, slug, commissioning_file, runners, spec, clock, start, horizon, seed, meter_url):
+        from apps.simulator.building_load import DEFAULT_CURVE, schedule
+        from apps.simulator.closedloop import Recorder
+        from apps.simulator.management.commands.simulate_building import Observer
+        from apps.simulator.selectors import wired
+
+        path = commissioning_file or Path(settings.BASE_DIR) / "examples" / f"{slug}.yaml"
+        try:
+            where = wired(slug, path)
+        except (SetupError, CommissioningError, OSError) as error:
+            raise CommandError(f"{slug}: the site meter cannot be fed: {error}") from None
+        if where.meter_token is None:
+            self.stdout.write(f"{slug}: no HTTP-push site meter with a token in {path}: none fed")
+            return
+        curve = spec.building_load.curve() if spec.building_load is not None else DEFAULT_CURVE
+        load = schedule(curve, start, int(horizon.total_seconds()), seed)
+        self.observers.append(Observer(runners, where, load, clock, meter_url, 5, Recorder(where.nodes),
+                                       record=False))
+        self.stdout.write(f"{slug}: site meter {where.meter_key} fed every 5 simulated s ({meter_url})")
+
+    observers: list = []
 
     def request_stop(self) -> None:
         """Stop a run from another thread (tests)."""
@@ -127,8 +159,13 @@ class Command(BaseCommand):
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        return await run_chargers(runners, duration_s=duration, stop=stop, report_every_s=report_every,
-                                  report=lambda line: self.stdout.write(line))
+        watchers = [asyncio.create_task(o.run(stop)) for o in self.observers]
+        try:
+            return await run_chargers(runners, duration_s=duration, stop=stop, report_every_s=report_every,
+                                      report=lambda line: self.stdout.write(line))
+        finally:
+            stop.set()
+            await asyncio.gather(*watchers, return_exceptions=True)
 
 
 def _listed(counts) -> str:

@@ -1,0 +1,281 @@
+"""python manage.py simulate_building SLUG [--hours 24] [--speed 60] [--scenario FILE] [--seed S] [--report PATH.json]
+
+A whole building in closed loop against a running platform (daphne + a Celery worker + beat): its chargers
+simulated over real websockets, its site meter POSTing through the HTTP push the non-EV curve plus what the
+simulated EVs draw, everything observed from the outside and scored at the end (docs/simulator.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import logging
+import signal
+import time
+import urllib.parse
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.commissioning.schema import CommissioningError
+from apps.simulator import scenario as scenarios
+from apps.simulator.building_load import DEFAULT_CURVE, Schedule, schedule
+from apps.simulator.client import ChargerRunner, SimClock, run_chargers
+from apps.simulator.closedloop import Recorder, Wiring, headroom_w, node_loads
+from apps.simulator.management.commands.simulate_chargers import _delay_range
+from apps.simulator.model import ChargerSim
+from apps.simulator.selectors import SetupError, Wired, building, charger_passwords, wired
+
+TENTH = Decimal("0.1")
+
+
+def _limit_of(profile: dict[str, Any]) -> tuple[Decimal, str] | None:
+    schedule_ = profile.get("charging_schedule") or profile.get("chargingSchedule") or {}
+    periods = schedule_.get("charging_schedule_period") or schedule_.get("chargingSchedulePeriod") or []
+    if not periods:
+        return None
+    unit = schedule_.get("charging_rate_unit") or schedule_.get("chargingRateUnit") or "A"
+    return Decimal(str(periods[0]["limit"])), unit
+
+
+class Observer:
+    """Samples the simulated building, pushes its site meter's readings, and feeds the recorder."""
+
+    def __init__(self, runners: list[ChargerRunner], where: Wired, load: Schedule, clock: SimClock,
+                 meter_url: str, meter_every_s: float, recorder: Recorder, *, record: bool = True):
+        self.record = record  # False: feed the site meter only (the demo), keep nothing
+        self.runners, self.where, self.load, self.clock = runners, where, load, clock
+        self.meter_every_s, self.recorder = meter_every_s, recorder
+        parsed = urllib.parse.urlsplit(meter_url)
+        self.meter_host, self.meter_port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self.visits: dict[tuple[str, datetime], tuple[Any, int, bool]] = {}  # (gun, arrival) -> (Ev, energy, DC)
+        self.posted = 0
+        self.post_errors: dict[str, int] = {}
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.meter_node = where.meter_node or (where.nodes[0].key if where.nodes else None)
+        self.profiled: set[str] = set()  # guns that received a profile
+        self.warm_until: datetime | None = None
+        self.settle_s = 5
+        for runner in runners:
+            runner.on_profile = self.profile
+
+    def profile(self, runner: ChargerRunner, received: float, connector_id: int, profile: dict[str, Any]) -> None:
+        limit = _limit_of(profile)
+        if limit is None:
+            return
+        amps, _unit = limit
+        if not self.record:
+            return
+        numbers = [connector_id] if connector_id else list(runner.sim.connectors)
+        for n in numbers:
+            key = f"{runner.name}#{n}"
+            self.profiled.add(key)
+            self.recorder.profile(datetime.fromtimestamp(received, UTC), key, amps)
+            c = runner.sim.connectors.get(n)
+            tx = c.tx.transaction_id if c is not None and c.tx is not None else None
+            if tx is not None:
+                self.recorder.limit(self.clock.now(), f"{key}:{tx}", amps)
+
+    def _sample(self) -> tuple[datetime, dict[str, tuple[Decimal, Decimal, Decimal]]]:
+        now = self.clock.now()
+        guns = []
+        ev_w = Decimal(0)
+        want_w = Decimal(0)
+        for runner in self.runners:
+            for n, c in runner.sim.connectors.items():
+                key = f"{runner.name}#{n}"
+                wiring = self.where.wiring.get(key)
+                if not isinstance(wiring, Wiring):
+                    continue
+                amps = c.current_a if c.power_w else Decimal(0)
+                guns.append((wiring, amps, c.phases_used))
+                ev_w += c.power_w
+                if c.ev is not None:
+                    self.visits[(key, c.ev.arrival)] = (c.ev, c.ev_energy_wh, c.config.dc)
+                    if c.ev_energy_wh < c.ev.battery_wh:
+                        want_w += (c.ev.max_dc_power_w if c.config.dc
+                                   else c.ev.max_current_a * min(c.ev.phases, c.config.phases) * c.config.voltage_v)
+        non_ev = {self.meter_node: self.load.load_at(now)} if self.meter_node else {}
+        loads = node_loads(self.where.nodes, guns, non_ev)
+        # A fresh charger has no TxDefaultProfile: its EVs draw their maximum until the platform's first profile
+        # (and the EV's delay to follow it). Scoring starts once every plugged gun has had one, that delay later.
+        if self.warm_until is None:
+            plugged = {f"{r.name}#{n}" for r in self.runners for n, c in r.sim.connectors.items() if c.ev}
+            if plugged and plugged <= self.profiled:
+                self.warm_until = now + timedelta(seconds=self.settle_s)
+        warming = self.warm_until is None or now < self.warm_until
+        if self.record and not warming and (self.last is None or now > self.last):
+            for node in self.where.nodes:
+                self.recorder.load(now, node.key, loads[node.key])
+            if self.last is not None:
+                seconds = Decimal((now - self.last) // timedelta(milliseconds=1)) / 1000
+                self.recorder.energy(seconds, min(headroom_w(self.where.nodes, non_ev), want_w), ev_w)
+            self.first = self.first or now
+            self.last = now
+        return now, loads
+
+    def _post(self, amps: tuple[Decimal, Decimal, Decimal]) -> int:
+        body = json.dumps({"timestamp": datetime.now(UTC).isoformat(),
+                           "current_a": [float(a.quantize(TENTH)) for a in amps]})
+        conn = http.client.HTTPConnection(self.meter_host, self.meter_port, timeout=5)
+        try:
+            conn.request("POST", f"/api/v1/site-meters/{self.where.meter_key}/readings", body=body, headers={
+                "Host": self.where.host, "Authorization": f"Bearer {self.where.meter_token}",
+                "Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tick = max(0.05, min(1.0, self.meter_every_s / self.clock.speed))
+        last_post: datetime | None = None
+        limit_node = next((n for n in self.where.nodes if n.key == self.meter_node), None)
+        while not stop.is_set():
+            now, loads = self._sample()
+            push = self.where.meter_token is not None and self.meter_node is not None and limit_node is not None
+            if push and (last_post is None or (now - last_post).total_seconds() >= self.meter_every_s):
+                last_post = now
+                total = loads[self.meter_node]  # type: ignore[index]
+                if self.record:
+                    self.recorder.reading(datetime.now(UTC), total, limit_node.limit_a)  # type: ignore[union-attr]
+                try:
+                    status = await asyncio.to_thread(self._post, total)
+                except OSError as error:
+                    status = 0
+                    self.post_errors[type(error).__name__] = self.post_errors.get(type(error).__name__, 0) + 1
+                if status == 202:
+                    self.posted += 1
+                elif status:
+                    self.post_errors[str(status)] = self.post_errors.get(str(status), 0) + 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), tick)
+
+    def sessions(self, end: datetime) -> None:
+        for (key, arrival), (ev, energy, dc) in self.visits.items():
+            stay_s = Decimal(max(0, int((min(ev.departure, end) - max(arrival, self.first or arrival))
+                                        .total_seconds())))
+            voltage = 230
+            max_w = Decimal(ev.max_dc_power_w) if dc else ev.max_current_a * ev.phases * voltage
+            demand = min(ev.battery_wh - ev.energy_wh, int(max_w * stay_s / 3600))
+            self.recorder.session(f"{key}@{arrival.isoformat()}", max(0, demand), max(0, energy - ev.energy_wh))
+
+
+class Command(BaseCommand):
+    help = "Run a building in closed loop: simulated chargers and EVs, its site meter pushed, the control scored."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug", help="the building's slug, e.g. maple-court")
+        parser.add_argument("--hours", type=float, default=24, help="simulated hours (default 24)")
+        parser.add_argument("--speed", type=float, default=60, help="simulated seconds per real second")
+        parser.add_argument("--scenario", type=Path, help="a scenario file (docs/simulator.md)")
+        parser.add_argument("--seed", type=int, help="random seed (default: the scenario's, else 1)")
+        parser.add_argument("--report", type=Path, help="write the report as JSON here")
+        parser.add_argument("--url", default="ws://127.0.0.1:8000/ocpp/", help="the OCPP endpoint, without the id")
+        parser.add_argument("--meter-url", default="http://127.0.0.1:8000",
+                            help="where the site meter POSTs (the building's host is sent as Host)")
+        parser.add_argument("--meter-every", type=float, default=5, help="simulated seconds between readings")
+        parser.add_argument("--commissioning-file", type=Path,
+                            help="the chargers' passwords and the meter's token (default examples/<slug>.yaml)")
+        parser.add_argument("--charger", action="append", dest="chargers",
+                            help="simulate only this charger (repeatable; the others are left as they are)")
+        parser.add_argument("--profile-delay", default="1-5", metavar="LOW-HIGH",
+                            help="simulated seconds an EV takes to follow a new limit (default 1-5)")
+
+    loop: asyncio.AbstractEventLoop | None = None
+    stop_event: asyncio.Event | None = None
+
+    def request_stop(self) -> None:
+        if self.loop is not None and self.stop_event is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+
+    def handle(self, *args, slug, hours, speed, scenario, seed, report, url, meter_url, meter_every,
+               commissioning_file, profile_delay, chargers=None, **options):
+        if speed <= 0 or hours <= 0 or meter_every <= 0:
+            raise CommandError("--speed, --hours and --meter-every must be above 0")
+        delay = _delay_range(profile_delay)
+        logging.getLogger("ocpp").setLevel(logging.WARNING)
+        path = commissioning_file or Path(settings.BASE_DIR) / "examples" / f"{slug}.yaml"
+        try:
+            setup = building(slug, chargers)
+            passwords = charger_passwords(path, setup.chargers)
+            where = wired(slug, path)
+        except SetupError as error:
+            raise CommandError(str(error)) from None
+        except (CommissioningError, OSError) as error:
+            raise CommandError(f"{path} cannot be read:\n{error}") from None
+        text = ""
+        if scenario is not None:
+            try:
+                text = scenario.read_text(encoding="utf-8")
+            except OSError as error:
+                raise CommandError(f"cannot read the scenario {scenario}: {error.strerror}") from None
+        source = str(scenario or "<default scenario>")
+        horizon = timedelta(hours=hours)
+        wall_start = datetime.now(UTC).replace(microsecond=0)
+        start = wall_start - horizon if speed > 1 else wall_start  # never ahead of the server's clock
+        try:
+            spec = scenarios.load(text, source=source) if scenario is not None else scenarios.Scenario()
+            seed = seed if seed is not None else (spec.seed if spec.seed is not None else 1)
+            scenarios.check_visits(spec, setup.chargers, source=source, text=text)
+            plan = scenarios.plan(spec, setup.chargers, id_tags=setup.id_tags, start=start, horizon=horizon,
+                                  seed=seed, source=source)
+        except scenarios.ScenarioError as error:
+            raise CommandError(f"the scenario was refused:\n{error}") from None
+        curve = spec.building_load.curve() if spec.building_load is not None else DEFAULT_CURVE
+        load = schedule(curve, start, int(horizon.total_seconds()), seed)
+        clock = SimClock(speed, start, catch_up=speed > 1)
+        tick = max(0.05, min(1.0, 10 / speed))
+        runners = []
+        for config in setup.chargers:
+            config = replace(config, meter_value_interval_s=spec.meter_value_interval_s, profile_delay_s=delay)
+            sim = ChargerSim(config, plan.evs[config.charge_point_id], start,
+                             registers_wh=plan.registers_wh[config.charge_point_id])
+            runners.append(ChargerRunner(sim, url=url, password=passwords[config.charge_point_id], clock=clock,
+                                         tick_s=tick))
+        recorder = Recorder(where.nodes)
+        observer = Observer(runners, where, load, clock, meter_url, meter_every, recorder)
+        observer.settle_s = delay[1] + 1
+        if where.meter_token is None:
+            self.stderr.write(f"{slug} has no HTTP-push site meter with a token in {path}: no readings are sent")
+        visits = sum(len(v) for v in plan.evs.values())
+        self.stdout.write(f"{slug}: {len(runners)} chargers, {visits} EV visits, {hours:g} h at {speed:g}x "
+                          f"({hours * 3600 / speed:.0f} s), seed {seed}, {len(load.steps_starting())} load steps")
+        asyncio.run(self._run(runners, observer, hours * 3600 / speed))
+        end = observer.last or start
+        observer.sessions(end)
+        minutes = Decimal(int((end - (observer.first or end)).total_seconds())) / 60
+        guns = sum(len(r.sim.connectors) for r in runners)
+        result = recorder.report(end, datetime.now(UTC), guns, minutes)
+        self.stdout.write(f"site meter: {observer.posted} readings accepted"
+                          + (f", problems {observer.post_errors}" if observer.post_errors else ""))
+        self.stdout.write(result.table())
+        if report is not None:
+            data = result.as_json() | {"building": slug, "hours": hours, "speed": speed, "seed": seed,
+                                       "readings_accepted": observer.posted, "reading_problems": observer.post_errors}
+            report.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+            self.stdout.write(f"report written to {report}")
+
+    async def _run(self, runners, observer, duration_s):
+        stop = self.stop_event = asyncio.Event()
+        loop = self.loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        watcher = asyncio.create_task(observer.run(stop))
+        started = time.monotonic()
+        try:
+            await run_chargers(runners, duration_s=duration_s, stop=stop, report_every_s=max(10.0, duration_s / 10),
+                               report=lambda line: self.stdout.write(f"[{time.monotonic() - started:.0f} s] {line}"))
+        finally:
+            stop.set()
+            await asyncio.gather(watcher, return_exceptions=True)
