@@ -4,7 +4,8 @@
         REDIS_URL=redis://127.0.0.1:6379/3
     .venv/bin/python bench/month_end.py setup --buildings 100     # once (idempotent, grows the portfolio)
     .venv/bin/python bench/month_end.py run --workers 2 --pdfs 500
-    .venv/bin/python bench/month_end.py reset                    # reopen the month: drop charges, statements
+    .venv/bin/python bench/month_end.py reset [--keep-charges]   # reopen the month (and unprice the sessions)
+    .venv/bin/python bench/month_end.py run --only close          # then the close alone
 
 setup: creates the database if missing, migrates, and commissions buildings bench-mNNN (UTC, USD) from a
 generated commissioning file (.local/bench/month-end/bench-mNNN.yaml): 10 chargers x 2 connectors, one
@@ -222,6 +223,53 @@ def _price_building(schema: str) -> dict:
     return {"schema": schema, "sessions": len(pks), "seconds": took, "pid": os.getpid(), "maxrss_mb": _maxrss_mb()}
 
 
+def _price_building_bulk(schema: str) -> dict:
+    """The same as session_price for every session, with what is the same for many sessions read once and
+    the charges inserted together: each session still goes through services.session_input (its registers,
+    cleaned by apps.charging.metering) and the pure engine pricing.price_session. The tariff choice is
+    cached per connector: valid here because no benchmark resident belongs to a tariff group."""
+    from apps.billing import pricing
+    from apps.billing.models import SessionCharge
+    from apps.billing.selectors import building_billing, pricing_tariff, tariff_for, version_in_force
+    from apps.billing.services import session_input
+    from apps.charging.models import ChargingSession
+    from apps.core.tenants import in_schema
+
+    with in_schema(schema):
+        t0 = time.perf_counter()
+        sessions = list(ChargingSession.objects.filter(stopped_at__isnull=False, charge__isnull=True)
+                        .select_related("connector").order_by("pk"))
+        building = building_billing()
+        choices: dict = {}
+        tariffs: dict = {}
+        charges = []
+        for session in sessions:
+            data = session_input(session)
+            if session.connector_id not in choices:
+                choices[session.connector_id] = tariff_for(connector_pk=session.connector_id,
+                                                           resident_id=session.resident_id)
+            choice = choices[session.connector_id]
+            key = (choice.tariff.pk, data.started_at.date())
+            if key not in tariffs:
+                version = version_in_force(choice.tariff, data.started_at)
+                tariffs[key] = (version, pricing_tariff(version))
+            version, tariff = tariffs[key]
+            result = pricing.price_session(tariff, data, tz=building.timezone,
+                                           prices_include_tax=building.prices_include_tax)
+            year, month = pricing.statement_month(session.stopped_at, building.timezone)
+            charges.append(SessionCharge(
+                session=session, tariff_version=version, status=result.status, hold_reason=result.hold_reason,
+                energy_wh=result.energy_wh, energy_source=result.energy_source[:32], currency=result.currency,
+                lines=pricing.lines_document(result), notes=[*result.notes, choice.reason], subtotal=result.subtotal,
+                tax=result.tax, total=result.total, prices_include_tax=building.prices_include_tax,
+                period=date(year, month, 1), priced_at=NOW,
+            ))
+        SessionCharge.objects.bulk_create(charges, batch_size=2_000)
+        took = time.perf_counter() - t0
+    return {"schema": schema, "sessions": len(sessions), "seconds": took, "pid": os.getpid(),
+            "maxrss_mb": _maxrss_mb()}
+
+
 def _close_building(schema: str) -> dict:
     from django.db import connection
 
@@ -280,6 +328,17 @@ def _peaks(results: list[dict]) -> dict:
     return {str(pid): round(mb, 1) for pid, mb in peaks.items()}
 
 
+def _pricing(args: argparse.Namespace, schemas: list[str], common: dict) -> None:
+    pricer = _price_building if args.pricing == "service" else _price_building_bulk
+    results, wall = _pool(args.workers, pricer, schemas)
+    sessions = sum(r["sessions"] for r in results)
+    _write("pricing", {**common, "phase": "pricing", "path": args.pricing, "sessions": sessions,
+                       "wall_s": round(wall, 2),
+                       "sessions_per_s": round(sessions / wall, 1) if sessions else None,
+                       "per_process_sessions_per_s": round(sessions / sum(r["seconds"] for r in results), 1)
+                       if sessions else None, "peak_rss_mb": _peaks(results)})
+
+
 def run(args: argparse.Namespace) -> int:
     _check_url()
     _django()
@@ -295,13 +354,10 @@ def run(args: argparse.Namespace) -> int:
     cores = os.cpu_count()
     common = {"buildings": len(schemas), "workers": args.workers, "cores": cores, "at": datetime.now(UTC)}
 
-    results, wall = _pool(args.workers, _price_building, schemas)
-    sessions = sum(r["sessions"] for r in results)
-    _write("pricing", {**common, "phase": "pricing", "sessions": sessions, "wall_s": round(wall, 2),
-                       "sessions_per_s": round(sessions / wall, 1) if sessions else None,
-                       "per_process_sessions_per_s": round(sessions / sum(r["seconds"] for r in results), 1)
-                       if sessions else None, "peak_rss_mb": _peaks(results)})
-
+    if args.only != "close":
+        _pricing(args, schemas, common)
+    if args.only == "pricing":
+        return 0
     results, wall = _pool(args.workers, _close_building, schemas)
     made = sum(r["statements"] for r in results)
     _write("close", {**common, "phase": "close", "statements": made,
@@ -311,6 +367,8 @@ def run(args: argparse.Namespace) -> int:
                      "mean_building_s": round(sum(r["seconds"] for r in results) / len(results), 2),
                      "peak_rss_mb": _peaks(results)})
 
+    if args.only == "close":
+        return 0
     # PDFs: statements without a document yet, spread over the buildings; 1 process, then --workers.
     todo: list[tuple[str, int]] = []
     for schema in schemas:
@@ -361,7 +419,8 @@ def reset(args: argparse.Namespace) -> int:
             cursor.execute(
                 "TRUNCATE statements_statementdocument, statements_paymentallocation, statements_billedcharge, "
                 "statements_statementline, statements_statement, statements_billingperiod, "
-                "statements_numberseries, payments_ledgerentry, billing_sessioncharge CASCADE")
+                "statements_numberseries, payments_ledgerentry"
+                + ("" if args.keep_charges else ", billing_sessioncharge") + " CASCADE")
     print("reset")
     return 0
 
@@ -376,8 +435,13 @@ def main() -> int:
     r = sub.add_parser("run")
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--pdfs", type=int, default=500)
+    r.add_argument("--pricing", choices=("service", "bulk"), default="bulk",
+                   help="service: billing.services.session_price per session; bulk: the same engine, batched")
+    r.add_argument("--only", choices=("pricing", "close", "all"), default="all",
+                   help="pricing: stop after pricing; close: the close alone (sessions priced before)")
     r.add_argument("--buildings", type=int, default=None, help="the first N buildings only (default: all)")
-    sub.add_parser("reset")
+    z = sub.add_parser("reset")
+    z.add_argument("--keep-charges", action="store_true", help="keep the priced sessions: reopen the month only")
     args = parser.parse_args()
     return {"setup": setup, "run": run, "reset": reset}[args.command](args)
 
