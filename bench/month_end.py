@@ -348,6 +348,13 @@ def run(args: argparse.Namespace) -> int:
     from apps.core.tenants import in_schema
     from apps.statements.models import Statement, StatementDocument
 
+    if not args.queue_deliveries:
+        # After the close commits, production queues one delivery task (PDF + mail) per statement on the
+        # Celery broker. Here no worker is meant to take them (one that does would mail 20,000 residents
+        # who do not exist): the hook is replaced for this process and the workers it forks.
+        from apps.statements import hooks
+
+        hooks.period_closed = lambda schema_name, period_id: None
     schemas = _schemas(args.buildings)
     if not schemas:
         sys.exit("no benchmark buildings: run the setup first")
@@ -437,6 +444,8 @@ def main() -> int:
     r.add_argument("--pdfs", type=int, default=500)
     r.add_argument("--pricing", choices=("service", "bulk"), default="bulk",
                    help="service: billing.services.session_price per session; bulk: the same engine, batched")
+    r.add_argument("--queue-deliveries", action="store_true",
+                   help="queue the delivery tasks after each close, as production does (needs a broker nobody reads)")
     r.add_argument("--only", choices=("pricing", "close", "all"), default="all",
                    help="pricing: stop after pricing; close: the close alone (sessions priced before)")
     r.add_argument("--buildings", type=int, default=None, help="the first N buildings only (default: all)")
