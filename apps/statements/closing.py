@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from apps.billing import pricing
 from apps.billing import selectors as billing_selectors
-from apps.billing.models import BillingSettings, SessionCharge
+from apps.billing.models import BillingSettings, SessionCharge, TariffGroupMember
 from apps.buildings.models import Resident
 from apps.statements import periods, settlement, sources
 from apps.statements.models import BilledCharge, BillingPeriod, NumberSeries, Statement, StatementLine
@@ -64,14 +64,47 @@ def _days_of_access(resident: Resident, month: periods.Month, tz: str) -> int:
     return periods.local_days_between(first, last)
 
 
-def _service_fee(resident: Resident, month: periods.Month, condo: Condominium, included: bool) -> dict | None:
-    choice = billing_selectors.tariff_for(connector_pk=None, resident_id=resident.pk)
+@dataclass
+class _TariffCache:
+    """What one close reads once rather than once per resident. The tariff that applies to a resident
+    (on no particular connector) depends only on their tariff group (billing.selectors.tariff_for), so it
+    is asked once per group; a tariff's version in force at the month's end once per tariff."""
+
+    group_of: dict[int, int]  # resident pk -> the group tariff_for would find (its first membership)
+    choices: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, residents: set[int]) -> _TariffCache:
+        group_of: dict[int, int] = {}
+        for resident_id, group_id in (TariffGroupMember.objects.filter(resident_id__in=residents)
+                                      .order_by("pk").values_list("resident_id", "group_id")):
+            group_of.setdefault(resident_id, group_id)
+        return cls(group_of)
+
+    def choice(self, resident_id: int):
+        key = self.group_of.get(resident_id)
+        if key not in self.choices:
+            self.choices[key] = billing_selectors.tariff_for(connector_pk=None, resident_id=resident_id)
+        return self.choices[key]
+
+
+def _service_fee(resident: Resident, month: periods.Month, condo: Condominium, included: bool,
+                 cache: _TariffCache | None = None) -> dict | None:
+    if cache is None:
+        choice = billing_selectors.tariff_for(connector_pk=None, resident_id=resident.pk)
+        versions: dict = {}
+    else:
+        choice, versions = cache.choice(resident.pk), cache.versions
     if choice is None:
         return None
-    version = billing_selectors.version_in_force(choice.tariff, month.ends_at - timedelta(microseconds=1))
+    if choice.tariff.pk not in versions:
+        found = billing_selectors.version_in_force(choice.tariff, month.ends_at - timedelta(microseconds=1))
+        versions[choice.tariff.pk] = (found, billing_selectors.pricing_tariff(found) if found else None)
+    version, priced_tariff = versions[choice.tariff.pk]
     if version is None:
         return None
-    fee = billing_selectors.pricing_tariff(version).monthly_fee
+    fee = priced_tariff.monthly_fee
     if fee is None or fee.price <= 0:
         return None
     days = _days_of_access(resident, month, condo.timezone)
@@ -193,11 +226,12 @@ def _close(period: BillingPeriod, bounds: periods.Month, condo: Condominium, now
     billed_callbacks: list[tuple[Statement, int, Callable[[int, int], None]]] = []
 
     drafts: list[tuple[Statement, list[dict], list[SessionCharge]]] = []
+    cache = _TariffCache.of(set(residents))
     for index, resident_id in enumerate(sorted(residents), start=1):
         resident = residents[resident_id]
         mine = by_resident.get(resident_id, [])
         lines = [line for charge in mine for line in _session_lines(charge, bounds.first_day)]
-        fee = _service_fee(resident, bounds, condo, included)
+        fee = _service_fee(resident, bounds, condo, included, cache)
         if fee:
             lines.append({**fee, "occurred_at": None})
         pending: list[tuple[int, Callable[[int, int], None]]] = []

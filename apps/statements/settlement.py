@@ -123,12 +123,38 @@ def autopay(statement_id: int) -> str:
     return payment.status
 
 
+def _ledger_post_of(statement: Statement) -> payments.LedgerPost | None:
+    """What ``statement_post_to_ledger`` posts for a statement (None: nothing)."""
+    if statement.total == 0 or statement.status == Statement.Status.DRAFT:
+        return None
+    kind = LedgerEntry.Kind.CHARGE if statement.kind == Statement.Kind.STATEMENT else LedgerEntry.Kind.CREDIT
+    return payments.LedgerPost(
+        resident_id=statement.resident_id, kind=kind, amount=statement.total, currency=statement.currency,
+        entry_key=f"statement:{statement.pk}", reference=f"statement:{statement.pk}",
+        reason=f"{statement.get_kind_display()} {statement.number}",
+    )
+
+
 def statements_after_close(period_id: int) -> list[int]:
-    """Post the month's statements to the ledger and apply waiting credit; the ids to offer to autopay."""
-    ids = []
+    """Post the month's statements to the ledger and apply waiting credit; the ids to offer to autopay.
+
+    The same as ``statement_post_to_ledger`` then ``apply_credit`` for each statement in turn, in a few
+    queries for the whole month: the entries are posted together, and credit is applied only for the
+    residents who have some waiting (for the others apply_credit finds nothing and does nothing).
+    """
     with transaction.atomic():
-        for statement in Statement.objects.filter(period_id=period_id):
-            statement_post_to_ledger(statement)
-            apply_credit(statement.resident_id)
-            ids.append(statement.pk)
-    return ids
+        statements = list(Statement.objects.filter(period_id=period_id).order_by("pk"))
+        payments.ledger_post_many([post for statement in statements
+                                   if (post := _ledger_post_of(statement)) is not None])
+        residents = {statement.resident_id for statement in statements}
+        waiting = set(
+            PaymentAllocation.objects.filter(resident_id__in=residents, statement__isnull=True)
+            .values("resident_id", "payment_id").annotate(total=Sum("amount")).filter(total__gt=0)
+            .values_list("resident_id", flat=True)
+        )
+        seen: set[int] = set()
+        for statement in statements:
+            if statement.resident_id in waiting and statement.resident_id not in seen:
+                seen.add(statement.resident_id)
+                apply_credit(statement.resident_id)
+        return [statement.pk for statement in statements]

@@ -184,6 +184,31 @@ def test_a_ledger_fact_is_recorded_once(payer, maple_schema):
         assert entries(payer) == [("charge", Decimal("31.20"))]
 
 
+def test_many_ledger_facts_at_once_are_recorded_once_each_with_the_same_checks(payer, maple_schema, caplog):
+    """ledger_post_many: a key posted before (one at a time or together) is kept as it was, and logged when
+    the new post differs; a bad fact refuses the whole batch before anything is written."""
+    key = f"statement:{payer.pk}-many"
+    with in_schema(maple_schema):
+        services.ledger_post(resident_id=payer.pk, kind="charge", amount=Decimal("10.00"), currency="USD",
+                             entry_key=f"{key}-1")
+        posts = [services.LedgerPost(resident_id=payer.pk, kind="charge", amount=Decimal(amount), currency="USD",
+                                     entry_key=f"{key}-{n}", reference=f"{key}-{n}")
+                 for n, amount in ((1, "12.00"), (2, "20.50"), (3, "1.25"), (3, "99.00"))]
+        assert services.ledger_post_many(posts) == 2
+        assert services.ledger_post_many(posts) == 0
+        assert entries(payer) == [("charge", Decimal("10.00")), ("charge", Decimal("20.50")),
+                                  ("charge", Decimal("1.25"))]
+        assert f"{key}-1 posted again with different content" in caplog.text
+        for bad, why in [({"amount": Decimal("0.001")}, "not exact"), ({"amount": Decimal(0)}, "zero"),
+                         ({"kind": "gift"}, "not one of")]:
+            post = services.LedgerPost(**{"resident_id": payer.pk, "kind": "charge", "amount": Decimal("5.00"),
+                                          "currency": "USD", "entry_key": f"{key}-bad", **bad})
+            with pytest.raises(PaymentError, match=why):
+                services.ledger_post_many([services.LedgerPost(payer.pk, "charge", Decimal(7), "USD", f"{key}-4"),
+                                           post])
+        assert not LedgerEntry.objects.filter(entry_key__in=[f"{key}-4", f"{key}-bad"]).exists()
+
+
 def test_a_retry_after_a_lost_answer_makes_no_second_payment_intent(payer, maple_schema, localstripe, settings):
     """The create reaches Stripe, its answer is lost: the SDK retries with the same idempotency key and Stripe
     (here localstripe with Stripe's key handling, hoa_charging/localstripe_server.py) answers with the same
