@@ -25,11 +25,12 @@ def qr_svg(url: str) -> str:
     return re.sub(r'width="[^"]*" height="[^"]*"', 'width="30mm" height="30mm"', svg, count=1)
 
 
-def render_html() -> str:
+def render_html(chargers: list[str] | None = None) -> str:
+    """The sheet of every connector of the building, or of the chargers named (a new cabinet's labels)."""
     condo = services._condominium()
     with translation.override((condo.locale or "en")[:2]):
         labels = []
-        for code in services.visitor_codes_ensure():
+        for code in services.visitor_codes_ensure(chargers):
             url = services.building_url(condo, reverse("visitor-page", args=[code.code]))
             name, lines = services.visitor_tariff_lines(code.connector)
             labels.append({"code": code, "label": services.connector_label(code.connector), "url": url,
@@ -38,11 +39,11 @@ def render_html() -> str:
         return render_to_string("visitors/labels.html", {"building": condo.name, "labels": labels})
 
 
-def render_pdf(html: str | None = None) -> bytes:
+def render_pdf(html: str | None = None, chargers: list[str] | None = None) -> bytes:
     # Imported here: WeasyPrint is heavy and logs as it loads, and every web process imports this module's view.
     from weasyprint import HTML
 
-    return HTML(string=html or render_html()).write_pdf()
+    return HTML(string=html or render_html(chargers)).write_pdf()
 
 
 def label_count() -> int:

@@ -69,10 +69,13 @@ def _new_code() -> str:
     return secrets.token_urlsafe(6).replace("-", "x").replace("_", "y").lower()[:8]
 
 
-def visitor_codes_ensure() -> list[VisitorCode]:
-    """Every connector in service gets its stable code (kept through re-commissioning); returned in label order."""
-    connectors = list(Connector.objects.filter(removed_at__isnull=True, charge_point__removed_at__isnull=True)
-                      .select_related("charge_point", "parking_spot", "visitor_code")
+def visitor_codes_ensure(chargers: list[str] | None = None) -> list[VisitorCode]:
+    """Every connector in service (of the chargers named, if any) gets its stable code (kept through
+    re-commissioning); returned in label order."""
+    rows = Connector.objects.filter(removed_at__isnull=True, charge_point__removed_at__isnull=True)
+    if chargers:
+        rows = rows.filter(charge_point__charge_point_id__in=chargers)
+    connectors = list(rows.select_related("charge_point", "parking_spot", "visitor_code")
                       .order_by("charge_point__charge_point_id", "connector_id"))
     codes = []
     for connector in connectors:

@@ -7,7 +7,7 @@ secret token (returned once, when the card is authorized) is the only key to tha
     POST /v/<code>/visits/<token>/start         after Stripe.js confirmed: check the hold, start the charger
     GET  /v/<code>/visits/<token>               status, kWh and cost so far
     POST /v/<code>/visits/<token>/stop          RemoteStopTransaction of this visit's session
-    GET  /visitors/labels.pdf                   managers: the printable sheet of labels
+    GET  /visitors/labels.pdf[?charger=ID...]   managers: the printable sheet of labels
 
 A code of another building, an unknown code or a token of another visit (or connector) gets 404.
 """
@@ -183,7 +183,8 @@ def stop(request: HttpRequest, code: str, token: str) -> JsonResponse:
 @condominium_role_required(MANAGER)
 @require_GET
 def labels_pdf(request: HttpRequest) -> HttpResponse:
-    response = HttpResponse(labels.render_pdf(), content_type="application/pdf")
+    chargers = request.GET.getlist("charger") or None  # a new cabinet's labels only
+    response = HttpResponse(labels.render_pdf(chargers=chargers), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="visitor-labels-{request.tenant.slug}.pdf"'
     return response
 
