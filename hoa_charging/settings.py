@@ -2,7 +2,7 @@
 
 Every variable is documented in README.md ("Configuration"). When DATABASE_URL
 and REDIS_URL are not set, the values that `python3 dev.py` wrote to
-.local/services.env are used, so `python manage.py ...` works after the demo.
+.local/services.env are used (never with HOA_ENV=production), so `python manage.py ...` works after the demo.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def _load_services_env() -> None:
+    # Never in production: what the demo wrote (its local services, its localstripe keys) must not fill in a
+    # server's missing settings.
+    if os.environ.get("HOA_ENV") == "production":
+        return
     path = Path(os.environ.get("HOA_DATA_DIR", BASE_DIR / ".local")) / "services.env"
     if not path.exists():
         return
