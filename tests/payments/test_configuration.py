@@ -79,3 +79,11 @@ def test_the_demo_runs_localstripe_with_its_state_in_the_data_folder(tmp_path):
         subprocess.run([sys.executable, "-c", "from hoa_charging import datastores; datastores.stop_embedded()"],
                        cwd=ROOT, env=env, timeout=60)
     assert not (tmp_path / "localstripe" / "localstripe.pid").exists()
+
+
+def test_a_demos_services_file_never_fills_in_production_settings(tmp_path):
+    (tmp_path / "services.env").write_text(
+        "# written by dev.py\nSTRIPE_SECRET_KEY=sk_test_" + "d" * 24 + "\nSTRIPE_PUBLISHABLE_KEY=pk_test_" + "e" * 24 + "\n")
+    result = check(HOA_DATA_DIR=str(tmp_path), STRIPE_SECRET_KEY=None)
+    assert result.returncode != 0
+    assert "are required" in result.stderr
