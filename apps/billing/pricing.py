@@ -37,14 +37,15 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-# ISO 4217 minor units of the currencies a building may bill in. A currency not listed is refused
+from apps.payments import money
+
+# The currencies a building may bill in (each a currency its residents can pay by card: see
+# apps/payments/money.py, which holds their ISO 4217 minor units). A currency not listed is refused
 # (with its code in the message) rather than guessed.
-CURRENCY_EXPONENTS: dict[str, int] = {
-    "AUD": 2, "BHD": 3, "BRL": 2, "CAD": 2, "CHF": 2, "CLP": 0, "CNY": 2, "CZK": 2, "DKK": 2, "EUR": 2,
-    "GBP": 2, "HKD": 2, "HUF": 2, "ILS": 2, "INR": 2, "ISK": 0, "JOD": 3, "JPY": 0, "KRW": 0, "KWD": 3,
-    "MXN": 2, "NOK": 2, "NZD": 2, "OMR": 3, "PLN": 2, "SEK": 2, "SGD": 2, "TND": 3, "TWD": 2, "USD": 2,
-    "VND": 0, "ZAR": 2,
-}
+BILLING_CURRENCIES = frozenset({
+    "AUD", "BHD", "BRL", "CAD", "CHF", "CLP", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "ILS", "INR", "JOD",
+    "JPY", "KRW", "KWD", "MXN", "NOK", "NZD", "OMR", "PLN", "SEK", "SGD", "TND", "USD", "VND", "ZAR",
+})
 # An energy above what the connector could deliver in the elapsed time, by more than this, is held.
 IMPLAUSIBLE_TOLERANCE = Decimal("1.05")
 WEEKDAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
@@ -70,24 +71,12 @@ _PER_UNIT = {Kind.ENERGY: Decimal(1000), Kind.TIME: Decimal(3600), Kind.PARKING_
 
 def minor_unit(currency: str) -> Decimal:
     """The smallest amount of ``currency``: 0.01 for USD, 1 for JPY, 0.001 for KWD."""
-    return Decimal(1).scaleb(-CURRENCY_EXPONENTS[currency])
+    return money.quantum(currency)
 
 
 def round_money(amount: Decimal, currency: str) -> Decimal:
     """Half-up to the currency's minor unit."""
     return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP)
-
-
-def to_minor_units(amount: Decimal, currency: str) -> int:
-    """An amount as the integer a payment processor takes (USD 3.95 -> 395; JPY 370 -> 370).
-
-    Refuses an amount that is not already rounded to the minor unit: the rounding belongs to the line.
-    """
-    exponent = CURRENCY_EXPONENTS[currency]
-    scaled = amount.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
-        raise ValueError(f"{amount} {currency} has more decimals than the currency's {exponent}")
-    return int(scaled)
 
 
 # --- the tariff ------------------------------------------------------------------------------
@@ -652,7 +641,7 @@ def parse_tariff(data: Any, *, currency: str, name: str = "") -> TariffVersion:
     Numbers must be exact: Decimal, int or a decimal string (a float is refused).
     """
     problems: list[Problem] = []
-    if currency not in CURRENCY_EXPONENTS:
+    if currency not in BILLING_CURRENCIES:
         problems.append(Problem((), f"currency {currency!r} is not supported (ISO 4217, e.g. USD, EUR, JPY)"))
         raise TariffInvalid(problems)
     if not isinstance(data, Mapping):
@@ -739,7 +728,7 @@ def _parse_component(raw: Any, path: Path, currency: str, problems: list[Problem
                 problems.append(Problem((*path, key), "applies to PARKING_TIME (idle time) only"))
     if kind == Kind.FLAT and raw.get("step_size") is not None:
         problems.append(Problem((*path, "step_size"), "a FLAT fee has no step size"))
-    if price is not None and _decimals(price) > CURRENCY_EXPONENTS[currency] + 4:
+    if price is not None and _decimals(price) > money.currency_exponent(currency) + 4:
         problems.append(Problem((*path, "price"), f"has too many decimals for {currency}"))
     if len(problems) > before or kind is None or price is None:
         return None
@@ -795,7 +784,7 @@ def _parse_monthly_fee(raw: Any, path: Path, currency: str, problems: list[Probl
     tax_rate = _decimal(raw.get("tax_rate", 0), (*path, "tax_rate"), problems)
     if tax_rate is not None and not 0 <= tax_rate < 1:
         problems.append(Problem((*path, "tax_rate"), "is a fraction from 0 to 1 (8 % is 0.08)"))
-    if price is not None and _decimals(price) > CURRENCY_EXPONENTS[currency]:
+    if price is not None and _decimals(price) > money.currency_exponent(currency):
         problems.append(Problem((*path, "price"), f"has more decimals than {currency} has"))
     if price is None:
         return None
@@ -973,9 +962,8 @@ def _duration_text(seconds: int) -> str:
 
 
 __all__ = [
-    "CURRENCY_EXPONENTS", "HELD", "PRICED", "Kind", "Line", "MonthlyFee", "PriceComponent", "PricedSession",
+    "BILLING_CURRENCIES", "HELD", "PRICED", "Kind", "Line", "MonthlyFee", "PriceComponent", "PricedSession",
     "Problem", "Reading", "Restrictions", "SessionInput", "TariffElement", "TariffInvalid", "TariffVersion",
     "lines_document", "minor_unit", "month_bounds", "monthly_fee_line", "parse_tariff", "price_session",
     "prorate_monthly_fee", "quote", "round_money", "split_amount", "split_evenly", "statement_month", "tariff_document",
-    "to_minor_units",
 ]

@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from django.db import connection
 from django.db.models import Q
 
 from apps.billing import pricing
 from apps.billing.models import BillingSettings, Tariff, TariffAssignment, TariffGroupMember, TariffVersion
-from apps.tenancy.models import Condominium
+from apps.core.tenants import building_zone, current_condominium
 
 Audience = TariffAssignment.Audience
 
@@ -49,9 +48,9 @@ class BuildingBilling:
 
 def building_billing() -> BuildingBilling:
     """The current schema's building: its time zone, currency and how it shows taxes."""
-    condo = Condominium.objects.only("timezone", "currency").get(schema_name=connection.schema_name)
+    condo = current_condominium()
     settings = BillingSettings.objects.first()
-    return BuildingBilling(ZoneInfo(condo.timezone), condo.currency, bool(settings and settings.prices_include_tax))
+    return BuildingBilling(building_zone(condo), condo.currency, bool(settings and settings.prices_include_tax))
 
 
 def tariff_for(

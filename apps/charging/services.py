@@ -120,13 +120,13 @@ def connector_record_status(
     if connector_number == 0:
         ChargePoint.objects.filter(pk=charge_point_pk).update(status=status, error_code=error_code, status_at=at)
     else:
-        updated = Connector.objects.filter(charge_point_id=charge_point_pk, connector_id=connector_number).update(
-            status=status, error_code=error_code, status_at=at
-        )
-        if not updated:
-            logger.warning("%s: status for unknown connector %s", charge_point_id, connector_number)
-        else:
+        row = Connector.objects.filter(charge_point_id=charge_point_pk, connector_id=connector_number)
+        # Only a new status can change what the chargers may draw; a repeated one (a charger re-sending its
+        # statuses after a reconnect) is recorded without asking the balancer for a run.
+        if row.exclude(status=status).update(status=status, error_code=error_code, status_at=at):
             events.load_changed(f"{charge_point_id}#{connector_number} {status}")
+        elif not row.update(error_code=error_code, status_at=at):
+            logger.warning("%s: status for unknown connector %s", charge_point_id, connector_number)
     if status == "Faulted":
         detail = ", ".join(x for x in (info, vendor_error_code) if x)
         alert_raise(

@@ -4,6 +4,7 @@ to a building's own host (tasks, consumers, commands, the company site's views, 
     with in_schema("maple_court"): ...            # a building's schema by name (no query)
     with in_public_schema(): ...                  # the public schema: the tenant registry, logins, chargers' ids
     with in_condominium("maple_court") as condo:  # a building looked up in the registry first (DoesNotExist)
+    current_condominium()                         # the building whose schema is active (with its company)
     await run_in_schema("maple_court", fn, *args, **kwargs)  # from async code: fn on the database thread
 
 Each restores the schema that was active before, also when the code raises.
@@ -14,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from channels.db import database_sync_to_async
+from django.db import connection
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from apps.tenancy.models import Condominium
@@ -55,3 +58,15 @@ def in_condominium(condominium: Condominium | str) -> Iterator[Condominium]:
 def all_condominiums() -> list[Condominium]:
     with in_public_schema():
         return list(Condominium.objects.exclude(schema_name=get_public_schema_name()).order_by("schema_name"))
+
+
+def current_condominium() -> Condominium:
+    """The building whose schema is active (its company loaded too). One query, in any schema."""
+    schema = connection.schema_name
+    with in_public_schema():
+        return Condominium.objects.select_related("company").get(schema_name=schema)
+
+
+def building_zone(condominium: Condominium) -> ZoneInfo:
+    """The building's time zone: months, due dates and every time shown to its people are local to it."""
+    return ZoneInfo(condominium.timezone)

@@ -22,6 +22,10 @@ _THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
 # multiple of 100, HUF and TWD payouts as whole units; one of those needs care we have not built.
 _UNSUPPORTED = frozenset({"ISK", "HUF", "TWD"})
 
+# How amounts are written for people: the symbol where the currency has a well-known one (a building
+# bills in one currency, so "$" is read as its dollar), else the code after the amount.
+SYMBOLS = {"USD": "$", "CAD": "$", "AUD": "$", "MXN": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+
 # Stripe's ceiling for one amount: eight digits in the minor unit (99,999,999).
 MAX_MINOR_UNITS = 99_999_999
 

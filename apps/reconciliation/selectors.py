@@ -11,12 +11,12 @@ from django.db.models import Sum
 
 from apps.billing.models import SessionCharge
 from apps.buildings.models import Resident
+from apps.core.tenants import current_condominium
 from apps.payments.models import Payment
 from apps.reconciliation import compute
 from apps.reconciliation.models import ChargerInvestment, Reconciliation, TrueUp
 from apps.statements import periods
 from apps.statements.models import Statement, StatementLine
-from apps.statements.services import current_condominium
 
 RECOVERY_WINDOW_MONTHS = 6
 

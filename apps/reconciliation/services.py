@@ -23,6 +23,7 @@ from apps.billing.models import SessionCharge
 from apps.billing.pricing import minor_unit
 from apps.charging.models import ChargingSession
 from apps.charging.selectors import ev_draw_in_period
+from apps.core.tenants import current_condominium
 from apps.electrical import capacity
 from apps.electrical.selectors import capacity_site, site_meter_quarters
 from apps.reconciliation import compute
@@ -33,7 +34,6 @@ from apps.reconciliation.models import (
     TrueUp,
     UtilityBill,
 )
-from apps.statements.services import current_condominium
 from apps.statements.sources import ExtraLine
 
 log = logging.getLogger(__name__)

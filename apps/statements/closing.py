@@ -25,9 +25,10 @@ from apps.billing import pricing
 from apps.billing import selectors as billing_selectors
 from apps.billing.models import BillingSettings, SessionCharge, TariffGroupMember
 from apps.buildings.models import Resident
+from apps.core.tenants import building_zone, current_condominium
 from apps.statements import periods, settlement, sources
 from apps.statements.models import BilledCharge, BillingPeriod, NumberSeries, Statement, StatementLine
-from apps.statements.services import PREFIX, StatementRefused, _resident_language, current_condominium
+from apps.statements.services import PREFIX, StatementRefused, _resident_language
 from apps.tenancy.models import Condominium
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ def _close(period: BillingPeriod, bounds: periods.Month, condo: Condominium, now
     # Numbers for all of them at once: the series row stays locked until this transaction commits.
     NumberSeries.objects.get_or_create(kind=Statement.Kind.STATEMENT)
     series = NumberSeries.objects.select_for_update().get(kind=Statement.Kind.STATEMENT)
-    issued = timezone.localdate(now, periods_zone(condo))
+    issued = timezone.localdate(now, building_zone(condo))
     for offset, (statement, _, _) in enumerate(drafts, start=1):
         statement.sequence = series.last_number + offset
         statement.number = f"{PREFIX[Statement.Kind.STATEMENT]}-{statement.sequence:06d}"
@@ -287,12 +288,6 @@ def _close(period: BillingPeriod, bounds: periods.Month, condo: Condominium, now
         sum(1 for charge in billed if charge.period < bounds.first_day), held, no_resident,
         sum((statement.total for statement in made), Decimal(0)),
     )
-
-
-def periods_zone(condo: Condominium):
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(condo.timezone)
 
 
 def _statement(resident: Resident, period: BillingPeriod, condo: Condominium, lines: list[dict],

@@ -5,9 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from apps.billing.pricing import minor_unit, round_money
-
-SYMBOLS = {"USD": "$", "CAD": "$", "AUD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "MXN": "$"}
-
+from apps.payments.money import SYMBOLS
 
 __all__ = ["display", "minor_unit", "rounded"]
 

@@ -15,12 +15,12 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import connection, transaction
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from apps.buildings.models import Resident
-from apps.core.tenants import in_public_schema
+from apps.core.tenants import building_zone, current_condominium
 from apps.statements.models import BillingPeriod, NumberSeries, Statement, StatementDocument, StatementLine
 from apps.statements.money import minor_unit
 from apps.tenancy.models import Condominium
@@ -52,12 +52,6 @@ class LineInput:
     duration_s: int | None = None
     window: str = ""
     extra: dict = field(default_factory=dict)
-
-
-def current_condominium() -> Condominium:
-    schema = connection.schema_name
-    with in_public_schema():
-        return Condominium.objects.select_related("company").get(schema_name=schema)
 
 
 def _resident_language(resident: Resident, condominium: Condominium) -> str:
@@ -129,7 +123,7 @@ def statement_finalize(*, statement_id: int, now: datetime | None = None,
         statement.sequence, statement.number = _take_number(statement.kind)
         statement.parties = _parties(statement, condominium)
         statement.finalized_at = now
-        statement.issued_on = timezone.localdate(now, _zone(condominium))
+        statement.issued_on = timezone.localdate(now, building_zone(condominium))
         if statement.kind == Statement.Kind.CREDIT_NOTE:
             statement.status = Statement.Status.ISSUED
         elif statement.total <= 0:
@@ -143,12 +137,6 @@ def statement_finalize(*, statement_id: int, now: datetime | None = None,
 
         settlement.statement_post_to_ledger(statement)
     return statement
-
-
-def _zone(condominium: Condominium):
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(condominium.timezone)
 
 
 def credit_note_create(*, statement_id: int, reason: str, by=None, amount: Decimal | None = None,

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.safestring import mark_safe
 
+from apps.core.tenants import current_condominium
 from apps.visitors import services
 from apps.visitors.models import VisitorCode
 
@@ -27,7 +28,7 @@ def qr_svg(url: str) -> str:
 
 def render_html(chargers: list[str] | None = None) -> str:
     """The sheet of every connector of the building, or of the chargers named (a new cabinet's labels)."""
-    condo = services._condominium()
+    condo = current_condominium()
     with translation.override((condo.locale or "en")[:2]):
         labels = []
         for code in services.visitor_codes_ensure(chargers):

@@ -37,7 +37,7 @@ from apps.billing.selectors import building_billing, pricing_tariff, tariff_for,
 from apps.billing.services import NoTariff, price_quote, session_price
 from apps.charging.models import ChargingSession, Connector
 from apps.charging.one_time_tags import one_time_tag_issue, one_time_tag_revoke
-from apps.core.tenants import in_schema
+from apps.core.tenants import current_condominium, in_schema
 from apps.ocpp import commands, live
 from apps.ocpp.commands import Send, send_through_channel_layer
 from apps.payments import money
@@ -91,10 +91,6 @@ def code_connector(code: str) -> VisitorCode | None:
     return (VisitorCode.objects.select_related("connector__charge_point", "connector__parking_spot")
             .filter(code=code, enabled=True, connector__removed_at__isnull=True,
                     connector__charge_point__removed_at__isnull=True).first())
-
-
-def _condominium() -> Condominium:
-    return Condominium.objects.get(schema_name=connection.schema_name)
 
 
 def building_url(condo: Condominium, path: str) -> str:
@@ -178,7 +174,7 @@ def connector_page(code: VisitorCode, *, now: datetime | None = None) -> Connect
     if typical is not None:
         # Half again the typical session, in whole units, within the bounds.
         default = min(high, max(low, (typical * Decimal("1.5")).quantize(Decimal(1), rounding=ROUND_CEILING)))
-    return ConnectorPage(code.code, connector_label(connector), _condominium().name, available,
+    return ConnectorPage(code.code, connector_label(connector), current_condominium().name, available,
                          status if connected else "Offline", currency, name, lines, TYPICAL_SESSION_WH, typical,
                          default, low, high)
 
@@ -216,7 +212,7 @@ def visit_create(*, code: VisitorCode, email: str, amount: Decimal, address: str
         minor = money.to_minor_units(amount, page.currency)
     except money.MoneyError as exc:
         raise VisitRefused(f"amount: {exc}") from None
-    condo = _condominium()
+    condo = current_condominium()
     visit = Visit.objects.create(
         code=code, connector=code.connector, token=secrets.token_urlsafe(24), email=email,
         language=(condo.locale or "en")[:2], currency=page.currency, quote_total=page.typical_total,
@@ -486,7 +482,7 @@ def _release(visit: Visit, *, note: str, only_from: tuple[str, ...]) -> bool:
 
 
 def _send_receipt(visit: Visit) -> None:
-    condo = _condominium()
+    condo = current_condominium()
     session = visit.session
     charge = getattr(session, "charge", None) if session is not None else None
     quantum = money.quantum(visit.currency)

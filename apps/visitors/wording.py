@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from apps.billing.pricing import CURRENCY_EXPONENTS, Kind, PriceComponent, TariffElement, TariffVersion
-
-SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "CA$", "AUD": "A$", "CHF": "CHF "}
+from apps.billing.pricing import Kind, PriceComponent, TariffElement, TariffVersion
+from apps.payments.money import SYMBOLS
+from apps.payments.money import quantum as quantum_of
 
 WORDS: dict[str, str] = {
     "ENERGY": "{price} per kWh",
@@ -31,8 +31,7 @@ WORDS: dict[str, str] = {
 
 def money(amount: Decimal, currency: str) -> str:
     """``$2.40``, ``¥300``, ``12.50 SEK``: the amount with the currency's minor unit (never rounded away)."""
-    exponent = CURRENCY_EXPONENTS.get(currency.upper(), 2)
-    quantum = Decimal(1).scaleb(-exponent)
+    quantum = quantum_of(currency)
     text = str(amount.quantize(quantum)) if amount == amount.quantize(quantum) else str(amount.normalize())
     symbol = SYMBOLS.get(currency.upper())
     return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"

@@ -32,8 +32,8 @@ from apps.billing.pricing import (
     split_evenly,
     statement_month,
     tariff_document,
-    to_minor_units,
 )
+from apps.payments.money import to_minor_units
 
 LA = ZoneInfo("America/Los_Angeles")
 D = Decimal

@@ -209,3 +209,35 @@ def test_the_state_round_trips_through_its_codec():
     assert statecodec.decode(statecodec.encode(state)) == state
     assert statecodec.decode("not json") is None
     assert statecodec.decode('{"v": 0}') is None
+
+
+@pytest.mark.django_db
+def test_only_a_new_connector_status_asks_for_a_run(world, django_capture_on_commit_callbacks):
+    """A charger re-sends its statuses after every reconnect: the same status again is recorded (its time moves
+    on) but asks for no run; a different one does."""
+    schema = world.maple.schema_name
+    charger, _ = _cabinet(world.maple, 32)
+    queued: list[tuple[str, str]] = []
+    previous = triggers._queue
+    triggers.set_queue(lambda s, why: queued.append((s, why)))
+    redis = live_store.sync_client()
+
+    def status(value: str, at) -> None:
+        redis.delete(triggers._pending(schema))
+        with in_schema(schema), django_capture_on_commit_callbacks(execute=True):
+            charging.connector_record_status(charge_point_pk=charger.pk, charge_point_id=charger.charge_point_id,
+                                             connector_number=1, status=value, error_code="NoError", at=at)
+
+    try:
+        first = timezone.now()
+        status("Preparing", first)
+        assert [why for _, why in queued] == [f"{charger.charge_point_id}#1 Preparing"]
+        status("Preparing", first + timedelta(seconds=5))
+        assert len(queued) == 1  # the same status: no run
+        with in_schema(schema):
+            assert charger.connectors.get(connector_id=1).status_at == first + timedelta(seconds=5)
+        status("Charging", first + timedelta(seconds=9))
+        assert [why for _, why in queued][1:] == [f"{charger.charge_point_id}#1 Charging"]
+    finally:
+        triggers.set_queue(previous)
+        redis.delete(triggers._pending(schema))
