@@ -15,9 +15,12 @@ What this adds to `localstripe --port N --from-scratch`, and why:
   documents it (https://docs.stripe.com/api/idempotent_requests), so that a retry after a lost answer
   behaves as it will in production.
 - **Disputes.** localstripe has none. Here: GET /v1/disputes/<id>, and for tests and the demo
-  POST /_test/disputes (charge, reason) and POST /_test/disputes/<id>/close (status won or lost),
-  which send charge.dispute.created / charge.dispute.closed webhooks like Stripe.
-- **Refund webhooks.** Stripe sends charge.refunded when a refund is made; localstripe sends nothing.
+  POST /_test/disputes (charge, reason), POST /_test/disputes/<id>/update (status: an open dispute's or an
+  inquiry's) and POST /_test/disputes/<id>/close (status won or lost), which send charge.dispute.created /
+  charge.dispute.updated / charge.dispute.closed webhooks like Stripe.
+- **Refund webhooks.** Stripe sends charge.refunded when a refund is made; localstripe sends nothing. And a
+  refund that fails later (the card account was closed): POST /_test/refunds/<id>/fail (failure_reason)
+  sets it failed and sends charge.refund.updated, as Stripe does days after the refund.
 
 It is development tooling: it imports localstripe (a development dependency), never Stripe's SDK.
 """
@@ -141,6 +144,31 @@ async def _close_dispute(request: web.Request) -> web.Response:
     return server.json_response(dispute._export())
 
 
+OPEN_DISPUTE_STATUSES = ("warning_needs_response", "warning_under_review", "warning_closed", "needs_response",
+                         "under_review")
+
+
+async def _update_dispute(request: web.Request) -> web.Response:
+    data = await server.get_post_data(request) or {}
+    dispute = Dispute._api_retrieve(request.match_info["id"])
+    if data.get("status") not in OPEN_DISPUTE_STATUSES:
+        raise UserError(400, "status must be one of " + ", ".join(OPEN_DISPUTE_STATUSES))
+    dispute.status = data["status"]
+    schedule_webhook(Event("charge.dispute.updated", dispute))
+    return server.json_response(dispute._export())
+
+
+async def _fail_refund(request: web.Request) -> web.Response:
+    data = await server.get_post_data(request) or {}
+    refund = Refund._api_retrieve(request.match_info["id"])
+    if refund.status != "succeeded":
+        raise UserError(400, f"only a succeeded refund can fail (this one is {refund.status})")
+    refund.status = "failed"
+    refund.failure_reason = str(data.get("failure_reason") or "expired_or_canceled_card")
+    schedule_webhook(Event("charge.refund.updated", refund))
+    return server.json_response(refund._export())
+
+
 def _retrieve_dispute(request: web.Request) -> web.Response:
     return server.json_response(Dispute._api_retrieve(request.match_info["id"])._export())
 
@@ -163,7 +191,9 @@ def build_app(store_path: Path | None) -> web.Application:
     app.middlewares.insert(0, idempotency_middleware)
     app.router.add_get("/v1/disputes/{id}", _retrieve_dispute)
     app.router.add_post("/_test/disputes", _open_dispute)
+    app.router.add_post("/_test/disputes/{id}/update", _update_dispute)
     app.router.add_post("/_test/disputes/{id}/close", _close_dispute)
+    app.router.add_post("/_test/refunds/{id}/fail", _fail_refund)
     store.try_load_from_disk()
     return app
 

@@ -1,9 +1,9 @@
 """What payments tell the features above them (statements), without importing them (the layers in pyproject.toml).
 
-A payment succeeded, failed, was refunded or disputed: listeners get a ``PaymentEvent`` naming the
-payment's ``reference`` (e.g. ``statement:42``), so a statement can mark itself paid, reopen, or start
-the overdue process. Listeners are called once per fact, inside the transaction that records it and in
-the building's schema: what they write commits (or not) together with the payment. They must not call
+A payment succeeded, failed, was refunded (or its refund failed) or disputed: listeners get a
+``PaymentEvent`` naming the payment's ``reference`` (e.g. ``statement:42``), so a statement can mark itself
+paid, reopen, or start the overdue process. Listeners are called once per fact, inside the transaction that
+records it and in the building's schema: what they write commits (or not) together with the payment. They must not call
 out to other systems; queue work with ``transaction.on_commit``.
 
 Nothing here changes a resident's account standing: whether a failed or disputed payment makes the
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-PaymentEventKind = Literal["succeeded", "failed", "refunded", "disputed", "dispute_closed"]
+PaymentEventKind = Literal["succeeded", "failed", "refunded", "refund_failed", "disputed", "dispute_closed"]
 
 
 @dataclass(frozen=True)

@@ -599,6 +599,7 @@ def refund_apply(*, payment_id: int, result: RefundResult) -> Refund:
             if posted:
                 Payment.objects.filter(pk=payment.pk).update(amount_refunded=F("amount_refunded") - refund.amount,
                                                              updated_at=timezone.now())
+                _announce("refund_failed", payment, amount=refund.amount, detail=result.failure_reason)
     return refund
 
 

@@ -103,7 +103,8 @@ def apply_credit(resident_id: int) -> None:
 def payment_event(event: PaymentEvent) -> None:
     if event.purpose not in ("statement", "balance") and _statement_of(event.reference) is None:
         return  # a visitor's payment or anything else that is not a resident's account
-    if event.kind == "succeeded" or (event.kind == "dispute_closed" and event.detail == "won"):
+    # A failed refund is money the resident never got back: it pays again what the refund had reopened.
+    if event.kind in ("succeeded", "refund_failed") or (event.kind == "dispute_closed" and event.detail == "won"):
         payment_received(payment_id=event.payment_id, resident_id=event.resident_id, reference=event.reference,
                          amount=event.amount)
     elif event.kind in ("refunded", "disputed"):

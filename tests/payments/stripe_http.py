@@ -100,6 +100,16 @@ class LocalStripe:
         assert status == 200, body
         return body
 
+    def update_dispute(self, dispute_id: str, status: str) -> dict:
+        status_code, body = self.call("POST", f"/_test/disputes/{dispute_id}/update", {"status": status})
+        assert status_code == 200, body
+        return body
+
+    def fail_refund(self, refund_id: str, reason: str = "expired_or_canceled_card") -> dict:
+        status, body = self.call("POST", f"/_test/refunds/{refund_id}/fail", {"failure_reason": reason})
+        assert status == 200, body
+        return body
+
     def close_dispute(self, dispute_id: str, outcome: str) -> dict:
         status, body = self.call("POST", f"/_test/disputes/{dispute_id}/close", {"status": outcome})
         assert status == 200, body

@@ -233,3 +233,41 @@ def test_a_card_saved_in_the_browser_is_kept_when_stripe_says_so(platform, local
     with in_schema(maple_schema):
         card = SavedPaymentMethod.objects.get(resident=payer)
         assert (card.payment_method_id, card.last4, card.is_default) == (confirmed["payment_method"], "4242", True)
+
+
+def test_a_dispute_update_and_a_failed_refund_arrive_as_webhooks_and_count_once(
+    platform, localstripe, payer, maple_schema, world
+):
+    """charge.dispute.updated (an inquiry becoming a chargeback) and charge.refund.updated (a refund failing
+    days later) are re-fetched and applied once: the ledger shows the chargeback once, the refund reversed once."""
+    began = start(maple_schema, payer, "30.00")
+    localstripe.confirm_payment(began.payment_intent_id)
+    processed(platform, began.payment_intent_id, "payment_intent.succeeded")
+    with in_schema(maple_schema):
+        payment = Payment.objects.get(pk=began.payment_id)
+        refund = services.refund_create(payment=payment, amount=Decimal("5.00"), by=world.acme_manager,
+                                        reason="session ended by a fault")
+    charge_id = localstripe.payment_intent(began.payment_intent_id)["latest_charge"]
+    charge_id = charge_id["id"] if isinstance(charge_id, dict) else charge_id
+    processed(platform, charge_id, "charge.refunded")
+
+    localstripe.fail_refund(refund.refund_id)
+    failed = processed(platform, refund.refund_id, "charge.refund.updated")
+    assert "1 refund(s)" in failed.result
+    with in_schema(maple_schema):
+        assert Payment.objects.get(pk=began.payment_id).amount_refunded == Decimal("0.00")
+    assert ledger(maple_schema, payer.pk) == [
+        ("payment", Decimal("-30.00")), ("refund", Decimal("5.00")), ("refund", Decimal("-5.00"))]
+
+    dispute = localstripe.open_dispute(charge_id)
+    processed(platform, dispute["id"], "charge.dispute.created")
+    localstripe.update_dispute(dispute["id"], "under_review")  # the evidence is in: still withdrawn, once
+    updated = processed(platform, dispute["id"], "charge.dispute.updated")
+    assert updated.result.endswith("dispute under_review")
+    with in_schema(maple_schema):
+        row = Dispute.objects.get(dispute_id=dispute["id"])
+        assert row.status == "under_review"
+        assert Payment.objects.get(pk=began.payment_id).amount_disputed == Decimal("30.00")
+    assert ledger(maple_schema, payer.pk) == [
+        ("payment", Decimal("-30.00")), ("refund", Decimal("5.00")), ("refund", Decimal("-5.00")),
+        ("dispute", Decimal("30.00"))]

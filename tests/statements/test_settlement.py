@@ -89,6 +89,38 @@ def test_a_refund_reopens_the_statement_it_paid_and_a_decline_leaves_it_unpaid(p
         assert unpaid.status == Statement.Status.OPEN and unpaid.amount_paid == 0
 
 
+def test_a_refund_that_fails_later_pays_the_statement_again(payer, maple_schema, localstripe, world):
+    """Stripe can fail a refund days after it succeeded (the card account was closed): the money never left,
+    so the statement the refund reopened is paid again and the ledger comes back to what it was."""
+    from apps.payments.models import Payment
+    from apps.payments.stripe_client import get_client
+
+    with in_schema(maple_schema):
+        save_card(localstripe, payer, VISA)
+        statement = _final(payer, "40.00")
+        settlement.autopay(statement.pk)
+        payment = Payment.objects.get(resident=payer, reference=f"statement:{statement.pk}")
+        refund = payments.refund_submit(refund_id=payments.refund_create(
+            payment=payment, amount=Decimal("15.00"), by=world.acme_manager, reason="overcharged idle fee").pk)
+        statement.refresh_from_db()
+        assert (statement.status, statement.amount_due) == (Statement.Status.OPEN, Decimal("15.00"))
+        assert _balance(payer) == Decimal("15.00")
+
+        localstripe.fail_refund(refund.refund_id)
+        [failed] = [r for r in get_client().refunds_of(payment.payment_intent_id) if r.id == refund.refund_id]
+        assert failed.status == "failed"
+        for _ in range(2):  # Stripe's event, then its redelivery: once
+            payments.refund_apply(payment_id=payment.pk, result=failed)
+        statement.refresh_from_db()
+        payment.refresh_from_db()
+        assert (statement.status, statement.amount_due) == (Statement.Status.PAID, Decimal("0.00"))
+        assert payment.amount_refunded == Decimal("0.00")
+        assert _balance(payer) == 0
+        assert list(LedgerEntry.objects.filter(resident=payer).order_by("pk").values_list("kind", "amount")) == [
+            ("charge", Decimal("40.00")), ("payment", Decimal("-40.00")), ("refund", Decimal("15.00")),
+            ("refund", Decimal("-15.00"))]
+
+
 def test_paying_the_balance_pays_the_oldest_first_and_the_rest_waits_for_the_next_statement(
     payer, maple_schema, localstripe
 ):
