@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 MONEY = {"max_digits": 14, "decimal_places": 3}
 
@@ -19,7 +20,7 @@ class BillingPeriod(models.Model):
     """One calendar month of the building, in its own time zone; closed exactly once."""
 
     class Status(models.TextChoices):
-        OPEN = "open", _("Open")
+        OPEN = "open", pgettext_lazy("billing period", "Open")
         CLOSING = "closing", _("Closing")
         CLOSED = "closed", _("Closed")
 
