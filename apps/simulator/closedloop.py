@@ -231,6 +231,7 @@ class Recorder:
             jain=jain_index([_q(r) for r in ratio_values]),
             served_spread=_q(max(ratio_values) - min(ratio_values)) if ratio_values else None,
             sessions=len(self._sessions),
+            session_energy=tuple((key, want, got) for key, (want, got) in sorted(self._sessions.items())),
         )
 
 
@@ -276,6 +277,8 @@ class Report:
     jain: Decimal | None
     served_spread: Decimal | None  # highest - lowest energy/demand across sessions
     sessions: int
+    # Each session's demand and delivered energy (Wh), by session id: which car the fairness measures point at.
+    session_energy: tuple[tuple[str, int, int], ...] = ()
 
     def worst(self, which: OverloadReport) -> tuple[Decimal, Decimal]:
         """The worst excursion's peak ratio and how long it lasted (0, 0 for none)."""
@@ -319,6 +322,8 @@ class Report:
             "jain": _s(self.jain),
             "served_spread": _s(self.served_spread),
             "sessions": self.sessions,
+            "session_energy": [{"session": key, "demand_wh": want, "delivered_wh": got}
+                               for key, want, got in self.session_energy],
             "targets": self.targets(),
         }
 

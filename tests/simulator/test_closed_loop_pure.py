@@ -112,6 +112,7 @@ def test_energy_fairness_pauses_and_utilization():
     assert rep.targets()["utilization >= 95 %"] is False
     assert "Jain (energy/demand)" in rep.table()
     assert rep.as_json()["jain"] == "1.0000"
+    assert rep.as_json()["session_energy"][1] == {"session": "s2", "demand_wh": 20_000, "delivered_wh": 18_000}
 
 
 def test_percentile_is_nearest_rank():
