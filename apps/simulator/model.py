@@ -167,6 +167,14 @@ class ConnectorState:
             return 0
         return self.ev_energy_wh * 1000 // self.ev.battery_wh
 
+    @property
+    def taper_permille(self) -> int:
+        """How much of its maximum the EV takes at its state of charge: all of it up to 80 %, then less."""
+        soc = self.soc_permille
+        if soc < TAPER_FROM_PERMILLE:
+            return 1000
+        return 1000 - (soc - TAPER_FROM_PERMILLE) * (1000 - TAPER_END_PERMILLE) // (1000 - TAPER_FROM_PERMILLE)
+
 
 class ChargerSim:
     def __init__(self, config: ChargerConfig, evs: list[Ev], start: datetime,
@@ -299,11 +307,7 @@ class ChargerSim:
         if limit.number_phases is not None and not cfg.dc:
             phases = min(phases, limit.number_phases)
         c.phases_used = phases
-        soc = c.soc_permille
-        if soc >= TAPER_FROM_PERMILLE:
-            taper = 1000 - (soc - TAPER_FROM_PERMILLE) * (1000 - TAPER_END_PERMILLE) // (1000 - TAPER_FROM_PERMILLE)
-        else:
-            taper = 1000
+        taper = c.taper_permille
         full = c.ev_energy_wh >= ev.battery_wh
         if cfg.dc:
             offered_w = cfg.max_power_w or 0

@@ -101,8 +101,10 @@ class Observer:
                 if c.ev is not None:
                     self.visits[(key, c.ev.arrival)] = (c.ev, c.ev_energy_wh, c.config.dc)
                     if c.ev_energy_wh < c.ev.battery_wh:
+                        # What the EV could take now: its maximum, less near full (the model's taper).
                         want_w += (c.ev.max_dc_power_w if c.config.dc
-                                   else c.ev.max_current_a * min(c.ev.phases, c.config.phases) * c.config.voltage_v)
+                                   else c.ev.max_current_a * min(c.ev.phases, c.config.phases) * c.config.voltage_v
+                                   ) * c.taper_permille // 1000
         non_ev = {self.meter_node: self.load.load_at(now)} if self.meter_node else {}
         loads = node_loads(self.where.nodes, guns, non_ev)
         # A fresh charger has no TxDefaultProfile: its EVs draw their maximum until the platform's first profile
