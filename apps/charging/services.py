@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from apps.alerts.models import Alert
@@ -206,12 +207,22 @@ def session_start(
         if existing is not None:
             return _start_retried(existing, decision)
 
-        # A new start on a connector that still has an open session: that StopTransaction got lost.
+        # A new start on a connector that still has an open session: that StopTransaction got lost. A charger
+        # sends its transaction messages in order (OCPP-J 1.6, 4.7), so a session whose start reached us before
+        # this one has ended too when the charger's clock says it began later (a clock reset by a reboot).
         for stale in ChargingSession.objects.select_for_update(no_key=True).filter(
+            Q(started_at__lte=started_at) | Q(start_received_at__lte=received_at),
             charge_point_id=charge_point_pk, connector_number=connector_number, stopped_at__isnull=True,
-            started_at__lte=started_at,
         ):
-            _close_without_stop(stale, stopped_at=started_at, reason="a new StartTransaction on the same connector")
+            if stale.started_at is None or stale.started_at <= started_at:
+                _close_without_stop(stale, stopped_at=started_at,
+                                    reason="a new StartTransaction on the same connector")
+            else:
+                heard = MeterValue.objects.filter(session=stale).aggregate(last=Max("sampled_at"))["last"]
+                _close_without_stop(stale, stopped_at=max(heard or stale.started_at, stale.started_at),
+                                    reason="a new StartTransaction on the same connector, dated before this "
+                                           f"session's start ({started_at.isoformat()}): the charger's clock "
+                                           "went back")
 
         if connector is None:
             reasons.append(f"connector {connector_number} is not commissioned on this charger")

@@ -5,6 +5,7 @@ Redis round trips (the chargers' live state and the latest meter reading), howev
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -12,11 +13,13 @@ from decimal import Decimal
 from django.db import connection
 
 from apps.charging.models import ChargePoint, Connector, ConnectorLimit
-from apps.charging.selectors import open_sessions
+from apps.charging.selectors import OpenSession, open_sessions
 from apps.electrical.latest import site_load_latest
 from apps.electrical.models import Circuit, SiteMeter
 from apps.loadbalancing import allocator
 from apps.ocpp import charging_profiles, live
+
+log = logging.getLogger(__name__)
 
 NO_MAX_A = Decimal(32)  # a gun commissioned without a maximum: the most a common AC gun carries
 
@@ -94,8 +97,18 @@ def building_inputs(*, now: datetime) -> BuildingInputs:
     pk_to_key = {pk: key for key, pk in connector_pks.items()}
     sessions = []
     session_pks: dict[str, int] = {}
+    # One session per connector: should the charging records ever hold two open ones on a connector (a stop
+    # that never came, not closed yet), the newest is the car that is there; the run goes on with it.
+    newest: dict[int, OpenSession] = {}
     for session in open_sessions():
-        key = pk_to_key.get(session.connector_pk) if session.connector_pk else None
+        if session.connector_pk and (session.connector_pk not in newest
+                                     or session.session_pk > newest[session.connector_pk].session_pk):
+            if session.connector_pk in newest:
+                log.warning("connector %s has two open sessions (%s, %s); balancing with the newest",
+                            session.connector_pk, newest[session.connector_pk].session_pk, session.session_pk)
+            newest[session.connector_pk] = session
+    for session in newest.values():
+        key = pk_to_key.get(session.connector_pk)
         if key is None:
             continue  # a session on a connector that was never commissioned: its draw stays in the non-EV load
         state = states.get(session.charge_point_id)

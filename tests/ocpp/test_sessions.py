@@ -92,6 +92,22 @@ async def test_offline_transaction_with_past_timestamps_is_stored_as_it_happened
     assert session.energy_wh == 4000 and not session.needs_review
 
 
+async def test_a_new_start_closes_the_connectors_open_session_even_when_the_clock_went_back(maple_schema, connected):
+    """The stop of the first session was lost, then the charger rebooted with its clock six hours behind: its
+    next start, dated before the first, still closes the first (messages arrive in order); one open session."""
+    first_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    first, _ = await start(connected, meter=1000, at=first_at)
+    reply = await connected.call("MeterValues", {"connectorId": 1, "transactionId": first,
+                                                 "meterValue": [register(first_at + timedelta(minutes=20), 3000)]})
+    assert reply[0] == 3
+    second, _ = await start(connected, meter=3000, at=first_at - timedelta(hours=6))
+    old, new = await sessions_of(maple_schema, connected.charge_point_id)
+    assert (old.transaction_id, new.transaction_id) == (first, second)
+    assert old.stopped_at == first_at + timedelta(minutes=20)  # its last reading: never before its own start
+    assert old.energy_wh == 2000 and old.needs_review and "clock went back" in old.review_reason
+    assert new.stopped_at is None
+
+
 async def test_charger_clock_in_1970_or_the_future_is_replaced_by_server_time(maple_schema, connected):
     await start(connected, at=datetime(1970, 1, 1, tzinfo=UTC))
     [session] = await sessions_of(maple_schema, connected.charge_point_id)
