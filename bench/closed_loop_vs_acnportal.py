@@ -106,7 +106,9 @@ class Result:
         }
 
 
-def run_ours(visits: list[Visit], period_min: int) -> Result:
+def run_ours(visits: list[Visit], period_min: int, informed: bool = True,
+             params: al.Parameters = al.DEFAULT_PARAMETERS) -> Result:
+    """``informed``: each session carries its demand and departure (what acnportal's schedulers are given)."""
     nodes = [al.Node("cab", (Decimal(32), Decimal(32), Decimal(32)), max_power_w=POWER_LIMIT_W)]
     connectors = [al.Connector(f"g{i}", "cab", rotation=r, max_current_a=Decimal(32))
                   for i, r in enumerate(ROTATION)]
@@ -121,14 +123,16 @@ def run_ours(visits: list[Visit], period_min: int) -> Result:
         present = [v for v, visit in enumerate(visits) if visit.arrive_min <= t < visit.leave_min]
         sessions = [al.Session(f"s{v}", f"g{visits[v].station}", START + timedelta(minutes=visits[v].arrive_min),
                                draw_a=(draw.get(v, Decimal(0)), Decimal(0), Decimal(0)), draw_at=now,
-                               energy_wh=got_ws[v] // 3600)
+                               energy_wh=got_ws[v] // 3600,
+                               demand_wh=visits[v].demand_wh if informed else None,
+                               departure=START + timedelta(minutes=visits[v].leave_min) if informed else None)
                     for v in present]
         phase = [Decimal(0)] * 3  # the cabinet's meter: the EVs' draw, no other load behind it
         for v in present:
             phase[int(ROTATION[visits[v].station][1]) - 1] += draw.get(v, Decimal(0))
         meter = al.MeterReading("cab", (phase[0], phase[1], phase[2]), now, stale_after_s=120 * period_min)
         began = time.perf_counter()
-        allocation = al.allocate(nodes, connectors, sessions, [meter], state, now)
+        allocation = al.allocate(nodes, connectors, sessions, [meter], state, now, params)
         spent += time.perf_counter() - began
         calls += 1
         state = allocation.state
@@ -145,7 +149,8 @@ def run_ours(visits: list[Visit], period_min: int) -> Result:
             draw[v] = amps
             for k in range(t, min(t + period_min, periods)):
                 rates[v][k] = float(amps)
-    return Result("ours (allocator, discrete)", [g / 3600 for g in got_ws], [v.demand_wh for v in visits],
+    name = "ours, demand+departure" if informed else "ours, no demand info"
+    return Result(name, [g / 3600 for g in got_ws], [v.demand_wh for v in visits],
                   rates, spent / max(calls, 1))
 
 
@@ -201,7 +206,8 @@ def main() -> None:
     demand = sum(v.demand_wh for v in visits)
     print(f"{args.evs} EVs, demand {demand / 1000:.1f} kWh, cabinet 32 A/phase and 20 kW, period "
           f"{args.period_min} min, seed {args.seed}")
-    rows = [run_ours(visits, args.period_min).summary(visits)]
+    rows = [run_ours(visits, args.period_min, informed=False).summary(visits),
+            run_ours(visits, args.period_min).summary(visits)]
     for which in ("RoundRobin", "LLF"):
         rows.append(run_acn(visits, args.period_min, which).summary(visits))
     keys = list(rows[0])
