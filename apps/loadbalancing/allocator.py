@@ -42,9 +42,9 @@ ROTATIONS: dict[str, tuple[int, ...]] = {
 INFINITY = 1 << 62
 # A priority of 1 is a weight of 10: priorities have one decimal.
 WEIGHT_SCALE = 10
-# A session's need scales its weight in 32nds: 32 is neutral (no demand info), 8..128 the bounds (0.25..4 x).
-NEED_SCALE = 32
-# Water-filling counts in 1/320 mA, so that a level step (one unit per weight) is 1 mA at priority 1, neutral need.
+# A session's need scales its weight in 128ths: 128 is neutral (no demand info); Parameters bound it.
+NEED_SCALE = 128
+# Water-filling counts in 1/1280 mA, so that a level step (one unit per weight) is 1 mA at priority 1, neutral need.
 FINE = WEIGHT_SCALE * NEED_SCALE
 
 
@@ -154,7 +154,7 @@ class Parameters:
     need_max: Decimal = Decimal(8)
     need_horizon_s: int = 1800  # the time left to a departure is never counted below this (a late car)
     need_default_stay_s: int = 8 * 3600  # a car with a demand and no departure: as if it left this long from now
-    need_hysteresis: Decimal = Decimal("0.125")  # a new need factor replaces the last one only when this far off
+    need_period_s: int = 900  # need factors and shares are re-evaluated at most once per period (wall-clock aligned)
 
 
 DEFAULT_PARAMETERS = Parameters()
@@ -184,7 +184,9 @@ class ConnectorMemory:
     raised_at: datetime | None = None  # when the limit last rose: the ramp-up window starts there
     reclaim_cap_ma: int | None = None
     ever_ran: bool = False
-    need: int | None = None  # the need factor in 32nds last used (None: no demand info)
+    need: int | None = None  # the need factor in 128ths last used (None: no demand info)
+    need_served_ppm: int = 0  # the share of its demand it had then, in millionths
+    need_at: datetime | None = None  # when they were evaluated
     done: bool = False  # paused because it has the energy it asked for
 
 
@@ -336,6 +338,8 @@ class _Plan:
         "mandatory",
         "memory",
         "need",
+        "need_at",
+        "need_served_ppm",
         "offset",
         "path",
         "session",
@@ -363,6 +367,8 @@ class _Plan:
         self.mandatory = False
         self.thresholds = (0, 0)
         self.need: int | None = None
+        self.need_served_ppm = 0
+        self.need_at: datetime | None = None
         self.done = False
 
     session: Session
@@ -721,11 +727,10 @@ def _plan_session(
         return None
     plan.need, plan.done = _need(plan, tree.nodes[node_index].voltage_v, now, params)
     plan.weight = priority * (plan.need if plan.need is not None else NEED_SCALE)
-    if plan.need is not None and session.demand_wh is not None and session.demand_wh > 0:
-        # Levels of a car with a demand count its share of the demand by its departure: level = reference
-        # current in mA at 100 %; what it already got moves its start up, so that cars end at equal shares.
-        served = min(max(session.energy_wh, 0), session.demand_wh)
-        plan.offset = plan.weight * max(_ma_floor(params.need_reference_a), 1) * served // session.demand_wh
+    if plan.need is not None:
+        # Levels of a car with a demand count shares of its demand: what it already got moves its start up
+        # (the reference current in mA = all of it), so that cars end at comparable shares.
+        plan.offset = plan.weight * max(_ma_floor(params.need_reference_a), 1) * plan.need_served_ppm // 1_000_000
     cap = _reclaim(plan, now, params)
     if cap is not None and cap < plan.demand:
         plan.demand = max(plan.floor, cap)
@@ -738,11 +743,13 @@ def _need_bound(value: Decimal, rounding: str) -> int:
 
 
 def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[int | None, bool]:
-    """(the need factor in 32nds, or None without demand info; whether it is done and paused).
+    """(the need factor in 128ths, or None without demand info; whether it is done and paused).
 
     The factor is the grid current per phase the car needs to get its remaining energy by its departure,
-    over ``need_reference_a``, bounded to ``need_min``..``need_max``; it is kept from the last cycle while the
-    new one is within ``need_hysteresis`` of it, so that weights do not wobble from one cycle to the next.
+    over ``need_reference_a``, bounded to ``need_min``..``need_max``. It and the share of its demand the car
+    had are evaluated once per ``need_period_s`` (periods aligned on the clock, the same for every car) and
+    held in between: the shares move in one step a quarter of an hour, not a tenth of an ampere every cycle
+    as energy flows (sets ``plan.need_served_ppm`` and ``plan.need_at``).
     A car that has what it asked for gets the lowest factor, and is paused once it stops drawing (a fresh
     sample under its minimum after its ramp-up window; a charger that rejects 0 A is never paused).
     """
@@ -750,6 +757,9 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
     memory = plan.memory
     if session.demand_wh is None:
         return None, False
+    demand = max(session.demand_wh, 0)
+    plan.need_served_ppm = min(max(session.energy_wh, 0), demand) * 1_000_000 // demand if demand else 1_000_000
+    plan.need_at = now
     low = max(1, _need_bound(params.need_min, ROUND_CEILING))
     high = max(low, _need_bound(params.need_max, ROUND_FLOOR))
     remaining_wh = session.demand_wh - session.energy_wh
@@ -763,17 +773,17 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
         seconds = max(int((session.departure - now).total_seconds()), params.need_horizon_s, 1)
     else:
         seconds = max(params.need_default_stay_s, 1)
+    # What it still needs over the time left; with the offset of what it already got (``_plan_session``) a car
+    # ahead of the others falls back twice: it needs less, and its level starts higher (the bench chose this).
     watts = _ceil_div(remaining_wh * 3600, seconds)
-    if plan.dc is not None:
-        need_ma = plan.dc.ma_for(watts)
-    else:
-        need_ma = _ceil_div(watts * 1000, volts * len(plan.grid))
+    need_ma = plan.dc.ma_for(watts) if plan.dc is not None else _ceil_div(watts * 1000, volts * len(plan.grid))
     reference_ma = max(_ma_floor(params.need_reference_a), 1)
     need = min(high, max(low, (need_ma * NEED_SCALE + reference_ma // 2) // reference_ma))
-    last = memory.need if memory is not None else None
-    num, den = params.need_hysteresis.as_integer_ratio()
-    if last is not None and abs(need - last) * den <= last * num:
-        need = last
+    if memory is not None and memory.need is not None and memory.need_at is not None and memory.need_at <= now:
+        period = max(params.need_period_s, 1)
+        if int(memory.need_at.timestamp()) // period == int(now.timestamp()) // period:
+            plan.need_served_ppm, plan.need_at = memory.need_served_ppm, memory.need_at
+            return memory.need, False
     return need, False
 
 
@@ -1235,7 +1245,7 @@ def _remember(plan: _Plan, value: int, now: datetime) -> ConnectorMemory:
         return ConnectorMemory(
             session_id=plan.session.id, running=running, since=now if running else plan.session.arrived_at,
             limit_ma=value, raised_at=now if running else None, reclaim_cap_ma=None, ever_ran=running,
-            need=plan.need, done=done)
+            need=plan.need, need_served_ppm=plan.need_served_ppm, need_at=plan.need_at, done=done)
     since = memory.since if running == memory.running else now
     cap = plan.demand if plan.demand_why is Why.EV_DRAW else None
     raised = memory.raised_at
@@ -1243,7 +1253,8 @@ def _remember(plan: _Plan, value: int, now: datetime) -> ConnectorMemory:
         raised = now  # a higher limit (or a lifted cap): the car gets a new ramp-up window
     return ConnectorMemory(
         session_id=memory.session_id, running=running, since=since, limit_ma=value, raised_at=raised,
-        reclaim_cap_ma=cap if running else None, ever_ran=memory.ever_ran or running, need=plan.need, done=done)
+        reclaim_cap_ma=cap if running else None, ever_ran=memory.ever_ran or running, need=plan.need,
+        need_served_ppm=plan.need_served_ppm, need_at=plan.need_at, done=done)
 
 
 def _binding_of(plan: _Plan, value: int, tree: _Tree, cap: list[int], stale_nodes: set[int]) -> Binding:
