@@ -154,6 +154,7 @@ class Parameters:
     need_max: Decimal = Decimal(8)
     need_horizon_s: int = 1800  # the time left to a departure is never counted below this (a late car)
     need_default_stay_s: int = 8 * 3600  # a car with a demand and no departure: as if it left this long from now
+    done_within: Decimal = Decimal("0.01")  # a car this close to its demand (share of it) has what it asked for
     need_period_s: int = 900  # need factors and shares are re-evaluated at most once per period (wall-clock aligned)
 
 
@@ -763,7 +764,8 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
     low = max(1, _need_bound(params.need_min, ROUND_CEILING))
     high = max(low, _need_bound(params.need_max, ROUND_FLOOR))
     remaining_wh = session.demand_wh - session.energy_wh
-    if remaining_wh <= 0:
+    num, den = params.done_within.as_integer_ratio()
+    if remaining_wh * den <= demand * num:  # meters and batteries are not exact to the Wh
         if plan.mandatory:
             return low, False
         if memory is not None and memory.done:
