@@ -1,5 +1,7 @@
-"""The same congested night run three ways: our allocator in a discrete-time loop (no OCPP), and Caltech's
-acnportal (0.3.3) with its RoundRobin and least-laxity-first (SortedSchedulingAlgo) schedulers.
+"""The same congested night run several ways: our allocator in a discrete-time loop (no OCPP), with and without
+each car's demand and departure (acnportal's schedulers always get them), Caltech's acnportal (0.3.3) with
+its RoundRobin and least-laxity-first (SortedSchedulingAlgo) schedulers, and the clairvoyant optimum (a
+linear program, scipy: the bound, not a scheduler).
 
     .venv/bin/python bench/closed_loop_vs_acnportal.py [--evs 6] [--seed 1] [--period-min 1] [--json PATH]
 
@@ -11,9 +13,10 @@ stop when full), so the schedulers alone are compared. acnportal's continuous EV
 0.1 A; a real car stops below 6 A, which our allocator respects (it pauses rather than giving less than 6 A):
 that costs us some fairness on paper and nothing in the field.
 
-Printed: energy delivered, % of demand met, Jain's index over energy/demand, energy/demand spread, the worst
-phase current vs 32 A and total power vs 20 kW (max overload %), pauses (a running car's rate going to 0
-while it still needs energy), and the time per scheduling call.
+Printed: energy delivered, % of demand met, Jain's index over energy/demand and its spread (all cars, then the
+unsaturated ones), the worst phase current vs 32 A and total power vs 20 kW (max overload %), utilization
+(delivered / min(spare over the stays, demand), and / the most any schedule could deliver), pauses (a running
+car's rate going to 0 while it still needs energy), profile changes per car-hour, and the time per call.
 """
 
 from __future__ import annotations

@@ -13,8 +13,11 @@ One call of ``allocate`` is one cycle:
    and idle connectors at their worst plausible draw), and per node power limit in W;
 3. reclaim: a car drawing well below its limit after the ramp-up window gets a cap a little above its draw;
 4. floors: every running session gets its minimum if it fits on every node and phase of its path, else
-   sessions pause in a fair order and take turns (minimum run and pause times, a resume margin);
-5. water-filling above the floors, max-min fair in per-phase grid current, weighted by priority;
+   sessions pause in a fair order and take turns (minimum run and pause times, a resume margin); a car that
+   has the energy it asked for and stopped drawing is paused;
+5. water-filling above the floors, max-min fair in per-phase grid current, weighted by priority and, for a
+   session that carries its demand and departure, by the rate it needs, from the share it already has
+   (equal shares of demand by departure rather than equal current; ``_need``);
 6. quantization down to what each charger accepts, then the leftover steps handed out in fair order.
 
 Each connector's limit comes with the constraint that bound it and a sentence for "why is my car slow".
