@@ -191,6 +191,8 @@ class ConnectorMemory:
     need: int | None = None  # the need factor in 128ths last used (None: no demand info)
     need_served_ppm: int = 0  # the share of its demand it had then, in millionths
     need_at: datetime | None = None  # when they were evaluated
+    need_demand_wh: int | None = None  # for what was asked then: a new demand or departure is evaluated at once
+    need_departure: datetime | None = None
     done: bool = False  # paused because it has the energy it asked for
 
 
@@ -753,7 +755,8 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
     over ``need_reference_a``, bounded to ``need_min``..``need_max``. It and the share of its demand the car
     had are evaluated once per ``need_period_s`` (periods aligned on the clock, the same for every car) and
     held in between: the shares move in one step a quarter of an hour, not a tenth of an ampere every cycle
-    as energy flows (sets ``plan.need_served_ppm`` and ``plan.need_at``).
+    as energy flows (sets ``plan.need_served_ppm`` and ``plan.need_at``); a new demand or departure (the
+    resident changed them) is evaluated at once.
     A car that has what it asked for gets the lowest factor, and is paused once it stops drawing (a fresh
     sample under its minimum after its ramp-up window; a charger that rejects 0 A is never paused).
     """
@@ -784,7 +787,10 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
     need_ma = plan.dc.ma_for(watts) if plan.dc is not None else _ceil_div(watts * 1000, volts * len(plan.grid))
     reference_ma = max(_ma_floor(params.need_reference_a), 1)
     need = min(high, max(low, (need_ma * NEED_SCALE + reference_ma // 2) // reference_ma))
-    if memory is not None and memory.need is not None and memory.need_at is not None and memory.need_at <= now:
+    asked_the_same = memory is not None and (memory.need_demand_wh, memory.need_departure) == (
+        session.demand_wh, session.departure)
+    if memory is not None and asked_the_same and memory.need is not None and memory.need_at is not None \
+            and memory.need_at <= now:
         period = max(params.need_period_s, 1)
         if int(memory.need_at.timestamp()) // period == int(now.timestamp()) // period:
             plan.need_served_ppm, plan.need_at = memory.need_served_ppm, memory.need_at
@@ -1250,7 +1256,8 @@ def _remember(plan: _Plan, value: int, now: datetime) -> ConnectorMemory:
         return ConnectorMemory(
             session_id=plan.session.id, running=running, since=now if running else plan.session.arrived_at,
             limit_ma=value, raised_at=now if running else None, reclaim_cap_ma=None, ever_ran=running,
-            need=plan.need, need_served_ppm=plan.need_served_ppm, need_at=plan.need_at, done=done)
+            need=plan.need, need_served_ppm=plan.need_served_ppm, need_at=plan.need_at,
+            need_demand_wh=plan.session.demand_wh, need_departure=plan.session.departure, done=done)
     since = memory.since if running == memory.running else now
     cap = plan.demand if plan.demand_why is Why.EV_DRAW else None
     raised = memory.raised_at
@@ -1259,7 +1266,8 @@ def _remember(plan: _Plan, value: int, now: datetime) -> ConnectorMemory:
     return ConnectorMemory(
         session_id=memory.session_id, running=running, since=since, limit_ma=value, raised_at=raised,
         reclaim_cap_ma=cap if running else None, ever_ran=memory.ever_ran or running, need=plan.need,
-        need_served_ppm=plan.need_served_ppm, need_at=plan.need_at, done=done)
+        need_served_ppm=plan.need_served_ppm, need_at=plan.need_at, need_demand_wh=plan.session.demand_wh,
+        need_departure=plan.session.departure, done=done)
 
 
 def _binding_of(plan: _Plan, value: int, tree: _Tree, cap: list[int], stale_nodes: set[int]) -> Binding:
@@ -1274,16 +1282,22 @@ def _binding_of(plan: _Plan, value: int, tree: _Tree, cap: list[int], stale_node
             return Binding(Why.METER_STALE, f"the site meter at {node.key} is silent: charging within the safe budget",
                            node=node.key, phase=phase)
         if phase is None:
-            return Binding(Why.NODE_POWER, f"{node.key} is at its power limit ({node.max_power_w} W), shared fairly",
+            return Binding(Why.NODE_POWER, f"{node.key} is at its power limit ({node.max_power_w} W), {_shared(plan)}",
                            node=node.key)
         return Binding(Why.NODE_CURRENT, f"{node.key} is full on {phase} ({_fmt_a(cap[c])} usable after derating "
-                       "and margin), shared fairly", node=node.key, phase=phase)
+                       f"and margin), {_shared(plan)}", node=node.key, phase=phase)
     if plan.demand_why is Why.EV_DRAW:
         return Binding(Why.EV_DRAW, "the car draws less than it was offered; its limit follows its draw and rises "
                        "again as soon as it draws more")
     if plan.dc is not None:
         return Binding(Why.CONNECTOR_MAX, f"charging at the charger's maximum ({connector.max_power_w} W)")
     return Binding(Why.CONNECTOR_MAX, f"charging at the connector's maximum ({connector.max_current_a} A)")
+
+
+def _shared(plan: _Plan) -> str:
+    if plan.need is None:
+        return "shared fairly"
+    return "shared by what each car still needs by its departure"
 
 
 def _triple(values: Sequence[int]) -> tuple[Decimal, Decimal, Decimal]:

@@ -34,7 +34,8 @@ def encode(state: AllocatorState) -> str:
         "connectors": {
             key: {"session_id": m.session_id, "running": m.running, "since": _t(m.since), "limit_ma": m.limit_ma,
                   "raised_at": _t(m.raised_at), "reclaim_cap_ma": m.reclaim_cap_ma, "ever_ran": m.ever_ran,
-                  "need": m.need, "need_served_ppm": m.need_served_ppm, "need_at": _t(m.need_at), "done": m.done}
+                  "need": m.need, "need_served_ppm": m.need_served_ppm, "need_at": _t(m.need_at),
+                  "need_demand_wh": m.need_demand_wh, "need_departure": _t(m.need_departure), "done": m.done}
             for key, m in state.connectors.items()
         },
     }, separators=(",", ":"))
@@ -70,6 +71,8 @@ def decode(text: str | bytes | None) -> AllocatorState | None:
                 # Absent from states written before demand-weighted sharing: no need known, not done.
                 need=None if m.get("need") is None else int(m["need"]),
                 need_served_ppm=int(m.get("need_served_ppm", 0)), need_at=_dt(m.get("need_at")),
+                need_demand_wh=None if m.get("need_demand_wh") is None else int(m["need_demand_wh"]),
+                need_departure=_dt(m.get("need_departure")),
                 done=bool(m.get("done", False)),
             )
         return AllocatorState(estimates=estimates, connectors=connectors)

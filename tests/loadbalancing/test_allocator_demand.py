@@ -28,6 +28,7 @@ def test_a_car_needing_three_times_the_energy_gets_three_times_the_current():
     result = run(building, cars, [meter(0)])
     assert close(amps(result, "g0"), "22.5") and close(amps(result, "g1"), "7.5")
     assert result.why["g0"].why is Why.NODE_CURRENT
+    assert "shared by what each car still needs by its departure" in result.why["g0"].sentence
     # Without demand info the same two cars share the current equally (as before).
     blind = run(building, [session("g0"), session("g1")], [meter(0)])
     assert (amps(blind, "g0"), amps(blind, "g1")) == (D(15), D(15))
@@ -135,6 +136,10 @@ def test_the_need_factor_and_share_hold_within_a_period():
     assert (second.state.connectors["g0"].need, second.state.connectors["g0"].need_served_ppm) == (
         memory.need, memory.need_served_ppm)
     assert (amps(second, "g0"), amps(second, "g1")) == (amps(first, "g0"), amps(first, "g1"))
+    # The resident of g1 asks for three times as much, within the same quarter: evaluated at once.
+    asked = [later[0], replace(later[1], demand_wh=30_000)]
+    changed = run(building, asked, [meter(0, at(700))], second.state, at(700))
+    assert close(amps(changed, "g0"), 15, within="0.5") and close(amps(changed, "g1"), 15, within="0.5")
     # In the next period they are evaluated again: g1 got far less than its share and now gets more.
     behind = [replace(cars[0], energy_wh=20_000), replace(cars[1], energy_wh=2_000)]
     third = run(building, behind, [meter(0, at(4 * HOUR))], second.state, at(4 * HOUR))
