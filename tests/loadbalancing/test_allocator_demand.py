@@ -228,3 +228,29 @@ def test_departure_uses_timedelta_arithmetic_across_midnight():
     cars = [session("g0", demand_wh=22_000, departure=leave), session("g1", demand_wh=11_000, departure=leave)]
     result = run(building, cars, [meter(0)])
     assert close(amps(result, "g0"), 20) and close(amps(result, "g1"), 10)
+
+
+def test_weighted_shares_leave_no_tenth_of_an_ampere_unused():
+    """Quantization and integer levels leave tenths over; they are handed out, so a full phase is full."""
+    building = guns(32, ["L1", "L1", "L1", "L2"])
+    cars = [session("g0", demand_wh=31_000, departure=at(7 * HOUR), energy_wh=1_234),
+            session("g1", demand_wh=17_000, departure=at(9 * HOUR)),
+            session("g2", demand_wh=52_000, departure=at(11 * HOUR), energy_wh=20_000),
+            session("g3", demand_wh=9_000, departure=at(3 * HOUR))]
+    result = run(building, cars, [meter(0)])
+    assert sum(amps(result, f"g{i}") for i in range(3)) == D(32)
+    assert amps(result, "g3") == D(32)  # alone on L2: all of it, whatever its weight
+    assert len({amps(result, f"g{i}") for i in range(3)}) == 3  # and not equal shares
+
+
+def test_a_state_written_before_demands_existed_still_reads():
+    import json
+
+    building = guns(32, ["L1"])
+    state = run(building, [session("g0")], [meter(0)]).state
+    old = json.loads(statecodec.encode(state))
+    for memory in old["connectors"].values():
+        for key in ("need", "need_served_ppm", "need_at", "need_demand_wh", "need_departure", "done"):
+            del memory[key]
+    decoded = statecodec.decode(json.dumps(old))
+    assert decoded is not None and decoded.connectors["g0"].need is None and not decoded.connectors["g0"].done
