@@ -744,8 +744,18 @@ def _plan_session(
     return plan
 
 
-def _need_bound(value: Decimal, rounding: str) -> int:
-    return int((value * NEED_SCALE).to_integral_value(rounding=rounding))
+@lru_cache(maxsize=64)
+def _need_constants(params: Parameters) -> tuple[int, int, int, int, int]:
+    """(lowest and highest need factor, reference in mA, done_within as numerator and denominator)."""
+    low = max(1, int((params.need_min * NEED_SCALE).to_integral_value(rounding=ROUND_CEILING)))
+    high = max(low, int((params.need_max * NEED_SCALE).to_integral_value(rounding=ROUND_FLOOR)))
+    num, den = params.done_within.as_integer_ratio()
+    return low, high, max(_ma_floor(params.need_reference_a), 1), num, den
+
+
+@lru_cache(maxsize=1024)
+def _period_of(at: datetime, period_s: int) -> int:
+    return int(at.timestamp()) // max(period_s, 1)
 
 
 def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[int | None, bool]:
@@ -764,19 +774,23 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
     memory = plan.memory
     if session.demand_wh is None:
         return None, False
+    low, high, reference_ma, done_num, done_den = _need_constants(params)
     demand = max(session.demand_wh, 0)
-    plan.need_served_ppm = min(max(session.energy_wh, 0), demand) * 1_000_000 // demand if demand else 1_000_000
-    plan.need_at = now
-    low = max(1, _need_bound(params.need_min, ROUND_CEILING))
-    high = max(low, _need_bound(params.need_max, ROUND_FLOOR))
     remaining_wh = session.demand_wh - session.energy_wh
-    num, den = params.done_within.as_integer_ratio()
-    if remaining_wh * den <= demand * num:  # meters and batteries are not exact to the Wh
+    if remaining_wh * done_den <= demand * done_num:  # meters and batteries are not exact to the Wh
+        plan.need_served_ppm, plan.need_at = 1_000_000, now
         if plan.mandatory:
             return low, False
         if memory is not None and memory.done:
             return low, True
         return low, memory is not None and memory.running and _stopped_drawing(plan, memory, now, params)
+    if (memory is not None and memory.need is not None and memory.need_at is not None and memory.need_at <= now
+            and memory.need_demand_wh == session.demand_wh and memory.need_departure == session.departure
+            and _period_of(memory.need_at, params.need_period_s) == _period_of(now, params.need_period_s)):
+        plan.need_served_ppm, plan.need_at = memory.need_served_ppm, memory.need_at
+        return memory.need, False
+    plan.need_served_ppm = min(max(session.energy_wh, 0), demand) * 1_000_000 // demand
+    plan.need_at = now
     if session.departure is not None:
         seconds = max(int((session.departure - now).total_seconds()), params.need_horizon_s, 1)
     else:
@@ -785,17 +799,7 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
     # ahead of the others falls back twice: it needs less, and its level starts higher (the bench chose this).
     watts = _ceil_div(remaining_wh * 3600, seconds)
     need_ma = plan.dc.ma_for(watts) if plan.dc is not None else _ceil_div(watts * 1000, volts * len(plan.grid))
-    reference_ma = max(_ma_floor(params.need_reference_a), 1)
-    need = min(high, max(low, (need_ma * NEED_SCALE + reference_ma // 2) // reference_ma))
-    asked_the_same = memory is not None and (memory.need_demand_wh, memory.need_departure) == (
-        session.demand_wh, session.departure)
-    if memory is not None and asked_the_same and memory.need is not None and memory.need_at is not None \
-            and memory.need_at <= now:
-        period = max(params.need_period_s, 1)
-        if int(memory.need_at.timestamp()) // period == int(now.timestamp()) // period:
-            plan.need_served_ppm, plan.need_at = memory.need_served_ppm, memory.need_at
-            return memory.need, False
-    return need, False
+    return min(high, max(low, (need_ma * NEED_SCALE + reference_ma // 2) // reference_ma)), False
 
 
 def _stopped_drawing(plan: _Plan, memory: ConnectorMemory, now: datetime, params: Parameters) -> bool:
