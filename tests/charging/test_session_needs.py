@@ -110,3 +110,15 @@ def test_an_ended_session_takes_no_needs(client, world, alice_session):
     answer = put(client, alice_session, {"energy_wh": 10_000})
     assert answer.status_code == 409 and "ended" in answer.json()["error"]
     assert client.get(url(alice_session), HTTP_HOST=MAPLE).json()["open"] is False
+
+
+@pytest.mark.django_db
+def test_a_put_without_the_csrf_token_is_refused(world, alice_session):
+    """The endpoint works on the resident's login session: a page of another site cannot post to it."""
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(world.maple_resident)
+    assert put(strict, alice_session, {"energy_wh": 10_000}).status_code == 403
+    with in_schema(world.maple.schema_name):
+        assert ChargingSession.objects.get(pk=alice_session).wanted_energy_wh is None
