@@ -28,7 +28,8 @@ SINGLE = ("L1", "L2", "L3")
 THREE = ("RST", "STR", "TRS")
 
 
-def building(connectors: int, prefix: str = "") -> tuple[list[Node], list[Connector], list[Session]]:
+def building(connectors: int, prefix: str = "", demand: bool = False,
+             ) -> tuple[list[Node], list[Connector], list[Session]]:
     per_cabinet = 10
     cabinets = max(1, connectors // per_cabinet)
     panels = max(1, cabinets // 10)
@@ -56,7 +57,10 @@ def building(connectors: int, prefix: str = "") -> tuple[list[Node], list[Connec
     sessions = [
         Session(id=f"s-{g.key}", connector=g.key, arrived_at=T0 - timedelta(seconds=37 * i),
                 draw_a=None if g.dc else (Decimal("9.5"), Decimal("9.4"), Decimal("9.6")),
-                draw_w=12_000 if g.dc else None, draw_at=T0, priority=Decimal(2) if i % 11 == 0 else Decimal(1))
+                draw_w=12_000 if g.dc else None, draw_at=T0, priority=Decimal(2) if i % 11 == 0 else Decimal(1),
+                energy_wh=(i * 1_733) % 20_000 if demand else 0,
+                demand_wh=20_000 + (i * 7_919) % 50_000 if demand else None,
+                departure=T0 + timedelta(hours=8, minutes=i % 300) if demand else None)
         for i, g in enumerate(guns)
     ]
     return nodes, guns, sessions
@@ -97,10 +101,12 @@ def report(label: str, measured: tuple[list[float], list[float]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--demand", action="store_true", help="every car carries its demand and departure")
     args = parser.parse_args()
-    report("100 connectors, one building", measure([building(100)], args.runs))
-    report("1,000 connectors, one building", measure([building(1000)], max(20, args.runs // 4)))
-    many = [building(50, prefix=f"b{i}-") for i in range(100)]
+    report("100 connectors, one building", measure([building(100, demand=args.demand)], args.runs))
+    report("1,000 connectors, one building", measure([building(1000, demand=args.demand)],
+                                                     max(20, args.runs // 4)))
+    many = [building(50, prefix=f"b{i}-", demand=args.demand) for i in range(100)]
     report("5,000 connectors in 100 buildings", measure(many, max(10, args.runs // 10)))
 
 

@@ -8,6 +8,7 @@ and REDIS_URL are not set, the values that `python3 dev.py` wrote to
 from __future__ import annotations
 
 import os
+from datetime import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -287,6 +288,11 @@ if not 30 <= LOADBALANCING_LEASE_S <= 3600 or not 5 <= LOADBALANCING_REFRESH_S <
     )
 if not 1 <= LOADBALANCING_RUN_RETENTION_DAYS <= 3650:
     raise ImproperlyConfigured("LOADBALANCING_RUN_RETENTION_DAYS must be 1 to 3650")
+# When a resident has not said when the car must be ready: the building's usual morning, local time (HH:MM).
+try:
+    LOADBALANCING_DEFAULT_READY_BY = time.fromisoformat(env_str("LOADBALANCING_DEFAULT_READY_BY", "07:00"))
+except ValueError:
+    raise ImproperlyConfigured("LOADBALANCING_DEFAULT_READY_BY must be a local time HH:MM, e.g. 07:00") from None
 
 # --- site meters (docs/site-meter.md) -------------------------------------------------
 

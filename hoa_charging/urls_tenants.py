@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("apps.ocpp.urls_tenant")),
     path("", include("apps.electrical.urls_tenant")),
     path("", include("apps.billing.urls_tenant")),
+    path("", include("apps.charging.urls_tenant")),
     path("", include("apps.payments.urls_tenant")),
     path("", include("apps.audit.urls_tenant")),
     path("", include("apps.reconciliation.urls_tenant")),

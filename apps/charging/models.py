@@ -152,6 +152,11 @@ class ChargingSession(models.Model):
     )
     energy_wh = models.BigIntegerField(default=0)
     energy_source = models.CharField(max_length=16, choices=EnergySource.choices, default=EnergySource.NONE)
+    # What the resident asked for (PUT /api/v1/sessions/<id>/needs): the energy wanted from this session in
+    # total and when the car should have it. The load balancer shares the building by them; when they are
+    # empty it estimates them (apps/loadbalancing/inputs.py, docs/load-balancing.md).
+    wanted_energy_wh = models.PositiveIntegerField(null=True, blank=True)
+    ready_by = models.DateTimeField(null=True, blank=True)
     needs_review = models.BooleanField(default=False)
     review_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

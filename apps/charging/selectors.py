@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import OuterRef, Subquery
+from django.db.models import F, OuterRef, Subquery, Window
+from django.db.models.functions import RowNumber, Upper
 from django.utils import timezone
 
 from apps.buildings.models import IdTag, Resident
@@ -224,6 +225,8 @@ class OpenSession:
     # meterStart is a placeholder); the live state in Redis (apps.ocpp.live) has it sooner.
     energy_wh: int | None
     energy_read_at: datetime | None
+    wanted_energy_wh: int | None = None  # what the resident asked for (None: said nothing)
+    ready_by: datetime | None = None
 
 
 def _latest_register(field: str) -> Subquery:
@@ -245,19 +248,52 @@ def open_sessions(*, charge_point_pks: Iterable[int] | None = None) -> list[Open
         .order_by("started_at", "pk")
         .values_list("pk", "transaction_id", "charge_point_id", "charge_point__charge_point_id", "connector_id",
                      "connector_number", "resident_id", "id_tag", "started_at", "meter_start_wh",
-                     "register_value", "register_unit", "register_at")
+                     "register_value", "register_unit", "register_at", "wanted_energy_wh", "ready_by")
     )
     result = []
     for (pk, transaction_id, cp_pk, cp_id, connector_pk, number, resident_id, id_tag, started_at, meter_start,
-         register_value, register_unit, register_at) in rows:
+         register_value, register_unit, register_at, wanted_energy_wh, ready_by) in rows:
         register_wh = metering.to_wh(register_value, register_unit) if register_value is not None else None
         result.append(OpenSession(
             session_pk=pk, transaction_id=transaction_id, charge_point_pk=cp_pk, charge_point_id=cp_id,
             connector_pk=connector_pk, connector_number=number, resident_id=resident_id, id_tag=id_tag,
             started_at=started_at, meter_start_wh=meter_start,
             energy_wh=open_session_energy_wh(meter_start, register_wh), energy_read_at=register_at,
+            wanted_energy_wh=wanted_energy_wh, ready_by=ready_by,
         ))
     return result
+
+
+HISTORY_SESSIONS = 10
+
+
+def usual_energy_wh(*, id_tags: Iterable[str]) -> dict[str, int]:
+    """The median energy of each idTag's last 10 completed sessions (upper-case idTag -> Wh). One query.
+
+    Sessions with no energy or held for review are left out (a plug-in that never charged, a doubtful meter);
+    an idTag without any such session is absent.
+    """
+    tags = sorted({tag.upper() for tag in id_tags if tag})
+    if not tags:
+        return {}
+    rows = (
+        ChargingSession.objects.annotate(tag=Upper("id_tag"))
+        .filter(tag__in=tags, stopped_at__isnull=False, energy_wh__gt=0, needs_review=False)
+        .annotate(recent=Window(RowNumber(), partition_by=[F("tag")], order_by=[F("stopped_at").desc(),
+                                                                                  F("pk").desc()]))
+        .filter(recent__lte=HISTORY_SESSIONS)
+        .values_list("tag", "energy_wh")
+    )
+    energies: dict[str, list[int]] = {}
+    for tag, energy_wh in rows:
+        energies.setdefault(tag, []).append(energy_wh)
+    return {tag: _median(values) for tag, values in energies.items()}
+
+
+def _median(values: list[int]) -> int:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) // 2
 
 
 # --- for billing ---------------------------------------------------------------------

@@ -448,3 +448,38 @@ def meter_values_store_many(rows_by_charger: list[tuple[int, list[dict]]]) -> in
         return 0
     created = MeterValue.objects.bulk_create(objects, ignore_conflicts=True, batch_size=1000)
     return len(created)
+
+
+# --- what the car needs (the load balancer shares by it) -----------------------------------------------
+
+MAX_WANTED_WH = 200_000  # more than any car's battery: a typing error, not a wish
+MAX_READY_IN = timedelta(days=7)
+
+
+class NeedsRefused(ValueError):
+    """The energy or time asked for is out of range."""
+
+
+class SessionEnded(NeedsRefused):
+    """The session has ended: nothing more to share."""
+
+
+def session_needs_set(
+    *, session_pk: int, wanted_energy_wh: int | None, ready_by: datetime | None, now: datetime,
+) -> ChargingSession:
+    """Record what the resident wants from an open session: the energy in total (Wh) and when; None clears
+    either (the balancer then estimates it). The building is rebalanced once this commits."""
+    if wanted_energy_wh is not None and not 0 < wanted_energy_wh <= MAX_WANTED_WH:
+        raise NeedsRefused(f"energy_wh must be above 0 and at most {MAX_WANTED_WH}")
+    if ready_by is not None and not now < ready_by <= now + MAX_READY_IN:
+        raise NeedsRefused("ready_by must be in the future, within 7 days")
+    with transaction.atomic():
+        session = ChargingSession.objects.select_for_update(no_key=True).select_related("charge_point").get(
+            pk=session_pk)
+        if session.stopped_at is not None:
+            raise SessionEnded("the session has ended")
+        session.wanted_energy_wh = wanted_energy_wh
+        session.ready_by = ready_by
+        session.save(update_fields=["wanted_energy_wh", "ready_by", "updated_at"])
+        events.load_changed(f"{session.charge_point.charge_point_id}#{session.connector_number} needs")
+    return session

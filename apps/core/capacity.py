@@ -67,8 +67,8 @@ def throttle_history(*, start: datetime, end: datetime) -> tuple[capacity.Thrott
         count, wanted, allowed = 0, Decimal(0), Decimal(0)
         for record in limits.values():
             grid = record.get("grid_a")
-            if grid is None:
-                continue  # no session on it
+            if grid is None or record.get("why") == "done":
+                continue  # no session on it, or a car that has its energy: it wants nothing
             count += 1
             granted = Decimal(record["a"]) if record.get("a") else max(Decimal(value) for value in grid)
             allowed += granted

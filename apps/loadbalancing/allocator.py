@@ -13,8 +13,11 @@ One call of ``allocate`` is one cycle:
    and idle connectors at their worst plausible draw), and per node power limit in W;
 3. reclaim: a car drawing well below its limit after the ramp-up window gets a cap a little above its draw;
 4. floors: every running session gets its minimum if it fits on every node and phase of its path, else
-   sessions pause in a fair order and take turns (minimum run and pause times, a resume margin);
-5. water-filling above the floors, max-min fair in per-phase grid current, weighted by priority;
+   sessions pause in a fair order and take turns (minimum run and pause times, a resume margin); a car that
+   has the energy it asked for and stopped drawing is paused;
+5. water-filling above the floors, max-min fair in per-phase grid current, weighted by priority and, for a
+   session that carries its demand and departure, by the rate it needs, from the share it already has
+   (equal shares of demand by departure rather than equal current; ``_need``);
 6. quantization down to what each charger accepts, then the leftover steps handed out in fair order.
 
 Each connector's limit comes with the constraint that bound it and a sentence for "why is my car slow".
@@ -42,8 +45,10 @@ ROTATIONS: dict[str, tuple[int, ...]] = {
 INFINITY = 1 << 62
 # A priority of 1 is a weight of 10: priorities have one decimal.
 WEIGHT_SCALE = 10
-# Water-filling counts in tenths of mA, so that a level step (one unit per weight) is 1 mA at priority 1.
-FINE = 10
+# A session's need scales its weight in 128ths: 128 is neutral (no demand info); Parameters bound it.
+NEED_SCALE = 128
+# Water-filling counts in 1/1280 mA, so that a level step (one unit per weight) is 1 mA at priority 1, neutral need.
+FINE = WEIGHT_SCALE * NEED_SCALE
 
 
 class AllocationInputError(ValueError):
@@ -116,6 +121,8 @@ class Session:
     draw_at: datetime | None = None
     priority: Decimal = Decimal(1)
     energy_wh: int = 0
+    demand_wh: int | None = None
+    departure: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,13 @@ class Parameters:
     clock_skew_s: int = 5  # a timestamp further ahead of now than this is not believed
     implausible_factor: Decimal = Decimal(2)  # a reading above this x the node's rating is a meter fault
     default_dc_efficiency: Decimal = Decimal("0.9")  # when a DC connector has none (lower is safer)
+    need_reference_a: Decimal = Decimal(16)  # a car needing this grid current per phase weighs as one without demand
+    need_min: Decimal = Decimal("0.125")  # the need factor's bounds (x priority)
+    need_max: Decimal = Decimal(8)
+    need_horizon_s: int = 1800  # the time left to a departure is never counted below this (a late car)
+    need_default_stay_s: int = 8 * 3600  # a car with a demand and no departure: as if it left this long from now
+    done_within: Decimal = Decimal("0.01")  # a car this close to its demand (share of it) has what it asked for
+    need_period_s: int = 900  # need factors and shares are re-evaluated at most once per period (wall-clock aligned)
 
 
 DEFAULT_PARAMETERS = Parameters()
@@ -174,6 +188,12 @@ class ConnectorMemory:
     raised_at: datetime | None = None  # when the limit last rose: the ramp-up window starts there
     reclaim_cap_ma: int | None = None
     ever_ran: bool = False
+    need: int | None = None  # the need factor in 128ths last used (None: no demand info)
+    need_served_ppm: int = 0  # the share of its demand it had then, in millionths
+    need_at: datetime | None = None  # when they were evaluated
+    need_demand_wh: int | None = None  # for what was asked then: a new demand or departure is evaluated at once
+    need_departure: datetime | None = None
+    done: bool = False  # paused because it has the energy it asked for
 
 
 @dataclass(frozen=True)
@@ -196,6 +216,7 @@ class Why(StrEnum):
     IDLE = "idle"  # no session
     UNMANAGED = "unmanaged"  # offline or ignoring its profiles: counted at its worst
     CANNOT_PAUSE = "cannot-pause"  # rejects 0 A: kept at its minimum
+    DONE = "done"  # has the energy it asked for and stopped drawing: paused
     MISCONFIGURED = "misconfigured"
 
 
@@ -316,11 +337,16 @@ class _Plan:
         "dc",
         "demand",
         "demand_why",
+        "done",
         "floor",
         "grid",
         "index",
         "mandatory",
         "memory",
+        "need",
+        "need_at",
+        "need_served_ppm",
+        "offset",
         "path",
         "session",
         "step",
@@ -333,7 +359,8 @@ class _Plan:
         self.index = 0
         self.grid: tuple[int, ...] = ()
         self.path: list[int] = []
-        self.weight = WEIGHT_SCALE
+        self.weight = WEIGHT_SCALE * NEED_SCALE
+        self.offset = 0  # in FINE units: its value is weight x level - offset (clamped to floor..demand)
         self.floor = 0
         self.demand = 0
         self.demand_why = Why.CONNECTOR_MAX
@@ -345,6 +372,10 @@ class _Plan:
         self.constraints: list[tuple[int, int]] = []  # (constraint id, coefficient)
         self.mandatory = False
         self.thresholds = (0, 0)
+        self.need: int | None = None
+        self.need_served_ppm = 0
+        self.need_at: datetime | None = None
+        self.done = False
 
     session: Session
     connector: Connector
@@ -681,7 +712,7 @@ def _plan_session(
     plan.memory = memory
     plan.grid = _grid_phases(connector, session)
     plan.path = tree.path(node_index)
-    plan.weight = max(1, int((session.priority * WEIGHT_SCALE).to_integral_value()))
+    priority = max(1, int((session.priority * WEIGHT_SCALE).to_integral_value()))
     plan.dc = dc
     plan.mandatory = not connector.accepts_zero
     if dc is not None:
@@ -700,11 +731,86 @@ def _plan_session(
         plan.demand = _ma_floor(connector.max_current_a) // step_ma * step_ma
     if plan.floor > plan.demand:
         return None
+    plan.need, plan.done = _need(plan, tree.nodes[node_index].voltage_v, now, params)
+    plan.weight = priority * (plan.need if plan.need is not None else NEED_SCALE)
+    if plan.need is not None:
+        # Levels of a car with a demand count shares of its demand: what it already got moves its start up
+        # (the reference current in mA = all of it), so that cars end at comparable shares.
+        plan.offset = plan.weight * max(_ma_floor(params.need_reference_a), 1) * plan.need_served_ppm // 1_000_000
     cap = _reclaim(plan, now, params)
     if cap is not None and cap < plan.demand:
         plan.demand = max(plan.floor, cap)
         plan.demand_why = Why.EV_DRAW
     return plan
+
+
+@lru_cache(maxsize=64)
+def _need_constants(params: Parameters) -> tuple[int, int, int, int, int]:
+    """(lowest and highest need factor, reference in mA, done_within as numerator and denominator)."""
+    low = max(1, int((params.need_min * NEED_SCALE).to_integral_value(rounding=ROUND_CEILING)))
+    high = max(low, int((params.need_max * NEED_SCALE).to_integral_value(rounding=ROUND_FLOOR)))
+    num, den = params.done_within.as_integer_ratio()
+    return low, high, max(_ma_floor(params.need_reference_a), 1), num, den
+
+
+@lru_cache(maxsize=1024)
+def _period_of(at: datetime, period_s: int) -> int:
+    return int(at.timestamp()) // max(period_s, 1)
+
+
+def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[int | None, bool]:
+    """(the need factor in 128ths, or None without demand info; whether it is done and paused).
+
+    The factor is the grid current per phase the car needs to get its remaining energy by its departure,
+    over ``need_reference_a``, bounded to ``need_min``..``need_max``. It and the share of its demand the car
+    had are evaluated once per ``need_period_s`` (periods aligned on the clock, the same for every car) and
+    held in between: the shares move in one step a quarter of an hour, not a tenth of an ampere every cycle
+    as energy flows (sets ``plan.need_served_ppm`` and ``plan.need_at``); a new demand or departure (the
+    resident changed them) is evaluated at once.
+    A car that has what it asked for gets the lowest factor, and is paused once it stops drawing (a fresh
+    sample under its minimum after its ramp-up window; a charger that rejects 0 A is never paused).
+    """
+    session = plan.session
+    memory = plan.memory
+    if session.demand_wh is None:
+        return None, False
+    low, high, reference_ma, done_num, done_den = _need_constants(params)
+    demand = max(session.demand_wh, 0)
+    remaining_wh = session.demand_wh - session.energy_wh
+    if remaining_wh * done_den <= demand * done_num:  # meters and batteries are not exact to the Wh
+        plan.need_served_ppm, plan.need_at = 1_000_000, now
+        if plan.mandatory:
+            return low, False
+        if memory is not None and memory.done:
+            return low, True
+        return low, memory is not None and memory.running and _stopped_drawing(plan, memory, now, params)
+    if (memory is not None and memory.need is not None and memory.need_at is not None and memory.need_at <= now
+            and memory.need_demand_wh == session.demand_wh and memory.need_departure == session.departure
+            and _period_of(memory.need_at, params.need_period_s) == _period_of(now, params.need_period_s)):
+        plan.need_served_ppm, plan.need_at = memory.need_served_ppm, memory.need_at
+        return memory.need, False
+    plan.need_served_ppm = min(max(session.energy_wh, 0), demand) * 1_000_000 // demand
+    plan.need_at = now
+    if session.departure is not None:
+        seconds = max(int((session.departure - now).total_seconds()), params.need_horizon_s, 1)
+    else:
+        seconds = max(params.need_default_stay_s, 1)
+    # What it still needs over the time left; with the offset of what it already got (``_plan_session``) a car
+    # ahead of the others falls back twice: it needs less, and its level starts higher (the bench chose this).
+    watts = _ceil_div(remaining_wh * 3600, seconds)
+    need_ma = plan.dc.ma_for(watts) if plan.dc is not None else _ceil_div(watts * 1000, volts * len(plan.grid))
+    return min(high, max(low, (need_ma * NEED_SCALE + reference_ma // 2) // reference_ma)), False
+
+
+def _stopped_drawing(plan: _Plan, memory: ConnectorMemory, now: datetime, params: Parameters) -> bool:
+    """A fresh sample, taken after the ramp-up window of its last raise, under the session's minimum."""
+    session = plan.session
+    ramped = (memory.raised_at or memory.since) + _seconds(params.ramp_up_s)
+    if session.draw_at is None or session.draw_at < ramped or not _believable(
+            session.draw_at, now, params.ev_sample_max_age_s, params):
+        return False
+    draw = _draw_ma(plan.connector, session, plan.dc)
+    return draw is not None and bool(draw) and max(draw.values()) < plan.floor
 
 
 def _reclaim(plan: _Plan, now: datetime, params: Parameters) -> int | None:
@@ -816,10 +922,12 @@ def _admit(
     def since(plan: _Plan) -> datetime:
         return plan.memory.since if plan.memory is not None else plan.session.arrived_at
 
+    done = {p.index for p in plans if p.done}
+    plans_in_turn = [p for p in plans if p.index not in done]
     mandatory = [p for p in plans if p.mandatory]
-    protected = [p for p in plans if not p.mandatory and was_running(p) and now - since(p) < min_run]
-    veterans = [p for p in plans if not p.mandatory and was_running(p) and now - since(p) >= min_run]
-    waiting = [p for p in plans if not p.mandatory and not was_running(p)]
+    protected = [p for p in plans_in_turn if not p.mandatory and was_running(p) and now - since(p) < min_run]
+    veterans = [p for p in plans_in_turn if not p.mandatory and was_running(p) and now - since(p) >= min_run]
+    waiting = [p for p in plans_in_turn if not p.mandatory and not was_running(p)]
     eligible = [p for p in waiting if p.memory is None or not p.memory.ever_ran or now - since(p) >= min_pause]
     eligible_ids = {p.index for p in eligible}
     resting = {p.index for p in waiting if p.index not in eligible_ids}
@@ -876,7 +984,10 @@ def _admit(
         key = plan.connector.key
         c = blocked.get(plan.index)
         where = _constraint_words(c, tree) if c is not None else None
-        if plan.index in resting and plan.memory is not None:
+        if plan.index in done:
+            why[key] = Binding(Why.DONE, f"the car has the energy it asked for ({plan.session.demand_wh} Wh) and "
+                               "stopped drawing: paused until it asks for more")
+        elif plan.index in resting and plan.memory is not None:
             resume = plan.memory.since + min_pause
             why[key] = Binding(Why.ROTATION, f"paused so that others can charge; it resumes in turn, not before "
                                f"{resume.isoformat()}")
@@ -935,8 +1046,8 @@ def _thresholds(plan: _Plan) -> tuple[int, int]:
 
 
 def _compute_thresholds(plan: _Plan) -> tuple[int, int]:
-    t_in = (plan.floor * FINE) // plan.weight + 1
-    t_out = _ceil_div((plan.demand * FINE), plan.weight)
+    t_in = (plan.floor * FINE + plan.offset) // plan.weight + 1
+    t_out = _ceil_div((plan.demand * FINE + plan.offset), plan.weight)
     return min(t_in, t_out), t_out
 
 
@@ -949,11 +1060,11 @@ def _apply_events(f: _Filling, upto: int, plans: list[_Plan], frozen: list[bool]
             continue
         plan = plans[i]
         if kind == 0:  # enters the linear part
-            f.const -= coef * (plan.floor * FINE)
+            f.const -= coef * (plan.floor * FINE + plan.offset)
             f.slope += coef * plan.weight
         elif kind == 1:  # reaches its demand
             f.slope -= coef * plan.weight
-            f.const += coef * (plan.demand * FINE)
+            f.const += coef * (plan.demand * FINE + plan.offset)
         else:  # jumps from floor to demand (no linear part)
             f.const += coef * ((plan.demand * FINE) - (plan.floor * FINE))
 
@@ -978,7 +1089,7 @@ def _solve(f: _Filling, plans: list[_Plan], frozen: list[bool]) -> int:
 
 
 def _value_at(plan: _Plan, level: int) -> int:
-    return min((plan.demand * FINE), max((plan.floor * FINE), plan.weight * level))
+    return min((plan.demand * FINE), max((plan.floor * FINE), plan.weight * level - plan.offset))
 
 
 def _water_fill(plans: list[_Plan], members: list[list[tuple[int, int]]], budgets: list[int]) -> None:
@@ -1060,6 +1171,7 @@ def _unfreeze_contribution(f: _Filling, plan: _Plan, coef: int, value: int) -> N
         f.const -= coef * (plan.demand * FINE)
     elif t_in < t_out and f.start >= t_in:
         f.slope -= coef * plan.weight
+        f.const += coef * plan.offset
     else:
         f.const -= coef * (plan.floor * FINE)
     f.const += coef * value
@@ -1087,6 +1199,11 @@ def _next_step(plan: _Plan) -> int:
     return plan.value + plan.step
 
 
+def _level_of(plan: _Plan, value: int) -> int:
+    """The water level (x 10^6) at which the session gets ``value``."""
+    return (value * FINE + plan.offset) * 1_000_000 // plan.weight
+
+
 def _hand_out_leftovers(plans: list[_Plan], cap: list[int], used: list[int]) -> None:
     """What integer levels and quantization left over goes to the lowest (weighted) first, a step at a time.
 
@@ -1094,7 +1211,7 @@ def _hand_out_leftovers(plans: list[_Plan], cap: list[int], used: list[int]) -> 
     a session that cannot take a step now never can (the room only shrinks), so this ends.
     """
     by_index = {p.index: p for p in plans}
-    heap = [(p.value * 1_000_000 // p.weight, p.connector.key, p.index) for p in plans if p.value < p.demand]
+    heap = [(_level_of(p, p.value), p.connector.key, p.index) for p in plans if p.value < p.demand]
     heapq.heapify(heap)
     while heap:
         _, _, i = heapq.heappop(heap)
@@ -1106,7 +1223,9 @@ def _hand_out_leftovers(plans: list[_Plan], cap: list[int], used: list[int]) -> 
             continue
         if heap:
             other = by_index[heap[0][2]]
-            want = max(nxt, min(top, _ceil_div(other.value * plan.weight, other.weight)))
+            # the value at which it reaches the other's level
+            want = max(nxt, min(top, _ceil_div(
+                (other.value * FINE + other.offset) * plan.weight - plan.offset * other.weight, other.weight * FINE)))
         else:
             want = top
         new = _quantize(plan, want)
@@ -1116,7 +1235,7 @@ def _hand_out_leftovers(plans: list[_Plan], cap: list[int], used: list[int]) -> 
             used[c] += coef * (new - plan.value)
         plan.value = new
         if new < plan.demand:
-            heapq.heappush(heap, (new * 1_000_000 // plan.weight, plan.connector.key, i))
+            heapq.heappush(heap, (_level_of(plan, new), plan.connector.key, i))
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -1136,10 +1255,13 @@ def _limit_of(plan: _Plan, value: int) -> Limit:
 def _remember(plan: _Plan, value: int, now: datetime) -> ConnectorMemory:
     memory = plan.memory
     running = value > 0
+    done = plan.done and not running
     if memory is None:
         return ConnectorMemory(
             session_id=plan.session.id, running=running, since=now if running else plan.session.arrived_at,
-            limit_ma=value, raised_at=now if running else None, reclaim_cap_ma=None, ever_ran=running)
+            limit_ma=value, raised_at=now if running else None, reclaim_cap_ma=None, ever_ran=running,
+            need=plan.need, need_served_ppm=plan.need_served_ppm, need_at=plan.need_at,
+            need_demand_wh=plan.session.demand_wh, need_departure=plan.session.departure, done=done)
     since = memory.since if running == memory.running else now
     cap = plan.demand if plan.demand_why is Why.EV_DRAW else None
     raised = memory.raised_at
@@ -1147,7 +1269,9 @@ def _remember(plan: _Plan, value: int, now: datetime) -> ConnectorMemory:
         raised = now  # a higher limit (or a lifted cap): the car gets a new ramp-up window
     return ConnectorMemory(
         session_id=memory.session_id, running=running, since=since, limit_ma=value, raised_at=raised,
-        reclaim_cap_ma=cap if running else None, ever_ran=memory.ever_ran or running)
+        reclaim_cap_ma=cap if running else None, ever_ran=memory.ever_ran or running, need=plan.need,
+        need_served_ppm=plan.need_served_ppm, need_at=plan.need_at, need_demand_wh=plan.session.demand_wh,
+        need_departure=plan.session.departure, done=done)
 
 
 def _binding_of(plan: _Plan, value: int, tree: _Tree, cap: list[int], stale_nodes: set[int]) -> Binding:
@@ -1162,16 +1286,22 @@ def _binding_of(plan: _Plan, value: int, tree: _Tree, cap: list[int], stale_node
             return Binding(Why.METER_STALE, f"the site meter at {node.key} is silent: charging within the safe budget",
                            node=node.key, phase=phase)
         if phase is None:
-            return Binding(Why.NODE_POWER, f"{node.key} is at its power limit ({node.max_power_w} W), shared fairly",
+            return Binding(Why.NODE_POWER, f"{node.key} is at its power limit ({node.max_power_w} W), {_shared(plan)}",
                            node=node.key)
         return Binding(Why.NODE_CURRENT, f"{node.key} is full on {phase} ({_fmt_a(cap[c])} usable after derating "
-                       "and margin), shared fairly", node=node.key, phase=phase)
+                       f"and margin), {_shared(plan)}", node=node.key, phase=phase)
     if plan.demand_why is Why.EV_DRAW:
         return Binding(Why.EV_DRAW, "the car draws less than it was offered; its limit follows its draw and rises "
                        "again as soon as it draws more")
     if plan.dc is not None:
         return Binding(Why.CONNECTOR_MAX, f"charging at the charger's maximum ({connector.max_power_w} W)")
     return Binding(Why.CONNECTOR_MAX, f"charging at the connector's maximum ({connector.max_current_a} A)")
+
+
+def _shared(plan: _Plan) -> str:
+    if plan.need is None:
+        return "shared fairly"
+    return "shared by what each car still needs by its departure"
 
 
 def _triple(values: Sequence[int]) -> tuple[Decimal, Decimal, Decimal]:

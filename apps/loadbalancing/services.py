@@ -4,7 +4,7 @@ Call inside the building's schema, one run at a time per building (apps/loadbala
 the building's lock in Redis). The allocator is pure (allocator.py); this module is the glue:
 
 1. the inputs: tree, connectors, open sessions with their live currents, the latest site-meter reading
-   (inputs.py: three queries and two Redis round trips);
+   (inputs.py: a fixed number of queries and two Redis round trips; what each car needs);
 2. ``allocate()`` with the state kept in Redis from the last run;
 3. ``limits_set()`` (apps.charging.smart_charging): the dispatch sends decreases first, increases once
    they are acknowledged, each as a TxProfile whose lease falls back to the floor from ``lease_floors``;

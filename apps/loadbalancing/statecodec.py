@@ -33,7 +33,9 @@ def encode(state: AllocatorState) -> str:
         },
         "connectors": {
             key: {"session_id": m.session_id, "running": m.running, "since": _t(m.since), "limit_ma": m.limit_ma,
-                  "raised_at": _t(m.raised_at), "reclaim_cap_ma": m.reclaim_cap_ma, "ever_ran": m.ever_ran}
+                  "raised_at": _t(m.raised_at), "reclaim_cap_ma": m.reclaim_cap_ma, "ever_ran": m.ever_ran,
+                  "need": m.need, "need_served_ppm": m.need_served_ppm, "need_at": _t(m.need_at),
+                  "need_demand_wh": m.need_demand_wh, "need_departure": _t(m.need_departure), "done": m.done}
             for key, m in state.connectors.items()
         },
     }, separators=(",", ":"))
@@ -66,6 +68,12 @@ def decode(text: str | bytes | None) -> AllocatorState | None:
                 limit_ma=int(m["limit_ma"]), raised_at=_dt(m["raised_at"]),
                 reclaim_cap_ma=None if m["reclaim_cap_ma"] is None else int(m["reclaim_cap_ma"]),
                 ever_ran=bool(m["ever_ran"]),
+                # Absent from states written before demand-weighted sharing: no need known, not done.
+                need=None if m.get("need") is None else int(m["need"]),
+                need_served_ppm=int(m.get("need_served_ppm", 0)), need_at=_dt(m.get("need_at")),
+                need_demand_wh=None if m.get("need_demand_wh") is None else int(m["need_demand_wh"]),
+                need_departure=_dt(m.get("need_departure")),
+                done=bool(m.get("done", False)),
             )
         return AllocatorState(estimates=estimates, connectors=connectors)
     except (ValueError, KeyError, TypeError, IndexError):

@@ -102,6 +102,9 @@ def sessions_for(draw, connectors: list[Connector]) -> list[Session]:
             draw_at=draw(st.none() | st.just(at(-age))),
             priority=draw(st.sampled_from([D(1), D(1), D(2), D("0.5")])),
             energy_wh=draw(st.integers(0, 50_000)),
+            # what the car still needs moves weights and water levels: safety must not depend on it
+            demand_wh=draw(st.none() | st.integers(0, 90_000)),
+            departure=draw(st.none() | st.builds(at, st.integers(-3600, 16 * 3600))),
         ))
     return out
 
@@ -185,7 +188,7 @@ def test_safe_at_every_cycle_while_the_meter_and_the_cars_wander(world, rnd: ran
             meters = [MeterReading("supply", currents, now)]
         if rnd.random() < 0.2 and sessions:
             sessions = sessions[:-1]  # a car leaves
-        sessions = [replace(s, draw_at=now, draw_a=None if s.draw_a is None else tuple(
+        sessions = [replace(s, draw_at=now, energy_wh=s.energy_wh + rnd.randrange(0, 3000), draw_a=None if s.draw_a is None else tuple(
             D(str(round(rnd.uniform(0, 35), 1))) for _ in range(3))) for s in sessions]
         result = allocate(nodes, connectors, sessions, meters, state, now, params)
         assert_safe(result, nodes, connectors, sessions, params)
@@ -210,7 +213,7 @@ def fair_worlds(draw):
     """Equal priorities, everything online, fresh meter: the setting in which max-min fairness is checkable."""
     nodes = draw(trees())
     connectors = [replace(c, online=True, compliant=True) for c in draw(connectors_for(nodes))]
-    sessions = [replace(s, priority=D(1)) for s in draw(sessions_for(connectors))]
+    sessions = [replace(s, priority=D(1), demand_wh=None, departure=None) for s in draw(sessions_for(connectors))]
     currents = tuple(draw(amps(0, 150)) for _ in range(3))
     return nodes, connectors, sessions, [MeterReading("supply", currents, T0)]
 

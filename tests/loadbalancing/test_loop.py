@@ -265,3 +265,18 @@ def test_only_a_new_connector_status_asks_for_a_run(world, django_capture_on_com
     finally:
         triggers.set_queue(previous)
         redis.delete(triggers._pending(schema))
+
+
+@pytest.mark.django_db
+def test_a_car_that_has_its_energy_is_not_counted_as_throttled(world, meter):
+    from apps.core.capacity import throttle_history
+
+    now = timezone.now()
+    with in_schema(world.maple.schema_name):
+        BalancingRun.objects.create(started_at=now, trigger="test", duration_us=1, allocate_us=1, sessions=2, changed=0,
+                                    non_ev_a={}, nodes={}, warnings=[], limits={
+            "A#1": {"why": "node-current", "a": "10.0", "grid_a": ["10", "0", "0"], "max_a": "32"},
+            "A#2": {"why": "done", "a": "0", "grid_a": ["0", "0", "0"], "max_a": "32"},
+        })
+        [sample] = [x for x in throttle_history(start=now, end=now + timedelta(seconds=1)) if x.at == now]
+    assert (sample.connectors, sample.wanted_a, sample.allowed_a) == (1, Decimal(32), Decimal("10.0"))
