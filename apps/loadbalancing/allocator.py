@@ -158,6 +158,9 @@ class Parameters:
     need_horizon_s: int = 1800  # the time left to a departure is never counted below this (a late car)
     need_default_stay_s: int = 8 * 3600  # a car with a demand and no departure: as if it left this long from now
     done_within: Decimal = Decimal("0.01")  # a car this close to its demand (share of it) has what it asked for
+    done_recheck_s: int = 1800  # a car paused as done is offered its minimum again after this (the demand may be
+    # an estimate from the resident's history, or the car only stopped for a while): paused again if it still
+    # does not draw after its ramp-up window, charging on (at the lowest weight) if it does
     need_period_s: int = 900  # need factors and shares are re-evaluated at most once per period (wall-clock aligned)
 
 
@@ -768,7 +771,8 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
     as energy flows (sets ``plan.need_served_ppm`` and ``plan.need_at``); a new demand or departure (the
     resident changed them) is evaluated at once.
     A car that has what it asked for gets the lowest factor, and is paused once it stops drawing (a fresh
-    sample under its minimum after its ramp-up window; a charger that rejects 0 A is never paused).
+    sample under its minimum after its ramp-up window; a charger that rejects 0 A is never paused); it is
+    offered its minimum again every ``done_recheck_s``, so a wrong estimate never stops a car for good.
     """
     session = plan.session
     memory = plan.memory
@@ -781,7 +785,7 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
         plan.need_served_ppm, plan.need_at = 1_000_000, now
         if plan.mandatory:
             return low, False
-        if memory is not None and memory.done:
+        if memory is not None and memory.done and now - memory.since < _seconds(params.done_recheck_s):
             return low, True
         return low, memory is not None and memory.running and _stopped_drawing(plan, memory, now, params)
     if (memory is not None and memory.need is not None and memory.need_at is not None and memory.need_at <= now
@@ -986,7 +990,8 @@ def _admit(
         where = _constraint_words(c, tree) if c is not None else None
         if plan.index in done:
             why[key] = Binding(Why.DONE, f"the car has the energy it asked for ({plan.session.demand_wh} Wh) and "
-                               "stopped drawing: paused until it asks for more")
+                               "stopped drawing: paused, offered its minimum again every "
+                               f"{params.done_recheck_s // 60} min")
         elif plan.index in resting and plan.memory is not None:
             resume = plan.memory.since + min_pause
             why[key] = Binding(Why.ROTATION, f"paused so that others can charge; it resumes in turn, not before "

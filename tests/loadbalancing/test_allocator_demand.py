@@ -176,6 +176,39 @@ def test_a_car_that_has_its_energy_and_stops_drawing_releases_its_capacity():
     assert amps(kept, "g0") == D(6) and amps(kept, "g1") == D(26)
 
 
+def test_a_car_paused_as_done_is_offered_its_minimum_again_every_half_hour():
+    """The demand may be an estimate from the resident's history, or the car only stopped drawing for a while:
+    a done car is never stopped for good. Every 30 min it gets its minimum again; still not drawing after its
+    ramp-up window, it is paused again; drawing, it charges on."""
+    building = guns(32, ["L1", "L1"])
+    leave = at(12 * HOUR)
+    cars = [session("g0", demand_wh=10_000, departure=leave, energy_wh=9_000),
+            session("g1", demand_wh=60_000, departure=leave)]
+    first = run(building, cars, [meter(0)])
+    g1 = amps(first, "g1")  # the meter sees only g1's draw: no other load on L1
+    full = [replace(cars[0], energy_wh=10_000, draw_a=three((0, 0, 0)), draw_at=at(120)),
+            replace(cars[1], draw_a=three((g1, 0, 0)), draw_at=at(120))]
+    paused = run(building, full, [meter((g1, 0, 0), at(120))], first.state, at(120))
+    assert amps(paused, "g0") == 0 and paused.why["g0"].why is Why.DONE
+    still = run(building, [replace(s, draw_at=at(1800)) for s in full], [meter((g1, 0, 0), at(1800))],
+                paused.state, at(1800))
+    assert amps(still, "g0") == 0  # 28 min paused: not yet
+    offered = run(building, [replace(s, draw_at=at(1930)) for s in full], [meter((g1, 0, 0), at(1930))],
+                  still.state, at(1930))
+    assert amps(offered, "g0") == D(6) and amps(offered, "g1") == D(26)  # 32 A for the two
+    # It does not draw within its ramp-up window: paused as done again, g1 has the phase back.
+    again = run(building, [replace(s, draw_at=at(2030)) for s in full], [meter((g1, 0, 0), at(2030))],
+                offered.state, at(2030))
+    assert amps(again, "g0") == 0 and again.why["g0"].why is Why.DONE
+    # Next time it does draw (the estimate was short): it keeps charging, at the lowest weight.
+    offered2 = run(building, [replace(s, draw_at=at(3900)) for s in full], [meter((g1, 0, 0), at(3900))],
+                   again.state, at(3900))
+    assert amps(offered2, "g0") == D(6)
+    drawing = [replace(full[0], draw_a=three((6, 0, 0)), draw_at=at(4000)), replace(full[1], draw_at=at(4000))]
+    kept = run(building, drawing, [meter((g1 + 6, 0, 0), at(4000))], offered2.state, at(4000))
+    assert amps(kept, "g0") == D(6) and kept.why["g0"].why is not Why.DONE
+
+
 def test_a_done_car_that_still_draws_keeps_charging_at_the_lowest_weight():
     """The demand may be an estimate: a car past it that still draws is not paused, it just comes last."""
     building = guns(32, ["L1", "L1"])
