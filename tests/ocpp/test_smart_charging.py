@@ -442,7 +442,7 @@ async def test_reaction_time_through_a_real_celery_worker(maple_schema, charger_
         row = await async_wait_for(lambda: sync_to_async(_recorded)(maple_schema, pk1), 10)
         assert row.applied_a == 8 and row.sent_at >= row.requested_at
         state = (await run_in_schema(maple_schema, limits_db.connector_limits, connector_pks=[pk1]))[pk1]
-        assert 0 <= state.dispatch_latency_s < 1
+        assert 0 <= state.dispatch_latency_s < 5.0  # recorded, and as prompt as the p95 above
         assert state.dispatch_latency_s in await run_in_schema(maple_schema, limits_db.dispatch_latencies)
     finally:
         if pump is not None:
