@@ -6,6 +6,7 @@
     .venv/bin/python bench/month_end.py run --workers 2 --pdfs 500
     .venv/bin/python bench/month_end.py reset [--keep-charges]   # reopen the month (and unprice the sessions)
     .venv/bin/python bench/month_end.py run --only close          # then the close alone
+    .venv/bin/python bench/month_end.py render --statements 30    # CPU per PDF, nothing stored
 
 setup: creates the database if missing, migrates, and commissions buildings bench-mNNN (UTC, USD) from a
 generated commissioning file (.local/bench/month-end/bench-mNNN.yaml): 10 chargers x 2 connectors, one
@@ -278,12 +279,12 @@ def _close_building(schema: str) -> dict:
 
     with in_schema(schema):
         start = len(connection.queries)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = period_close(month=MONTH, now=NOW)
-        took = time.perf_counter() - t0
+        took, cpu = time.perf_counter() - t0, time.process_time() - c0
         queries = len(connection.queries) - start
     return {"schema": schema, "statements": result.statements, "sessions": result.sessions_billed,
-            "closed_now": result.closed_now, "total": str(result.total), "seconds": took,
+            "closed_now": result.closed_now, "total": str(result.total), "seconds": took, "cpu_s": cpu,
             "queries": queries if queries else None, "pid": os.getpid(), "maxrss_mb": _maxrss_mb()}
 
 
@@ -294,11 +295,11 @@ def _render(job: tuple[str, list[int]]) -> dict:
     schema, ids = job
     sizes = 0
     with in_schema(schema):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for pk in ids:
             sizes += statement_render(statement_id=pk, now=NOW).size_bytes
-        took = time.perf_counter() - t0
-    return {"schema": schema, "pdfs": len(ids), "seconds": took, "bytes": sizes, "pid": os.getpid(),
+        took, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"schema": schema, "pdfs": len(ids), "seconds": took, "cpu_s": cpu, "bytes": sizes, "pid": os.getpid(),
             "maxrss_mb": _maxrss_mb()}
 
 
@@ -372,6 +373,9 @@ def run(args: argparse.Namespace) -> int:
                      "wall_s": round(wall, 2), "statements_per_s": round(made / wall, 1) if made else None,
                      "slowest_building_s": round(max(r["seconds"] for r in results), 2),
                      "mean_building_s": round(sum(r["seconds"] for r in results) / len(results), 2),
+                     # This process's own CPU time (not PostgreSQL's): steadier than wall time on a busy machine.
+                     "mean_building_cpu_s": round(sum(r["cpu_s"] for r in results) / len(results), 2),
+                     "load_average": os.getloadavg(),
                      "peak_rss_mb": _peaks(results)})
 
     if args.only == "close":
@@ -396,6 +400,8 @@ def run(args: argparse.Namespace) -> int:
         count = sum(r["pdfs"] for r in results)
         pdf_runs.append({"processes": procs, "pdfs": count, "wall_s": round(wall, 2),
                          "pdfs_per_s": round(count / wall, 2), "pdfs_per_s_per_core": round(count / wall / procs, 2),
+                         "cpu_s_per_pdf": round(sum(r["cpu_s"] for r in results) / count, 3),
+                         "load_average": os.getloadavg(),
                          "mean_kb": round(sum(r["bytes"] for r in results) / count / 1024, 1),
                          "peak_rss_mb": _peaks(results)})
     _write("pdfs", {**common, "phase": "pdfs", "runs": pdf_runs})
@@ -411,6 +417,28 @@ def run(args: argparse.Namespace) -> int:
     _write("check", {**common, "priced_total": str(priced), "statements_total": str(billed), "equal": ok,
                      "main_maxrss_mb": round(_maxrss_mb(), 1)})
     return 0 if ok else 1
+
+
+def render_only(args: argparse.Namespace) -> int:
+    """Render (and drop) the first --statements PDFs of one building in this process: the CPU time per
+    PDF, comparable between two checkouts run alternately (nothing is stored, so it can be repeated)."""
+    _check_url()
+    _django()
+    from apps.core.tenants import in_schema
+    from apps.statements import documents
+    from apps.statements.models import Statement
+
+    with in_schema(_schemas()[args.building - 1]):
+        statements = list(Statement.objects.select_related("resident__user", "corrects", "period")
+                          .order_by("pk")[: args.statements])
+        t0, c0 = time.perf_counter(), time.process_time()
+        sizes = [len(documents.render_pdf(statement)) for statement in statements]
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    _write("render", {"root": str(ROOT), "pdfs": len(sizes), "cpu_s_per_pdf": round(cpu / len(sizes), 3),
+                      "wall_s_per_pdf": round(wall / len(sizes), 3),
+                      "mean_kb": round(sum(sizes) / len(sizes) / 1024, 1),
+                      "load_average": os.getloadavg()})
+    return 0
 
 
 def reset(args: argparse.Namespace) -> int:
@@ -449,10 +477,13 @@ def main() -> int:
     r.add_argument("--only", choices=("pricing", "close", "all"), default="all",
                    help="pricing: stop after pricing; close: the close alone (sessions priced before)")
     r.add_argument("--buildings", type=int, default=None, help="the first N buildings only (default: all)")
+    p = sub.add_parser("render", help="render PDFs without storing them: CPU time per PDF")
+    p.add_argument("--statements", type=int, default=30)
+    p.add_argument("--building", type=int, default=5, help="the Nth benchmark building")
     z = sub.add_parser("reset")
     z.add_argument("--keep-charges", action="store_true", help="keep the priced sessions: reopen the month only")
     args = parser.parse_args()
-    return {"setup": setup, "run": run, "reset": reset}[args.command](args)
+    return {"setup": setup, "run": run, "render": render_only, "reset": reset}[args.command](args)
 
 
 if __name__ == "__main__":

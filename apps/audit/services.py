@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import logging
 import shutil
 import tempfile
 import zipfile
@@ -31,12 +30,11 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from apps.audit import formats, selectors
+from apps.core import pdf
 from apps.core.tenants import in_public_schema, in_schema
 from apps.ocpp.views import FrameLogQuery
 from apps.statements import periods
 from apps.tenancy.models import Condominium
-
-logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 FORMATS = ("csv", "xlsx", "pdf")
 README = "README.txt"
@@ -445,9 +443,7 @@ def _bounds(export: Export) -> dict[str, str]:
 
 
 def render_pdf(export: Export) -> bytes:
-    from weasyprint import HTML
-
-    return HTML(string=render_html(export)).write_pdf()
+    return pdf.html_to_pdf(render_html(export))
 
 
 @dataclass(frozen=True)

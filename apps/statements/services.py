@@ -191,7 +191,7 @@ def statement_render(*, statement_id: int, now: datetime | None = None) -> State
     existing = StatementDocument.objects.filter(statement_id=statement_id).first()
     if existing:
         return existing
-    statement = Statement.objects.select_related("resident__user", "corrects").get(pk=statement_id)
+    statement = Statement.objects.select_related("resident__user", "corrects", "period").get(pk=statement_id)
     if statement.status == Statement.Status.DRAFT:
         raise StatementRefused(f"statement {statement.pk} is a draft: only finalized statements are rendered")
     pdf = documents.render_pdf(statement)

@@ -253,3 +253,27 @@ def test_idle_time_after_charging_is_its_own_line(world):
         assert lines[StatementLine.Kind.IDLE].quantity == Decimal("45")
         assert lines[StatementLine.Kind.SESSION].amount == Decimal("2.160")  # 12 kWh at night, $0.18
         assert statement.total == Decimal("6.660")
+
+
+@pytest.mark.django_db
+def test_a_session_line_names_its_parking_spot_charger_and_connector_and_keeps_every_column(world):
+    from apps.buildings.models import ParkingSpot
+
+    alice = _resident(world.maple)
+    with in_schema(world.maple.schema_name):
+        connector = ChargePoint.objects.get(charge_point_id="TEST-MAPLE-1").connectors.get(connector_id=1)
+        connector.parking_spot = ParkingSpot.objects.create(label=f"P-{uuid.uuid4().hex[:4]}")
+        connector.save(update_fields=["parking_spot"])
+        charge = _session(alice, la(2026, 8, 3, 12), la(2026, 8, 3, 14), 12_345)  # $3.95 at the day rate
+        result = period_close(month=date(2026, 8, 1), now=la(2026, 9, 1, 0, 5))
+        assert (charge.status, result.closed_now, result.sessions_billed) == (SessionCharge.Status.PRICED, True, 1), charge.hold_reason
+        [line] = Statement.objects.get(resident=alice, period__month=date(2026, 8, 1)).lines.all()
+        session = charge.session
+        assert line.connector_label == f"{connector.parking_spot.label} · TEST-MAPLE-1 #1"
+        assert line.description == f"Charging session {session.transaction_id}"
+        assert (line.position, line.kind, line.session_id, line.prior_period) == (
+            1, StatementLine.Kind.SESSION, session.pk, False)
+        assert line.occurred_at == la(2026, 8, 3, 12) and line.duration_s == 7200 and line.energy_wh == 12_345
+        assert (line.quantity, line.unit, line.unit_price) == (Decimal("12.3450"), "kWh", Decimal("0"))
+        assert (line.amount, line.tax, line.tax_rate) == (Decimal("3.950"), Decimal("0"), Decimal("0"))
+        assert BilledCharge.objects.get(charge=charge).statement_id == line.statement_id

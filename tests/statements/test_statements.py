@@ -165,7 +165,42 @@ def test_the_pdf_is_rendered_once_in_the_residents_language_and_kept_with_its_ha
     with in_schema(world.maple.schema_name):
         html = render_html(Statement.objects.get(pk=statement.pk))
     assert "Estado de cuenta de carga" in html and statement.number in html and "$3.95" in html
-    assert "<svg" in html  # the usage chart
+    assert 'src="data:image/svg+xml;base64,' in html  # the usage chart
+
+
+def test_statements_rendered_one_after_another_each_get_their_own_pdf(world, committed):
+    """The renderer keeps fonts, stylesheets and font subsets between PDFs: each PDF still shows its own
+    number, lines and total (in the page footer too), and its stored hash is of its own bytes."""
+    import io
+
+    import pypdf
+
+    from apps.statements.money import display
+
+    amounts = [("3.95",), ("12.40", "7.75"), ("101.10", "0.99", "45.00")]
+    with in_schema(world.maple.schema_name):
+        statements = []
+        for lines in amounts:
+            draft = services.statement_draft_create(resident=_resident(world.maple), currency="USD",
+                                                    lines=_lines(*lines))
+            statements.append(services.statement_finalize(statement_id=draft.pk, now=NOW))
+        documents = [services.statement_render(statement_id=statement.pk, now=NOW) for statement in statements]
+    numbers = [statement.number for statement in statements]
+    assert len(set(numbers)) == 3
+    for statement, document, lines in zip(statements, documents, amounts, strict=True):
+        pdf = bytes(document.pdf)
+        assert document.sha256 == hashlib.sha256(pdf).hexdigest() and document.size_bytes == len(pdf)
+        reader = pypdf.PdfReader(io.BytesIO(pdf))
+        text = " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+        assert f"Number: {statement.number}" in text
+        assert f"{statement.number} · 1/{len(reader.pages)}" in text  # the footer
+        assert f"Total {display(statement.total, 'USD')}" in text
+        assert all(display(Decimal(amount), "USD") in text for amount in lines)
+        assert not [number for number in numbers if number != statement.number and number in text]
+        assert statement.resident.user.email in text
+        fonts = {str(ref.get_object()["/BaseFont"]).split("+")[1]
+                 for page in reader.pages for ref in page["/Resources"]["/Font"].values()}
+        assert fonts == {"DejaVu-Sans", "DejaVu-Sans-Bold"}
 
 
 def test_the_statement_is_mailed_once_with_its_pdf(world, committed, smtp_inbox):

@@ -1,0 +1,111 @@
+"""HTML to PDF with WeasyPrint, the same way for every document the platform prints.
+
+Statements are rendered by the thousand after a month closes, so what WeasyPrint would otherwise redo for
+every PDF is done once per process here:
+
+- one FontConfiguration (Fontconfig's font list and Pango's font map, with the fonts it has loaded);
+- stylesheets parsed once (``stylesheet``), rather than a ``<style>`` element parsed with every document;
+- font subsets reused. WeasyPrint embeds only the glyphs a PDF uses, and cuts them out of the font with
+  fontTools (HarfBuzz-Subset is not installed here) at ~0.1 s per font per PDF, most of it decoding layout
+  tables that are then dropped: the largest cost of a statement. Subsetting keeps glyph ids, so a subset
+  holding more glyphs than a PDF uses serves it just as well: the first PDFs of a process make a subset of
+  every glyph seen so far, and the next PDFs whose glyphs are all in it embed that one as it is. A PDF
+  carries at most a few kilobytes of glyphs it does not show; its text, widths and ToUnicode map are its
+  own.
+
+Its loggers are quieted here too: fontTools logs every table it touches at INFO, and WeasyPrint warns for
+each font that it uses fontTools rather than HarfBuzz-Subset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+logging.getLogger("fontTools").setLevel(logging.WARNING)
+logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
+
+# A subset is grown up to this many glyphs (Latin text uses ~150 per font); past it, a PDF with more glyphs
+# gets its own subset, as WeasyPrint would make it.
+MAX_SHARED_GLYPHS = 2_000
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"pid": None}
+_subsets: dict[tuple, tuple[frozenset[int], bytes]] = {}
+
+
+class _QuietFontWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "instead of HarfBuzz-Subset" not in record.getMessage()
+
+
+def _process_state() -> dict[str, Any]:
+    """The FontConfiguration and parsed stylesheets of this process (a forked worker makes its own)."""
+    if _state["pid"] != os.getpid():
+        from weasyprint.text.fonts import FontConfiguration
+
+        with _lock:
+            if _state["pid"] != os.getpid():
+                _install_subset_cache()
+                logging.getLogger("weasyprint").addFilter(_QuietFontWarnings())
+                _state.update(pid=os.getpid(), font_config=FontConfiguration(), stylesheets={})
+    return _state
+
+
+def stylesheet(template_name: str):
+    """The stylesheet in ``template_name`` (a template without variables), parsed once per process."""
+    state = _process_state()
+    sheets = state["stylesheets"]
+    if template_name not in sheets:
+        from django.template.loader import render_to_string
+        from weasyprint import CSS
+
+        sheets[template_name] = CSS(string=render_to_string(template_name), font_config=state["font_config"])
+    return sheets[template_name]
+
+
+def html_to_pdf(html: str, *, stylesheets: Sequence[str] = (), base_url: str | None = None) -> bytes:
+    """One PDF of ``html``, styled by its own ``<style>`` and the ``stylesheets`` (template names)."""
+    from weasyprint import HTML
+
+    state = _process_state()
+    return HTML(string=html, base_url=base_url).write_pdf(
+        stylesheets=[stylesheet(name) for name in stylesheets], font_config=state["font_config"])
+
+
+def _install_subset_cache() -> None:
+    """Make WeasyPrint's font subsetting reuse a subset of the glyphs seen so far (see the module's doc)."""
+    from weasyprint.pdf.fonts import Font
+
+    if getattr(Font.subset, "shared_subsets", False):
+        return
+    original = Font.subset
+
+    def subset(font, to_unicode, hinting):
+        # Fonts that WeasyPrint changes before subsetting (variable fonts, colour emoji), or that lack
+        # glyphs the text needs (then the subset gets a .notdef outline), are subset as WeasyPrint does.
+        if not to_unicode or font.missing or font.variations or font.png or font.svg or font.colr:
+            return original(font, to_unicode, hinting)
+        key = (hashlib.blake2b(font.file_content, digest_size=16).digest(), font.index, bool(hinting))
+        used = frozenset(to_unicode)
+        with _lock:
+            glyphs, content = _subsets.get(key, (frozenset(), b""))
+        if used <= glyphs:
+            font.file_content = content
+            return None
+        wider = glyphs | used
+        if len(wider) > MAX_SHARED_GLYPHS:
+            return original(font, to_unicode, hinting)
+        whole = font.file_content
+        original(font, dict.fromkeys(wider, ""), hinting)
+        if font.file_content is not whole:  # subset (WeasyPrint keeps the whole font when it cannot)
+            with _lock:
+                _subsets[key] = (wider, font.file_content)
+        return None
+
+    subset.shared_subsets = True  # type: ignore[attr-defined]
+    Font.subset = subset
