@@ -121,6 +121,8 @@ def dispatch_building(schema_name: str, send: AsyncSend = send_through_channel_l
             with in_condominium(schema_name):
                 limit_record(run.outcomes.values(), planned_at=planned_at)
                 for charger in run.chargers.values():
+                    if not charger.touched(run.now):
+                        continue  # nothing sent nor learnt: its record, note and alerts stay as they are
                     charger_record_profiles(
                         charge_point_pk=charger.plan.pk, quirks=charger.quirks.to_json(),
                         static_ok=None if charger.unanswered else charger.static_ok, note="; ".join(charger.notes),
@@ -155,6 +157,13 @@ class _Charger:
     live_on_default: set[int] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    sent: bool = False  # a profile went to it in this dispatch
+
+    def touched(self, now: datetime) -> bool:
+        """Whether there is anything to record: something sent, answered or not, a resend asked for, a silence
+        to remember or to forget."""
+        return (self.sent or self.unanswered or self.plan.resend or bool(self.notes or self.failed)
+                or self.quirks.to_json() != self.plan.quirks or _retry_at(self, now) != self.plan.retry_at)
 
 
 @dataclass
@@ -254,7 +263,7 @@ class _Dispatch:
             static.append(_Item(ProfileRequest(cp_profiles.CHARGE_POINT_MAX, 0, cap_a,
                                               phases=plan.circuit_phases, voltage_v=plan.circuit_voltage_v)))
         for c in plan.connectors:
-            safe_a = self.safe_default_a(c, cap_a)
+            safe_a = self.safe_default_a(c, cap_a, charger.quirks)
             if plan.resend:
                 static.append(_Item(self.request(cp_profiles.TX_DEFAULT, c, safe_a)))
             if c.desired_a is None:
@@ -284,9 +293,12 @@ class _Dispatch:
         return static, first, then
 
     @staticmethod
-    def safe_default_a(c: ConnectorPlan, cap_a: Decimal) -> Decimal:
+    def safe_default_a(c: ConnectorPlan, cap_a: Decimal, quirks: Quirks) -> Decimal:
+        # 0 A unless the charger refuses it; one that does is sent its minimum by build()'s fallback, learns
+        # the quirk, and from then on gets (and the balancer reserves) the minimum.
         return cp_profiles.safe_default_a(circuit_cap_a=cap_a, connectors_on_circuit=c.connectors_on_circuit,
-                                          min_current_a=c.min_current_a, max_current_a=c.max_current_a)
+                                          min_current_a=c.min_current_a, max_current_a=c.max_current_a,
+                                          accepts_zero=not quirks.zero_rejected)
 
     @staticmethod
     def request(purpose: str, c: ConnectorPlan, limit_a: Decimal, **kwargs: Any) -> ProfileRequest:
@@ -388,6 +400,7 @@ class _Dispatch:
     async def call(self, charger: _Charger, built: Built) -> tuple[str, datetime]:
         cp_id = charger.plan.charge_point_id
         sent_at = timezone.now()
+        charger.sent = True
         self.sent.append((cp_id, built.connector_id, built.purpose))
         started = time.monotonic()
         try:
