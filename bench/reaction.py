@@ -27,8 +27,11 @@ the rise, end to end through the HTTP push. What it does, all on loopback, with 
    every rise then needs reduced limits on the guns of its phase;
 6. a *rise* is timed from the moment its reading's POST is sent to each TxProfile arriving at a charger of
    that phase with a lower limit than the one before (attributed to the latest rise on its phase within
-   10 s). Printed: per rise the first and the last reduced profile, and every reduced profile; p50 / p95 /
-   p99 / max. A rise with no reduced profile within 10 s is *unanswered*. JSON in .local/bench/.
+   10 s). A rise counts when the balancer saw it: the first run after its POST believes more other load on
+   that phase than the run before (a rise it did not see needs no reduction: its estimate was already
+   higher, see docs/benchmarks.md). Printed: per rise the first and the last reduced profile, and every
+   reduced profile; p50 / p95 / p99 / max. A seen rise with no reduced profile within 10 s is *unanswered*.
+   JSON in .local/bench/ (with every rise).
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -341,9 +345,11 @@ class Charger:
 
 @dataclass
 class Rise:
-    at: float  # when the POST that shows it was sent
+    at: float  # when the POST that shows it was sent (time.monotonic())
     phase: int
+    wall: datetime  # the same moment on the wall clock, to find the balancer's run that read it
     reductions: list[float] = field(default_factory=list)
+    seen: bool | None = None  # the balancer's estimate of the other load on its phase rose with it
 
 
 class Meter:
@@ -451,9 +457,10 @@ async def scenario(args: argparse.Namespace, port: int) -> tuple[list[Rise], Wor
             rising = True
         elif in_block == args.steps * ticks_per_step:
             meter.non_ev[phase] = args.base_a
+        wall = datetime.now(UTC)
         at = await meter.post()
         if rising:
-            rises.append(Rise(at, phase))
+            rises.append(Rise(at, phase, wall))
         tick += 1
         await asyncio.sleep(max(0.0, started + tick - time.monotonic()))
     await asyncio.sleep(ATTRIBUTE_WITHIN_S)
@@ -483,6 +490,32 @@ def attribute(rises: list[Rise], profiles: list[Profile]) -> list[float]:
         rise.reductions.append(profile.at - rise.at)
         every.append(profile.at - rise.at)
     return every
+
+
+def classify(rises: list[Rise]) -> None:
+    """Which rises the balancer saw as such: the first run that started after the rise's POST believes more
+    other load on that phase than the run before it. A rise it did not see needs no reduced limit (the
+    estimate was already higher: a fall not yet believed, or an EV's draw above its new limit counted as
+    other load until it follows), so no reaction is expected from it."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hoa_charging.settings")
+    django.setup()
+    from apps.core.tenants import in_schema
+    from apps.loadbalancing.models import BalancingRun
+
+    if not rises:
+        return
+    with in_schema(f"condo_{SLUG.replace('-', '_')}"):
+        runs = list(BalancingRun.objects.filter(started_at__gte=rises[0].wall - timedelta(seconds=30))
+                    .order_by("started_at", "id").values_list("started_at", "non_ev_a"))
+    for rise in rises:
+        after = next((k for k, (at, _) in enumerate(runs) if at >= rise.wall), None)
+        if after is None or after == 0:
+            continue
+        before = Decimal(runs[after - 1][1].get("supply", ["0"] * 3)[rise.phase])
+        now = Decimal(runs[after][1].get("supply", ["0"] * 3)[rise.phase])
+        rise.seen = now > before
 
 
 def percentiles(samples: list[float]) -> dict:
@@ -545,12 +578,17 @@ def main() -> int:
         finally:
             stop_all(servers)
     every = attribute(rises, world.profiles)
-    first = [min(r.reductions) for r in rises if r.reductions]
-    last = [max(r.reductions) for r in rises if r.reductions]
+    classify(rises)
+    seen = [r for r in rises if r.seen]
+    first = [min(r.reductions) for r in seen if r.reductions]
+    last = [max(r.reductions) for r in seen if r.reductions]
     summary = {
         "at": datetime.now(UTC).isoformat(), "chargers": args.chargers, "rises": len(rises),
         "rise_a": args.rise_a, "spacing_s": args.spacing, "steps": args.steps, "seconds": round(elapsed, 1),
-        "unanswered": sum(1 for r in rises if not r.reductions),
+        "seen_by_the_balancer": len(seen),
+        "unanswered": sum(1 for r in seen if not r.reductions),
+        "not_seen_but_reduced": sum(1 for r in rises if r.seen is False and r.reductions),
+        "first_reduced_profile_all_rises": percentiles([min(r.reductions) for r in rises if r.reductions]),
         "first_reduced_profile": percentiles(first), "last_reduced_profile": percentiles(last),
         "every_reduced_profile": percentiles(every),
         "within_1s_first_pct": round(100 * sum(1 for x in first if x <= 1) / len(first), 1) if first else None,
@@ -560,6 +598,8 @@ def main() -> int:
         "cpu_s": {"daphne": cpu[0], "worker": cpu[1]}, "loadavg_before": load_before, "loadavg_after": load_after,
     }
     print(json.dumps(summary, indent=2))
+    summary["per_rise"] = [{"at": r.wall.isoformat(), "phase": PHASES[r.phase], "seen": r.seen,
+                            "reductions_ms": [round(x * 1000, 1) for x in sorted(r.reductions)]} for r in rises]
     (OUT / f"reaction-{datetime.now(UTC):%Y%m%dT%H%M%S}.json").write_text(json.dumps(summary, indent=2))
     return 0
 

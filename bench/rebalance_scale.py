@@ -7,25 +7,29 @@
 
 The requirement: 5,000 connectors across 100 buildings rebalanced within one 5 s cycle on this 2-core machine.
 
-``setup`` (once; idempotent): creates the database if it is missing (its name must contain "bench"), migrates
-it and commissions ``--buildings`` buildings ``scale-001``... each with a 3 x 300 A supply (derate 0.8, margin
-5 A), an HTTP-push site meter and 25 chargers of two single-phase 32 A guns (50 connectors), spread over the
-phases; 30 of its 50 guns have an open session.
+``setup`` (once; idempotent; 5-30 s a building): creates the database if it is missing (its name must
+contain "bench"), migrates it and commissions ``--buildings`` buildings ``scale-001``... each with a
+3 x 300 A supply (derate 0.8, margin 5 A), an HTTP-push site meter and 25 chargers of two single-phase 32 A
+guns (50 connectors), spread over the phases.
 
-``run``:
-1. starts ONE daphne process and ONE Celery worker with the Procfile's flags (prefork, concurrency 2);
-2. connects the chargers of the first ``--connected`` buildings over real websockets (plain asyncio
-   clients): BootNotification, StatusNotification, StartTransaction on the guns with a session; they answer
-   every SetChargingProfile at once and report their draw (MeterValues) when it changes and every 10 s.
-   The other buildings' chargers stay offline: their sessions (rows opened by ``setup``) are balanced as
-   offline guns and their limits recorded and handed to the dispatch, which finds nobody connected;
+``run`` (DATABASE_CONN_MAX_AGE=600 as in production):
+1. 30 of each building's 50 guns get a car: the chargers of the first ``--connected`` buildings connect over
+   real websockets (plain asyncio clients, spread over ``--daphnes`` daphne processes) and start their
+   transactions; they answer every SetChargingProfile at once and report their draw (MeterValues) when it
+   changes and every 10 s. The other buildings' chargers stay offline with open sessions (rows): the
+   balancer counts them as unmanaged load, so those buildings are read, allocated and recorded but set no
+   limit and dispatch nothing;
+2. starts the daphne processes and ONE Celery worker with the Procfile's flags (prefork, concurrency 2);
 3. keeps every building's latest site-meter reading fresh in Redis (``apps.electrical.latest.put``, as the
    push does after a reading commits, without asking for a run: only the periodic cycle runs);
 4. every ``--interval`` s queues ``rebalance_all`` as beat does and measures, from the moment it was queued:
-   *runs*: until the last building's BalancingRun ended (started_at + duration);
-   *dispatched*: until the last building's dispatch finished (LimitDispatch.finished_at), i.e. every
+   *runs_done_s*: until the last building's BalancingRun ended (started_at + duration);
+   *dispatched_s*: until the last building's dispatch finished (LimitDispatch.finished_at), i.e. every
    SetChargingProfile of the cycle answered by the connected chargers and every outcome recorded;
-   plus the BalancingRun durations and the worker's and daphne's CPU. JSON in .local/bench/.
+   plus the mean BalancingRun duration and the worker's and daphne's CPU. JSON in .local/bench/.
+
+``inline``: the balancing run alone, building after building in this process (no Celery, no dispatch),
+every charger marked connected in Redis for it: time and queries per building, ``--profile`` a cProfile.
 """
 
 from __future__ import annotations

@@ -94,39 +94,40 @@ def limits_set(*, limits: Mapping[int, Limit], lease_s: int, reason: str, now: d
         existing = {row.connector_id: row for row in
                     ConnectorLimit.objects.select_for_update().filter(connector_id__in=list(cleaned))}
         created: list[ConnectorLimit] = []
-        updated: list[ConnectorLimit] = []
+        kept: list[int] = []  # rows whose limit stays (their lease and reason are renewed)
+        moved: dict[tuple[Decimal, Decimal | None], list[int]] = {}  # new (limit, floor) -> rows
+        asked_again: list[int] = []  # the same limit, asked again: a new request time
         for pk, limit in cleaned.items():
             row = existing.get(pk)
-            fields = {"desired_a": limit.current_a, "floor_a": limit.floor_a, "lease_s": lease_s,
-                      "reason": reason[:300], "dirty": True}
             if row is None:
-                created.append(ConnectorLimit(connector_id=pk, requested_at=now, **fields))
+                created.append(ConnectorLimit(connector_id=pk, requested_at=now, desired_a=limit.current_a,
+                                              floor_a=limit.floor_a, lease_s=lease_s, reason=reason[:300],
+                                              dirty=True))
                 changed += 1
                 continue
+            kept.append(row.pk)
             if row.desired_a != limit.current_a or row.floor_a != limit.floor_a:
                 # The reaction time counts from here.
                 changed += 1
-                row.requested_at = now
+                moved.setdefault((limit.current_a, limit.floor_a), []).append(row.pk)
             elif not row.dirty or row.status == ConnectorLimit.Status.NO_TRANSACTION:
                 # The same limit asked again once the last was delivered, or while waiting for a transaction: a
                 # new request (it may be for a new transaction); a repeat while the last is still on its way
                 # keeps the time of the first.
-                row.requested_at = now
-            for name, value in fields.items():
-                setattr(row, name, value)
-            row.updated_at = now
-            updated.append(row)
-        # One statement each, whatever the number of connectors (a run of a big building rewrites every limit:
-        # its lease and its reason).
+                asked_again.append(row.pk)
+        # A few statements, whatever the number of connectors: a balanced building's connectors mostly share
+        # a handful of limits, and a run that changes nothing rewrites only the leases.
         if created:
             ConnectorLimit.objects.bulk_create(created)
-        if updated:
-            ConnectorLimit.objects.bulk_update(updated, [*_LIMIT_FIELDS, "requested_at", "updated_at"])
+        if kept:
+            ConnectorLimit.objects.filter(pk__in=kept).update(lease_s=lease_s, reason=reason[:300], dirty=True,
+                                                              updated_at=now)
+        for (current_a, floor_a), pks in moved.items():
+            ConnectorLimit.objects.filter(pk__in=pks).update(desired_a=current_a, floor_a=floor_a, requested_at=now)
+        if asked_again:
+            ConnectorLimit.objects.filter(pk__in=asked_again).update(requested_at=now)
         limit_request_dispatch()
     return changed
-
-
-_LIMIT_FIELDS = ("desired_a", "floor_a", "lease_s", "reason", "dirty")
 
 
 def charger_request_resend(*, charge_point_pk: int) -> None:
