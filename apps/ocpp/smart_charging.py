@@ -28,6 +28,7 @@ A dispatch:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -76,7 +77,24 @@ AsyncSend = Callable[[str, str, str, dict, float | None], Awaitable[dict[str, An
 
 async def send_through_channel_layer(schema_name: str, charge_point_id: str, action: str, payload: dict,
                                      timeout: float | None = None) -> dict[str, Any]:
-    return await commands.send_command(charge_point_id, action, payload, timeout, schema_name=schema_name)
+    return await commands.send_command(charge_point_id, action, payload, timeout, schema_name=schema_name,
+                                       layer=_round_layer.get())
+
+
+# The channel layer of the dispatch round in progress: each round runs in an event loop of its own
+# (async_to_sync), and the process's layer carried a held receive lock from one loop into the next: the
+# worker's dispatches then waited for ever (docs/benchmarks.md, "Balancing 100 buildings").
+_round_layer: contextvars.ContextVar[Any] = contextvars.ContextVar("dispatch_round_layer", default=None)
+
+
+async def _in_own_layer(coroutine: Callable[[], Awaitable[None]]) -> None:
+    layer = commands.loop_channel_layer()
+    token = _round_layer.set(layer)
+    try:
+        await coroutine()
+    finally:
+        _round_layer.reset(token)
+        await layer.close_pools()
 
 
 @dataclass
@@ -116,7 +134,7 @@ def dispatch_building(schema_name: str, send: AsyncSend = send_through_channel_l
             plans = dispatch_begin()
         run = _Dispatch(schema_name, plans, send, timeout)
         try:
-            async_to_sync(run.run)()
+            async_to_sync(_in_own_layer)(run.run)
         finally:
             with in_condominium(schema_name):
                 limit_record(run.outcomes.values(), planned_at=planned_at)
