@@ -269,6 +269,22 @@ class Charger:
                     {"value": f"{draw:.1f}", "measurand": "Current.Import", "phase": "L1", "unit": "A"}]}]})
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Connect (again, after 1-5 s, while the handshake fails, as a charger does), then live."""
+        import random
+
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+        while True:
+            try:
+                return await self.live(stop)
+            except (OSError, EOFError, TimeoutError, InvalidHandshake, ConnectionClosed) as error:
+                if self.ready.is_set() or stop.is_set():
+                    raise
+                self.stats["retries"] = self.stats.get("retries", 0) + 1
+                self.stats["last_error"] = repr(error)[:200]
+                await asyncio.sleep(random.uniform(1, 5))
+
+    async def live(self, stop: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
 
         async with connect(self.url, subprotocols=["ocpp1.6"], additional_headers={"Authorization": self.auth},
@@ -443,7 +459,8 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
     for charger in chargers:
         charger.report_now.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return {"cycles": cycles, "profiles_received": stats.get("profiles", 0)}
+    return {"cycles": cycles, "profiles_received": stats.get("profiles", 0),
+            "connection_retries": stats.get("retries", 0)}
 
 
 def run(args: argparse.Namespace) -> int:
