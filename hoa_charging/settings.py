@@ -167,6 +167,10 @@ PUBLIC_SCHEMA_URLCONF = "hoa_charging.urls_public"
 ROOT_URLCONF = "hoa_charging.urls_tenants"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = True
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# `SET search_path` once per change of schema on a connection, not before every query: half the round trips
+# of a balancing run went to it (docs/benchmarks.md, "Balancing 100 buildings"). The backend issues it again
+# after a rollback or a reconnect, which discard it.
+TENANT_LIMIT_SET_CALLS = True
 
 MIDDLEWARE = [
     "django_tenants.middleware.main.TenantMainMiddleware",

@@ -93,24 +93,39 @@ def limits_set(*, limits: Mapping[int, Limit], lease_s: int, reason: str, now: d
     with transaction.atomic():
         existing = {row.connector_id: row for row in
                     ConnectorLimit.objects.select_for_update().filter(connector_id__in=list(cleaned))}
+        created: list[ConnectorLimit] = []
+        kept: list[int] = []  # rows whose limit stays (their lease and reason are renewed)
+        moved: dict[tuple[Decimal, Decimal | None], list[int]] = {}  # new (limit, floor) -> rows
+        asked_again: list[int] = []  # the same limit, asked again: a new request time
         for pk, limit in cleaned.items():
             row = existing.get(pk)
-            fields = {"desired_a": limit.current_a, "floor_a": limit.floor_a, "lease_s": lease_s,
-                      "reason": reason[:300], "dirty": True}
             if row is None:
-                ConnectorLimit.objects.create(connector_id=pk, requested_at=now, **fields)
+                created.append(ConnectorLimit(connector_id=pk, requested_at=now, desired_a=limit.current_a,
+                                              floor_a=limit.floor_a, lease_s=lease_s, reason=reason[:300],
+                                              dirty=True))
                 changed += 1
                 continue
+            kept.append(row.pk)
             if row.desired_a != limit.current_a or row.floor_a != limit.floor_a:
                 # The reaction time counts from here.
                 changed += 1
-                fields["requested_at"] = now
+                moved.setdefault((limit.current_a, limit.floor_a), []).append(row.pk)
             elif not row.dirty or row.status == ConnectorLimit.Status.NO_TRANSACTION:
                 # The same limit asked again once the last was delivered, or while waiting for a transaction: a
                 # new request (it may be for a new transaction); a repeat while the last is still on its way
                 # keeps the time of the first.
-                fields["requested_at"] = now
-            ConnectorLimit.objects.filter(pk=row.pk).update(**fields, updated_at=now)
+                asked_again.append(row.pk)
+        # A few statements, whatever the number of connectors: a balanced building's connectors mostly share
+        # a handful of limits, and a run that changes nothing rewrites only the leases.
+        if created:
+            ConnectorLimit.objects.bulk_create(created)
+        if kept:
+            ConnectorLimit.objects.filter(pk__in=kept).update(lease_s=lease_s, reason=reason[:300], dirty=True,
+                                                              updated_at=now)
+        for (current_a, floor_a), pks in moved.items():
+            ConnectorLimit.objects.filter(pk__in=pks).update(desired_a=current_a, floor_a=floor_a, requested_at=now)
+        if asked_again:
+            ConnectorLimit.objects.filter(pk__in=asked_again).update(requested_at=now)
         limit_request_dispatch()
     return changed
 
@@ -278,7 +293,14 @@ def limit_record(outcomes: Iterable[LimitOutcome], *, planned_at: datetime, now:
     another limit after the plan was read (``requested_at`` later): that one stays wanted for the next dispatch.
     """
     now = now or timezone.now()
+    # What was not sent (unchanged, not connected...) is the same few words for many connectors: one UPDATE for
+    # each (status, note), not one per connector.
+    quiet: dict[tuple[str, str], list[int]] = {}
     for outcome in outcomes:
+        if outcome.sent is None and outcome.status not in (ConnectorLimit.Status.ACCEPTED,
+                                                           ConnectorLimit.Status.TIMEOUT):
+            quiet.setdefault((outcome.status, outcome.note[:300]), []).append(outcome.connector_pk)
+            continue
         fields: dict = {"status": outcome.status, "note": outcome.note[:300], "updated_at": now}
         if outcome.sent is not None:
             fields |= {"sent_profile": outcome.sent, "sent_a": outcome.sent_a, "sent_unit": outcome.sent_unit,
@@ -295,6 +317,11 @@ def limit_record(outcomes: Iterable[LimitOutcome], *, planned_at: datetime, now:
         rows = ConnectorLimit.objects.filter(connector_id=outcome.connector_pk)
         rows.update(**fields)
         if outcome.status in FINAL:
+            rows.filter(requested_at__lte=planned_at).update(dirty=False)
+    for (status, note), pks in quiet.items():
+        rows = ConnectorLimit.objects.filter(connector_id__in=pks)
+        rows.update(status=status, note=note, updated_at=now)
+        if status in FINAL:
             rows.filter(requested_at__lte=planned_at).update(dirty=False)
 
 

@@ -47,15 +47,17 @@ def connector_key(charge_point_id: str, number: int) -> str:
     return f"{charge_point_id}#{number}"
 
 
-def _safe_default_a(row: Connector, connectors_on_circuit: int) -> Decimal:
+def _safe_default_a(row: Connector, connectors_on_circuit: int, accepts_zero: bool) -> Decimal:
     """What the dispatch gives the connector as its TxDefaultProfile (a session that starts before its first
-    limit may draw it): the allocator keeps it free for every idle connector."""
+    limit may draw it): the allocator keeps it free for every idle connector. 0 A on a charger that accepts
+    0 A: nothing to keep free (its new sessions wait for their first limit, which their start asks for)."""
     circuit = row.charge_point.circuit
     cap = charging_profiles.cabinet_cap_a(
         max_current_a=min(circuit.max_current_a[: max(circuit.phases, 1)]) * circuit.derate,
         max_power_w=circuit.max_power_w, voltage_v=circuit.voltage_v, phases=circuit.phases)
     return charging_profiles.safe_default_a(circuit_cap_a=cap, connectors_on_circuit=connectors_on_circuit,
-                                            min_current_a=row.min_current_a, max_current_a=row.max_current_a)
+                                            min_current_a=row.min_current_a, max_current_a=row.max_current_a,
+                                            accepts_zero=accepts_zero)
 
 
 def usual_ready_by(*, started_at: datetime | None, now: datetime, zone: ZoneInfo, at: time) -> datetime:
@@ -105,14 +107,15 @@ def building_inputs(*, now: datetime) -> BuildingInputs:
         key = connector_key(charger.charge_point_id, row.connector_id)
         connector_pks[key] = row.pk
         online = bool(state and state.connected and state.schema == schema and charger.enabled)
+        accepts_zero = not quirks.get("zero_rejected")
         connectors.append(allocator.Connector(
             key=key, node=charger.circuit.key, phases=row.phases, rotation=row.phase_rotation,
             min_current_a=row.min_current_a, max_current_a=row.max_current_a or NO_MAX_A, dc=row.is_dc,
             max_power_w=row.max_power_w, min_power_w=row.min_power_w, efficiency=row.efficiency,
             step_a=Decimal(1) if quirks.get("integer_amps") else Decimal("0.1"),
-            accepts_zero=not quirks.get("zero_rejected"), online=online,
+            accepts_zero=accepts_zero, online=online,
             compliant=not quirks.get("no_smart_charging") and row.pk not in flagged,
-            default_limit_a=_safe_default_a(row, on_circuit[charger.circuit_id]),
+            default_limit_a=_safe_default_a(row, on_circuit[charger.circuit_id], accepts_zero),
         ))
     pk_to_key = {pk: key for key, pk in connector_pks.items()}
     sessions = []

@@ -6,7 +6,8 @@ level the charger allows, so that they win over whatever a factory or another sy
 
 - ``ChargePointMaxProfile`` on connector 0: the cabinet's static cap (its circuit's limit).
 - ``TxDefaultProfile`` on each connector: a safe default, so that a session that starts before the
-  balancer has run can never overshoot.
+  balancer has run can never overshoot: 0 A (the session waits, paused, for its first limit), or on a
+  charger that refuses 0 A the connector's minimum (``safe_default_a``).
 - ``TxProfile`` on a connector with a transaction: the live limit, with a lease: a second schedule
   period drops to a safe floor at the end of the lease, so a charger that no longer hears from the
   platform falls to the floor on its own.
@@ -334,10 +335,15 @@ def cabinet_cap_a(*, max_current_a: Decimal, max_power_w: int | None, voltage_v:
 
 
 def safe_default_a(*, circuit_cap_a: Decimal, connectors_on_circuit: int, min_current_a: Decimal,
-                   max_current_a: Decimal | None) -> Decimal:
-    """The TxDefaultProfile's limit: the connector's minimum, or its even share of the circuit when that is
-    less (then a session waits for the balancer rather than overshoot), never above its maximum.
-    Every connector of the circuit at this default stays within the circuit. Rounded down to 0.1 A."""
+                   max_current_a: Decimal | None, accepts_zero: bool = False) -> Decimal:
+    """The TxDefaultProfile's limit. 0 A on a charger that accepts 0 A (``accepts_zero``: it does not have the
+    ``zero_rejected`` quirk): a session that starts before its first limit waits, paused, for the balancer,
+    which then keeps nothing free for the idle connectors. On one that refuses 0 A: the connector's minimum,
+    or its even share of the circuit when that is less (then a session waits for the balancer rather than
+    overshoot), never above its maximum. Every connector of the circuit at this default stays within the
+    circuit. Rounded down to 0.1 A."""
+    if accepts_zero:
+        return Decimal(0)
     value = min(circuit_cap_a / max(connectors_on_circuit, 1), min_current_a)
     if max_current_a is not None:
         value = min(value, max_current_a)

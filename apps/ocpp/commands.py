@@ -26,7 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 
 from apps.ocpp import live
@@ -77,9 +78,14 @@ class InvalidCommand(CommandRejected):
 
 async def send_command(
     charge_point_id: str, action: str, payload: dict | None = None, timeout: float | None = None, *,
-    schema_name: str,
+    schema_name: str, layer: Any = None,
 ) -> dict[str, Any]:
-    """Send ``action`` to the charger, for the building ``schema_name``, and return its answer's payload."""
+    """Send ``action`` to the charger, for the building ``schema_name``, and return its answer's payload.
+
+    ``layer``: the channel layer to use (default: the process's). Code that runs each batch of commands in
+    an event loop of its own (``async_to_sync`` in a Celery worker) passes one made for that loop
+    (``loop_channel_layer``): the process's layer keeps its receive locks between loops, and one left held
+    when a loop ended blocks the next loop's receives for ever."""
     if action not in SERVER_ACTIONS:
         raise InvalidCommand("NotSupported", f"{action} is not a central system action")
     if not schema_name:
@@ -90,7 +96,7 @@ async def send_command(
         raise ChargerNotConnected(charge_point_id)
     if state.get("schema") != schema_name:
         raise _of_another_building(charge_point_id, schema_name)
-    layer = get_channel_layer()
+    layer = layer or get_channel_layer()
     # The default "specific." prefix: channels-redis then reads it in the same loop as this process's
     # consumers. Another prefix would have its own blocking read that starves theirs for seconds.
     reply_to = await layer.new_channel()
@@ -117,6 +123,12 @@ async def send_command(
     if status == "invalid":
         raise InvalidCommand(answer.get("error_code", "FormationViolation"), answer.get("description", ""))
     raise CommandRejected(answer.get("error_code", "GenericError"), answer.get("description", ""))
+
+
+def loop_channel_layer() -> Any:
+    """A channel layer of its own for one event loop (close it with ``await layer.close_pools()`` before the
+    loop ends). Not for daphne, whose consumers share the process's layer and its one reader."""
+    return channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
 
 
 def send_command_sync(

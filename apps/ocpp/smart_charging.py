@@ -28,6 +28,7 @@ A dispatch:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -76,7 +77,24 @@ AsyncSend = Callable[[str, str, str, dict, float | None], Awaitable[dict[str, An
 
 async def send_through_channel_layer(schema_name: str, charge_point_id: str, action: str, payload: dict,
                                      timeout: float | None = None) -> dict[str, Any]:
-    return await commands.send_command(charge_point_id, action, payload, timeout, schema_name=schema_name)
+    return await commands.send_command(charge_point_id, action, payload, timeout, schema_name=schema_name,
+                                       layer=_round_layer.get())
+
+
+# The channel layer of the dispatch round in progress: each round runs in an event loop of its own
+# (async_to_sync), and the process's layer carried a held receive lock from one loop into the next: the
+# worker's dispatches then waited for ever (docs/benchmarks.md, "Balancing 100 buildings").
+_round_layer: contextvars.ContextVar[Any] = contextvars.ContextVar("dispatch_round_layer", default=None)
+
+
+async def _in_own_layer(coroutine: Callable[[], Awaitable[None]]) -> None:
+    layer = commands.loop_channel_layer()
+    token = _round_layer.set(layer)
+    try:
+        await coroutine()
+    finally:
+        _round_layer.reset(token)
+        await layer.close_pools()
 
 
 @dataclass
@@ -116,11 +134,13 @@ def dispatch_building(schema_name: str, send: AsyncSend = send_through_channel_l
             plans = dispatch_begin()
         run = _Dispatch(schema_name, plans, send, timeout)
         try:
-            async_to_sync(run.run)()
+            async_to_sync(_in_own_layer)(run.run)
         finally:
             with in_condominium(schema_name):
                 limit_record(run.outcomes.values(), planned_at=planned_at)
                 for charger in run.chargers.values():
+                    if not charger.touched(run.now):
+                        continue  # nothing sent nor learnt: its record, note and alerts stay as they are
                     charger_record_profiles(
                         charge_point_pk=charger.plan.pk, quirks=charger.quirks.to_json(),
                         static_ok=None if charger.unanswered else charger.static_ok, note="; ".join(charger.notes),
@@ -155,6 +175,13 @@ class _Charger:
     live_on_default: set[int] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    sent: bool = False  # a profile went to it in this dispatch
+
+    def touched(self, now: datetime) -> bool:
+        """Whether there is anything to record: something sent, answered or not, a resend asked for, a silence
+        to remember or to forget."""
+        return (self.sent or self.unanswered or self.plan.resend or bool(self.notes or self.failed)
+                or self.quirks.to_json() != self.plan.quirks or _retry_at(self, now) != self.plan.retry_at)
 
 
 @dataclass
@@ -254,7 +281,7 @@ class _Dispatch:
             static.append(_Item(ProfileRequest(cp_profiles.CHARGE_POINT_MAX, 0, cap_a,
                                               phases=plan.circuit_phases, voltage_v=plan.circuit_voltage_v)))
         for c in plan.connectors:
-            safe_a = self.safe_default_a(c, cap_a)
+            safe_a = self.safe_default_a(c, cap_a, charger.quirks)
             if plan.resend:
                 static.append(_Item(self.request(cp_profiles.TX_DEFAULT, c, safe_a)))
             if c.desired_a is None:
@@ -284,9 +311,12 @@ class _Dispatch:
         return static, first, then
 
     @staticmethod
-    def safe_default_a(c: ConnectorPlan, cap_a: Decimal) -> Decimal:
+    def safe_default_a(c: ConnectorPlan, cap_a: Decimal, quirks: Quirks) -> Decimal:
+        # 0 A unless the charger refuses it; one that does is sent its minimum by build()'s fallback, learns
+        # the quirk, and from then on gets (and the balancer reserves) the minimum.
         return cp_profiles.safe_default_a(circuit_cap_a=cap_a, connectors_on_circuit=c.connectors_on_circuit,
-                                          min_current_a=c.min_current_a, max_current_a=c.max_current_a)
+                                          min_current_a=c.min_current_a, max_current_a=c.max_current_a,
+                                          accepts_zero=not quirks.zero_rejected)
 
     @staticmethod
     def request(purpose: str, c: ConnectorPlan, limit_a: Decimal, **kwargs: Any) -> ProfileRequest:
@@ -388,6 +418,7 @@ class _Dispatch:
     async def call(self, charger: _Charger, built: Built) -> tuple[str, datetime]:
         cp_id = charger.plan.charge_point_id
         sent_at = timezone.now()
+        charger.sent = True
         self.sent.append((cp_id, built.connector_id, built.purpose))
         started = time.monotonic()
         try:

@@ -165,14 +165,36 @@ def test_a_rise_on_the_meter_lowers_the_limits_at_once(world, meter, django_capt
         _online(charger, schema, {1: "0"})
         _push(meter.key, "60", django_capture_on_commit_callbacks)
         before = services.building_rebalance(trigger="test").run.limits[f"{charger.charge_point_id}#1"]
-        # Plenty of room at the supply: the cabinet's 16 A less the 6 A kept free for the idle gun beside it
-        # (a car that plugs in there starts on its TxDefaultProfile before its first limit).
-        assert Decimal(before["a"]) == Decimal("10.0")
+        # Plenty of room at the supply: the cabinet's 16 A, all of it (the idle gun beside it keeps nothing
+        # free: a car that plugs in there waits at its 0 A TxDefaultProfile for its first limit).
+        assert Decimal(before["a"]) == Decimal("16.0")
         # The A/C starts: the supply's L1 (155 A usable) now carries 150 A of other load.
         _push(meter.key, "150", django_capture_on_commit_callbacks)
         after = services.building_rebalance(trigger="test").run.limits[f"{charger.charge_point_id}#1"]
         assert Decimal(after["a"]) <= Decimal("5.0")
         assert after["why"] in ("node-current", "waiting", "rotation")
+
+
+@pytest.mark.django_db
+def test_an_idle_gun_keeps_its_default_free_only_on_a_charger_that_refuses_0_a(
+        world, meter, django_capture_on_commit_callbacks):
+    """A charger that takes 0 A gets a 0 A TxDefaultProfile: a car that plugs into its idle gun waits, paused,
+    for its first limit, so nothing is kept free for it. One that refuses 0 A starts a new car at its
+    default (the gun's 6 A minimum): that much stays free for each of its idle guns."""
+    schema = world.maple.schema_name
+    takes_zero, _ = _cabinet(world.maple, 20)
+    refuses_zero, _ = _cabinet(world.maple, 20)
+    with in_schema(schema):
+        ChargePoint.objects.filter(pk=refuses_zero.pk).update(smart_charging_quirks={"zero_rejected": True})
+        for charger in (takes_zero, refuses_zero):
+            _start(charger, 1)
+            _online(charger, schema)
+        _push(meter.key, "40", django_capture_on_commit_callbacks)
+        run = services.building_rebalance(trigger="test").run
+    # Each charger: one car on gun 1, gun 2 idle, behind a cabinet of its own of 20 A.
+    assert Decimal(run.limits[f"{takes_zero.charge_point_id}#1"]["a"]) == Decimal("20.0")
+    assert Decimal(run.limits[f"{refuses_zero.charge_point_id}#1"]["a"]) == Decimal("14.0")
+    assert run.limits[f"{takes_zero.charge_point_id}#2"]["why"] == "idle"
 
 
 def test_requests_are_debounced_and_one_building_runs_one_at_a_time(world):

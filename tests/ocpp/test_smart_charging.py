@@ -128,12 +128,8 @@ async def test_the_three_purposes_on_the_wire_then_a_change_under_1_a_is_not_sen
     assert cap["chargingSchedule"] == {"chargingRateUnit": "A",
                                        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 160}]}
     assert cap["stackLevel"] == 5 and cap["chargingProfileKind"] == "Absolute"
-    # The safe default: the connector's 6 A minimum, or its share of the 160 A when the tests have put more than
-    # 26 connectors on Maple Court's supply.
-    on_supply = await run_in_schema(maple_schema, lambda: Connector.objects.filter(
-        charge_point__circuit__key="supply", charge_point__removed_at__isnull=True, removed_at__isnull=True).count())
-    safe = charging_profiles.safe_default_a(circuit_cap_a=Decimal(160), connectors_on_circuit=on_supply,
-                                            min_current_a=Decimal(6), max_current_a=Decimal(32))
+    # The safe default of a charger that takes 0 A: 0 A, a session waits for its first limit.
+    safe = Decimal(0)
     for n in (1, 2):
         assert by_purpose[(n, "TxDefaultProfile")]["chargingSchedule"]["chargingSchedulePeriod"] == [
             {"startPeriod": 0, "limit": float(safe) if safe % 1 else int(safe)}]
@@ -142,7 +138,7 @@ async def test_the_three_purposes_on_the_wire_then_a_change_under_1_a_is_not_sen
     assert live["chargingProfileId"] == charging_profiles.profile_id("TxProfile", 1)
     periods = live["chargingSchedule"]["chargingSchedulePeriod"]
     assert periods[0] == {"startPeriod": 0, "limit": 10.4}  # rounded down, never up
-    # The lease: after (seconds since the start, on the platform's clock) + 120 s, the 6 A floor.
+    # The lease: after (seconds since the start, on the platform's clock) + 120 s, the floor (the default).
     assert Decimal(str(periods[1]["limit"])) == safe and LEASE_S <= periods[1]["startPeriod"] <= LEASE_S + 5
     assert "validFrom" not in live and "validTo" not in live and "startSchedule" not in live["chargingSchedule"]
     assert outcomes(report, pk1) == {pk1: "accepted"}
@@ -166,6 +162,33 @@ async def test_the_three_purposes_on_the_wire_then_a_change_under_1_a_is_not_sen
     assert [p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
             for p in profiles_sent(charger, sent)] == [11.5]
     await charger.transport.disconnect()
+
+
+async def test_the_default_is_0_a_unless_the_charger_refuses_0_a_then_its_minimum(
+        maple_schema, new_charger, dispatch_requests):
+    """A session that starts before its first limit draws the TxDefaultProfile: 0 A where the charger takes it
+    (paused until the balancer's limit); where it refuses 0 A, the connector's minimum, as before, and the
+    refusal is remembered (the balancer then keeps that minimum free for its idle guns)."""
+    takes_id, refuses_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
+    takes, refuses = ProfileMemory(), ProfileMemory(rejects=("zero",))
+    a, b = await connect(takes_id, takes), await connect(refuses_id, refuses)
+    await dispatch(maple_schema, a, b)
+    assert [takes.limit(n, "TxDefaultProfile") for n in (1, 2)] == [0, 0]
+    assert not takes.refused and await quirks_of(maple_schema, takes_id) == {}
+    # (Never below the 6 A minimum: a charger that refuses 0 A refuses what would pause it too.)
+    assert refuses.refused and all(
+        p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 0 for p in refuses.refused)
+    assert [refuses.limit(n, "TxDefaultProfile") for n in (1, 2)] == [6, 6]
+    assert await quirks_of(maple_schema, refuses_id) == {"zero_rejected": True}
+    # Connected again: the default goes straight at the minimum, not one refusal more.
+    await b.transport.disconnect()
+    refused = len(refuses.refused)
+    b = await connect(refuses_id, refuses)
+    await dispatch(maple_schema, b)
+    assert len(refuses.refused) == refused
+    assert [refuses.limit(n, "TxDefaultProfile") for n in (1, 2)] == [6, 6]
+    for charger in (a, b):
+        await charger.transport.disconnect()
 
 
 async def test_increases_wait_for_the_answers_to_the_decreases(maple_schema, new_charger, dispatch_requests):
