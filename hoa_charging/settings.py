@@ -165,6 +165,11 @@ TENANT_DOMAIN_MODEL = "tenancy.Domain"
 PUBLIC_SCHEMA_URLCONF = "hoa_charging.urls_public"
 ROOT_URLCONF = "hoa_charging.urls_tenants"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = True
+# django-tenants sends `SET search_path` before every query unless told to send it only when the schema
+# changed (entering a schema, a new connection, a rollback: django-tenants 4.0.1 forgets the path on each).
+# Every query was two round trips; in an OCPP reconnect storm the database thread spent more than half of
+# its time on them (docs/benchmarks.md).
+TENANT_LIMIT_SET_CALLS = True
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 
 MIDDLEWARE = [

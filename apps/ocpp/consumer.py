@@ -34,7 +34,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import ocpp.messages
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -499,6 +501,26 @@ class OcppConsumer(AsyncWebsocketConsumer):
     charge_point_id: str
     schema: str
     ctx: selectors.ChargerContext
+
+    async def dispatch(self, message: dict) -> None:
+        """Channels' dispatch without its trip to the database thread before every message.
+
+        Channels closes stale database connections before each message it hands a consumer, on the one
+        thread that runs ``database_sync_to_async``: for a charger, before every frame and every channel-layer
+        event, most of which never touch the database. In a reconnect storm those trips queued with the
+        boots' real queries (about five per charger) and the thread switches cost the event loop. Every
+        query of this consumer runs through ``database_sync_to_async`` (``db()``, the handshake), which
+        closes stale connections itself, before and after.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        # As channels' own, without its closing of stale connections on the database thread (see dispatch).
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     # --- handshake -------------------------------------------------------------------
 

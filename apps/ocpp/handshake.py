@@ -32,7 +32,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.cache import cache as django_cache
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
@@ -148,9 +149,12 @@ def parse_basic_auth(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | No
 
 def find_registration(charge_point_id: str) -> Registration | None:
     with in_public_schema():
+        # lower() = lower(): what the unique index is built on, so the lookup uses it (``iexact`` compares
+        # upper() and read every registration of every building at every handshake).
         reg = (
             ChargerRegistration.objects.select_related("condominium")
-            .filter(charge_point_id__iexact=charge_point_id)
+            .alias(id_ci=Lower("charge_point_id"))
+            .filter(id_ci=Lower(Value(charge_point_id)))
             .first()
         )
         if reg is None:
