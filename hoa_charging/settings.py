@@ -262,6 +262,9 @@ OCPP_METER_VALUE_SAMPLE_INTERVAL = env_int("OCPP_METER_VALUE_SAMPLE_INTERVAL", 1
 # A boot reads the charger's configuration again when the last reading is older than this (or not as wanted).
 OCPP_CONFIGURATION_MAX_AGE_HOURS = env_int("OCPP_CONFIGURATION_MAX_AGE_HOURS", 24)
 OCPP_RESPONSE_TIMEOUT = env_int("OCPP_RESPONSE_TIMEOUT", 30)
+# Threads (each with its own database connection) that run the chargers' queries in a daphne process
+# (apps/ocpp/database.py); one made a reconnect storm wait on each query's round trip in turn.
+OCPP_DATABASE_THREADS = env_int("OCPP_DATABASE_THREADS", 4)
 OCPP_FRAME_RETENTION_DAYS = env_int("OCPP_FRAME_RETENTION_DAYS", 90)
 OCPP_STALE_SESSION_HOURS = env_int("OCPP_STALE_SESSION_HOURS", 72)
 OCPP_REFUSED_LOG_WINDOW = env_int("OCPP_REFUSED_LOG_WINDOW", 600)

@@ -28,7 +28,6 @@ from datetime import timedelta
 from functools import cache
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.cache import cache as django_cache
@@ -39,7 +38,7 @@ from django_tenants.utils import get_public_schema_name
 
 from apps.core.failures import FailureCounter
 from apps.core.tenants import in_public_schema
-from apps.ocpp import live
+from apps.ocpp import database, live
 from apps.tenancy.hashers import ChargerPasswordHasher
 from apps.tenancy.models import ChargerRegistration, ConnectionAttempt, Domain
 
@@ -90,7 +89,7 @@ async def check(scope: dict) -> Accepted | Refused:
     headers = scope.get("headers", [])
     decision = await _decide(scope, charge_point_id, remote, headers)
     if isinstance(decision, Refused):
-        await database_sync_to_async(record_refusal)(
+        await database.run(record_refusal)(
             charge_point_id=charge_point_id or scope.get("path", ""), remote_address=remote, reason=decision.reason,
             headers=headers,
         )
@@ -103,7 +102,7 @@ async def _decide(scope: dict, charge_point_id: str, remote: str, headers: list)
     if SUBPROTOCOL not in scope.get("subprotocols", []):
         return Refused("no-ocpp1.6-subprotocol")
     credentials = parse_basic_auth(headers)
-    registration = await database_sync_to_async(find_registration)(charge_point_id)
+    registration = await database.run(find_registration)(charge_point_id)
     password = credentials[1] if credentials else ""
     # An unknown id goes through the same steps against a dummy registration: the same Redis lookup, the
     # same PBKDF2 cost, so that timing does not tell which ids exist.
@@ -130,7 +129,7 @@ async def _decide(scope: dict, charge_point_id: str, remote: str, headers: list)
         await failures.clear(charge_point_id)
     weak = len(password) < MIN_PASSWORD_LENGTH
     if weak != registration.password_weak:
-        await database_sync_to_async(registration_mark_weak)(registration.charge_point_id, weak)
+        await database.run(registration_mark_weak)(registration.charge_point_id, weak)
     return Accepted(registration, remote)
 
 
