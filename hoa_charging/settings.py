@@ -228,7 +228,11 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # channels-redis blocks 5 s on BZPOPMIN; redis-py >= 6 gives up reading after 5 s
         # by default, which would break every idle consumer's receive loop.
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+        # The pool raises (MaxConnectionsError) rather than waits once every connection is in use; redis-py
+        # allows 100, which a reconnect storm exceeded (thousands of handshakes failed in group_add).
+        # Redis itself takes 10,000 clients.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30,
+                              "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000)}],
                    "prefix": env_str("CHANNEL_LAYER_PREFIX", "hoa")},
     }
 }
