@@ -293,6 +293,22 @@ class Daphne:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def thread_cpu_seconds(self) -> tuple[float, float]:
+        """(the event loop's thread, every other thread: the database thread, the group commit, PBKDF2)."""
+        assert self.process is not None
+        main = others = 0.0
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if task.name == str(self.process.pid):
+                main += seconds
+            else:
+                others += seconds
+        return main, others
+
     def rss_mb(self) -> float:
         assert self.process is not None
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -360,6 +376,7 @@ async def bench(args: argparse.Namespace) -> dict:
             daphne.stop()
             listening_at = daphne.start()
             cpu0 = daphne.cpu_seconds()
+            main0, others0 = daphne.thread_cpu_seconds()
             while True:
                 settled = [c for c in chargers if c.ready_at is not None and c.ready_at > listening_at]
                 if len(settled) == len(chargers) or time.monotonic() - listening_at > args.storm_timeout:
@@ -368,12 +385,18 @@ async def bench(args: argparse.Namespace) -> dict:
             # CPU over the time the storm was watched (the last charger's settling time is 0 when none settled).
             watched_s = time.monotonic() - listening_at
             storm_cpu_s = daphne.cpu_seconds() - cpu0
+            main1, others1 = daphne.thread_cpu_seconds()
             last = max((c.ready_at for c in settled), default=listening_at)
             storm = rec.by_action.get("storm", {})
             result["storm"] = {
                 "settled": len(settled), "restart_s": round(listening_at - stopped_at, 1),
                 "settle_s_from_listening": round(last - listening_at, 1),
                 "daphne_cpu_percent": round(100 * storm_cpu_s / max(watched_s, 0.1), 1),
+                # What one charger's reconnect costs the process (the storm's CPU over the chargers settled).
+                "daphne_cpu_s": round(storm_cpu_s, 1),
+                "daphne_cpu_ms_per_charger": round(1000 * storm_cpu_s / max(len(settled), 1), 1),
+                # Threads that ended during the storm are not counted here (the sum may fall short of the above).
+                "event_loop_cpu_s": round(main1 - main0, 1), "other_threads_cpu_s": round(others1 - others0, 1),
                 "boot": percentiles(storm.get("BootNotification", [])),
                 "status": percentiles(storm.get("StatusNotification", [])),
             }

@@ -166,11 +166,12 @@ TENANT_DOMAIN_MODEL = "tenancy.Domain"
 PUBLIC_SCHEMA_URLCONF = "hoa_charging.urls_public"
 ROOT_URLCONF = "hoa_charging.urls_tenants"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = True
-DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
-# `SET search_path` once per change of schema on a connection, not before every query: half the round trips
-# of a balancing run went to it (docs/benchmarks.md, "Balancing 100 buildings"). The backend issues it again
-# after a rollback or a reconnect, which discard it.
+# django-tenants sends `SET search_path` before every query unless told to send it only when the schema
+# changed (entering a schema, a new connection, a rollback: django-tenants 4.0.1 forgets the path on each).
+# Every query was two round trips; in an OCPP reconnect storm the database thread spent more than half of
+# its time on them, and half the round trips of a balancing run went to them (docs/benchmarks.md).
 TENANT_LIMIT_SET_CALLS = True
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 
 MIDDLEWARE = [
     "django_tenants.middleware.main.TenantMainMiddleware",
@@ -228,7 +229,11 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # channels-redis blocks 5 s on BZPOPMIN; redis-py >= 6 gives up reading after 5 s
         # by default, which would break every idle consumer's receive loop.
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+        # The pool raises (MaxConnectionsError) rather than waits once every connection is in use; redis-py
+        # allows 100, which a reconnect storm exceeded (thousands of handshakes failed in group_add).
+        # Redis itself takes 10,000 clients.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30,
+                              "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000)}],
                    "prefix": env_str("CHANNEL_LAYER_PREFIX", "hoa")},
     }
 }
@@ -262,6 +267,11 @@ OCPP_METER_VALUE_SAMPLE_INTERVAL = env_int("OCPP_METER_VALUE_SAMPLE_INTERVAL", 1
 # A boot reads the charger's configuration again when the last reading is older than this (or not as wanted).
 OCPP_CONFIGURATION_MAX_AGE_HOURS = env_int("OCPP_CONFIGURATION_MAX_AGE_HOURS", 24)
 OCPP_RESPONSE_TIMEOUT = env_int("OCPP_RESPONSE_TIMEOUT", 30)
+# Threads (each with its own database connection) that run the chargers' queries in a daphne process
+# (apps/ocpp/database.py). One (Channels' own way) makes a reconnect storm wait on each query's round trip in
+# turn; four settled storms that one thread did not on a busy machine, but their effect on the steady state
+# is not measured yet (docs/benchmarks.md, runs R to W), so one stays the default until it is.
+OCPP_DATABASE_THREADS = env_int("OCPP_DATABASE_THREADS", 1)
 OCPP_FRAME_RETENTION_DAYS = env_int("OCPP_FRAME_RETENTION_DAYS", 90)
 OCPP_STALE_SESSION_HOURS = env_int("OCPP_STALE_SESSION_HOURS", 72)
 OCPP_REFUSED_LOG_WINDOW = env_int("OCPP_REFUSED_LOG_WINDOW", 600)

@@ -58,7 +58,10 @@ class ChargerContext:
 
 
 def charger_context(charge_point_id: str) -> ChargerContext | None:
-    cp = ChargePoint.objects.filter(charge_point_id__iexact=charge_point_id).first()
+    # The id as registered first (the unique index); a case-insensitive match, which reads every charger of
+    # the building, only when that finds none.
+    cp = (ChargePoint.objects.filter(charge_point_id=charge_point_id).first()
+          or ChargePoint.objects.filter(charge_point_id__iexact=charge_point_id).first())
     if cp is None:
         return None
     rows = list(Connector.objects.filter(charge_point=cp, removed_at__isnull=True))

@@ -49,16 +49,19 @@ def charger_record_boot(
         "imsi": info.get("imsi", ""),
     }
     now = timezone.now()
-    ChargePoint.objects.filter(pk=charge_point_pk).update(
-        **fields, last_boot_at=now, last_seen_at=now, heartbeat_interval_s=heartbeat_interval, updated_at=now
-    )
-    accepted = ChargePoint.objects.filter(pk=charge_point_pk, enabled=True, removed_at__isnull=True).exists()
-    if accepted and sync_local_list:
+    fields.update(last_boot_at=now, last_seen_at=now, heartbeat_interval_s=heartbeat_interval, updated_at=now)
+    # One statement for a charger that is accepted (enabled, not removed), the usual case, and every charger
+    # boots at once after a restart: it records the boot and asks for the charging profiles again (a charger
+    # that booted holds none of them). Updated nothing: not accepted, the boot is recorded all the same.
+    accepted = bool(ChargePoint.objects.filter(pk=charge_point_pk, enabled=True, removed_at__isnull=True).update(
+        **fields, **smart_charging.RESEND_FIELDS))
+    if not accepted:
+        ChargePoint.objects.filter(pk=charge_point_pk).update(**fields)
+        return False
+    if sync_local_list:
         local_lists.local_list_request_sync(charge_point_pks=[charge_point_pk])
-    if accepted:
-        # A charger that booted holds none of the platform's charging profiles.
-        smart_charging.charger_request_resend(charge_point_pk=charge_point_pk)
-    return accepted
+    smart_charging.limit_request_dispatch()
+    return True
 
 
 def charger_mark_online(*, charge_point_pk: int, charge_point_id: str, connected: bool = False) -> bool:

@@ -130,10 +130,13 @@ def limits_set(*, limits: Mapping[int, Limit], lease_s: int, reason: str, now: d
     return changed
 
 
+# The fields that make the next dispatch send a charger all its profiles again (and at once).
+RESEND_FIELDS: dict[str, object] = {"smart_charging_resend": True, "smart_charging_retry_at": None}
+
+
 def charger_request_resend(*, charge_point_pk: int) -> None:
     """The charger connected or booted: it may hold none of the platform's profiles. Send them all again."""
-    if ChargePoint.objects.filter(pk=charge_point_pk, removed_at__isnull=True).update(
-            smart_charging_resend=True, smart_charging_retry_at=None):
+    if ChargePoint.objects.filter(pk=charge_point_pk, removed_at__isnull=True).update(**RESEND_FIELDS):
         limit_request_dispatch()
 
 

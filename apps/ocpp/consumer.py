@@ -34,7 +34,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import ocpp.messages
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -60,9 +61,8 @@ from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise
 from apps.charging import local_lists, selectors, services
-from apps.core.tenants import run_in_schema
 from apps.electrical import services as electrical_services
-from apps.ocpp import admission, edge, framelog, handshake, live, measurands
+from apps.ocpp import admission, database, edge, framelog, handshake, live, measurands
 from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
 
 logger = logging.getLogger(__name__)
@@ -500,6 +500,26 @@ class OcppConsumer(AsyncWebsocketConsumer):
     schema: str
     ctx: selectors.ChargerContext
 
+    async def dispatch(self, message: dict) -> None:
+        """Channels' dispatch without its trip to the database thread before every message.
+
+        Channels closes stale database connections before each message it hands a consumer, on the one
+        thread that runs ``database_sync_to_async``: for a charger, before every frame and every channel-layer
+        event, most of which never touch the database. In a reconnect storm those trips queued with the
+        boots' real queries (about five per charger) and the thread switches cost the event loop. Every
+        query of this consumer runs through apps/ocpp/database.py (``db()``, the handshake), which closes
+        stale connections itself, before and after.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        # As channels' own, without its closing of stale connections on the database thread (see dispatch).
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     # --- handshake -------------------------------------------------------------------
 
     async def connect(self) -> None:
@@ -527,7 +547,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.schema = registration.schema_name
         ctx, self.site_meter = await self.db(_load_and_mark_online, self.charge_point_id)
         if ctx is None or ctx.removed:
-            await database_sync_to_async(handshake.record_refusal)(
+            await database.run(handshake.record_refusal)(
                 charge_point_id=self.charge_point_id, remote_address=remote,
                 reason="removed-charger" if ctx else "not-commissioned")
             await self.close()
@@ -775,8 +795,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
     # --- helpers ---------------------------------------------------------------------
 
     async def db(self, fn, *args, **kwargs):
-        """Run ``fn`` in the charger's condominium schema on the database thread."""
-        return await run_in_schema(self.schema, fn, *args, **kwargs)
+        """Run ``fn`` in the charger's condominium schema on one of the OCPP database threads."""
+        return await database.run_in_schema(self.schema, fn, *args, **kwargs)
 
     async def session_for_meter_values(self, connector_number: int, transaction_id: int | None) -> int | None:
         """The session MeterValues belong to, from memory when possible."""

@@ -28,17 +28,17 @@ from datetime import timedelta
 from functools import cache
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.cache import cache as django_cache
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
 from apps.core.failures import FailureCounter
 from apps.core.tenants import in_public_schema
-from apps.ocpp import live
+from apps.ocpp import database, live
 from apps.tenancy.hashers import ChargerPasswordHasher
 from apps.tenancy.models import ChargerRegistration, ConnectionAttempt, Domain
 
@@ -89,7 +89,7 @@ async def check(scope: dict) -> Accepted | Refused:
     headers = scope.get("headers", [])
     decision = await _decide(scope, charge_point_id, remote, headers)
     if isinstance(decision, Refused):
-        await database_sync_to_async(record_refusal)(
+        await database.run(record_refusal)(
             charge_point_id=charge_point_id or scope.get("path", ""), remote_address=remote, reason=decision.reason,
             headers=headers,
         )
@@ -102,7 +102,7 @@ async def _decide(scope: dict, charge_point_id: str, remote: str, headers: list)
     if SUBPROTOCOL not in scope.get("subprotocols", []):
         return Refused("no-ocpp1.6-subprotocol")
     credentials = parse_basic_auth(headers)
-    registration = await database_sync_to_async(find_registration)(charge_point_id)
+    registration = await database.run(find_registration)(charge_point_id)
     password = credentials[1] if credentials else ""
     # An unknown id goes through the same steps against a dummy registration: the same Redis lookup, the
     # same PBKDF2 cost, so that timing does not tell which ids exist.
@@ -129,7 +129,7 @@ async def _decide(scope: dict, charge_point_id: str, remote: str, headers: list)
         await failures.clear(charge_point_id)
     weak = len(password) < MIN_PASSWORD_LENGTH
     if weak != registration.password_weak:
-        await database_sync_to_async(registration_mark_weak)(registration.charge_point_id, weak)
+        await database.run(registration_mark_weak)(registration.charge_point_id, weak)
     return Accepted(registration, remote)
 
 
@@ -148,9 +148,12 @@ def parse_basic_auth(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | No
 
 def find_registration(charge_point_id: str) -> Registration | None:
     with in_public_schema():
+        # lower() = lower(): what the unique index is built on, so the lookup uses it (``iexact`` compares
+        # upper() and read every registration of every building at every handshake).
         reg = (
             ChargerRegistration.objects.select_related("condominium")
-            .filter(charge_point_id__iexact=charge_point_id)
+            .alias(id_ci=Lower("charge_point_id"))
+            .filter(id_ci=Lower(Value(charge_point_id)))
             .first()
         )
         if reg is None:

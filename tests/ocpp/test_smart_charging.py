@@ -307,6 +307,38 @@ async def test_every_profile_is_sent_again_after_a_reconnect(maple_schema, charg
     await charger.transport.disconnect()
 
 
+def test_a_boot_is_one_statement_that_records_it_and_asks_for_the_profiles_again(
+        maple_schema, charger_id, dispatch_requests):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.charging import services
+    from apps.core.tenants import in_schema
+
+    info = {"charge_point_vendor": "Acme", "charge_point_model": "Wallbox 44", "firmware_version": "2.0"}
+    with in_schema(maple_schema):
+        pk = ChargePoint.objects.get(charge_point_id=charger_id).pk
+        ChargePoint.objects.filter(pk=pk).update(smart_charging_resend=False, smart_charging_retry_at=timezone.now())
+        with CaptureQueriesContext(connection) as queries:
+            accepted = services.charger_record_boot(charge_point_pk=pk, info=info, heartbeat_interval=300)
+        cp = ChargePoint.objects.get(pk=pk)
+        assert accepted
+        assert len([q for q in queries.captured_queries if not q["sql"].startswith("SET ")]) == 1
+        assert (cp.vendor, cp.model, cp.firmware_version, cp.heartbeat_interval_s) == ("Acme", "Wallbox 44", "2.0", 300)
+        assert cp.last_boot_at is not None and cp.last_boot_at >= timezone.now() - timedelta(seconds=5)
+        assert cp.smart_charging_resend and cp.smart_charging_retry_at is None
+        assert dispatch_requests == [maple_schema]
+
+        # A disabled charger: the boot is recorded, nothing is asked of the dispatch.
+        dispatch_requests.clear()
+        ChargePoint.objects.filter(pk=pk).update(enabled=False, smart_charging_resend=False, last_boot_at=None)
+        assert not services.charger_record_boot(charge_point_pk=pk, info={**info, "firmware_version": "2.1"},
+                                                heartbeat_interval=300)
+        cp = ChargePoint.objects.get(pk=pk)
+        assert (cp.firmware_version, cp.last_boot_at is not None, cp.smart_charging_resend) == ("2.1", True, False)
+        assert dispatch_requests == []
+
+
 async def test_a_charger_that_draws_above_its_limit_is_flagged_and_its_draw_reserved(
         maple_schema, charger_id, dispatch_requests):
     memory = ProfileMemory()
