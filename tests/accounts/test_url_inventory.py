@@ -45,6 +45,10 @@ TENANT_ROUTES = {
     "": "test_access.py::test_resident_sees_own_unit_and_cards_only, test_manager_of_another_company_gets_nothing_of_acme",
     "accounts/handoff/": "test_access.py::test_a_ticket_works_only_for_its_building_and_its_person",
     "healthz": "test_access.py::test_healthz (no data)",
+    "api/v1/sessions/<int:session_pk>/needs": (
+        "charging/test_session_needs.py::test_nobody_else_sees_or_changes_a_residents_needs, "
+        "test_a_put_without_the_csrf_token_is_refused"
+    ),
     "api/v1/connectors/<str:charge_point_id>/<int:connector_id>/quote": (
         "billing/test_quote.py::test_the_buildings_people_get_a_quote_and_outsiders_nothing"
     ),
