@@ -1,17 +1,13 @@
-"""A resident's yearly summary as a PDF (WeasyPrint)."""
+"""A resident's yearly summary as a PDF (WeasyPrint, through the platform's one renderer)."""
 
 from __future__ import annotations
 
-import logging
-
 from django.template.loader import render_to_string
-from weasyprint import HTML
 
+from apps.core import pdf
 from apps.reconciliation.selectors import YearSummary
-
-logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 
 def year_pdf(summary: YearSummary, condominium) -> bytes:
     html = render_to_string("reconciliation/year_document.html", {"summary": summary, "condominium": condominium})
-    return HTML(string=html).write_pdf()
+    return pdf.html_to_pdf(html)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 
 import segno
@@ -11,12 +10,10 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.safestring import mark_safe
 
+from apps.core import pdf
 from apps.core.tenants import current_condominium
 from apps.visitors import services
 from apps.visitors.models import VisitorCode
-
-logging.getLogger("fontTools").setLevel(logging.WARNING)
-logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
 
 def qr_svg(url: str) -> str:
@@ -41,10 +38,7 @@ def render_html(chargers: list[str] | None = None) -> str:
 
 
 def render_pdf(html: str | None = None, chargers: list[str] | None = None) -> bytes:
-    # Imported here: WeasyPrint is heavy and logs as it loads, and every web process imports this module's view.
-    from weasyprint import HTML
-
-    return HTML(string=html or render_html(chargers)).write_pdf()
+    return pdf.html_to_pdf(html or render_html(chargers))
 
 
 def label_count() -> int:
