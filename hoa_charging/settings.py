@@ -166,11 +166,13 @@ TENANT_DOMAIN_MODEL = "tenancy.Domain"
 PUBLIC_SCHEMA_URLCONF = "hoa_charging.urls_public"
 ROOT_URLCONF = "hoa_charging.urls_tenants"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = True
-# django-tenants sends `SET search_path` before every query unless told to send it only when the schema
-# changed (entering a schema, a new connection, a rollback: django-tenants 4.0.1 forgets the path on each).
-# Every query was two round trips; in an OCPP reconnect storm the database thread spent more than half of
-# its time on them, and half the round trips of a balancing run went to them (docs/benchmarks.md).
-TENANT_LIMIT_SET_CALLS = True
+# django-tenants sends `SET search_path` before every query. Sending it only when the schema changed
+# (TENANT_LIMIT_SET_CALLS) halves the round trips (an OCPP reconnect storm's database thread and a balancing
+# run spent half of theirs on it, docs/benchmarks.md), but a connection that was lost and opened again under
+# the same wrapper then ran its queries in the public schema ("relation ocpp_ocppframe does not exist" after
+# the group-commit test killed the writer's connection, and every test after it failed): off until that path
+# is set again on every new connection, with a test that kills one.
+TENANT_LIMIT_SET_CALLS = False
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 
 MIDDLEWARE = [
