@@ -67,6 +67,8 @@ CLAIM_HOLD = timedelta(seconds=60)
 # for RETRY_AFTER unless it reconnects (a socket that died without closing must not cost every dispatch a
 # timeout).
 ANSWER_TIMEOUT_S = 5.0
+ROUND_TIMEOUT_S = 120.0  # a whole dispatch round, every charger of the building
+CLOSE_TIMEOUT_S = 10.0
 RETRY_AFTER = timedelta(minutes=2)
 Status = ConnectorLimit.Status
 
@@ -88,13 +90,18 @@ _round_layer: contextvars.ContextVar[Any] = contextvars.ContextVar("dispatch_rou
 
 
 async def _in_own_layer(coroutine: Callable[[], Awaitable[None]]) -> None:
+    # Bounded: a round that never ends (a reply or a pool close that never comes) must not hold a worker
+    # process for good; what the round learnt is recorded by the caller either way.
     layer = commands.loop_channel_layer()
     token = _round_layer.set(layer)
     try:
-        await coroutine()
+        await asyncio.wait_for(coroutine(), ROUND_TIMEOUT_S)
     finally:
         _round_layer.reset(token)
-        await layer.close_pools()
+        try:
+            await asyncio.wait_for(layer.close_pools(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning("dispatch: the round's channel layer did not close within %s s", CLOSE_TIMEOUT_S)
 
 
 @dataclass
