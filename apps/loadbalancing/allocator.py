@@ -147,6 +147,7 @@ class Parameters:
     min_pause_s: int = 300  # a paused session is not resumed before this
     resume_margin_a: Decimal = Decimal(1)  # a waiting session starts only if its minimum fits with this to spare
     drop_confirm_s: int = 30  # a drop of the non-EV load is believed once it has held this long
+    follow_s: int = 10  # a charger and its car take up to this long to follow a lower limit (see _lagging)
     stale_ev_budget_a: Decimal = Decimal(0)  # per phase, for EVs under a silent meter's node
     ev_sample_max_age_s: int = 90  # an EV's draw older than this is not subtracted from the meter
     clock_skew_s: int = 5  # a timestamp further ahead of now than this is not believed
@@ -178,6 +179,10 @@ class NonEvEstimate:
     pending_since: tuple[datetime | None, datetime | None, datetime | None] = (None, None, None)
     pending_peak_ma: tuple[int, int, int] = (0, 0, 0)
     read_at: datetime | None = None
+    # The part of the latest rise that lowered cars still drawing above their new limits may explain (their
+    # own samples say so), and when it rose: a lower reading within follow_s gives it back at once.
+    provisional_ma: tuple[int, int, int] = (0, 0, 0)
+    provisional_at: tuple[datetime | None, datetime | None, datetime | None] = (None, None, None)
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,8 @@ class ConnectorMemory:
     need_demand_wh: int | None = None  # for what was asked then: a new demand or departure is evaluated at once
     need_departure: datetime | None = None
     done: bool = False  # paused because it has the energy it asked for
+    lowered_at: datetime | None = None  # when its limit last went down, and from what (within follow_s)
+    lowered_from_ma: int | None = None
 
 
 @dataclass(frozen=True)
@@ -417,6 +424,7 @@ def allocate(
     # --- unmanaged load (offline, non-compliant, idle with a default limit) and the EV draw the meters see
     unmanaged = [[0, 0, 0] for _ in range(n_nodes)]
     ev_seen = [[0, 0, 0] for _ in range(n_nodes)]  # EV draw to subtract from a meter on this node
+    lagging = [[0, 0, 0] for _ in range(n_nodes)]  # what lowered cars may still draw above their new limits
     why: dict[str, Binding] = {}
     managed: list[_Plan] = []
     paused: list[Limit] = []  # managed but not chargeable (misconfigured)
@@ -431,6 +439,8 @@ def allocate(
             seen = _fresh_draw(connector, session, dc, memory, now, params, warnings)
             for p, ma in seen.items():
                 ev_seen[node_index][p] += ma
+            for p, ma in _lagging(connector, session, dc, memory, now, params).items():
+                lagging[node_index][p] += ma
         if not connector.online or not connector.compliant:
             worst = _worst_ma(connector, dc)
             for p in ROTATIONS[connector.rotation]:
@@ -457,6 +467,7 @@ def allocate(
         managed.append(plan)
 
     tree.sum_up(ev_seen)  # each node: its own connectors' and those of every node below it
+    tree.sum_up(lagging)
     tree.sum_up(unmanaged)
 
     # --- non-EV load per metered node, then per node (a node without a meter carries its metered descendants')
@@ -473,7 +484,7 @@ def allocate(
         caps = [cap[4 * i + p] for p in range(3)]
         used, estimate, stale = _non_ev(
             tree.nodes[i], readings.get(key), state.estimates.get(key), ev_seen[i], unmanaged[i], caps, now,
-            params, warnings)
+            params, warnings, lagging[i])
         non_ev_used[i] = used
         if estimate is not None:
             estimates[key] = estimate
@@ -531,7 +542,7 @@ def allocate(
         key = plan.connector.key
         value = plan.value if plan.index in run_set else 0
         limits[key] = _limit_of(plan, value)
-        memories[key] = _remember(plan, value, now)
+        memories[key] = _remember(plan, value, now, params)
         if plan.index in run_set:
             at_node = planned[plan.path[-1]]
             for p in plan.grid:
@@ -686,6 +697,32 @@ def _fresh_draw(
     if memory is not None and max(draw.values(), default=0) > bound + 1000 and connector.compliant and connector.online:
         warnings.append(f"{connector.key}: draws {_fmt_a(max(draw.values()))} above its limit {_fmt_a(bound)}")
     return {p: min(ma, bound) for p, ma in draw.items()}
+
+
+def _lagging(
+    connector: Connector, session: Session, dc: _Dc | None, memory: ConnectorMemory | None, now: datetime,
+    params: Parameters,
+) -> dict[int, int]:
+    """What a car whose limit went down less than follow_s ago may still draw above its new limit, per grid phase
+    in mA: the excess its latest sample shows, up to the limit it was lowered from.
+
+    A charger and its car take a few seconds to follow a lower limit; a reading taken meanwhile still shows the
+    old draw, and _fresh_draw leaves what is above the new limit in the non-EV load (the safe side, in case the
+    charger never follows). That excess is marked provisional in the estimate (_non_ev), so the rise it made is
+    given back as soon as a lower reading shows the car followed, not after drop_confirm_s: otherwise each
+    decrease would inflate the non-EV load and cut the other cars too, for half a minute.
+    """
+    if memory is None or memory.lowered_at is None or memory.lowered_from_ma is None:
+        return {}
+    if now - memory.lowered_at > _seconds(params.follow_s):
+        return {}
+    if not _believable(session.draw_at, now, params.ev_sample_max_age_s, params):
+        return {}
+    draw = _draw_ma(connector, session, dc)
+    if draw is None:
+        return {}
+    out = {p: min(ma, memory.lowered_from_ma) - memory.limit_ma for p, ma in draw.items()}
+    return {p: ma for p, ma in out.items() if ma > 0}
 
 
 def _draw_ma(connector: Connector, session: Session, dc: _Dc | None) -> dict[int, int] | None:
@@ -850,9 +887,14 @@ def _reclaim(plan: _Plan, now: datetime, params: Parameters) -> int | None:
 
 def _non_ev(
     node: Node, reading: MeterReading | None, previous: NonEvEstimate | None, ev: list[int], unmanaged: list[int],
-    caps: list[int], now: datetime, params: Parameters, warnings: list[str],
+    caps: list[int], now: datetime, params: Parameters, warnings: list[str], lagging: list[int] | None = None,
 ) -> tuple[list[int], NonEvEstimate | None, bool]:
-    """(non-EV load to plan with per phase in mA, the estimator's next state, whether the meter is stale)."""
+    """(non-EV load to plan with per phase in mA, the estimator's next state, whether the meter is stale).
+
+    A rise is believed at once; a drop once it has held for drop_confirm_s, except the provisional part of the
+    last rise (at most what lowered cars' own samples showed above their new limits, ``lagging``), given back
+    at once by a lower reading within follow_s of that rise: the cars followed."""
+    lagging = lagging or [0, 0, 0]
     problem = None
     if reading is None or reading.currents_a is None or reading.at is None:
         problem = "has no reading"
@@ -880,16 +922,37 @@ def _non_ev(
     values: list[int] = []
     since: list[datetime | None] = []
     peaks: list[int] = []
+    provisional: list[int] = []
+    provisional_at: list[datetime | None] = []
     confirm = timedelta(seconds=params.drop_confirm_s)
+    follow = timedelta(seconds=params.follow_s)
     for p in range(3):
         old = previous.estimate_ma[p]
         pending = previous.pending_since[p]
         peak = previous.pending_peak_ma[p]
+        prov, prov_at = previous.provisional_ma[p], previous.provisional_at[p]
+        if prov_at is None or prov <= 0 or at - prov_at > follow or at < prov_at:
+            prov, prov_at = 0, None
+        if raw[p] < old and prov:  # the cars that made the last rise followed their lower limits
+            back = min(prov, old - raw[p])
+            old -= back
+            prov -= back
+            if not prov:
+                prov_at = None
         if raw[p] >= old:  # a rise is believed at once
+            rise = raw[p] - old
+            if rise and lagging[p] > 0:
+                prov, prov_at = min(prov + rise, lagging[p]), at
+            elif rise:
+                prov, prov_at = 0, None
             values.append(raw[p])
             since.append(None)
             peaks.append(0)
+            provisional.append(prov)
+            provisional_at.append(prov_at)
             continue
+        provisional.append(prov)
+        provisional_at.append(prov_at)
         if pending is None:
             pending, peak = at, raw[p]
         else:
@@ -904,7 +967,9 @@ def _non_ev(
             peaks.append(peak)
     estimate = NonEvEstimate(
         estimate_ma=(values[0], values[1], values[2]), pending_since=(since[0], since[1], since[2]),
-        pending_peak_ma=(peaks[0], peaks[1], peaks[2]), read_at=at)
+        pending_peak_ma=(peaks[0], peaks[1], peaks[2]), read_at=at,
+        provisional_ma=(provisional[0], provisional[1], provisional[2]),
+        provisional_at=(provisional_at[0], provisional_at[1], provisional_at[2]))
     return values, estimate, False
 
 
@@ -1257,7 +1322,7 @@ def _limit_of(plan: _Plan, value: int) -> Limit:
     return Limit(plan.connector.key, amps=amps, watts=None, grid_a=_triple(grid))
 
 
-def _remember(plan: _Plan, value: int, now: datetime) -> ConnectorMemory:
+def _remember(plan: _Plan, value: int, now: datetime, params: Parameters) -> ConnectorMemory:
     memory = plan.memory
     running = value > 0
     done = plan.done and not running
@@ -1272,11 +1337,16 @@ def _remember(plan: _Plan, value: int, now: datetime) -> ConnectorMemory:
     raised = memory.raised_at
     if value > memory.limit_ma or (memory.reclaim_cap_ma is not None and cap is None):
         raised = now  # a higher limit (or a lifted cap): the car gets a new ramp-up window
+    lowered_at, lowered_from = memory.lowered_at, memory.lowered_from_ma
+    if lowered_at is None or now - lowered_at > _seconds(params.follow_s):
+        lowered_at, lowered_from = None, None
+    if value < memory.limit_ma:  # within a window still open, from the highest limit it had in it
+        lowered_at, lowered_from = now, max(memory.limit_ma, lowered_from or 0)
     return ConnectorMemory(
         session_id=memory.session_id, running=running, since=since, limit_ma=value, raised_at=raised,
         reclaim_cap_ma=cap if running else None, ever_ran=memory.ever_ran or running, need=plan.need,
         need_served_ppm=plan.need_served_ppm, need_at=plan.need_at, need_demand_wh=plan.session.demand_wh,
-        need_departure=plan.session.departure, done=done)
+        need_departure=plan.session.departure, done=done, lowered_at=lowered_at, lowered_from_ma=lowered_from)
 
 
 def _binding_of(plan: _Plan, value: int, tree: _Tree, cap: list[int], stale_nodes: set[int]) -> Binding:

@@ -23,19 +23,27 @@ def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
+def _three(values: Any, convert: Any) -> tuple[Any, Any, Any]:
+    if len(values) != 3:
+        raise ValueError("a value per phase: three")
+    return convert(values[0]), convert(values[1]), convert(values[2])
+
+
 def encode(state: AllocatorState) -> str:
     return json.dumps({
         "v": VERSION,
         "estimates": {
             node: {"estimate_ma": list(e.estimate_ma), "pending_since": [_t(t) for t in e.pending_since],
-                   "pending_peak_ma": list(e.pending_peak_ma), "read_at": _t(e.read_at)}
+                   "pending_peak_ma": list(e.pending_peak_ma), "read_at": _t(e.read_at),
+                   "provisional_ma": list(e.provisional_ma), "provisional_at": [_t(t) for t in e.provisional_at]}
             for node, e in state.estimates.items()
         },
         "connectors": {
             key: {"session_id": m.session_id, "running": m.running, "since": _t(m.since), "limit_ma": m.limit_ma,
                   "raised_at": _t(m.raised_at), "reclaim_cap_ma": m.reclaim_cap_ma, "ever_ran": m.ever_ran,
                   "need": m.need, "need_served_ppm": m.need_served_ppm, "need_at": _t(m.need_at),
-                  "need_demand_wh": m.need_demand_wh, "need_departure": _t(m.need_departure), "done": m.done}
+                  "need_demand_wh": m.need_demand_wh, "need_departure": _t(m.need_departure), "done": m.done,
+                  "lowered_at": _t(m.lowered_at), "lowered_from_ma": m.lowered_from_ma}
             for key, m in state.connectors.items()
         },
     }, separators=(",", ":"))
@@ -55,6 +63,9 @@ def decode(text: str | bytes | None) -> AllocatorState | None:
                 pending_peak_ma=(int(e["pending_peak_ma"][0]), int(e["pending_peak_ma"][1]),
                                  int(e["pending_peak_ma"][2])),
                 read_at=_dt(e["read_at"]),
+                # Absent from states written before provisional rises: nothing provisional.
+                provisional_ma=_three(e.get("provisional_ma", (0, 0, 0)), int),
+                provisional_at=_three(e.get("provisional_at", (None, None, None)), _dt),
             )
             for node, e in data["estimates"].items()
         }
@@ -74,6 +85,8 @@ def decode(text: str | bytes | None) -> AllocatorState | None:
                 need_demand_wh=None if m.get("need_demand_wh") is None else int(m["need_demand_wh"]),
                 need_departure=_dt(m.get("need_departure")),
                 done=bool(m.get("done", False)),
+                lowered_at=_dt(m.get("lowered_at")),
+                lowered_from_ma=None if m.get("lowered_from_ma") is None else int(m["lowered_from_ma"]),
             )
         return AllocatorState(estimates=estimates, connectors=connectors)
     except (ValueError, KeyError, TypeError, IndexError):

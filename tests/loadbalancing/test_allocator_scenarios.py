@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from apps.loadbalancing import statecodec
 from apps.loadbalancing.allocator import (
     AllocationInputError,
     AllocatorState,
@@ -540,3 +541,72 @@ def test_a_sub_meter_counts_for_its_panel_and_the_nodes_above():
     both = run(building, sessions, [meter((30, 0, 0), node="garage"), meter((75, 0, 0))])
     assert both.non_ev_a == {"supply": three((75, 0, 0)), "garage": three((30, 0, 0))}
     assert amps(both, "g0") + amps(both, "h0") <= D(25)  # 100 - 75 at the supply
+
+
+def _drawing(amps_each: float, when: float, count: int = 4):
+    return [session(f"g{i}", draw_a=three((amps_each, 0, 0)), draw_at=at(when)) for i in range(count)]
+
+
+def _steady(building):
+    """Four cars given 10 A each, drawing it, no other load."""
+    start = run(building, [session(f"g{i}") for i in range(4)], [meter(0)])
+    return run(building, _drawing(10, 19), [meter((0, 40, 0), at(20))], start.state, at(20))
+
+
+def test_cars_still_following_a_decrease_do_not_cut_the_others_for_half_a_minute():
+    """A reading taken while lowered cars still draw their old current shows their excess as other load
+    (the safe side: the charger may never follow). That rise is provisional: the first lower reading gives it
+    back, instead of the 30 s a real drop of the other load waits."""
+    building = guns(40, ["L2"] * 4)
+    first = _steady(building)
+    assert [amps(first, f"g{i}") for i in range(4)] == [D(10)] * 4
+    # 8 A of other load on L2: believed at once, each car goes down to 8 A.
+    step = run(building, _drawing(10, 24), [meter((0, 48, 0), at(25))], first.state, at(25))
+    assert [amps(step, f"g{i}") for i in range(4)] == [D(8)] * 4
+    # The cars have not followed yet: 8 A of their excess shows as other load, and they are cut further.
+    lagging = run(building, _drawing(10, 25.5), [meter((0, 48, 0), at(26))], step.state, at(26))
+    assert lagging.non_ev_a["supply"][1] == D(16)
+    assert [amps(lagging, f"g{i}") for i in range(4)] == [D(6)] * 4
+    assert statecodec.decode(statecodec.encode(lagging.state)) == lagging.state  # as kept in Redis between runs
+    assert lagging.state.estimates["supply"].provisional_ma[1] == 8_000
+    # They followed: the other load is 8 A again at once, and each car gets its 8 A back.
+    followed = run(building, _drawing(6, 27.5), [meter((0, 32, 0), at(28))], lagging.state, at(28))
+    assert followed.non_ev_a["supply"][1] == D(8)
+    assert [amps(followed, f"g{i}") for i in range(4)] == [D(8)] * 4
+    # Without the cars' own samples showing their excess, nothing is provisional: the drop waits 30 s.
+    blind = run(building, [session(f"g{i}") for i in range(4)], [meter((0, 48, 0), at(26))], step.state, at(26))
+    assert blind.non_ev_a["supply"][1] == D(48)
+    later = run(building, [session(f"g{i}") for i in range(4)], [meter((0, 40, 0), at(28))], blind.state, at(28))
+    assert later.non_ev_a["supply"][1] == D(48)
+
+
+def test_a_car_that_never_follows_keeps_its_excess_in_the_other_load():
+    building = guns(40, ["L2"] * 4)
+    first = _steady(building)
+    step = run(building, _drawing(10, 24), [meter((0, 48, 0), at(25))], first.state, at(25))
+    lagging = run(building, _drawing(10, 25.5), [meter((0, 48, 0), at(26))], step.state, at(26))
+    assert lagging.non_ev_a["supply"][1] == D(16)
+    # Still 10 A each, two seconds later and after the follow window: the estimate holds (no lower reading).
+    for t in (28, 40):
+        lagging = run(building, _drawing(10, t - 0.5), [meter((0, 48, 0), at(t))], lagging.state, at(t))
+        assert lagging.non_ev_a["supply"][1] >= D(16)
+    # A lower reading after the follow window is an ordinary drop: believed only once it held 30 s.
+    after = run(building, _drawing(6, 41.5), [meter((0, 32, 0), at(42))], lagging.state, at(42))
+    assert after.non_ev_a["supply"][1] >= D(16)
+
+
+def test_the_provisional_part_is_never_more_than_the_cars_excess():
+    """A real rise of the other load while cars follow a decrease: only the cars' excess is given back."""
+    building = guns(64, ["L2"] * 4)
+    start = run(building, [session(f"g{i}") for i in range(4)], [meter(0)])
+    steady = run(building, _drawing(16, 19), [meter((0, 64, 0), at(20))], start.state, at(20))
+    step = run(building, _drawing(16, 24), [meter((0, 72, 0), at(25))], steady.state, at(25))
+    assert [amps(step, f"g{i}") for i in range(4)] == [D(14)] * 4
+    # The cars lag (8 A of excess) and an elevator adds 4 A at the same moment: 12 A more than believed.
+    lagging = run(building, _drawing(16, 25.5), [meter((0, 76, 0), at(26))], step.state, at(26))
+    assert lagging.non_ev_a["supply"][1] == D(20)
+    given = amps(lagging, "g0")
+    assert given == D(11)
+    # The cars followed, the elevator runs on: the 8 A of excess are given back at once, its 4 A are not.
+    followed = run(building, _drawing(11, 27.5), [meter((0, 12 + 4 * 11, 0), at(28))], lagging.state, at(28))
+    assert followed.non_ev_a["supply"][1] == D(12)

@@ -113,12 +113,14 @@ def test_a_step_on_one_phase_is_answered_on_the_wire_and_every_limit_holds(world
         f"  - {{charger: {charger}, connector: {n}, stay_min: 60, battery_kwh: 80, soc_percent: 20, "
         f"max_current_a: 32, id_tag: {tag}}}" for n, tag in zip((1, 2, 3, 4), tags, strict=True))))
     report = tmp_path / "report.json"
+    trace = tmp_path / "trace.jsonl"
     out = StringIO()
     try:
         # 9 simulated minutes at 10x: 54 real seconds; readings every 5 simulated seconds (0.5 s real).
         call_command(Command(), "maple-court", "--hours", "0.15", "--speed", "10", "--url", daphne.url,
                      "--meter-url", f"http://127.0.0.1:{daphne.port}", "--commissioning-file", str(commissioning),
-                     "--scenario", str(scenario), "--seed", "3", "--charger", charger, "--report", str(report), stdout=out)
+                     "--scenario", str(scenario), "--seed", "3", "--charger", charger, "--report", str(report),
+                     "--trace", str(trace), stdout=out)
     finally:
         factories.site_meter_retire(world.maple, meter)
         factories.charger_retire(world.maple, charger)
@@ -134,6 +136,14 @@ def test_a_step_on_one_phase_is_answered_on_the_wire_and_every_limit_holds(world
     assert Decimal(data["vs_limit"]["seconds_above_113"]) == 0, text
     assert Decimal(data["vs_limit"]["longest_excursion_s"]) <= 30, text
     assert data["sessions"] == 4 and data["delivered_wh"] > 0, text
+    # The trace shows the step: the supply's L2 above its 155 A limit, then the profiles that brought it down.
+    lines = [json.loads(line) for line in trace.read_text().splitlines()]
+    samples = [line for line in lines if "loads" in line]
+    profiles = [line for line in lines if "profile" in line]
+    assert all(set(s["guns"]) <= {f"{charger}#{n}" for n in (1, 2, 3, 4)} for s in samples)
+    assert any(Decimal(s["loads"]["supply"][1]) > 155 for s in samples), samples[-1]
+    peak = next(s["t"] for s in samples if Decimal(s["loads"]["supply"][1]) > 155)
+    assert any(p["t"] >= peak and p["profile"] == f"{charger}#2" for p in profiles)
 
 
 @pytest.mark.timeout(120)

@@ -64,6 +64,8 @@ class Observer:
         self.profiled: set[str] = set()  # guns that received a profile
         self.warm_until: datetime | None = None
         self.settle_s = 5
+        self.trace: Any = None  # a text file: one JSON line per sample that differs from the one before
+        self._traced: Any = None
         for runner in runners:
             runner.on_profile = self.profile
 
@@ -77,6 +79,9 @@ class Observer:
         numbers = [connector_id] if connector_id else list(runner.sim.connectors)
         for n in numbers:
             key = f"{runner.name}#{n}"
+            if self.trace is not None:
+                self.trace.write(json.dumps({"t": self.clock.now().isoformat(), "profile": key,
+                                             "limit": str(amps), "unit": _unit}) + "\n")
             self.profiled.add(key)
             self.recorder.profile(datetime.fromtimestamp(received, UTC), key, amps)
             c = runner.sim.connectors.get(n)
@@ -89,6 +94,7 @@ class Observer:
         guns = []
         ev_w = Decimal(0)
         want_w = Decimal(0)
+        traced: dict[str, list[str]] = {}
         for runner in self.runners:
             for n, c in runner.sim.connectors.items():
                 key = f"{runner.name}#{n}"
@@ -97,6 +103,8 @@ class Observer:
                     continue
                 amps = c.current_a if c.power_w else Decimal(0)
                 guns.append((wiring, amps, c.phases_used))
+                if self.trace is not None and c.ev is not None:
+                    traced[key] = [str(c.offered_a), str(amps)]
                 ev_w += c.power_w
                 if c.ev is not None:
                     self.visits[(key, c.ev.arrival)] = (c.ev, c.ev_energy_wh, c.config.dc)
@@ -107,6 +115,11 @@ class Observer:
                                    ) * c.taper_permille // 1000
         non_ev = {self.meter_node: self.load.load_at(now)} if self.meter_node else {}
         loads = node_loads(self.where.nodes, guns, non_ev)
+        if self.trace is not None:
+            state = {"loads": {k: [str(a) for a in v] for k, v in loads.items()}, "guns": traced}
+            if state != self._traced:
+                self._traced = state
+                self.trace.write(json.dumps({"t": now.isoformat()} | state) + "\n")
         # A fresh charger has no TxDefaultProfile: its EVs draw their maximum until the platform's first profile
         # (and the EV's delay to follow it). Scoring starts once every plugged gun has had one, that delay later.
         if self.warm_until is None:
@@ -192,6 +205,9 @@ class Command(BaseCommand):
                             help="simulate only this charger (repeatable; the others are left as they are)")
         parser.add_argument("--profile-delay", default="1-5", metavar="LOW-HIGH",
                             help="simulated seconds an EV takes to follow a new limit (default 1-5)")
+        parser.add_argument("--trace", type=Path,
+                            help="write every change of the nodes' loads and of each gun's offered and drawn "
+                                 "current here, one JSON line each (to see what an excursion was made of)")
 
     loop: asyncio.AbstractEventLoop | None = None
     stop_event: asyncio.Event | None = None
@@ -201,7 +217,7 @@ class Command(BaseCommand):
             self.loop.call_soon_threadsafe(self.stop_event.set)
 
     def handle(self, *args, slug, hours, speed, scenario, seed, report, url, meter_url, meter_every,
-               commissioning_file, profile_delay, chargers=None, **options):
+               commissioning_file, profile_delay, trace=None, chargers=None, **options):
         if speed <= 0 or hours <= 0 or meter_every <= 0:
             raise CommandError("--speed, --hours and --meter-every must be above 0")
         delay = _delay_range(profile_delay)
@@ -252,7 +268,13 @@ class Command(BaseCommand):
         visits = sum(len(v) for v in plan.evs.values())
         self.stdout.write(f"{slug}: {len(runners)} chargers, {visits} EV visits, {hours:g} h at {speed:g}x "
                           f"({hours * 3600 / speed:.0f} s), seed {seed}, {len(load.steps_starting())} load steps")
-        asyncio.run(self._run(runners, observer, hours * 3600 / speed))
+        with contextlib.ExitStack() as files:
+            if trace is not None:
+                try:
+                    observer.trace = files.enter_context(trace.open("w", encoding="utf-8"))
+                except OSError as error:
+                    raise CommandError(f"cannot write the trace {trace}: {error.strerror}") from None
+            asyncio.run(self._run(runners, observer, hours * 3600 / speed))
         end = observer.last or start
         observer.sessions(end)
         minutes = Decimal(int((end - (observer.first or end)).total_seconds())) / 60
