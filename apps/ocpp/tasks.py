@@ -135,8 +135,10 @@ def dispatch_limits(schema_name: str) -> dict:
     report = smart_charging.dispatch_building(schema_name)
     if report.busy:
         # Another worker holds the building's dispatch and sends this request too before letting go; but if
-        # it died holding it, nobody would: come back once more after a moment.
-        queue_dispatch(schema_name, countdown=BUSY_RETRY_S)
+        # it died holding it, nobody would: come back once more after a moment. Not through queue_dispatch:
+        # its "one is waiting" mark would then stand for this delayed retry, and the next plan's request
+        # would wait for it (BUSY_RETRY_S) instead of reaching the holder at once.
+        dispatch_limits.apply_async((schema_name,), countdown=BUSY_RETRY_S)
     return {"busy": report.busy, "outcomes": {str(pk): status for pk, status in report.outcomes.items()},
             "sent": len(report.sent), "latencies_s": report.latencies_s, "failed": report.failed}
 

@@ -435,6 +435,29 @@ async def test_increases_are_held_while_a_decrease_goes_unanswered(maple_schema,
         await charger.transport.disconnect()
 
 
+def test_a_busy_dispatch_does_not_hold_back_the_next_request(db, maple_schema):
+    """A dispatch that finds another worker holding the building's dispatch leaves the request to it and comes
+    back once after a moment (in case the holder died); the next plan's request must still queue a dispatch at
+    once, which reaches the holder, not wait for that retry."""
+    from apps.charging.models import LimitDispatch
+    from apps.core.tenants import in_condominium
+    from apps.ocpp import tasks
+    from hoa_charging.celery import app
+
+    live.unmark(f"dispatch-queued:{maple_schema}")
+    with in_condominium(maple_schema):
+        assert limits_db.dispatch_claim(hold=timedelta(seconds=60))  # another worker, in the middle of a round
+        LimitDispatch.objects.filter(pk=1).update(dirty=False)
+    try:
+        assert tasks.dispatch_limits(maple_schema)["busy"]
+        with in_condominium(maple_schema):
+            assert LimitDispatch.objects.get(pk=1).dirty  # the holder dispatches again before letting go
+        assert live.mark_once(f"dispatch-queued:{maple_schema}", 60)  # and the next request queues at once
+    finally:
+        live.unmark(f"dispatch-queued:{maple_schema}")
+        app.control.purge()  # the retry, which no worker of this test runs
+
+
 async def test_reaction_time_through_a_real_celery_worker(maple_schema, charger_id, test_database_url, settings):
     """From limits_set to the SetChargingProfile frame at the charger, through the broker, a Celery worker,
     the channel layer and the consumer: the 95th percentile of 20 changes stays under the 1 s target."""
