@@ -207,6 +207,8 @@ class ChargerPlan:
     circuit_voltage_v: int
     circuit_phases: int
     connectors: tuple[ConnectorPlan, ...]
+    # when it last accepted its static profiles (ChargePointMaxProfile, TxDefaultProfile per connector)
+    static_at: datetime | None = None
 
 
 def dispatch_begin() -> list[ChargerPlan]:
@@ -264,6 +266,7 @@ def dispatch_begin() -> list[ChargerPlan]:
             circuit_current_a=min(circuit.max_current_a[: max(circuit.phases, 1)]) * circuit.derate,
             circuit_power_w=circuit.max_power_w, circuit_voltage_v=circuit.voltage_v,
             circuit_phases=circuit.phases, connectors=tuple(by_charger.get(cp.pk, ())),
+            static_at=cp.static_profiles_at,
         ))
     return plans
 

@@ -314,8 +314,24 @@ class _Dispatch:
             request = self.request(cp_profiles.TX, c, c.desired_a, transaction_id=c.transaction_id,
                                    lease_s=c.lease_s, floor_a=c.floor_a if c.floor_a is not None else safe_a,
                                    elapsed_s=max(int((self.now - received).total_seconds()), 0))
-            (first if cp_profiles.is_decrease(c.desired_a, held) else then).append(_Item(request, c))
+            (first if cp_profiles.is_decrease(c.desired_a, self.held_before(charger, c, held, safe_a)) else then
+             ).append(_Item(request, c))
         return static, first, then
+
+    def held_before(self, charger: _Charger, c: ConnectorPlan, held: Decimal | None, safe_a: Decimal
+                    ) -> Decimal | None:
+        """What the connector draws under before this profile, for the order of sending (None: not known, which
+        counts as more). A transaction that no limit was sent for yet runs under its TxDefaultProfile, the safe
+        default, once the charger accepted its static profiles: its first TxProfile is then an increase (from
+        0 A on a charger that accepts it), sent only after the decreases are acknowledged. Sent among them, it
+        let a car start while another was still drawing what it was to give up."""
+        if held is not None or charger.plan.resend or charger.plan.static_at is None:
+            return held
+        if c.unconfirmed_until is not None and c.unconfirmed_until > self.now:
+            return None  # a limit went out without an answer: the charger may hold it
+        if charger.quirks.tx_profile_rejected:
+            return None  # its live limit sits in its TxDefaultProfile
+        return safe_a
 
     @staticmethod
     def safe_default_a(c: ConnectorPlan, cap_a: Decimal, quirks: Quirks) -> Decimal:

@@ -399,6 +399,42 @@ async def test_a_charger_of_another_building_never_gets_this_buildings_limits(
         await charger.transport.disconnect()
 
 
+async def test_a_new_session_starts_only_after_the_decreases_are_acknowledged(maple_schema, new_charger,
+                                                                              dispatch_requests):
+    """A transaction with no limit sent yet charges under its TxDefaultProfile (0 A here): its first TxProfile
+    is an increase, held while another charger's decrease goes unanswered."""
+    a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
+    memory_a, memory_b = ProfileMemory(), ProfileMemory()
+    a, b = await connect(a_id, memory_a), await connect(b_id, memory_b)
+    await start(a, 1)
+    a1, b1 = await connector_pk(maple_schema, a_id, 1), await connector_pk(maple_schema, b_id, 1)
+    await set_limits(maple_schema, {a1: "16"})
+    await dispatch(maple_schema, a, b)  # A's limit, and both chargers' static profiles
+    assert memory_b.limit(1, "TxDefaultProfile") == 0
+    await start(b, 1)
+
+    memory_a.hold = True  # A never answers in time
+    sent_b = len(b.received_calls)
+    await set_limits(maple_schema, {a1: "8", b1: "8"})
+    pumps = [asyncio.ensure_future(c.settle(30)) for c in (a, b)]
+    try:
+        report = await sync_to_async(smart_charging.dispatch_building, thread_sensitive=False)(maple_schema,
+                                                                                             timeout=1)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+    assert outcomes(report, a1, b1) == {a1: "timeout", b1: "held"}
+    assert profiles_sent(b, sent_b) == []
+
+    memory_a.hold = False
+    report = await dispatch(maple_schema, a, b)
+    assert outcomes(report, a1, b1) == {a1: "accepted", b1: "accepted"}
+    assert report.sent.index((a_id, 1, "TxProfile")) < report.sent.index((b_id, 1, "TxProfile"))
+    assert memory_a.limit(1) == 8 and memory_b.limit(1) == 8
+    for charger in (a, b):
+        await charger.transport.disconnect()
+
+
 async def test_increases_are_held_while_a_decrease_goes_unanswered(maple_schema, new_charger, dispatch_requests):
     a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
     memory_a, memory_b = ProfileMemory(), ProfileMemory()
