@@ -82,8 +82,12 @@ class ChargerConfig:
     # at once and need a moment to change what they offer the EV; the delay of each profile is drawn from
     # this range by a hash of the charger's id and the profile's number, so a run is repeatable.
     profile_delay_s: tuple[int, int] = (0, 0)
+    # The simulation's speed: schedules count their periods in real seconds (profiles.Profile.period_at).
+    schedule_speed: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.schedule_speed <= 0:
+            raise ValueError(f"{self.charge_point_id}: schedule_speed must be above 0")
         low, high = self.profile_delay_s
         if not 0 <= low <= high:
             raise ValueError(f"{self.charge_point_id}: profile_delay_s must be (low, high) with 0 <= low <= high")
@@ -190,7 +194,7 @@ class ChargerSim:
             if ev.connector_id not in self.connectors:
                 raise ValueError(f"{config.charge_point_id} has no connector {ev.connector_id}")
             self.connectors[ev.connector_id].queue.append(ev)
-        self.profiles = ProfileBook()
+        self.profiles = ProfileBook(speed=config.schedule_speed)
         self.configuration: dict[str, tuple[str, bool]] = {
             "HeartbeatInterval": ("300", False),
             "MeterValueSampleInterval": (str(config.meter_value_interval_s), False),

@@ -110,8 +110,13 @@ class Profile:
         if self.kind == "Recurring" and (self.recurrency not in ("Daily", "Weekly") or self.start_schedule is None):
             raise ProfileRejected("a recurring profile needs recurrencyKind and startSchedule")
 
-    def period_at(self, now: datetime, transaction_start: datetime | None) -> Period | None:
-        """The schedule period in force at ``now``, or None when the profile does not apply."""
+    def period_at(self, now: datetime, transaction_start: datetime | None, speed: float = 1.0) -> Period | None:
+        """The schedule period in force at ``now``, or None when the profile does not apply.
+
+        ``speed``: a simulation running N times faster than the wall clock counts the periods and the duration
+        of a relative or absolute schedule in real seconds (elapsed simulated time / N), as the platform counts
+        the leases it puts in them: otherwise a lease of L seconds would end after L / N real seconds, long
+        before the platform renews it."""
         if self.valid_from is not None and now < self.valid_from:
             return None
         if self.valid_to is not None and now >= self.valid_to:
@@ -126,7 +131,7 @@ class Profile:
             start = self.start_schedule
         if start is None or now < start:
             return None
-        elapsed = int((now - start).total_seconds())
+        elapsed = int((now - start).total_seconds() / (speed if self.kind != "Recurring" else 1.0))
         if self.duration_s is not None and elapsed >= self.duration_s:
             return None
         current = None
@@ -155,6 +160,7 @@ class ProfileBook:
     """The profiles a charger holds, per connector (0 is the whole charger)."""
 
     profiles: dict[int, list[Profile]] = field(default_factory=dict)
+    speed: float = 1.0  # the simulation's speed (Profile.period_at)
 
     def add(self, connector_id: int, profile: Profile, now: datetime, transaction_id: int | None) -> None:
         if profile.purpose == CHARGE_POINT_MAX and connector_id != 0:
@@ -205,7 +211,7 @@ class ProfileBook:
                 continue
             if purpose == TX and p.transaction_id != transaction_id:
                 continue
-            period = p.period_at(now, tx_start)
+            period = p.period_at(now, tx_start, self.speed)
             if period is not None and (best is None or p.stack_level > best[0].stack_level):
                 best = (p, period)
         return best

@@ -54,9 +54,8 @@ evs:
 """
 
 
-# At 10x the chargers' clocks run ten times faster than the platform's: a relative profile's lease (180 s by
-# default) would end on the charger after 18 real seconds. Give the platform a lease 10 x longer.
-LEASE = {"LOADBALANCING_ENABLED": "1", "LOADBALANCING_LEASE_S": "1800"}
+# The balancer on, with its default lease: the simulated chargers count their schedules in real seconds.
+LEASE = {"LOADBALANCING_ENABLED": "1"}
 
 
 @pytest.fixture

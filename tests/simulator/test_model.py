@@ -299,3 +299,27 @@ def test_a_delayed_tx_profile_for_a_transaction_that_ended_is_dropped():
     cs.deliver(cs.sim.remote_stop(transaction_id)[1])
     cs.deliver(cs.sim.advance(T0 + timedelta(seconds=20)))
     assert cs.sim.pending_profiles == [] and cs.sim.profiles.profiles.get(1, []) == []
+
+
+@pytest.mark.parametrize("speed", [1, 60])
+def test_a_lease_lasts_its_real_seconds_whatever_the_simulation_s_speed(speed):
+    """The platform puts a lease in a relative TxProfile (16 A for 120 s, then a 6 A floor) and renews it on its
+    own, real, clock: at speed N the simulated charger counts the schedule in real seconds too, or the lease
+    would end after 2 real seconds at 60x, long before any renewal."""
+    config = replace(charger(ev(minutes=24 * 60)).config, schedule_speed=speed)
+    cs = CentralSystem(ChargerSim(config, [ev(minutes=24 * 60)], T0, registers_wh={1: 1_000_000}))
+    cs.deliver(cs.sim.advance(T0))
+    cs.run(timedelta(seconds=10))
+    leased = {**tx_profile("16"), "charging_schedule": {"charging_rate_unit": "A", "charging_schedule_period": [
+        {"start_period": 0, "limit": 16.0}, {"start_period": 120, "limit": 6.0}]}}
+    assert cs.sim.set_charging_profile(1, leased)[0] == "Accepted"
+    before_floor = T0 + timedelta(seconds=119 * speed)
+    cs.deliver(cs.sim.advance(before_floor))
+    assert cs.sim.connectors[1].current_a == Decimal("16.0")
+    cs.deliver(cs.sim.advance(T0 + timedelta(seconds=121 * speed)))
+    assert cs.sim.connectors[1].current_a == Decimal("6.0")
+
+
+def test_the_schedule_speed_must_be_positive():
+    with pytest.raises(ValueError, match="schedule_speed"):
+        replace(charger(ev()).config, schedule_speed=0)

@@ -255,7 +255,8 @@ class Command(BaseCommand):
         tick = max(0.05, min(1.0, 10 / speed))
         runners = []
         for config in setup.chargers:
-            config = replace(config, meter_value_interval_s=spec.meter_value_interval_s, profile_delay_s=delay)
+            config = replace(config, meter_value_interval_s=spec.meter_value_interval_s, profile_delay_s=delay,
+                             schedule_speed=speed)
             sim = ChargerSim(config, plan.evs[config.charge_point_id], start,
                              registers_wh=plan.registers_wh[config.charge_point_id])
             runners.append(ChargerRunner(sim, url=url, password=passwords[config.charge_point_id], clock=clock,
