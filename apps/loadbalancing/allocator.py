@@ -148,6 +148,8 @@ class Parameters:
     resume_margin_a: Decimal = Decimal(1)  # a waiting session starts only if its minimum fits with this to spare
     drop_confirm_s: int = 30  # a drop of the non-EV load is believed once it has held this long
     follow_s: int = 10  # a charger and its car take up to this long to follow a lower limit (see _lagging)
+    lag_pause_grace_s: int = 60  # a car paused while part of the non-EV load was provisional may resume within
+    # this without waiting min_pause_s: the pause may have come from cars that had not followed yet
     stale_ev_budget_a: Decimal = Decimal(0)  # per phase, for EVs under a silent meter's node
     ev_sample_max_age_s: int = 90  # an EV's draw older than this is not subtracted from the meter
     clock_skew_s: int = 5  # a timestamp further ahead of now than this is not believed
@@ -204,6 +206,7 @@ class ConnectorMemory:
     done: bool = False  # paused because it has the energy it asked for
     lowered_at: datetime | None = None  # when its limit last went down, and from what (within follow_s)
     lowered_from_ma: int | None = None
+    paused_on_lag: bool = False  # paused while part of the non-EV load was provisional
 
 
 @dataclass(frozen=True)
@@ -517,6 +520,9 @@ def allocate(
             if tree.nodes[n].max_power_w is not None:
                 plan.constraints.append((4 * n + 3, tree.nodes[n].voltage_v * len(plan.grid)))
 
+    # Part of the non-EV load may be cars still following a decrease: a car paused now may resume sooner.
+    lagging_now = any(ma > 0 for estimate in estimates.values() for ma in estimate.provisional_ma)
+
     # --- floors: who runs
     slack = [cap[c] - fixed[c] for c in range(4 * n_nodes)]
     running = _admit(managed, slack, tree, now, params, why, stale_nodes, warnings)
@@ -542,7 +548,7 @@ def allocate(
         key = plan.connector.key
         value = plan.value if plan.index in run_set else 0
         limits[key] = _limit_of(plan, value)
-        memories[key] = _remember(plan, value, now, params)
+        memories[key] = _remember(plan, value, now, params, lagging_now)
         if plan.index in run_set:
             at_node = planned[plan.path[-1]]
             for p in plan.grid:
@@ -997,7 +1003,9 @@ def _admit(
     protected = [p for p in plans_in_turn if not p.mandatory and was_running(p) and now - since(p) < min_run]
     veterans = [p for p in plans_in_turn if not p.mandatory and was_running(p) and now - since(p) >= min_run]
     waiting = [p for p in plans_in_turn if not p.mandatory and not was_running(p)]
-    eligible = [p for p in waiting if p.memory is None or not p.memory.ever_ran or now - since(p) >= min_pause]
+    lag_grace = timedelta(seconds=params.lag_pause_grace_s)
+    eligible = [p for p in waiting if p.memory is None or not p.memory.ever_ran or now - since(p) >= min_pause
+                or (p.memory.paused_on_lag and now - since(p) < lag_grace)]
     eligible_ids = {p.index for p in eligible}
     resting = {p.index for p in waiting if p.index not in eligible_ids}
 
@@ -1322,7 +1330,7 @@ def _limit_of(plan: _Plan, value: int) -> Limit:
     return Limit(plan.connector.key, amps=amps, watts=None, grid_a=_triple(grid))
 
 
-def _remember(plan: _Plan, value: int, now: datetime, params: Parameters) -> ConnectorMemory:
+def _remember(plan: _Plan, value: int, now: datetime, params: Parameters, lagging: bool = False) -> ConnectorMemory:
     memory = plan.memory
     running = value > 0
     done = plan.done and not running
@@ -1342,11 +1350,13 @@ def _remember(plan: _Plan, value: int, now: datetime, params: Parameters) -> Con
         lowered_at, lowered_from = None, None
     if value < memory.limit_ma:  # within a window still open, from the highest limit it had in it
         lowered_at, lowered_from = now, max(memory.limit_ma, lowered_from or 0)
+    paused_on_lag = not running and (memory.paused_on_lag or (memory.running and lagging))
     return ConnectorMemory(
         session_id=memory.session_id, running=running, since=since, limit_ma=value, raised_at=raised,
         reclaim_cap_ma=cap if running else None, ever_ran=memory.ever_ran or running, need=plan.need,
         need_served_ppm=plan.need_served_ppm, need_at=plan.need_at, need_demand_wh=plan.session.demand_wh,
-        need_departure=plan.session.departure, done=done, lowered_at=lowered_at, lowered_from_ma=lowered_from)
+        need_departure=plan.session.departure, done=done, lowered_at=lowered_at, lowered_from_ma=lowered_from,
+        paused_on_lag=paused_on_lag)
 
 
 def _binding_of(plan: _Plan, value: int, tree: _Tree, cap: list[int], stale_nodes: set[int]) -> Binding:

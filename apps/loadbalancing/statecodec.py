@@ -43,7 +43,8 @@ def encode(state: AllocatorState) -> str:
                   "raised_at": _t(m.raised_at), "reclaim_cap_ma": m.reclaim_cap_ma, "ever_ran": m.ever_ran,
                   "need": m.need, "need_served_ppm": m.need_served_ppm, "need_at": _t(m.need_at),
                   "need_demand_wh": m.need_demand_wh, "need_departure": _t(m.need_departure), "done": m.done,
-                  "lowered_at": _t(m.lowered_at), "lowered_from_ma": m.lowered_from_ma}
+                  "lowered_at": _t(m.lowered_at), "lowered_from_ma": m.lowered_from_ma,
+                  "paused_on_lag": m.paused_on_lag}
             for key, m in state.connectors.items()
         },
     }, separators=(",", ":"))
@@ -87,6 +88,7 @@ def decode(text: str | bytes | None) -> AllocatorState | None:
                 done=bool(m.get("done", False)),
                 lowered_at=_dt(m.get("lowered_at")),
                 lowered_from_ma=None if m.get("lowered_from_ma") is None else int(m["lowered_from_ma"]),
+                paused_on_lag=bool(m.get("paused_on_lag", False)),
             )
         return AllocatorState(estimates=estimates, connectors=connectors)
     except (ValueError, KeyError, TypeError, IndexError):

@@ -610,3 +610,34 @@ def test_the_provisional_part_is_never_more_than_the_cars_excess():
     # The cars followed, the elevator runs on: the 8 A of excess are given back at once, its 4 A are not.
     followed = run(building, _drawing(11, 27.5), [meter((0, 12 + 4 * 11, 0), at(28))], lagging.state, at(28))
     assert followed.non_ev_a["supply"][1] == D(12)
+
+
+def test_a_car_paused_by_cars_still_following_resumes_as_soon_as_they_followed():
+    """Charging slows down rather than stops: a pause that came from a provisional rise (cars that had not yet
+    followed their lower limits) does not hold the car for min_pause_s once they have."""
+    building = guns(36, ["L2"] * 3)
+    start = run(building, [session(f"g{i}") for i in range(3)], [meter(0)])
+    steady = run(building, _drawing(12, 19, 3), [meter((0, 36, 0), at(20))], start.state, at(20))
+    step = run(building, _drawing(12, 24, 3), [meter((0, 48, 0), at(25))], steady.state, at(25))
+    assert [amps(step, f"g{i}") for i in range(3)] == [D(8)] * 3
+    # The cars still draw 12 A: their 12 A of excess looks like other load, and one car is paused.
+    lagging = run(building, _drawing(12, 25.5, 3), [meter((0, 48, 0), at(26))], step.state, at(26))
+    paused = [f"g{i}" for i in range(3) if amps(lagging, f"g{i}") == 0]
+    assert len(paused) == 1 and lagging.why[paused[0]].why is Why.ROTATION
+    # They followed: the other load is 12 A again, and the paused car resumes at once, not after 300 s.
+    followed = [session(f"g{i}", draw_a=three((0 if f"g{i}" in paused else 6, 0, 0)), draw_at=at(27.5))
+                for i in range(3)]
+    back = run(building, followed, [meter((0, 24, 0), at(28))], lagging.state, at(28))
+    assert back.non_ev_a["supply"][1] == D(12)
+    assert amps(back, paused[0]) > 0
+    # A pause from a rise that was not provisional still rests its min_pause_s.
+    real = run(building, _drawing(8, 27, 3), [meter((0, 24 + 24, 0), at(28))], step.state, at(28))
+    rested = [f"g{i}" for i in range(3) if amps(real, f"g{i}") == 0]
+    assert rested
+    def quiet(t):
+        return [session(f"g{i}", draw_a=three((0 if f"g{i}" in rested else 6, 0, 0)), draw_at=at(t - 1)) for i in range(3)]
+
+    calm = run(building, quiet(40), [meter((0, 24, 0), at(40))], real.state, at(40))
+    calm = run(building, quiet(71), [meter((0, 24, 0), at(71))], calm.state, at(71))
+    assert calm.non_ev_a["supply"][1] == D(12)  # the drop is believed: there is room again
+    assert all(amps(calm, key) == 0 and calm.why[key].why is Why.ROTATION for key in rested)
