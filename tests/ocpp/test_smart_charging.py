@@ -73,11 +73,12 @@ async def set_limits(schema: str, limits: dict[int, str | Decimal], lease_s: int
                                lease_s=lease_s, reason="test")
 
 
-async def dispatch(schema: str, *chargers: FakeCharger) -> smart_charging.DispatchReport:
-    """What the worker runs (tasks.dispatch_limits), in a thread of its own, while the chargers answer."""
+async def dispatch(schema: str, *chargers: FakeCharger, timeout: float | None = None) -> smart_charging.DispatchReport:
+    """What the worker runs (tasks.dispatch_limits), in a thread of its own, while the chargers answer;
+    ``timeout``: seconds to wait for each answer (the dispatch's default when None)."""
     pumps = [asyncio.ensure_future(c.settle(30)) for c in chargers]
     try:
-        return await sync_to_async(smart_charging.dispatch_building, thread_sensitive=False)(schema)
+        return await sync_to_async(smart_charging.dispatch_building, thread_sensitive=False)(schema, timeout=timeout)
     finally:
         for pump in pumps:
             pump.cancel()
@@ -416,13 +417,7 @@ async def test_a_new_session_starts_only_after_the_decreases_are_acknowledged(ma
     memory_a.hold = True  # A never answers in time
     sent_b = len(b.received_calls)
     await set_limits(maple_schema, {a1: "8", b1: "8"})
-    pumps = [asyncio.ensure_future(c.settle(30)) for c in (a, b)]
-    try:
-        report = await sync_to_async(smart_charging.dispatch_building, thread_sensitive=False)(maple_schema,
-                                                                                             timeout=1)
-    finally:
-        for pump in pumps:
-            pump.cancel()
+    report = await dispatch(maple_schema, a, b, timeout=1)
     assert outcomes(report, a1, b1) == {a1: "timeout", b1: "held"}
     assert profiles_sent(b, sent_b) == []
 
@@ -448,13 +443,7 @@ async def test_increases_are_held_while_a_decrease_goes_unanswered(maple_schema,
     memory_a.hold = True  # A never answers in time
     sent_b = len(b.received_calls)
     await set_limits(maple_schema, {a1: "8", b1: "18"})
-    pumps = [asyncio.ensure_future(c.settle(30)) for c in (a, b)]
-    try:
-        report = await sync_to_async(smart_charging.dispatch_building, thread_sensitive=False)(maple_schema,
-                                                                                             timeout=1)
-    finally:
-        for pump in pumps:
-            pump.cancel()
+    report = await dispatch(maple_schema, a, b, timeout=1)
     assert outcomes(report, a1, b1) == {a1: "timeout", b1: "held"}
     assert profiles_sent(b, sent_b) == []
     row_a, row_b = await limit_row(maple_schema, a1), await limit_row(maple_schema, b1)
