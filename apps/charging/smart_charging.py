@@ -65,6 +65,19 @@ def limit_request_dispatch() -> None:
     transaction.on_commit(lambda: queue(schema), robust=True)
 
 
+def default_reset_after_stop(session_pk: int) -> None:
+    """After a session on a charger that refuses TxProfile: its live limit sat in the connector's
+    TxDefaultProfile, which outlives the session, so the next car would start at it while the balancer keeps
+    only the safe default free. The charger's static profiles are sent again: the idle connector's default
+    goes back to the safe one. (Called at every stop, inside the stopping transaction.)"""
+    row = ChargingSession.objects.filter(pk=session_pk).values(
+        "charge_point_id", "charge_point__smart_charging_quirks").first()
+    if row is None or not (row["charge_point__smart_charging_quirks"] or {}).get("tx_profile_rejected"):
+        return
+    ChargePoint.objects.filter(pk=row["charge_point_id"]).update(smart_charging_resend=True)
+    limit_request_dispatch()
+
+
 def limits_set(*, limits: Mapping[int, Limit], lease_s: int, reason: str, now: datetime | None = None) -> int:
     """Record the limits the balancer wants (connector pk -> Limit) and ask for their dispatch on commit.
 

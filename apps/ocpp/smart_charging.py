@@ -305,8 +305,8 @@ class _Dispatch:
             held = None if plan.resend else c.applied_a
             lease_due = c.lease_until is not None and c.lease_s is not None and (
                 c.lease_until - self.now < timedelta(seconds=c.lease_s / 2))
-            if charger.quirks.tx_profile_rejected and c.applied_a is not None:
-                charger.live_on_default.add(c.number)
+            if charger.quirks.tx_profile_rejected and (c.applied_a is not None or c.transaction_id is not None):
+                charger.live_on_default.add(c.number)  # its default is the live limit: no static default over it
             if not cp_profiles.is_change(c.desired_a, held) and not lease_due:
                 self.outcome(c, Status.UNCHANGED, f"the charger holds {held} A")
                 continue

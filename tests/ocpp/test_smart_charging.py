@@ -567,6 +567,26 @@ def _recorded(schema: str, pk: int) -> ConnectorLimit | None:
     return row if row.status == "accepted" and not row.dirty else None
 
 
+async def test_a_charger_refusing_tx_profiles_gets_its_safe_default_back_after_a_session(
+        maple_schema, charger_id, dispatch_requests):
+    """Its live limit sits in the connector's TxDefaultProfile, which outlives the session: after the stop the
+    default goes back to the safe one (0 A), or the next car would start at the last car's limit."""
+    memory = ProfileMemory(rejects=("TxProfile",))
+    charger = await connect(charger_id, memory)
+    first = await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: "16"})
+    await dispatch(maple_schema, charger)
+    assert memory.limit(1, "TxDefaultProfile") == 16
+    dispatch_requests.clear()
+    await charger.call("StopTransaction", {"transactionId": first, "meterStop": 100,
+                                           "timestamp": iso(timezone.now())})
+    assert maple_schema in dispatch_requests  # the stop asked for a dispatch
+    await dispatch(maple_schema, charger)
+    assert memory.limit(1, "TxDefaultProfile") == 0
+    await charger.transport.disconnect()
+
+
 async def test_a_limit_asked_for_an_earlier_session_is_not_applied_to_the_next(
         maple_schema, charger_id, dispatch_requests):
     memory = ProfileMemory()
