@@ -4,14 +4,9 @@ and the sync task's code (plus one run in a real Celery worker)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 
 from apps.alerts.models import Alert
 from apps.buildings import services as buildings
@@ -24,8 +19,7 @@ from tests import factories
 from tests.helpers import async_wait_for
 from tests.ocpp.charger import FakeCharger, LocalListMemory
 from tests.ocpp.conftest import communicator
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import CeleryWorker
 
 
 async def connect(charge_point_id: str, memory: LocalListMemory):
@@ -179,14 +173,7 @@ async def test_two_workers_at_once_one_syncs_and_the_list_ends_right(maple_schem
 async def test_boot_brings_the_list_up_to_date_through_a_real_celery_worker(
     maple_schema, charger_id, test_database_url
 ):
-    env = dict(os.environ, DATABASE_URL=test_database_url, REDIS_URL=settings.REDIS_URL,
-               CHANNEL_LAYER_PREFIX=settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"])
-    env.pop("TEST_DATABASE_NAME", None)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--pool", "solo", "--loglevel", "WARNING",
-         "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    worker = CeleryWorker(test_database_url, purge=False).start()
     try:
         memory = LocalListMemory(max_length=1000, send_max_length=20)
         comm, charger = await connect(charger_id, memory)
@@ -200,11 +187,7 @@ async def test_boot_brings_the_list_up_to_date_through_a_real_celery_worker(
         assert memory.entries == await run_in_schema(maple_schema, local_list_entries)
         await comm.disconnect()
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop()
 
 
 async def test_a_charger_that_accepts_but_keeps_its_old_version_gets_a_full_update_next_time(

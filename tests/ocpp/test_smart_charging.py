@@ -4,15 +4,11 @@ do, and the dispatch's own code run as the Celery worker runs it (in a thread of
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -27,9 +23,9 @@ from apps.ocpp import charging_profiles, live, smart_charging
 from tests.helpers import async_wait_for, iso
 from tests.ocpp.charger import FakeCharger, ProfileMemory
 from tests.ocpp.conftest import communicator
+from tests.servers import CeleryWorker
 
 LEASE_S = 120
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -486,24 +482,12 @@ def test_a_busy_dispatch_does_not_hold_back_the_next_request(db, maple_schema):
 async def test_reaction_time_through_a_real_celery_worker(maple_schema, charger_id, test_database_url, settings):
     """From limits_set to the SetChargingProfile frame at the charger, through the broker, a Celery worker,
     the channel layer and the consumer: the 95th percentile of 20 changes stays under the 1 s target."""
-    env = dict(os.environ, DATABASE_URL=test_database_url, REDIS_URL=settings.REDIS_URL,
-               CHANNEL_LAYER_PREFIX=settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"])
     # The test sets the limits itself: no balancer run (here or in the worker) may change them.
-    env["LOADBALANCING_ENABLED"] = "0"
     settings.LOADBALANCING_ENABLED = False
-    env.pop("TEST_DATABASE_NAME", None)
-    # Tasks that earlier tests queued without a worker to run them (syncs of local lists that wait for chargers
-    # long gone) would be run first and measured too.
-    subprocess.run([sys.executable, "-m", "celery", "-A", "hoa_charging", "purge", "-f"], cwd=ROOT, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=True)
-    # A dispatch queued by an earlier test (and purged just now) left its "one is waiting" mark: without it
-    # going too, this building's next dispatch would not be queued until the mark expires.
+    # A dispatch queued by an earlier test (its task purged as the worker starts) left its "one is waiting"
+    # mark: without it going too, this building's next dispatch would not be queued until the mark expires.
     live.unmark(f"dispatch-queued:{maple_schema}")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--pool", "solo", "--loglevel", "WARNING",
-         "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    worker = CeleryWorker(test_database_url, env={"LOADBALANCING_ENABLED": "0"}).start()
     memory = ProfileMemory()
     charger = None
     pump = None
@@ -552,11 +536,7 @@ async def test_reaction_time_through_a_real_celery_worker(maple_schema, charger_
             pump.cancel()
         if charger is not None:
             await charger.transport.disconnect()
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop()
 
 
 def _recorded(schema: str, pk: int) -> ConnectorLimit | None:

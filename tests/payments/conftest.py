@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
 from tests import factories
 from tests.helpers import wait_for
 from tests.payments.stripe_http import LocalStripe
-from tests.servers import ROOT, Daphne, free_port
+from tests.servers import ROOT, CeleryWorker, Daphne, free_port
 
 SECRET_KEY = "sk_test_hoa_localstripe_" + secrets.token_hex(8)
 PUBLISHABLE_KEY = "pk_test_hoa_localstripe"
@@ -82,30 +81,10 @@ def stripe_settings(settings, localstripe):
     return settings
 
 
-def start_worker(localstripe: LocalStripe, database_url: str, log_path: Path) -> tuple[subprocess.Popen, object]:
+def start_worker(localstripe: LocalStripe, database_url: str, log_path: Path) -> CeleryWorker:
     """A real Celery worker of the platform (the Procfile's worker), talking to this run's localstripe."""
-    env = {
-        **os.environ, **stripe_env(localstripe), "DATABASE_URL": database_url, "REDIS_URL": django_settings.REDIS_URL,
-        "CHANNEL_LAYER_PREFIX": django_settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
-        "DJANGO_SETTINGS_MODULE": "hoa_charging.settings", "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("TEST_DATABASE_NAME", None)
-    out = log_path.open("w")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--pool", "solo", "--loglevel", "INFO",
-         "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-    )
-    return worker, out
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    return CeleryWorker(database_url, env=stripe_env(localstripe), log_path=log_path, loglevel="INFO",
+                        purge=False).start()
 
 
 @dataclass
@@ -113,7 +92,7 @@ class Platform:
     """daphne serving the platform (Stripe's webhooks arrive here) and the Celery worker behind it."""
 
     daphne: Daphne
-    worker: subprocess.Popen
+    worker: CeleryWorker
     worker_log: Path
     webhook_url: str
 
@@ -132,7 +111,7 @@ def platform(tmp_path_factory, _test_database_only, localstripe) -> Platform:
     env = stripe_env(localstripe)
     daphne = Daphne(database_url, folder / "daphne.log", env=env)
     worker_log = folder / "worker.log"
-    worker, worker_out = start_worker(localstripe, database_url, worker_log)
+    worker = start_worker(localstripe, database_url, worker_log)
     try:
         daphne.start()
         webhook_url = f"http://127.0.0.1:{daphne.port}/payments/stripe/webhook"
@@ -140,8 +119,7 @@ def platform(tmp_path_factory, _test_database_only, localstripe) -> Platform:
         yield Platform(daphne, worker, worker_log, webhook_url)
     finally:
         daphne.close()
-        stop_process(worker)
-        worker_out.close()
+        worker.stop()
 
 
 @pytest.fixture

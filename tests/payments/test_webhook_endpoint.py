@@ -13,7 +13,7 @@ from apps.payments import services
 from apps.payments.models import LedgerEntry, Payment
 from apps.webhooks.models import WebhookEvent
 from tests.helpers import wait_for
-from tests.payments.conftest import WEBHOOK_SECRET, start_worker, stop_process, stripe_env
+from tests.payments.conftest import WEBHOOK_SECRET, start_worker, stripe_env
 from tests.payments.stripe_http import post_webhook, sign
 from tests.servers import Daphne, database_url_for_subprocesses
 
@@ -48,7 +48,7 @@ def test_stored_and_answered_at_once_then_done_by_the_worker(localstripe, payer,
         with in_schema(maple_schema):
             assert Payment.objects.get(pk=began.payment_id).status == Payment.Status.REQUIRES_PAYMENT_METHOD
 
-        worker, out = start_worker(localstripe, database_url, tmp_path / "worker.log")
+        worker = start_worker(localstripe, database_url, tmp_path / "worker.log")
 
         def done():
             with in_public_schema():
@@ -64,5 +64,4 @@ def test_stored_and_answered_at_once_then_done_by_the_worker(localstripe, payer,
     finally:
         daphne.close()
         if worker is not None:
-            stop_process(worker)
-            out.close()
+            worker.stop()

@@ -4,12 +4,8 @@ through the HTTP push, a real Celery worker balancing; observed from the outside
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -20,9 +16,8 @@ from apps.core.tenants import in_schema
 from apps.electrical.models import Circuit
 from apps.simulator.management.commands.simulate_building import Command
 from tests import factories
-from tests.servers import Daphne
+from tests.servers import CeleryWorker, Daphne
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 PASSWORD = "closed-loop-secret-01"
 TOKEN = "closed-loop-meter-token-01"
 
@@ -69,21 +64,12 @@ def daphne(test_database_url, tmp_path):
 
 
 @pytest.fixture
-def worker(test_database_url, settings):
-    env = dict(os.environ, DATABASE_URL=test_database_url, REDIS_URL=settings.REDIS_URL, **LEASE,
-               CHANNEL_LAYER_PREFIX=settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"])
-    env.pop("TEST_DATABASE_NAME", None)
-    subprocess.run([sys.executable, "-m", "celery", "-A", "hoa_charging", "purge", "-f"], cwd=ROOT, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=True)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--pool", "solo", "--loglevel", "WARNING",
-         "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def worker(test_database_url):
+    worker = CeleryWorker(test_database_url, env=LEASE).start()
     try:
-        yield process
+        yield worker
     finally:
-        process.terminate()
-        process.wait(30)
+        worker.stop()
 
 
 @pytest.mark.timeout(240)

@@ -5,19 +5,15 @@ server. Nothing is called by hand after the visitor's StopTransaction."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from decimal import Decimal
 
 import pytest
-from django.conf import settings as django_settings
 
 from apps.visitors.models import Visit
 from tests.helpers import async_wait_for
 from tests.mailserver import MailServer
-from tests.payments.conftest import stop_process, stripe_env
-from tests.servers import ROOT, database_url_for_subprocesses
+from tests.payments.conftest import stripe_env
+from tests.servers import CeleryWorker, database_url_for_subprocesses
 from tests.visitors.conftest import codes_of, in_thread, pay
 from tests.visitors.test_flow import charge, latest_charge, start_visit, visit_of
 
@@ -28,29 +24,13 @@ pytestmark = pytest.mark.usefixtures("stripe_ready")
 def worker_and_mail(localstripe, committed, tmp_path):
     mail = MailServer()
     mail.start()
-    env = {
-        **os.environ, **stripe_env(localstripe), "DATABASE_URL": database_url_for_subprocesses(),
-        "REDIS_URL": django_settings.REDIS_URL,
-        "CHANNEL_LAYER_PREFIX": django_settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
-        "DJANGO_SETTINGS_MODULE": "hoa_charging.settings", "PYTHONUNBUFFERED": "1",
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend", "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(mail.port),
-    }
-    env.pop("TEST_DATABASE_NAME", None)
-    from hoa_charging.celery import app
-
-    app.control.purge()  # tasks of earlier runs (their databases are gone) would only delay this one
-    log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--pool", "solo", "--loglevel", "INFO",
-         "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    worker = CeleryWorker(database_url_for_subprocesses(), log_path=tmp_path / "worker.log", loglevel="INFO", env={
+        **stripe_env(localstripe), "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(mail.port)}).start()
     try:
         yield mail.inbox, tmp_path / "worker.log"
     finally:
-        stop_process(worker)
-        log.close()
+        worker.stop()
         mail.stop()
 
 
