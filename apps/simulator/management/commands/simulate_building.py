@@ -29,7 +29,7 @@ from apps.simulator import scenario as scenarios
 from apps.simulator.building_load import DEFAULT_CURVE, Schedule, schedule
 from apps.simulator.client import ChargerRunner, SimClock, run_chargers
 from apps.simulator.closedloop import Recorder, Wiring, headroom_w, node_loads
-from apps.simulator.management.commands.simulate_chargers import _delay_range
+from apps.simulator.management.commands.simulate_chargers import _delay_range, scenario_text
 from apps.simulator.model import ChargerSim
 from apps.simulator.selectors import SetupError, Wired, building, charger_passwords, wired
 
@@ -231,13 +231,7 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         except (CommissioningError, OSError) as error:
             raise CommandError(f"{path} cannot be read:\n{error}") from None
-        text = ""
-        if scenario is not None:
-            try:
-                text = scenario.read_text(encoding="utf-8")
-            except OSError as error:
-                raise CommandError(f"cannot read the scenario {scenario}: {error.strerror}") from None
-        source = str(scenario or "<default scenario>")
+        text, source = scenario_text(scenario)
         horizon = timedelta(hours=hours)
         wall_start = datetime.now(UTC).replace(microsecond=0)
         start = wall_start - horizon if speed > 1 else wall_start  # never ahead of the server's clock

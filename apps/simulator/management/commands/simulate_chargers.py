@@ -69,13 +69,7 @@ class Command(BaseCommand):
                 raise CommandError(f"{path} cannot be read:\n{error}") from None
 
         spec = scenarios.Scenario()
-        text = ""
-        if scenario is not None:
-            try:
-                text = scenario.read_text(encoding="utf-8")
-            except OSError as error:
-                raise CommandError(f"cannot read the scenario {scenario}: {error.strerror}") from None
-        source = str(scenario or "<default scenario>")
+        text, source = scenario_text(scenario)
         wall_start = datetime.now(UTC).replace(microsecond=0)
         horizon = timedelta(seconds=duration * speed) if duration is not None else DEFAULT_HORIZON
         # A fast run starts in the past so that the chargers' clocks never run ahead of the server's.
@@ -170,6 +164,16 @@ class Command(BaseCommand):
 
 def _listed(counts) -> str:
     return " (" + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())) + ")" if counts else ""
+
+
+def scenario_text(path: Path | None) -> tuple[str, str]:
+    """The scenario file's text ("" without one) and the name its errors give (both commands)."""
+    if path is None:
+        return "", "<default scenario>"
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except OSError as error:
+        raise CommandError(f"cannot read the scenario {path}: {error.strerror}") from None
 
 
 def _delay_range(text: str) -> tuple[int, int]:
