@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 from collections import defaultdict
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from django.template.loader import render_to_string
-from django.utils import translation
+from django.utils import formats, translation
+from django.utils.timezone import localtime
 
 from apps.core import pdf
-from apps.statements import chart, periods
+from apps.statements import chart, line_text, periods
 from apps.statements.models import Statement
+from apps.statements.money import display
+from apps.statements.templatetags.statements import hours_minutes, kwh
 
 STYLESHEET = "statements/statement.css"
 
@@ -33,13 +37,38 @@ def _usage(statement: Statement, lines: list) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
 
 
+def _line_rows(statement: Statement, lines: list) -> tuple[str, list[str]]:
+    """The lines table as monospaced text (``line_text``): date and time, description with the connector
+    (and a note on a line of an earlier period), kWh, duration, rate windows, amount."""
+    gettext = translation.gettext
+    columns = [line_text.Column(gettext("Date")), line_text.Column(gettext("Description"), share=11),
+               line_text.Column(gettext("kWh"), right=True), line_text.Column(gettext("Duration"), right=True),
+               line_text.Column(gettext("Rate"), share=9), line_text.Column(gettext("Amount"), right=True)]
+    zone = ZoneInfo(statement.parties.get("building", {}).get("timezone") or "UTC")
+    late = gettext("Earlier period, received late")
+    cells = []
+    for line in lines:
+        when = []
+        if line.occurred_at:
+            local = localtime(line.occurred_at, zone)
+            when = [formats.date_format(local, "SHORT_DATE_FORMAT"), formats.time_format(local, "H:i")]
+        description = [line.description] + ([line.connector_label] if line.connector_label else [])
+        amount = line.gross if statement.prices_include_tax else line.amount
+        cells.append([when, description + ([late] if line.prior_period else []), [kwh(line.energy_wh)],
+                      [hours_minutes(line.duration_s)], [part for part in line.window.split("; ") if part],
+                      [display(amount, statement.currency)]])
+    return line_text.rows(columns, cells)
+
+
 def render_html(statement: Statement) -> str:
     lines = list(statement.lines.all())
     with translation.override(statement.language):
+        lines_head, line_rows = _line_rows(statement, lines)
         context = {
             "statement": statement,
             "parties": statement.parties,
-            "lines": lines,
+            "lines_head": lines_head,
+            "line_rows": line_rows,
             "usage_chart": _usage(statement, lines),
             "credit_notes": list(statement.credit_notes.order_by("sequence")),
         }

@@ -200,7 +200,69 @@ def test_statements_rendered_one_after_another_each_get_their_own_pdf(world, com
         assert statement.resident.user.email in text
         fonts = {str(ref.get_object()["/BaseFont"]).split("+")[1]
                  for page in reader.pages for ref in page["/Resources"]["/Font"].values()}
-        assert fonts == {"DejaVu-Sans", "DejaVu-Sans-Bold"}
+        assert fonts == {"DejaVu-Sans", "DejaVu-Sans-Bold", "DejaVu-Sans-Mono", "DejaVu-Sans-Mono-Bold"}
+
+
+def test_every_line_of_a_long_statement_is_in_the_pdf_on_one_row_of_aligned_columns(world, committed):
+    """The lines are monospaced text (apps/statements/line_text.py): each line's date, description, kWh,
+    duration, rate and amount on one text line, every column at the same position on every row and page;
+    a connector label too long for its column wraps within it and is all there; a line's rows stay on
+    one page; the totals are the statement's own."""
+    import io
+    import re
+    from zoneinfo import ZoneInfo
+
+    import pypdf
+
+    from apps.statements.money import display
+
+    long_label = "Visitor spot B-12 (north ramp, level -2) · PARKADE-NORTH-0001 #2"
+    lines = []
+    for n in range(45):
+        amount = Decimal("1000.00") + n if n == 7 else Decimal(n + 1) / 4
+        lines.append(LineInput(
+            kind=StatementLine.Kind.SESSION, description=f"Charging session {500 + n}", amount=amount,
+            energy_wh=1_000 + 37 * n, occurred_at=datetime(2026, 11, 1 + n % 28, 8 + n % 12, 5, tzinfo=UTC),
+            duration_s=600 + 60 * n, connector_label=long_label if n == 3 else f"MAPLE-{n % 4} #1",
+            window="day 0.32/kWh; night 0.18/kWh" if n % 2 else "day 0.32/kWh", prior_period=n == 5))
+    with in_schema(world.maple.schema_name):
+        draft = services.statement_draft_create(resident=_resident(world.maple), currency="USD", lines=lines)
+        statement = services.statement_finalize(statement_id=draft.pk, now=NOW)
+        pdf = bytes(services.statement_render(statement_id=statement.pk, now=NOW).pdf)
+    pages = [page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages]
+    assert len(pages) >= 3
+    text = "\n".join(pages)
+    rows = {}
+    for page_number, page in enumerate(pages):
+        for row in page.split("\n"):
+            found = re.match(r"\d\d/\d\d/2026  Charging session (\d+) ", row)
+            if found:
+                rows[int(found.group(1)) - 500] = (page_number, row)
+    assert sorted(rows) == list(range(45)), "every line of the statement, once each"
+    amount_end = {len(row) for _, row in rows.values()}
+    assert len(amount_end) == 1, "every amount ends at the same column"
+    for n, (_, row) in rows.items():
+        line = lines[n]
+        kwh = f"{line.energy_wh // 1000}.{line.energy_wh % 1000:03d}"
+        assert row.endswith(display(line.amount, "USD"))
+        assert f" {kwh} " in row and f" {line.duration_s // 3600}:{line.duration_s % 3600 // 60:02d} " in row
+        assert " day 0.32/kWh " in row
+        local = line.occurred_at.astimezone(ZoneInfo(world.maple.timezone))  # the building's time
+        assert row[:10] == f"{local:%m/%d/%Y}"
+        page = pages[rows[n][0]].split("\n")
+        # The line's second row (its time and connector) is on the same page, right under its first.
+        assert page[page.index(row) + 1].startswith(f"{local:%H:%M}  ")
+    # The long label: all of it, in the description column under the session, on that session's page.
+    page_number, row = rows[3]
+    column = row.index("Charging session")
+    after = pages[page_number].split("\n")
+    at = after.index(row)
+    wrapped = [part[column:column + len(long_label)].split("  ")[0].strip() for part in after[at + 1:at + 4]]
+    assert " ".join(" ".join(wrapped).split()).startswith(" ".join(long_label.split())[:40])
+    assert long_label.split()[-2] in " ".join(wrapped) and "night 0.18/kWh" in after[at + 1]
+    assert "Earlier period, received late" in pages[rows[5][0]]
+    assert f"Total {display(statement.total, 'USD')}" in " ".join(text.split())
+    assert display(Decimal("1007.00"), "USD") == "$1,007.00" and rows[7][1].endswith("$1,007.00")
 
 
 def test_the_statement_is_mailed_once_with_its_pdf(world, committed, smtp_inbox):
