@@ -38,12 +38,16 @@ def _usage(statement: Statement, lines: list) -> str:
 
 
 def _line_rows(statement: Statement, lines: list) -> tuple[str, list[str]]:
-    """The lines table as monospaced text (``line_text``): date and time, description with the connector
-    (and a note on a line of an earlier period), kWh, duration, rate windows, amount."""
+    """The lines table as monospaced text (``line_text``), one text line per statement line where it fits:
+    date and time, description, connector, kWh, duration, rate windows, amount. A description, connector
+    or rate too long for its column wraps inside it; a line of an earlier period says so under its
+    description."""
     gettext = translation.gettext
-    columns = [line_text.Column(gettext("Date")), line_text.Column(gettext("Description"), share=11),
-               line_text.Column(gettext("kWh"), right=True), line_text.Column(gettext("Duration"), right=True),
-               line_text.Column(gettext("Rate"), share=9), line_text.Column(gettext("Amount"), right=True)]
+    # Shares: what the description and connector need is kept whole first; the rate takes what is left.
+    columns = [line_text.Column(gettext("Date")), line_text.Column(gettext("Description"), share=10),
+               line_text.Column(gettext("Connector"), share=6), line_text.Column(gettext("kWh"), right=True),
+               line_text.Column(gettext("Duration"), right=True), line_text.Column(gettext("Rate"), share=6),
+               line_text.Column(gettext("Amount"), right=True)]
     zone = ZoneInfo(statement.parties.get("building", {}).get("timezone") or "UTC")
     late = gettext("Earlier period, received late")
     cells = []
@@ -51,10 +55,10 @@ def _line_rows(statement: Statement, lines: list) -> tuple[str, list[str]]:
         when = []
         if line.occurred_at:
             local = localtime(line.occurred_at, zone)
-            when = [formats.date_format(local, "SHORT_DATE_FORMAT"), formats.time_format(local, "H:i")]
-        description = [line.description] + ([line.connector_label] if line.connector_label else [])
+            when = [f"{formats.date_format(local, 'SHORT_DATE_FORMAT')} {formats.time_format(local, 'H:i')}"]
         amount = line.gross if statement.prices_include_tax else line.amount
-        cells.append([when, description + ([late] if line.prior_period else []), [kwh(line.energy_wh)],
+        cells.append([when, [line.description] + ([late] if line.prior_period else []),
+                      [line.connector_label] if line.connector_label else [], [kwh(line.energy_wh)],
                       [hours_minutes(line.duration_s)], [part for part in line.window.split("; ") if part],
                       [display(amount, statement.currency)]])
     return line_text.rows(columns, cells)

@@ -18,9 +18,9 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# An A4 page less the statement's 16 mm side margins and the body's 8 px ones is 492.6 pt; a DejaVu Sans
-# Mono character at 8 pt is 4.816 pt wide (0.602 em): 102 of them fill the width.
-WIDTH = 102
+# An A4 page less the statement's 12 mm side margins is 186 mm = 527.2 pt; a DejaVu Sans Mono character at
+# 8 pt is 4.816 pt wide (0.602 em): 109 of them fill the width.
+WIDTH = 109
 GAP = 2
 MIN_FLEXIBLE = 12
 
@@ -82,9 +82,8 @@ def rows(columns: Sequence[Column], cells: Sequence[Sequence[Sequence[str]]], *,
                 left -= natural[index]
                 pending.remove(index)
         _share_out(left, pending, columns, widths)
-        for index, column in enumerate(columns):
-            if column.share:
-                widths[index] = max(widths[index], MIN_FLEXIBLE)
+        for index in pending:  # the page is too narrow for all: the line runs over rather than wrap a letter a line
+            widths[index] = max(widths[index], MIN_FLEXIBLE)
     spacer = " " * gap
 
     def line(parts: Sequence[str]) -> str:

@@ -204,10 +204,11 @@ def test_statements_rendered_one_after_another_each_get_their_own_pdf(world, com
 
 
 def test_every_line_of_a_long_statement_is_in_the_pdf_on_one_row_of_aligned_columns(world, committed):
-    """The lines are monospaced text (apps/statements/line_text.py): each line's date, description, kWh,
-    duration, rate and amount on one text line, every column at the same position on every row and page;
-    a connector label too long for its column wraps within it and is all there; a line's rows stay on
-    one page; the totals are the statement's own."""
+    """The lines are monospaced text (apps/statements/line_text.py): each line's date and time,
+    description, connector, kWh, duration, rate and amount on one text line, every column at the same
+    position on every row and page; a second rate window, a prior-period note or a connector label too
+    long for its column continue on the next text lines, inside their column, all there; a line's text
+    stays on one page; the totals are the statement's own."""
     import io
     import re
     from zoneinfo import ZoneInfo
@@ -218,7 +219,7 @@ def test_every_line_of_a_long_statement_is_in_the_pdf_on_one_row_of_aligned_colu
 
     long_label = "Visitor spot B-12 (north ramp, level -2) · PARKADE-NORTH-0001 #2"
     lines = []
-    for n in range(45):
+    for n in range(60):
         amount = Decimal("1000.00") + n if n == 7 else Decimal(n + 1) / 4
         lines.append(LineInput(
             kind=StatementLine.Kind.SESSION, description=f"Charging session {500 + n}", amount=amount,
@@ -229,40 +230,49 @@ def test_every_line_of_a_long_statement_is_in_the_pdf_on_one_row_of_aligned_colu
         draft = services.statement_draft_create(resident=_resident(world.maple), currency="USD", lines=lines)
         statement = services.statement_finalize(statement_id=draft.pk, now=NOW)
         pdf = bytes(services.statement_render(statement_id=statement.pk, now=NOW).pdf)
-    pages = [page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages]
+    pages = [page.extract_text().split("\n") for page in pypdf.PdfReader(io.BytesIO(pdf)).pages]
     assert len(pages) >= 3
-    text = "\n".join(pages)
+    starts = re.compile(r"\d\d/\d\d/2026 \d\d:\d\d  Charging session (\d+) ")
     rows = {}
     for page_number, page in enumerate(pages):
-        for row in page.split("\n"):
-            found = re.match(r"\d\d/\d\d/2026  Charging session (\d+) ", row)
-            if found:
-                rows[int(found.group(1)) - 500] = (page_number, row)
-    assert sorted(rows) == list(range(45)), "every line of the statement, once each"
-    amount_end = {len(row) for _, row in rows.values()}
-    assert len(amount_end) == 1, "every amount ends at the same column"
-    for n, (_, row) in rows.items():
+        for at, text in enumerate(page):
+            if found := starts.match(text):
+                rows[int(found.group(1)) - 500] = (page_number, at, text)
+    assert sorted(rows) == list(range(60)), "every line of the statement, once each"
+    assert len({len(text) for _, _, text in rows.values()}) == 1, "every amount ends at the same column"
+    day_column = {text.index(" day 0.32/kWh") for _, _, text in rows.values()}
+    assert len(day_column) == 1, "the rate column starts at one place on every page"
+    for n, (page_number, at, text) in rows.items():
         line = lines[n]
-        kwh = f"{line.energy_wh // 1000}.{line.energy_wh % 1000:03d}"
-        assert row.endswith(display(line.amount, "USD"))
-        assert f" {kwh} " in row and f" {line.duration_s // 3600}:{line.duration_s % 3600 // 60:02d} " in row
-        assert " day 0.32/kWh " in row
         local = line.occurred_at.astimezone(ZoneInfo(world.maple.timezone))  # the building's time
-        assert row[:10] == f"{local:%m/%d/%Y}"
-        page = pages[rows[n][0]].split("\n")
-        # The line's second row (its time and connector) is on the same page, right under its first.
-        assert page[page.index(row) + 1].startswith(f"{local:%H:%M}  ")
-    # The long label: all of it, in the description column under the session, on that session's page.
-    page_number, row = rows[3]
-    column = row.index("Charging session")
-    after = pages[page_number].split("\n")
-    at = after.index(row)
-    wrapped = [part[column:column + len(long_label)].split("  ")[0].strip() for part in after[at + 1:at + 4]]
-    assert " ".join(" ".join(wrapped).split()).startswith(" ".join(long_label.split())[:40])
-    assert long_label.split()[-2] in " ".join(wrapped) and "night 0.18/kWh" in after[at + 1]
-    assert "Earlier period, received late" in pages[rows[5][0]]
-    assert f"Total {display(statement.total, 'USD')}" in " ".join(text.split())
-    assert display(Decimal("1007.00"), "USD") == "$1,007.00" and rows[7][1].endswith("$1,007.00")
+        kwh = f"{line.energy_wh // 1000}.{line.energy_wh % 1000:03d}"
+        assert text.startswith(f"{local:%m/%d/%Y %H:%M}  Charging session {500 + n}  ")
+        assert text.endswith(f"  {display(line.amount, 'USD')}")
+        assert f" {kwh}  " in text and f" {line.duration_s // 3600}:{line.duration_s % 3600 // 60:02d}  " in text
+        if n != 3:
+            assert f"  MAPLE-{n % 4} #1  " in text
+        if n % 2:  # the second window on the next text line, same page, under the first
+            following = pages[page_number][at + 1]
+            assert following.index("night 0.18/kWh") == text.index("day 0.32/kWh")
+    # The long label: all of it, in the connector column, on the lines of its own row.
+    page_number, at, text = rows[3]
+    start = text.index("Visitor")
+    stop = text.index(f" {lines[3].energy_wh // 1000}.")
+    block = [text]
+    for following in pages[page_number][at + 1:]:
+        if starts.match(following) or not following.strip():
+            break
+        block.append(following)
+    assert len(block) > 2, "the label takes more lines than the row's two rate windows"
+    # (pypdf may read a space into a word where a line's glyph positions are adjusted: compared without spaces)
+    assert "".join("".join(part[start:stop] for part in block).split()) == "".join(long_label.split())
+    assert all(not part[:start].strip() for part in block[1:]), "nothing of it under the other columns"
+    page_number, at, text = rows[5]  # the prior-period note, under the description, in its column
+    start, stop = text.index("Charging"), text.index("MAPLE-1")
+    note = [part[start:stop] for part in pages[page_number][at + 1:at + 4] if not starts.match(part)]
+    assert " ".join(" ".join(note).split()).startswith("Earlier period, received late")
+    assert f"Total {display(statement.total, 'USD')}" in " ".join(" ".join(text for page in pages for text in page).split())
+    assert rows[7][2].endswith("$1,007.00")
 
 
 def test_the_statement_is_mailed_once_with_its_pdf(world, committed, smtp_inbox):
