@@ -41,6 +41,7 @@ _lock = threading.Lock()
 _state: dict[str, Any] = {"pid": None}
 _subsets: dict[tuple, tuple[frozenset[int], bytes]] = {}
 _stripped: dict[tuple, bytes] = {}
+_digests: dict[tuple[int, int], tuple[tuple[bytes, bytes], ...]] = {}
 
 
 class _QuietFontWarnings(logging.Filter):
@@ -95,7 +96,7 @@ def _install_subset_cache() -> None:
         # glyphs the text needs (then the subset gets a .notdef outline), are subset as WeasyPrint does.
         if not to_unicode or font.missing or font.variations or font.png or font.svg or font.colr:
             return original(font, to_unicode, hinting)
-        key = (hashlib.blake2b(font.file_content, digest_size=16).digest(), font.index, bool(hinting))
+        key = (_digest(font), font.index, bool(hinting))
         used = frozenset(to_unicode)
         with _lock:
             glyphs, content = _subsets.get(key, (frozenset(), b""))
@@ -114,6 +115,22 @@ def _install_subset_cache() -> None:
 
     subset.shared_subsets = True  # type: ignore[attr-defined]
     Font.subset = subset
+
+
+def _digest(font) -> bytes:
+    """A hash of ``font``'s file. WeasyPrint copies the file out of HarfBuzz for every PDF; comparing that
+    copy with the one hashed last time (memcmp) costs a tenth of hashing it again."""
+    content = font.file_content
+    size_key = (font.index, len(content))
+    with _lock:
+        seen = _digests.get(size_key, ())
+    for known, digest in seen:
+        if known == content:
+            return digest
+    digest = hashlib.blake2b(content, digest_size=16).digest()
+    with _lock:
+        _digests[size_key] = (*seen, (content, digest))
+    return digest
 
 
 def _without_layout_tables(font, key: tuple) -> bytes:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from django.template.loader import render_to_string
-from django.utils import formats, translation
+from django.utils import dateformat, formats, translation
 from django.utils.timezone import localtime
 
 from apps.core import pdf
@@ -50,12 +50,13 @@ def _line_rows(statement: Statement, lines: list) -> tuple[str, list[str]]:
                line_text.Column(gettext("Amount"), right=True)]
     zone = ZoneInfo(statement.parties.get("building", {}).get("timezone") or "UTC")
     late = gettext("Earlier period, received late")
+    day_format = formats.get_format("SHORT_DATE_FORMAT")  # the language's, as the date filter shows it
     cells = []
     for line in lines:
         when = []
         if line.occurred_at:
             local = localtime(line.occurred_at, zone)
-            when = [f"{formats.date_format(local, 'SHORT_DATE_FORMAT')} {formats.time_format(local, 'H:i')}"]
+            when = [f"{dateformat.format(local, day_format)} {dateformat.time_format(local, 'H:i')}"]
         amount = line.gross if statement.prices_include_tax else line.amount
         cells.append([when, [line.description] + ([late] if line.prior_period else []),
                       [line.connector_label] if line.connector_label else [], [kwh(line.energy_wh)],

@@ -33,6 +33,8 @@ class Column:
 
 
 def _wrap(text: str, width: int) -> list[str]:
+    if len(text) <= width:  # most cells: textwrap costs more than the rest of a row
+        return [text]
     return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
 
 
