@@ -21,9 +21,8 @@ STYLESHEET = "statements/statement.css"
 
 
 def _usage(statement: Statement, lines: list) -> str:
-    """The usage chart as an image's data: URL. WeasyPrint lays out an inline <svg>'s ~100 elements
-    (a bar, its title and labels per day) as part of the page, an image as one box: 10 % of a statement's
-    rendering time."""
+    """The usage chart as an image's data: URL. WeasyPrint lays out an inline <svg>'s elements as part of
+    the page, an image as one box (its bars are one path: see chart.usage_svg)."""
     timezone = statement.parties.get("building", {}).get("timezone", "UTC")
     per_day: dict = defaultdict(int)
     for line in lines:
