@@ -11,7 +11,8 @@ every PDF is done once per process here:
   holding more glyphs than a PDF uses serves it just as well: the first PDFs of a process make a subset of
   every glyph seen so far, and the next PDFs whose glyphs are all in it embed that one as it is. A PDF
   carries at most a few kilobytes of glyphs it does not show; its text, widths and ToUnicode map are its
-  own.
+  own. The font given to the subsetter is the font without its layout tables (GSUB, GPOS...), which
+  fontTools would decode only to drop them: a subset takes a third of the time.
 
 Its loggers are quieted here too: fontTools logs every table it touches at INFO, and WeasyPrint warns for
 each font that it uses fontTools rather than HarfBuzz-Subset.
@@ -20,6 +21,7 @@ each font that it uses fontTools rather than HarfBuzz-Subset.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import threading
@@ -32,10 +34,14 @@ logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 # A subset is grown up to this many glyphs (Latin text uses ~150 per font); past it, a PDF with more glyphs
 # gets its own subset, as WeasyPrint would make it.
 MAX_SHARED_GLYPHS = 2_000
+# Tables removed from a font before it is subset (see _without_layout_tables).
+UNUSED_TABLES = ("GSUB", "GPOS", "GDEF", "kern", "morx", "BASE", "JSTF", "MATH")
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"pid": None}
 _subsets: dict[tuple, tuple[frozenset[int], bytes]] = {}
+_stripped: dict[tuple, bytes] = {}
+_digests: dict[tuple[int, int], tuple[tuple[bytes, bytes], ...]] = {}
 
 
 class _QuietFontWarnings(logging.Filter):
@@ -90,7 +96,7 @@ def _install_subset_cache() -> None:
         # glyphs the text needs (then the subset gets a .notdef outline), are subset as WeasyPrint does.
         if not to_unicode or font.missing or font.variations or font.png or font.svg or font.colr:
             return original(font, to_unicode, hinting)
-        key = (hashlib.blake2b(font.file_content, digest_size=16).digest(), font.index, bool(hinting))
+        key = (_digest(font), font.index, bool(hinting))
         used = frozenset(to_unicode)
         with _lock:
             glyphs, content = _subsets.get(key, (frozenset(), b""))
@@ -100,7 +106,7 @@ def _install_subset_cache() -> None:
         wider = glyphs | used
         if len(wider) > MAX_SHARED_GLYPHS:
             return original(font, to_unicode, hinting)
-        whole = font.file_content
+        font.file_content = whole = _without_layout_tables(font, key)
         original(font, dict.fromkeys(wider, ""), hinting)
         if font.file_content is not whole:  # subset (WeasyPrint keeps the whole font when it cannot)
             with _lock:
@@ -109,3 +115,40 @@ def _install_subset_cache() -> None:
 
     subset.shared_subsets = True  # type: ignore[attr-defined]
     Font.subset = subset
+
+
+def _digest(font) -> bytes:
+    """A hash of ``font``'s file. WeasyPrint copies the file out of HarfBuzz for every PDF; comparing that
+    copy with the one hashed last time (memcmp) costs a tenth of hashing it again."""
+    content = font.file_content
+    size_key = (font.index, len(content))
+    with _lock:
+        seen = _digests.get(size_key, ())
+    for known, digest in seen:
+        if known == content:
+            return digest
+    digest = hashlib.blake2b(content, digest_size=16).digest()
+    with _lock:
+        _digests[size_key] = (*seen, (content, digest))
+    return digest
+
+
+def _without_layout_tables(font, key: tuple) -> bytes:
+    """``font``'s file without the tables a PDF never uses, made once per process.
+
+    WeasyPrint's fontTools subsetting drops GSUB and GPOS (and so GDEF and the legacy kern table: the PDF
+    places every glyph itself), yet decodes them first: most of its 0.1 s per subset of DejaVu Sans. Removed
+    beforehand, unread, they cost nothing and the subset is made in a third of the time."""
+    if key not in _stripped:
+        from fontTools.ttLib import TTFont
+
+        collection = font.file_content[:4] == b"ttcf"
+        face = TTFont(io.BytesIO(font.file_content), lazy=True, fontNumber=font.index if collection else -1)
+        for tag in UNUSED_TABLES:
+            if tag in face:
+                del face[tag]
+        out = io.BytesIO()
+        face.save(out)
+        with _lock:
+            _stripped[key] = out.getvalue()
+    return _stripped[key]

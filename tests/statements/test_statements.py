@@ -200,7 +200,79 @@ def test_statements_rendered_one_after_another_each_get_their_own_pdf(world, com
         assert statement.resident.user.email in text
         fonts = {str(ref.get_object()["/BaseFont"]).split("+")[1]
                  for page in reader.pages for ref in page["/Resources"]["/Font"].values()}
-        assert fonts == {"DejaVu-Sans", "DejaVu-Sans-Bold"}
+        assert fonts == {"DejaVu-Sans", "DejaVu-Sans-Bold", "DejaVu-Sans-Mono", "DejaVu-Sans-Mono-Bold"}
+
+
+def test_every_line_of_a_long_statement_is_in_the_pdf_on_one_row_of_aligned_columns(world, committed):
+    """The lines are monospaced text (apps/statements/line_text.py): each line's date and time,
+    description, connector, kWh, duration, rate and amount on one text line, every column at the same
+    position on every row and page; a second rate window, a prior-period note or a connector label too
+    long for its column continue on the next text lines, inside their column, all there; a line's text
+    stays on one page; the totals are the statement's own."""
+    import io
+    import re
+    from zoneinfo import ZoneInfo
+
+    import pypdf
+
+    from apps.statements.money import display
+
+    long_label = "Visitor spot B-12 (north ramp, level -2) · PARKADE-NORTH-0001 #2"
+    lines = []
+    for n in range(60):
+        amount = Decimal("1000.00") + n if n == 7 else Decimal(n + 1) / 4
+        lines.append(LineInput(
+            kind=StatementLine.Kind.SESSION, description=f"Charging session {500 + n}", amount=amount,
+            energy_wh=1_000 + 37 * n, occurred_at=datetime(2026, 11, 1 + n % 28, 8 + n % 12, 5, tzinfo=UTC),
+            duration_s=600 + 60 * n, connector_label=long_label if n == 3 else f"MAPLE-{n % 4} #1",
+            window="day 0.32/kWh; night 0.18/kWh" if n % 2 else "day 0.32/kWh", prior_period=n == 5))
+    with in_schema(world.maple.schema_name):
+        draft = services.statement_draft_create(resident=_resident(world.maple), currency="USD", lines=lines)
+        statement = services.statement_finalize(statement_id=draft.pk, now=NOW)
+        pdf = bytes(services.statement_render(statement_id=statement.pk, now=NOW).pdf)
+    pages = [page.extract_text().split("\n") for page in pypdf.PdfReader(io.BytesIO(pdf)).pages]
+    assert len(pages) >= 3
+    starts = re.compile(r"\d\d/\d\d/2026 \d\d:\d\d  Charging session (\d+) ")
+    rows = {}
+    for page_number, page in enumerate(pages):
+        for at, text in enumerate(page):
+            if found := starts.match(text):
+                rows[int(found.group(1)) - 500] = (page_number, at, text)
+    assert sorted(rows) == list(range(60)), "every line of the statement, once each"
+    assert len({len(text) for _, _, text in rows.values()}) == 1, "every amount ends at the same column"
+    day_column = {text.index(" day 0.32/kWh") for _, _, text in rows.values()}
+    assert len(day_column) == 1, "the rate column starts at one place on every page"
+    for n, (page_number, at, text) in rows.items():
+        line = lines[n]
+        local = line.occurred_at.astimezone(ZoneInfo(world.maple.timezone))  # the building's time
+        kwh = f"{line.energy_wh // 1000}.{line.energy_wh % 1000:03d}"
+        assert text.startswith(f"{local:%m/%d/%Y %H:%M}  Charging session {500 + n}  ")
+        assert text.endswith(f"  {display(line.amount, 'USD')}")
+        assert f" {kwh}  " in text and f" {line.duration_s // 3600}:{line.duration_s % 3600 // 60:02d}  " in text
+        if n != 3:
+            assert f"  MAPLE-{n % 4} #1  " in text
+        if n % 2:  # the second window on the next text line, same page, under the first
+            following = pages[page_number][at + 1]
+            assert following.index("night 0.18/kWh") == text.index("day 0.32/kWh")
+    # The long label: all of it, in the connector column, on the lines of its own row.
+    page_number, at, text = rows[3]
+    start = text.index("Visitor")
+    stop = text.index(f" {lines[3].energy_wh // 1000}.")
+    block = [text]
+    for following in pages[page_number][at + 1:]:
+        if starts.match(following) or not following.strip():
+            break
+        block.append(following)
+    assert len(block) > 2, "the label takes more lines than the row's two rate windows"
+    # (pypdf may read a space into a word where a line's glyph positions are adjusted: compared without spaces)
+    assert "".join("".join(part[start:stop] for part in block).split()) == "".join(long_label.split())
+    assert all(not part[:start].strip() for part in block[1:]), "nothing of it under the other columns"
+    page_number, at, text = rows[5]  # the prior-period note, under the description, in its column
+    start, stop = text.index("Charging"), text.index("MAPLE-1")
+    note = [part[start:stop] for part in pages[page_number][at + 1:at + 4] if not starts.match(part)]
+    assert " ".join(" ".join(note).split()).startswith("Earlier period, received late")
+    assert f"Total {display(statement.total, 'USD')}" in " ".join(" ".join(text for page in pages for text in page).split())
+    assert rows[7][2].endswith("$1,007.00")
 
 
 def test_the_statement_is_mailed_once_with_its_pdf(world, committed, smtp_inbox):
