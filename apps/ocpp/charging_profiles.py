@@ -309,11 +309,13 @@ def fallbacks(request: ProfileRequest, capabilities: Capabilities, quirks: Quirk
 
 
 def is_change(wanted_a: Decimal, held_a: Decimal | None, *, threshold_a: Decimal = ONE) -> bool:
-    """Whether a new limit is worth sending: the charger holds nothing known, or it differs by ``threshold_a``.
+    """Whether a new limit is worth sending: the charger holds nothing known, it is lower (a decrease of any size
+    is sent: the plan fills its limits to the last tenth, and 0.1 A kept above it by one gun is an overshoot of
+    the whole node), or it is higher by ``threshold_a``.
 
     A limit to or from 0 A always counts (pausing and resuming a session is never a no-op).
     """
-    if held_a is None:
+    if held_a is None or wanted_a < held_a:
         return True
     if (wanted_a == 0) != (held_a == 0):
         return True

@@ -8,8 +8,9 @@ daphne process holds each charger's socket). The profiles themselves are apps.oc
 A dispatch:
 1. reads the plan: every charger with a limit wanted or its profiles to send again (it connected or
    booted), its connectors, their open transactions and what each holds;
-2. skips what would not change (less than 1 A from what the charger acknowledged, the lease not yet half
-   gone); a connector without a transaction keeps its TxDefaultProfile until one starts;
+2. skips what would not change (an increase of less than 1 A over what the charger acknowledged, the lease
+   not yet half gone; a decrease is always sent); a connector without a transaction keeps its
+   TxDefaultProfile until one starts;
 3. sends, to every charger at once (each charger's calls one after the other, as OCPP wants), every
    *decrease*, then the static profiles of chargers that need them (ChargePointMaxProfile from the
    circuit, TxDefaultProfile per connector: both only ever protect, so no increase waits for them);

@@ -168,7 +168,9 @@ def test_quirks_round_trip_through_json():
 
 
 def test_changes_decreases_and_the_static_limits():
-    assert not is_change(Decimal("16.5"), Decimal("16"))
+    assert not is_change(Decimal("16.5"), Decimal("16")) and not is_change(Decimal(16), Decimal(16))
+    # A decrease is always sent, however small: skipping 20.4 -> 20.3 A kept a 20 kW cabinet at 20,010 W.
+    assert is_change(Decimal("20.3"), Decimal("20.4"))
     assert is_change(Decimal(17), Decimal(16)) and is_change(Decimal(6), None)
     assert is_change(Decimal(0), Decimal("0.5")) and is_change(Decimal("0.5"), Decimal(0))
     assert is_decrease(Decimal(6), None) and is_decrease(Decimal(6), Decimal(7)) and not is_decrease(Decimal(8),

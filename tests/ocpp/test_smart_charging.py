@@ -158,6 +158,12 @@ async def test_the_three_purposes_on_the_wire_then_a_change_under_1_a_is_not_sen
     assert outcomes(await dispatch(maple_schema, charger), pk1) == {pk1: "accepted"}
     assert [p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
             for p in profiles_sent(charger, sent)] == [11.5]
+    # A decrease is sent however small: 0.1 A kept above the plan is an overshoot of the node.
+    sent = len(charger.received_calls)
+    await set_limits(maple_schema, {pk1: "11.4"})
+    assert outcomes(await dispatch(maple_schema, charger), pk1) == {pk1: "accepted"}
+    assert [p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+            for p in profiles_sent(charger, sent)] == [11.4]
     await charger.transport.disconnect()
 
 
