@@ -283,7 +283,15 @@ def test_a_state_written_before_demands_existed_still_reads():
     state = run(building, [session("g0")], [meter(0)]).state
     old = json.loads(statecodec.encode(state))
     for memory in old["connectors"].values():
-        for key in ("need", "need_served_ppm", "need_at", "need_demand_wh", "need_departure", "done"):
+        for key in ("need", "need_served_ppm", "need_at", "need_demand_wh", "need_departure", "done",
+                    "lowered_at", "lowered_from_ma", "paused_on_lag"):
             del memory[key]
+    for estimate in old["estimates"].values():
+        del estimate["provisional_ma"], estimate["provisional_at"]
     decoded = statecodec.decode(json.dumps(old))
     assert decoded is not None and decoded.connectors["g0"].need is None and not decoded.connectors["g0"].done
+    assert decoded.connectors["g0"].lowered_at is None and not decoded.connectors["g0"].paused_on_lag
+    assert decoded.estimates["supply"].provisional_ma == (0, 0, 0)
+    # A damaged value per phase (two instead of three) is no state at all: the allocator starts afresh.
+    old["estimates"]["supply"]["provisional_ma"] = [0, 0]
+    assert statecodec.decode(json.dumps(old)) is None
