@@ -47,6 +47,22 @@ def database_url_for_subprocesses() -> str:
     return f"postgres://{user}{password}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def subprocess_env(database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a server process of this run: the test database, this run's Redis and channel-layer
+    prefix, plus ``extra``."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": settings.REDIS_URL,
+        "CHANNEL_LAYER_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+        "DJANGO_SETTINGS_MODULE": "hoa_charging.settings",
+        "PYTHONUNBUFFERED": "1",
+        **(extra or {}),
+    }
+    env.pop("TEST_DATABASE_NAME", None)
+    return env
+
+
 class Daphne:
     """A real daphne process on a free port, sharing this run's Redis and channel-layer prefix.
 
@@ -60,16 +76,7 @@ class Daphne:
         self.port = free_port()
         self.args = args
         self.url = f"ws://127.0.0.1:{self.port}/ocpp/"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": settings.REDIS_URL,
-            "CHANNEL_LAYER_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
-            "DJANGO_SETTINGS_MODULE": "hoa_charging.settings",
-            "PYTHONUNBUFFERED": "1",
-            "LOG_LEVEL": "WARNING",
-            **(env or {}),
-        }
+        self.env = subprocess_env(database_url, {"LOG_LEVEL": "WARNING", **(env or {})})
         self.log = log_path.open("w")
         self.process: subprocess.Popen | None = None
 
@@ -118,16 +125,7 @@ class CeleryWorker:
 
     def __init__(self, database_url: str, *, env: dict[str, str] | None = None, log_path: Path | None = None,
                  loglevel: str = "WARNING", purge: bool = True):
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": settings.REDIS_URL,
-            "CHANNEL_LAYER_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
-            "DJANGO_SETTINGS_MODULE": "hoa_charging.settings",
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
-        self.env.pop("TEST_DATABASE_NAME", None)
+        self.env = subprocess_env(database_url, env)
         self.log_path, self.loglevel, self.purge = log_path, loglevel, purge
         self.log = None
         self.process: subprocess.Popen | None = None

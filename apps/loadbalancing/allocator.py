@@ -439,10 +439,10 @@ def allocate(
             memory = None
         dc = _dc_of(connector, tree.nodes[node_index], params) if connector.dc else None
         if session is not None:
-            seen = _fresh_draw(connector, session, dc, memory, now, params, warnings)
-            for p, ma in seen.items():
+            draw = _sample_ma(connector, session, dc, now, params, warnings)
+            for p, ma in _fresh_draw(connector, draw, memory, warnings).items():
                 ev_seen[node_index][p] += ma
-            for p, ma in _lagging(connector, session, dc, memory, now, params).items():
+            for p, ma in _lagging(draw, memory, now, params).items():
                 lagging[node_index][p] += ma
         if not connector.online or not connector.compliant:
             worst = _worst_ma(connector, dc)
@@ -679,22 +679,26 @@ def _believable(at: datetime | None, now: datetime, max_age_s: int, params: Para
     return at is not None and at <= now + _seconds(params.clock_skew_s) and now - at <= _seconds(max_age_s)
 
 
-def _fresh_draw(
-    connector: Connector, session: Session, dc: _Dc | None, memory: ConnectorMemory | None, now: datetime,
-    params: Parameters, warnings: list[str],
-) -> dict[int, int]:
-    """What this session's meter says it draws, per grid phase in mA, bounded by the limit it was given.
-
-    Only subtracted from the site meter when recent; bounded by the previous limit so that a charger that
-    accepts a lower limit and does not apply it leaves its excess in the non-EV load (safe side).
-    """
+def _sample_ma(
+    connector: Connector, session: Session, dc: _Dc | None, now: datetime, params: Parameters, warnings: list[str],
+) -> dict[int, int] | None:
+    """What this session's meter says it draws, per grid phase in mA; None unless recent and not stamped ahead."""
     if session.draw_at is not None and session.draw_at > now + _seconds(params.clock_skew_s):
         warnings.append(f"{connector.key}: its meter values are stamped {session.draw_at.isoformat()}, ahead of "
                         "now; check the charger's clock (not believed)")
-        return {}
+        return None
     if not _believable(session.draw_at, now, params.ev_sample_max_age_s, params):
-        return {}
-    draw = _draw_ma(connector, session, dc)
+        return None
+    return _draw_ma(connector, session, dc)
+
+
+def _fresh_draw(
+    connector: Connector, draw: dict[int, int] | None, memory: ConnectorMemory | None, warnings: list[str],
+) -> dict[int, int]:
+    """What to subtract from the site meter for this session (its believed sample, _sample_ma), per grid phase in
+    mA, bounded by the limit it was given: a charger that accepts a lower limit and does not apply it leaves
+    its excess in the non-EV load (safe side).
+    """
     if draw is None:
         return {}
     # A session seen for the first time has no limit from us yet, and a paused one has 0: what they draw
@@ -706,8 +710,7 @@ def _fresh_draw(
 
 
 def _lagging(
-    connector: Connector, session: Session, dc: _Dc | None, memory: ConnectorMemory | None, now: datetime,
-    params: Parameters,
+    draw: dict[int, int] | None, memory: ConnectorMemory | None, now: datetime, params: Parameters,
 ) -> dict[int, int]:
     """What a car whose limit went down less than follow_s ago may still draw above its new limit, per grid phase
     in mA: the excess its latest sample shows, up to the limit it was lowered from.
@@ -720,12 +723,7 @@ def _lagging(
     """
     if memory is None or memory.lowered_at is None or memory.lowered_from_ma is None:
         return {}
-    if now - memory.lowered_at > _seconds(params.follow_s):
-        return {}
-    if not _believable(session.draw_at, now, params.ev_sample_max_age_s, params):
-        return {}
-    draw = _draw_ma(connector, session, dc)
-    if draw is None:
+    if draw is None or now - memory.lowered_at > _seconds(params.follow_s):
         return {}
     out = {p: min(ma, memory.lowered_from_ma) - memory.limit_ma for p, ma in draw.items()}
     return {p: ma for p, ma in out.items() if ma > 0}

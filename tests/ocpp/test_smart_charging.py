@@ -402,6 +402,25 @@ async def test_a_charger_of_another_building_never_gets_this_buildings_limits(
         await charger.transport.disconnect()
 
 
+async def held_then_sent_after(schema: str, slow: tuple, other: tuple, while_held=None) -> None:
+    """The limits are set: ``slow`` (charger, id, connector pk, its ProfileMemory) does not answer its decrease in
+    time, so ``other``'s (charger, id, connector pk) profile is held; once ``slow`` answers again, the next
+    dispatch sends both, ``slow``'s first."""
+    a, a_id, a1, memory_a = slow
+    b, b_id, b1 = other
+    memory_a.hold = True  # A never answers in time
+    sent_b = len(b.received_calls)
+    report = await dispatch(schema, a, b, timeout=1)
+    assert outcomes(report, a1, b1) == {a1: "timeout", b1: "held"}
+    assert profiles_sent(b, sent_b) == []
+    if while_held is not None:
+        await while_held()
+    memory_a.hold = False
+    report = await dispatch(schema, a, b)
+    assert outcomes(report, a1, b1) == {a1: "accepted", b1: "accepted"}
+    assert report.sent.index((a_id, 1, "TxProfile")) < report.sent.index((b_id, 1, "TxProfile"))
+
+
 async def test_a_new_session_starts_only_after_the_decreases_are_acknowledged(maple_schema, new_charger,
                                                                               dispatch_requests):
     """A transaction with no limit sent yet charges under its TxDefaultProfile (0 A here): its first TxProfile
@@ -416,17 +435,8 @@ async def test_a_new_session_starts_only_after_the_decreases_are_acknowledged(ma
     assert memory_b.limit(1, "TxDefaultProfile") == 0
     await start(b, 1)
 
-    memory_a.hold = True  # A never answers in time
-    sent_b = len(b.received_calls)
     await set_limits(maple_schema, {a1: "8", b1: "8"})
-    report = await dispatch(maple_schema, a, b, timeout=1)
-    assert outcomes(report, a1, b1) == {a1: "timeout", b1: "held"}
-    assert profiles_sent(b, sent_b) == []
-
-    memory_a.hold = False
-    report = await dispatch(maple_schema, a, b)
-    assert outcomes(report, a1, b1) == {a1: "accepted", b1: "accepted"}
-    assert report.sent.index((a_id, 1, "TxProfile")) < report.sent.index((b_id, 1, "TxProfile"))
+    await held_then_sent_after(maple_schema, (a, a_id, a1, memory_a), (b, b_id, b1))
     assert memory_a.limit(1) == 8 and memory_b.limit(1) == 8
     for charger in (a, b):
         await charger.transport.disconnect()
@@ -442,21 +452,15 @@ async def test_increases_are_held_while_a_decrease_goes_unanswered(maple_schema,
     await set_limits(maple_schema, {a1: "16", b1: "10"})
     await dispatch(maple_schema, a, b)
 
-    memory_a.hold = True  # A never answers in time
-    sent_b = len(b.received_calls)
     await set_limits(maple_schema, {a1: "8", b1: "18"})
-    report = await dispatch(maple_schema, a, b, timeout=1)
-    assert outcomes(report, a1, b1) == {a1: "timeout", b1: "held"}
-    assert profiles_sent(b, sent_b) == []
-    row_a, row_b = await limit_row(maple_schema, a1), await limit_row(maple_schema, b1)
-    assert row_a.applied_a is None and row_a.dirty  # it may or may not hold 8 A: sent again next time
-    assert row_b.applied_a == 10 and row_b.dirty and "held back" in row_b.note
+
+    async def while_held() -> None:
+        row_a, row_b = await limit_row(maple_schema, a1), await limit_row(maple_schema, b1)
+        assert row_a.applied_a is None and row_a.dirty  # it may or may not hold 8 A: sent again next time
+        assert row_b.applied_a == 10 and row_b.dirty and "held back" in row_b.note
 
     # A answers again: the next dispatch sends the decrease again and, once it is acknowledged, the increase.
-    memory_a.hold = False
-    report = await dispatch(maple_schema, a, b)
-    assert outcomes(report, a1, b1) == {a1: "accepted", b1: "accepted"}
-    assert report.sent.index((a_id, 1, "TxProfile")) < report.sent.index((b_id, 1, "TxProfile"))
+    await held_then_sent_after(maple_schema, (a, a_id, a1, memory_a), (b, b_id, b1), while_held)
     assert memory_a.limit(1) == 8 and memory_b.limit(1) == 18
     for charger in (a, b):
         await charger.transport.disconnect()
