@@ -73,7 +73,11 @@ def request(why: str) -> None:
 
 def run(schema: str, why: str, body: Callable[[str], object], rounds: int = 3) -> int:
     """Run ``body(why)`` under the building's lock, again while requests came in meanwhile; how many runs.
-    0: another worker holds the lock (it will see the pending mark and run again)."""
+    0: another worker holds the lock (it will see the pending mark and run again).
+
+    After ``rounds`` runs (so that one busy building does not keep a worker from the others), a request
+    still pending is queued again: the task it queued itself found the lock taken and left it to this run,
+    so without that nobody would run it, and the mark would swallow every request until it expires."""
     redis = live_store.sync_client()
     token = uuid.uuid4().hex
     done = 0
@@ -90,7 +94,21 @@ def run(schema: str, why: str, body: Callable[[str], object], rounds: int = 3) -
             redis.eval(_RELEASE, 1, _lock(schema), token)
         if not redis.exists(_pending(schema)):
             break
+    else:
+        still = redis.get(_pending(schema))
+        if still is not None:
+            _requeue(schema, still)
     return done
+
+
+def _requeue(schema: str, why: str) -> None:
+    """Queue a run for a pending mark left behind (the mark stands for this task now)."""
+    if _queue is None:
+        from apps.loadbalancing import tasks  # noqa: F401  (sets the queue)
+    try:
+        _queue(schema, why)  # type: ignore[misc]
+    except Exception:
+        log.exception("could not queue a balancing run of %s (%s); the periodic run will do it", schema, why)
 
 
 # --- the listeners (apps/loadbalancing/apps.py registers them) ---------------------------------

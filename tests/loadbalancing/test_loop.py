@@ -225,6 +225,37 @@ def test_requests_are_debounced_and_one_building_runs_one_at_a_time(world):
         redis.delete(triggers._pending(schema), triggers._lock(schema))
 
 
+def test_a_request_left_pending_after_the_last_round_is_queued_again(world):
+    """Readings every second and runs of half a second: a request comes in during every round. Its own task found
+    the lock taken and left it to the run in progress; after its last round that run must queue it, or the
+    mark would swallow every request (the readings that show a rise too) until it expires."""
+    schema = f"lbtest_{uuid.uuid4().hex[:6]}"
+    queued: list[tuple[str, str]] = []
+    previous = triggers._queue
+    triggers.set_queue(lambda s, why: queued.append((s, why)))
+    try:
+        assert triggers.request_now(schema, "reading 0") is True
+        ran: list[str] = []
+
+        def body(why: str) -> None:
+            ran.append(why)
+            assert triggers.request_now(schema, f"reading {len(ran)}") is True
+            assert triggers.run(schema, "its own task", lambda w: ran.append("never")) == 0
+
+        assert triggers.run(schema, "reading 0", body, rounds=3) == 3
+        assert ran == ["reading 0", "reading 1", "reading 2"]
+        # "reading 3" is still pending: queued again, and its mark still folds the next readings into it.
+        assert queued == [(schema, "reading 0"), (schema, "reading 1"), (schema, "reading 2"),
+                          (schema, "reading 3"), (schema, "reading 3")]
+        assert triggers.request_now(schema, "reading 4") is False
+        assert triggers.run(schema, "reading 3", lambda why: ran.append(why)) == 1
+        assert ran[-1] == "reading 3"
+    finally:
+        triggers.set_queue(previous)
+        redis = live_store.sync_client()
+        redis.delete(triggers._pending(schema), triggers._lock(schema))
+
+
 @pytest.mark.django_db
 def test_a_session_start_asks_for_a_run_once_it_commits(world, django_capture_on_commit_callbacks):
     schema = world.maple.schema_name
