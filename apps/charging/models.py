@@ -304,6 +304,10 @@ class ConnectorLimit(models.Model):
     applied_a = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True,
                                     help_text="What the charger acknowledged holding (empty: not known).")
     acknowledged_at = models.DateTimeField(null=True, blank=True)
+    default_reset_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="On a charger that refuses TxProfile (its live limit sits in the connector's TxDefaultProfile): "
+                  "when the safe default was last acknowledged there again.")
     transaction_id = models.IntegerField(null=True, blank=True, help_text="The transaction the TxProfile is for.")
     lease_until = models.DateTimeField(null=True, blank=True, help_text="Platform clock: then the floor applies.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

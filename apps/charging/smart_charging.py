@@ -204,6 +204,10 @@ class ConnectorPlan:
     transaction_received_at: datetime | None  # when the platform received its StartTransaction
     # A limit sent without an answer: until then the charger may still hold the one before (its lease's end)
     unconfirmed_until: datetime | None = None
+    # A charger that refuses TxProfile: when a live limit was last acknowledged (in the connector's
+    # TxDefaultProfile), and when the safe default was acknowledged there again
+    acknowledged_at: datetime | None = None
+    default_reset_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +272,8 @@ def dispatch_begin() -> list[ChargerPlan]:
             lease_until=limit.lease_until if held and limit else None,
             transaction_id=tx, transaction_received_at=received,
             unconfirmed_until=limit.lease_until if limit and limit.status == ConnectorLimit.Status.TIMEOUT else None,
+            acknowledged_at=limit.acknowledged_at if limit else None,
+            default_reset_at=limit.default_reset_at if limit else None,
         ))
     plans = []
     for cp in chargers:
@@ -345,12 +351,19 @@ def limit_record(outcomes: Iterable[LimitOutcome], *, planned_at: datetime, now:
 
 
 def charger_record_profiles(*, charge_point_pk: int, quirks: dict, static_ok: bool | None, note: str = "",
-                            failed: str = "", retry_at: datetime | None = None) -> None:
+                            failed: str = "", retry_at: datetime | None = None,
+                            defaults_reset: Iterable[int] = ()) -> None:
     """After a dispatch to one charger: the quirks learnt; its static profiles (ChargePointMax and TxDefault):
     True all accepted, False answered but not all accepted, None not sent or not all answered (sent again
     next time); ``failed``: what no fallback could make it accept (an alert for the managers; empty resolves
-    it); ``retry_at``: it did not answer, send nothing more before then (a reconnect clears it)."""
+    it); ``retry_at``: it did not answer, send nothing more before then (a reconnect clears it);
+    ``defaults_reset``: the connectors (numbers) whose TxDefaultProfile went back to the safe default, on a
+    charger whose live limits sit there (it refuses TxProfile)."""
     now = timezone.now()
+    numbers = list(defaults_reset)
+    if numbers:
+        ConnectorLimit.objects.filter(connector__charge_point_id=charge_point_pk,
+                                      connector__connector_id__in=numbers).update(default_reset_at=now)
     fields: dict = {"smart_charging_quirks": quirks, "smart_charging_note": note[:300], "updated_at": now,
                     "smart_charging_retry_at": retry_at}
     if static_ok is not None:

@@ -153,7 +153,8 @@ def dispatch_building(schema_name: str, send: AsyncSend = send_through_channel_l
                         charge_point_pk=charger.plan.pk, quirks=charger.quirks.to_json(),
                         static_ok=None if charger.unanswered else charger.static_ok, note="; ".join(charger.notes),
                         failed="; ".join(charger.failed),
-                        retry_at=_retry_at(charger, run.now))
+                        retry_at=_retry_at(charger, run.now),
+                        defaults_reset=charger.defaults_reset if charger.quirks.tx_profile_rejected else ())
         report.merge(run.report())
         with in_condominium(schema_name):
             if dispatch_release():
@@ -181,6 +182,7 @@ class _Charger:
     # Connectors whose live limit sits in their TxDefaultProfile (a charger that refuses TxProfile): the safe
     # default must not overwrite it.
     live_on_default: set[int] = field(default_factory=set)
+    defaults_reset: list[int] = field(default_factory=list)  # connectors whose safe default was acknowledged
     notes: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     sent: bool = False  # a profile went to it in this dispatch
@@ -325,13 +327,16 @@ class _Dispatch:
         counts as more). A transaction that no limit was sent for yet runs under its TxDefaultProfile, the safe
         default, once the charger accepted its static profiles: its first TxProfile is then an increase (from
         0 A on a charger that accepts it), sent only after the decreases are acknowledged. Sent among them, it
-        let a car start while another was still drawing what it was to give up."""
+        let a car start while another was still drawing what it was to give up. On a charger that refuses
+        TxProfile the live limits sit in the TxDefaultProfile: there the default is the safe one only if it was
+        acknowledged again after the last live limit (the reset after every session)."""
         if held is not None or charger.plan.resend or charger.plan.static_at is None:
             return held
         if c.unconfirmed_until is not None and c.unconfirmed_until > self.now:
             return None  # a limit went out without an answer: the charger may hold it
-        if charger.quirks.tx_profile_rejected:
-            return None  # its live limit sits in its TxDefaultProfile
+        if charger.quirks.tx_profile_rejected and c.acknowledged_at is not None and (
+                c.default_reset_at is None or c.default_reset_at < c.acknowledged_at):
+            return None  # its live limit sits in its TxDefaultProfile, and the safe default did not come back since
         return safe_a
 
     @staticmethod
@@ -356,6 +361,8 @@ class _Dispatch:
             if item.connector is None:
                 ok = answer.status == Status.ACCEPTED
                 charger.static_ok = ok if charger.static_ok is None else (charger.static_ok and ok)
+                if ok and item.request.purpose == cp_profiles.TX_DEFAULT:
+                    charger.defaults_reset.append(item.request.connector_id)
                 if not ok and answer.status in (Status.REJECTED, Status.NOT_SUPPORTED):
                     charger.failed.append(f"{item.request.purpose} on connector {item.request.connector_id} "
                                           f"{answer.status}")

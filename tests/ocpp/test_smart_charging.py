@@ -577,6 +577,40 @@ async def test_a_charger_refusing_tx_profiles_gets_its_safe_default_back_after_a
     await charger.transport.disconnect()
 
 
+async def test_on_a_charger_refusing_tx_profiles_a_new_session_waits_for_the_decreases_too(
+        maple_schema, new_charger, dispatch_requests):
+    """Its live limit sits in the connector's TxDefaultProfile; once the safe default went back there after the
+    last session (acknowledged), a new session starts under it, so its first limit is an increase too: held
+    while another charger's decrease goes unanswered, sent once it is acknowledged."""
+    a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
+    memory_a, memory_b = ProfileMemory(rejects=("TxProfile",)), ProfileMemory()
+    a, b = await connect(a_id, memory_a), await connect(b_id, memory_b)
+    first = await start(a, 1)
+    await start(b, 1)
+    a1, b1 = await connector_pk(maple_schema, a_id, 1), await connector_pk(maple_schema, b_id, 1)
+    await set_limits(maple_schema, {a1: "16", b1: "16"})
+    await dispatch(maple_schema, a, b)
+    assert memory_a.limit(1, "TxDefaultProfile") == 16 and memory_b.limit(1) == 16
+    await a.call("StopTransaction", {"transactionId": first, "meterStop": 100, "timestamp": iso(timezone.now())})
+    await dispatch(maple_schema, a, b)
+    assert memory_a.limit(1, "TxDefaultProfile") == 0  # the safe default is back, and acknowledged
+    await start(a, 1)
+
+    await set_limits(maple_schema, {a1: "8", b1: "8"})
+    memory_b.hold = True  # B never answers its decrease in time
+    sent_a = len(a.received_calls)
+    report = await dispatch(maple_schema, a, b, timeout=1)
+    assert outcomes(report, a1, b1) == {a1: "held", b1: "timeout"}
+    assert profiles_sent(a, sent_a) == [] and memory_a.limit(1, "TxDefaultProfile") == 0
+    memory_b.hold = False
+    report = await dispatch(maple_schema, a, b)
+    assert outcomes(report, a1, b1) == {a1: "accepted", b1: "accepted"}
+    assert report.sent.index((b_id, 1, "TxProfile")) < report.sent.index((a_id, 1, "TxDefaultProfile"))
+    assert memory_a.limit(1, "TxDefaultProfile") == 8 and memory_b.limit(1) == 8
+    for charger in (a, b):
+        await charger.transport.disconnect()
+
+
 async def test_a_limit_asked_for_an_earlier_session_is_not_applied_to_the_next(
         maple_schema, charger_id, dispatch_requests):
     memory = ProfileMemory()
