@@ -350,6 +350,10 @@ class Rise:
     wall: datetime  # the same moment on the wall clock, to find the balancer's run that read it
     reductions: list[float] = field(default_factory=list)
     seen: bool | None = None  # the balancer's estimate of the other load on its phase rose with it
+    # The run that saw it: from the POST to the run's start (debounce, queue, a run in progress), the run's
+    # own duration; the rest of the first reduced profile's time is the dispatch's.
+    run_wait_s: float | None = None
+    run_s: float | None = None
 
 
 class Meter:
@@ -508,7 +512,7 @@ def classify(rises: list[Rise]) -> None:
         return
     with in_schema(f"condo_{SLUG.replace('-', '_')}"):
         runs = list(BalancingRun.objects.filter(started_at__gte=rises[0].wall - timedelta(seconds=30))
-                    .order_by("started_at", "id").values_list("started_at", "non_ev_a"))
+                    .order_by("started_at", "id").values_list("started_at", "non_ev_a", "duration_us"))
     for rise in rises:
         after = next((k for k, (at, _) in enumerate(runs) if at >= rise.wall), None)
         if after is None or after == 0:
@@ -516,6 +520,8 @@ def classify(rises: list[Rise]) -> None:
         before = Decimal(runs[after - 1][1].get("supply", ["0"] * 3)[rise.phase])
         now = Decimal(runs[after][1].get("supply", ["0"] * 3)[rise.phase])
         rise.seen = now > before
+        rise.run_wait_s = (runs[after][0] - rise.wall).total_seconds()
+        rise.run_s = runs[after][2] / 1_000_000
 
 
 def percentiles(samples: list[float]) -> dict:
@@ -591,6 +597,11 @@ def main() -> int:
         "first_reduced_profile_all_rises": percentiles([min(r.reductions) for r in rises if r.reductions]),
         "first_reduced_profile": percentiles(first), "last_reduced_profile": percentiles(last),
         "every_reduced_profile": percentiles(every),
+        # where the first reduced profile's time went (seen and answered rises)
+        "post_to_run_start": percentiles([r.run_wait_s for r in seen if r.reductions and r.run_wait_s is not None]),
+        "run_duration": percentiles([r.run_s for r in seen if r.reductions and r.run_s is not None]),
+        "run_end_to_first_profile": percentiles([min(r.reductions) - r.run_wait_s - r.run_s for r in seen
+                                                 if r.reductions and r.run_s is not None]),
         "within_1s_first_pct": round(100 * sum(1 for x in first if x <= 1) / len(first), 1) if first else None,
         "reduced_profiles_per_rise": round(len(every) / len(rises), 2) if rises else None,
         "tx_profiles": len(world.profiles), "post_statuses": meter.statuses,
