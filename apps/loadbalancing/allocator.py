@@ -520,8 +520,11 @@ def allocate(
             if tree.nodes[n].max_power_w is not None:
                 plan.constraints.append((4 * n + 3, tree.nodes[n].voltage_v * len(plan.grid)))
 
-    # Part of the non-EV load may be cars still following a decrease: a car paused now may resume sooner.
-    lagging_now = any(ma > 0 for estimate in estimates.values() for ma in estimate.provisional_ma)
+    # Part of the non-EV load may be cars still following a decrease: a car paused now, on a node phase whose
+    # estimate holds such a provisional part, may resume sooner. Only there: a provisional rise on another
+    # meter's node, or on another phase, says nothing about why this car was paused.
+    provisional = {(tree.index[key], p) for key, estimate in estimates.items()
+                   for p, ma in enumerate(estimate.provisional_ma) if ma > 0}
 
     # --- floors: who runs
     slack = [cap[c] - fixed[c] for c in range(4 * n_nodes)]
@@ -548,7 +551,8 @@ def allocate(
         key = plan.connector.key
         value = plan.value if plan.index in run_set else 0
         limits[key] = _limit_of(plan, value)
-        memories[key] = _remember(plan, value, now, params, lagging_now)
+        lagging_here = any((n, p) in provisional for n in plan.path for p in plan.grid)
+        memories[key] = _remember(plan, value, now, params, lagging_here)
         if plan.index in run_set:
             at_node = planned[plan.path[-1]]
             for p in plan.grid:

@@ -641,3 +641,25 @@ def test_a_car_paused_by_cars_still_following_resumes_as_soon_as_they_followed()
     calm = run(building, quiet(71), [meter((0, 24, 0), at(71))], calm.state, at(71))
     assert calm.non_ev_a["supply"][1] == D(12)  # the drop is believed: there is room again
     assert all(amps(calm, key) == 0 and calm.why[key].why is Why.ROTATION for key in rested)
+
+
+def test_only_a_pause_on_the_phase_of_the_provisional_rise_is_a_pause_on_lag():
+    """A car paused on another phase, at the same moment, by a real rise of the other load there, rests its
+    min_pause_s like any: only the node phases whose estimate holds a provisional part explain a pause."""
+    building = guns(36, ["L2", "L2", "L2", "L1"])
+    cars = [f"g{i}" for i in range(4)]
+
+    def drawing(l2, l1, when):
+        return [session(key, draw_a=three((l1 if key == "g3" else l2, 0, 0)), draw_at=at(when)) for key in cars]
+
+    start = run(building, [session(key) for key in cars], [meter(0)])
+    steady = run(building, drawing(12, 12, 19), [meter((12, 36, 0), at(20))], start.state, at(20))
+    step = run(building, drawing(12, 12, 24), [meter((12, 48, 0), at(25))], steady.state, at(25))
+    assert [amps(step, key) for key in cars[:3]] == [D(8)] * 3 and amps(step, "g3") > 0
+    # L2's cars have not followed (their excess is provisional there); on L1 a machine takes 34 A for real.
+    lagging = run(building, drawing(12, 12, 25.5), [meter((12 + 34, 48, 0), at(26))], step.state, at(26))
+    assert lagging.state.estimates["supply"].provisional_ma == (0, 12_000, 0)
+    paused_l2 = [key for key in cars[:3] if amps(lagging, key) == 0]
+    assert len(paused_l2) == 1 and lagging.state.connectors[paused_l2[0]].paused_on_lag
+    assert amps(lagging, "g3") == 0
+    assert not lagging.state.connectors["g3"].paused_on_lag
