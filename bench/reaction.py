@@ -514,7 +514,7 @@ def classify(rises: list[Rise]) -> None:
         runs = list(BalancingRun.objects.filter(started_at__gte=rises[0].wall - timedelta(seconds=30))
                     .order_by("started_at", "id").values_list("started_at", "non_ev_a", "duration_us"))
     for rise in rises:
-        after = next((k for k, (at, _) in enumerate(runs) if at >= rise.wall), None)
+        after = next((k for k, (at, *_) in enumerate(runs) if at >= rise.wall), None)
         if after is None or after == 0:
             continue
         before = Decimal(runs[after - 1][1].get("supply", ["0"] * 3)[rise.phase])

@@ -43,3 +43,12 @@ def alert_resolve(*, kind: str, charge_point_id: str = "", connector_number: int
     return Alert.objects.filter(
         resolved_at__isnull=True, kind=kind, charge_point_id=charge_point_id, connector_number=connector_number
     ).update(resolved_at=timezone.now())
+
+
+def alerts_resolve(*, kind: str, charge_point_ids: list[str]) -> int:
+    """``alert_resolve`` for many chargers' own alerts (no connector) at once: one query."""
+    if not charge_point_ids:
+        return 0
+    return Alert.objects.filter(
+        resolved_at__isnull=True, kind=kind, charge_point_id__in=charge_point_ids, connector_number=None
+    ).update(resolved_at=timezone.now())

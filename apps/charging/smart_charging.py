@@ -5,7 +5,7 @@ condominium's schema; no I/O beyond the database.
 The load balancer (a layer above) calls ``limits_set``; on commit a dispatch is queued by whatever
 apps.ocpp named with ``limit_dispatch_queue`` (its Celery task ``dispatch_limits``), which reads the plan
 (``dispatch_begin``), talks to the chargers (apps/ocpp/smart_charging.py) and records the outcome here
-(``limit_record``, ``charger_record_profiles``). Each charger's refusals (its quirks, see
+(``limit_record``, ``chargers_record_profiles``). Each charger's refusals (its quirks, see
 apps/ocpp/charging_profiles.py) are kept as JSON on the charger; this module stores them, it does not read
 them. A connector that keeps drawing above what it acknowledged is flagged by ``connectors_over_limit``;
 ``unmanaged_draws`` is what the balancer must then count as load it does not control.
@@ -13,6 +13,7 @@ them. A connector that keeps drawing above what it acknowledged is flagged by ``
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.alerts.models import Alert
-from apps.alerts.services import alert_raise, alert_resolve
+from apps.alerts.services import alert_raise, alert_resolve, alerts_resolve
 from apps.charging.models import ChargePoint, ChargingSession, Connector, ConnectorLimit, LimitDispatch, MeterValue
 
 logger = logging.getLogger(__name__)
@@ -350,37 +351,54 @@ def limit_record(outcomes: Iterable[LimitOutcome], *, planned_at: datetime, now:
             rows.filter(requested_at__lte=planned_at).update(dirty=False)
 
 
-def charger_record_profiles(*, charge_point_pk: int, quirks: dict, static_ok: bool | None, note: str = "",
-                            failed: str = "", retry_at: datetime | None = None,
-                            defaults_reset: Iterable[int] = ()) -> None:
-    """After a dispatch to one charger: the quirks learnt; its static profiles (ChargePointMax and TxDefault):
-    True all accepted, False answered but not all accepted, None not sent or not all answered (sent again
-    next time); ``failed``: what no fallback could make it accept (an alert for the managers; empty resolves
-    it); ``retry_at``: it did not answer, send nothing more before then (a reconnect clears it);
-    ``defaults_reset``: the connectors (numbers) whose TxDefaultProfile went back to the safe default, on a
-    charger whose live limits sit there (it refuses TxProfile)."""
+@dataclass(frozen=True)
+class ChargerRecord:
+    """After a dispatch, for one charger: the quirks learnt; its static profiles (ChargePointMax and
+    TxDefault): True all accepted, False answered but not all accepted, None not sent or not all answered
+    (sent again next time); ``failed``: what no fallback could make it accept (an alert for the managers;
+    empty resolves it); ``retry_at``: it did not answer, send nothing more before then (a reconnect clears
+    it); ``defaults_reset``: the connectors (numbers) whose TxDefaultProfile went back to the safe default,
+    on a charger whose live limits sit there (it refuses TxProfile)."""
+
+    charge_point_pk: int
+    charge_point_id: str
+    quirks: dict
+    static_ok: bool | None
+    note: str = ""
+    failed: str = ""
+    retry_at: datetime | None = None
+    defaults_reset: tuple[int, ...] = ()
+
+
+def chargers_record_profiles(records: Iterable[ChargerRecord]) -> None:
+    """Store what a dispatch learnt of its chargers: one UPDATE per set of identical values (most chargers of a
+    round end alike), the alerts of those without a failure resolved in one query."""
     now = timezone.now()
-    numbers = list(defaults_reset)
-    if numbers:
-        ConnectorLimit.objects.filter(connector__charge_point_id=charge_point_pk,
-                                      connector__connector_id__in=numbers).update(default_reset_at=now)
-    fields: dict = {"smart_charging_quirks": quirks, "smart_charging_note": note[:300], "updated_at": now,
-                    "smart_charging_retry_at": retry_at}
-    if static_ok is not None:
-        fields["smart_charging_resend"] = False
-    if static_ok:
-        fields["static_profiles_at"] = now
-    ChargePoint.objects.filter(pk=charge_point_pk).update(**fields)
-    charge_point_id = ChargePoint.objects.filter(pk=charge_point_pk).values_list("charge_point_id", flat=True).first()
-    if charge_point_id is None:
-        return
-    if failed:
-        alert_raise(kind=Alert.Kind.CHARGING_LIMIT_FAILED, charge_point_id=charge_point_id,
-                    severity=Alert.Severity.CRITICAL,
-                    message=f"{charge_point_id}: charging limits not applied ({failed})"[:300],
-                    details={"failed": failed[:300], "quirks": quirks})
-    else:
-        alert_resolve(kind=Alert.Kind.CHARGING_LIMIT_FAILED, charge_point_id=charge_point_id)
+    groups: dict[str, tuple[dict, list[int]]] = {}
+    settled: list[str] = []
+    for record in records:
+        if record.defaults_reset:
+            ConnectorLimit.objects.filter(connector__charge_point_id=record.charge_point_pk,
+                                          connector__connector_id__in=record.defaults_reset
+                                          ).update(default_reset_at=now)
+        fields: dict = {"smart_charging_quirks": record.quirks, "smart_charging_note": record.note[:300],
+                        "updated_at": now, "smart_charging_retry_at": record.retry_at}
+        if record.static_ok is not None:
+            fields["smart_charging_resend"] = False
+        if record.static_ok:
+            fields["static_profiles_at"] = now
+        key = json.dumps(fields, sort_keys=True, default=str)
+        groups.setdefault(key, (fields, []))[1].append(record.charge_point_pk)
+        if record.failed:
+            alert_raise(kind=Alert.Kind.CHARGING_LIMIT_FAILED, charge_point_id=record.charge_point_id,
+                        severity=Alert.Severity.CRITICAL,
+                        message=f"{record.charge_point_id}: charging limits not applied ({record.failed})"[:300],
+                        details={"failed": record.failed[:300], "quirks": record.quirks})
+        else:
+            settled.append(record.charge_point_id)
+    for fields, pks in groups.values():
+        ChargePoint.objects.filter(pk__in=pks).update(**fields)
+    alerts_resolve(kind=Alert.Kind.CHARGING_LIMIT_FAILED, charge_point_ids=settled)
 
 
 # --- what the balancer reads -----------------------------------------------------------

@@ -44,9 +44,10 @@ from django.utils import timezone
 from apps.charging.models import ConnectorLimit
 from apps.charging.smart_charging import (
     ChargerPlan,
+    ChargerRecord,
     ConnectorPlan,
     LimitOutcome,
-    charger_record_profiles,
+    chargers_record_profiles,
     dispatch_begin,
     dispatch_claim,
     dispatch_release,
@@ -146,15 +147,15 @@ def dispatch_building(schema_name: str, send: AsyncSend = send_through_channel_l
         finally:
             with in_condominium(schema_name):
                 limit_record(run.outcomes.values(), planned_at=planned_at)
-                for charger in run.chargers.values():
-                    if not charger.touched(run.now):
-                        continue  # nothing sent nor learnt: its record, note and alerts stay as they are
-                    charger_record_profiles(
-                        charge_point_pk=charger.plan.pk, quirks=charger.quirks.to_json(),
-                        static_ok=None if charger.unanswered else charger.static_ok, note="; ".join(charger.notes),
-                        failed="; ".join(charger.failed),
+                # Nothing sent nor learnt: a charger's record, note and alerts stay as they are.
+                chargers_record_profiles(
+                    ChargerRecord(
+                        charge_point_pk=charger.plan.pk, charge_point_id=charger.plan.charge_point_id,
+                        quirks=charger.quirks.to_json(), static_ok=None if charger.unanswered else charger.static_ok,
+                        note="; ".join(charger.notes), failed="; ".join(charger.failed),
                         retry_at=_retry_at(charger, run.now),
-                        defaults_reset=charger.defaults_reset if charger.quirks.tx_profile_rejected else ())
+                        defaults_reset=tuple(charger.defaults_reset) if charger.quirks.tx_profile_rejected else ())
+                    for charger in run.chargers.values() if charger.touched(run.now))
         report.merge(run.report())
         with in_condominium(schema_name):
             if dispatch_release():

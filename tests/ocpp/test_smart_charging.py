@@ -489,6 +489,47 @@ def test_a_busy_dispatch_does_not_hold_back_the_next_request(db, maple_schema):
         app.control.purge()  # the retry, which no worker of this test runs
 
 
+def test_a_dispatch_records_its_chargers_in_a_few_queries(world, new_charger):
+    """After a round to many chargers, most of them end alike: one UPDATE per set of identical values and one
+    query resolving the alerts of those without a failure, not three queries per charger. A failure still
+    raises its charger's alert; another building's charger of the same pk range is never touched."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.alerts.services import alert_raise
+    from apps.core.tenants import in_schema
+
+    ids = [new_charger() for _ in range(12)]
+    other = new_charger(world.harbor_view)
+    schema = world.maple.schema_name
+    with in_schema(schema):
+        pks = dict(ChargePoint.objects.filter(charge_point_id__in=ids).values_list("charge_point_id", "pk"))
+        alert_raise(kind=Alert.Kind.CHARGING_LIMIT_FAILED, charge_point_id=ids[0], message="earlier failure")
+        retry = timezone.now() + timedelta(minutes=2)
+        records = [limits_db.ChargerRecord(charge_point_pk=pks[cp_id], charge_point_id=cp_id,
+                                           quirks={"tx_profile_rejected": True} if n == 1 else {},
+                                           static_ok=True, retry_at=retry if n == 2 else None,
+                                           failed="TxProfile on connector 1 Rejected" if n == 3 else "")
+                   for n, cp_id in enumerate(ids)]
+        with CaptureQueriesContext(connection) as queries:
+            limits_db.chargers_record_profiles(records)
+        statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("SET search_path")]
+        # three groups of values, the alerts of the other eleven resolved at once; the one alert raised (five,
+        # in its savepoint)
+        assert len([sql for sql in statements if "charging_chargepoint" in sql]) == 3, statements
+        assert len(statements) <= 3 + 1 + 5, statements
+        rows = {cp.charge_point_id: cp for cp in ChargePoint.objects.filter(charge_point_id__in=ids)}
+        assert all(rows[cp_id].static_profiles_at is not None and not rows[cp_id].smart_charging_resend
+                   for cp_id in ids)
+        assert rows[ids[1]].smart_charging_quirks == {"tx_profile_rejected": True}
+        assert rows[ids[2]].smart_charging_retry_at == retry and rows[ids[4]].smart_charging_retry_at is None
+        open_alerts = set(Alert.objects.filter(kind=Alert.Kind.CHARGING_LIMIT_FAILED, resolved_at__isnull=True,
+                                               charge_point_id__in=ids).values_list("charge_point_id", flat=True))
+        assert open_alerts == {ids[3]}
+    with in_schema(world.harbor_view.schema_name):
+        assert ChargePoint.objects.get(charge_point_id=other).static_profiles_at is None
+
+
 async def test_reaction_time_through_a_real_celery_worker(maple_schema, charger_id, test_database_url, settings):
     """From limits_set to the SetChargingProfile frame at the charger, through the broker, a Celery worker,
     the channel layer and the consumer: the 95th percentile of 20 changes stays under the 1 s target."""
