@@ -538,11 +538,14 @@ class ChargerSim:
                 profile = replace(profile, start_schedule=now)  # received now, whenever it is followed
             delay = self.profile_delay(self._profiles_received)
             self._profiles_received += 1
-            if delay:
-                # Answered now, checked as if applied now; followed after the delay.
+            if delay or self.pending_profiles:
+                # Answered now, checked as if applied now; followed after the delay, and never before a profile
+                # received earlier: a charger applies its profiles in the order it got them (the delay is the
+                # car's), so a quick 0 A must not be overtaken by the slower 16 A sent just before it.
                 copy.deepcopy(self.profiles).add(connector_id, profile, now, transaction_id)
-                self.pending_profiles.append((self.t + delay, self._profiles_received, connector_id, profile,
-                                              transaction_id))
+                after = max((apply_t for apply_t, *_ in self.pending_profiles), default=self.t)
+                self.pending_profiles.append((max(self.t + delay, after), self._profiles_received, connector_id,
+                                              profile, transaction_id))
                 return "Accepted", []
             # A TxProfile for a transaction started offline names the transactionId we now know.
             self.profiles.add(connector_id, profile, now, transaction_id)

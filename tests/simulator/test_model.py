@@ -280,6 +280,27 @@ def test_a_profile_is_answered_at_once_and_followed_after_the_charger_s_delay():
     assert cs.sim.set_charging_profile(1, tx_default("12", purpose="ChargePointMaxProfile"))[0] == "Rejected"
 
 
+def test_profiles_are_followed_in_the_order_received_whatever_their_delays():
+    """A 16 A profile that takes 5 s, then a 0 A one a second later that takes 1 s: the car ends at 0 A, as a real
+    charger would leave it (it applies its profiles in order; only the car is slow), not at the 16 A that landed
+    last. The other order let a gun draw 15.5 A for minutes while the platform believed it paused."""
+    charge_point_id = next(f"SIM-{n}" for n in range(1000)
+                           if delayed(1, 5, f"SIM-{n}").profile_delay(0) == 5
+                           and delayed(1, 5, f"SIM-{n}").profile_delay(1) == 1)
+    cs = CentralSystem(delayed(1, 5, charge_point_id))
+    cs.deliver(cs.sim.advance(T0))
+    cs.run(timedelta(seconds=30))
+    assert cs.sim.set_charging_profile(1, tx_profile("16"))[0] == "Accepted"
+    cs.deliver(cs.sim.advance(T0 + timedelta(seconds=31)))
+    assert cs.sim.set_charging_profile(1, tx_profile("0", profile_id=6))[0] == "Accepted"
+    cs.deliver(cs.sim.advance(T0 + timedelta(seconds=33)))
+    assert cs.sim.connectors[1].current_a == Decimal("32.0")  # neither followed yet: the first takes 5 s
+    cs.deliver(cs.sim.advance(T0 + timedelta(seconds=36)))
+    assert cs.sim.connectors[1].current_a == Decimal("0")
+    cs.deliver(cs.sim.advance(T0 + timedelta(seconds=60)))
+    assert cs.sim.connectors[1].current_a == Decimal("0") and cs.sim.pending_profiles == []
+
+
 def test_the_delays_stay_in_their_range_and_repeat_from_run_to_run():
     sim = delayed(1, 5)
     delays = [sim.profile_delay(n) for n in range(200)]
