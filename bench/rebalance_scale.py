@@ -29,7 +29,8 @@ guns (50 connectors), spread over the phases.
    plus the mean BalancingRun duration and the worker's and daphne's CPU. JSON in .local/bench/.
 
 ``inline``: the balancing run alone, building after building in this process (no Celery, no dispatch),
-every charger marked connected in Redis for it: time and queries per building, ``--profile`` a cProfile.
+every charger marked connected in Redis for it and 30 cars in every building: time and queries per building
+(the last of three passes), ``--profile`` a cProfile, ``--refresh`` as the periodic refresh runs them.
 """
 
 from __future__ import annotations
@@ -471,16 +472,17 @@ def run(args: argparse.Namespace) -> int:
     from apps.core import live_store
     from apps.core.tenants import in_schema
     from apps.loadbalancing import triggers
-    from apps.loadbalancing.services import _state_key
+    from apps.loadbalancing.services import _asked_key, _state_key
     from apps.ocpp import live
 
     with connection.cursor() as cursor:
         for b in range(1, args.buildings + 1):
             cursor.execute(f"DELETE FROM {schema(b)}.loadbalancing_balancingrun")
     for b in range(1, args.buildings + 1):
-        # What the last run left: the balancer's memory, the marks of queued runs and dispatches (the tasks
-        # are purged when the worker starts), a dispatch claim held by the worker it stopped.
-        live_store.sync_client().delete(_state_key(schema(b)), triggers._pending(schema(b)))
+        # What the last run left: the balancer's memory (and of the limits it asked), the marks of queued runs
+        # and dispatches (the tasks are purged when the worker starts), a dispatch claim held by the worker it
+        # stopped.
+        live_store.sync_client().delete(_state_key(schema(b)), _asked_key(schema(b)), triggers._pending(schema(b)))
         live.unmark(f"dispatch-queued:{schema(b)}")
         with in_schema(schema(b)):
             LimitDispatch.objects.all().delete()
@@ -528,6 +530,7 @@ def inline(args: argparse.Namespace) -> int:
     limits_db.limit_dispatch_queue(lambda schema_name: None)
     redis = live_store.sync_client()
     keys = []
+    sessions_reset(args.buildings, 0)  # 30 cars in every building, as offline chargers leave them for ``run``
     meters_fresh(args.buildings)
     now = timezone.now()
     for b in range(1, args.buildings + 1):
@@ -542,15 +545,18 @@ def inline(args: argparse.Namespace) -> int:
     profiler = cProfile.Profile() if args.profile else None
     times, queries = [], []
     try:
-        for _ in range(2):  # the first pass creates the limits; the second is the steady state measured
+        for _ in range(3):  # the first passes create the limits and settle them; the last is measured
             times, queries = [], []
             started = time.perf_counter()
             for b in range(1, args.buildings + 1):
                 with in_schema(schema(b)), CaptureQueriesContext(connection) as captured:
                     began = time.perf_counter()
-                    if profiler is not None and _:
+                    if profiler is not None and _ == 2:
                         profiler.enable()
-                    services.building_rebalance(trigger="bench inline")
+                    if args.refresh:
+                        services.building_rebalance(trigger=services.PERIODIC, refresh=True)
+                    else:
+                        services.building_rebalance(trigger="bench inline")
                     if profiler is not None:
                         profiler.disable()
                     times.append(time.perf_counter() - began)
@@ -579,6 +585,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--ramp-rate", type=float, default=25.0, help="new connections per second")
     parser.add_argument("--profile", default="", help="inline: write a cProfile to this file")
+    parser.add_argument("--refresh", action="store_true",
+                        help="inline: runs as the periodic refresh (unchanged limits are not asked again)")
     args = parser.parse_args()
     os.environ.setdefault("HOA_ENV", "development")
     if "bench" not in os.environ.get("DATABASE_URL", ""):

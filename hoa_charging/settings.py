@@ -166,13 +166,13 @@ TENANT_DOMAIN_MODEL = "tenancy.Domain"
 PUBLIC_SCHEMA_URLCONF = "hoa_charging.urls_public"
 ROOT_URLCONF = "hoa_charging.urls_tenants"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = True
-# django-tenants sends `SET search_path` before every query. Sending it only when the schema changed
-# (TENANT_LIMIT_SET_CALLS) halves the round trips (an OCPP reconnect storm's database thread and a balancing
-# run spent half of theirs on it, docs/benchmarks.md), but a connection that was lost and opened again under
-# the same wrapper then ran its queries in the public schema ("relation ocpp_ocppframe does not exist" after
-# the group-commit test killed the writer's connection, and every test after it failed): off until that path
-# is set again on every new connection, with a test that kills one.
-TENANT_LIMIT_SET_CALLS = False
+# django-tenants sends `SET search_path` only when the schema changed (entering a schema, a new connection, a
+# rollback), not before every query: every query was two round trips, and an OCPP reconnect storm's database
+# thread and a balancing run spent half of theirs on it (docs/benchmarks.md). The wrapper remembers the path
+# it set; apps.core.tenants.forget_search_path (connection_created) makes it forget it on every new
+# connection, however the connection was replaced (without it, a connection dropped under the wrapper ran
+# its queries in the public schema: tests/core/test_search_path.py).
+TENANT_LIMIT_SET_CALLS = True
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 
 MIDDLEWARE = [

@@ -26,6 +26,21 @@ from apps.tenancy.models import Condominium
 T = TypeVar("T")
 
 
+def forget_search_path(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """``connection_created``: a new connection starts in the server's default search_path, so make the wrapper
+    send ``SET search_path`` again before its next query.
+
+    With TENANT_LIMIT_SET_CALLS django-tenants sends it only when it believes the path is not set yet
+    (``search_path_set_schemas``). It forgets the path on ``close()`` and on a rollback, but not when the
+    wrapper gets a new connection by another way (a connection dropped as ``connection.connection = None``,
+    as django-tenants' own migration executors and forked processes do): the queries of that new
+    connection then ran in the public schema ("relation ... does not exist"). Forgetting it here, for every
+    new connection whatever opened it, closes that for good.
+    """
+    if hasattr(connection, "search_path_set_schemas"):
+        connection.search_path_set_schemas = None
+
+
 def in_schema(schema_name: str) -> AbstractContextManager[None]:
     """Enter a schema by name for the ``with`` block."""
     return schema_context(schema_name)

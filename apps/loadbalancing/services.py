@@ -9,10 +9,17 @@ the building's lock in Redis). The allocator is pure (allocator.py); this module
 3. ``limits_set()`` (apps.charging.smart_charging): the dispatch sends decreases first, increases once
    they are acknowledged, each as a TxProfile whose lease falls back to the floor from ``lease_floors``;
 4. a BalancingRun row: the limits and, for each connector, the constraint that bound it.
+
+A periodic refresh (``refresh=True``) reads, allocates and records like any run (the allocation depends on
+the clock too: a meter going silent, minimum run and pause times), but asks for the same limits again only
+when they last were asked more than half a lease ago, or when a connector's limit waits for its
+transaction: a building where nothing changed then costs no write to its limits and queues no dispatch.
+A run on an event never skips them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -23,6 +30,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from apps.charging.models import ConnectorLimit
 from apps.charging.smart_charging import Limit, limits_set
 from apps.core import live_store
 from apps.loadbalancing import allocator, statecodec
@@ -31,6 +39,7 @@ from apps.loadbalancing.models import BalancingRun
 
 log = logging.getLogger(__name__)
 TENTH = Decimal("0.1")
+PERIODIC = "periodic refresh"  # the trigger of the beat's refresh (tasks.rebalance_all)
 
 
 def _state_key(schema_name: str) -> str:
@@ -44,6 +53,30 @@ def state_load(schema_name: str) -> allocator.AllocatorState | None:
 def state_save(schema_name: str, state: allocator.AllocatorState) -> None:
     # Kept a day: a building nobody balanced for that long starts afresh, which is safe.
     live_store.sync_client().set(_state_key(schema_name), statecodec.encode(state), ex=86400)
+
+
+def _asked_key(schema_name: str) -> str:
+    return live_store.prefixed("lb", f"asked:{schema_name}")
+
+
+def _asked_digest(wanted: dict[int, Limit], lease_s: int) -> str:
+    text = ";".join(f"{pk}={limit.current_a}/{limit.floor_a}" for pk, limit in sorted(wanted.items()))
+    return hashlib.blake2b(f"{lease_s}|{text}".encode(), digest_size=16).hexdigest()
+
+
+def _ask_again(schema_name: str, wanted: dict[int, Limit], lease_s: int) -> bool:
+    """A periodic refresh: whether to hand the same limits to ``limits_set`` again. Yes when they differ from
+    the ones asked last, when those were asked half a lease ago or more (the key expires then), or when a
+    connector's limit waits for its transaction (asking again is what sends it once the transaction is
+    there)."""
+    if live_store.sync_client().get(_asked_key(schema_name)) != _asked_digest(wanted, lease_s):
+        return True
+    return ConnectorLimit.objects.filter(connector_id__in=list(wanted),
+                                         status=ConnectorLimit.Status.NO_TRANSACTION).exists()
+
+
+def _asked(schema_name: str, wanted: dict[int, Limit], lease_s: int) -> None:
+    live_store.sync_client().set(_asked_key(schema_name), _asked_digest(wanted, lease_s), px=lease_s * 500)
 
 
 def _amps(limit: allocator.Limit, inputs: BuildingInputs, voltages: dict[str, int]) -> Decimal:
@@ -62,8 +95,9 @@ class RunResult:
     allocation: allocator.Allocation
 
 
-def building_rebalance(*, trigger: str, now: datetime | None = None) -> RunResult | None:
-    """None: the building has no connectors to balance."""
+def building_rebalance(*, trigger: str, now: datetime | None = None, refresh: bool = False) -> RunResult | None:
+    """None: the building has no connectors to balance. ``refresh``: the periodic refresh, which asks for
+    unchanged limits again only when due (module docstring)."""
     now = now or timezone.now()
     schema = connection.schema_name
     began = time.perf_counter()
@@ -84,10 +118,12 @@ def building_rebalance(*, trigger: str, now: datetime | None = None) -> RunResul
         floor_a = min(_amps(floor, inputs, voltages), amps) if floor is not None else Decimal(0)
         wanted[inputs.connector_pks[key]] = Limit(current_a=amps, floor_a=floor_a)
     changed = 0
-    if wanted:
+    lease_s = settings.LOADBALANCING_LEASE_S
+    if wanted and (not refresh or _ask_again(schema, wanted, lease_s)):
         reasons = "; ".join(sorted({allocation.why[key].why.value for key in allocation.limits}))
-        changed = limits_set(limits=wanted, lease_s=settings.LOADBALANCING_LEASE_S,
-                             reason=f"balancer ({trigger}): {reasons}"[:300], now=now)
+        changed = limits_set(limits=wanted, lease_s=lease_s, reason=f"balancer ({trigger}): {reasons}"[:300],
+                             now=now)
+        _asked(schema, wanted, lease_s)
     state_save(schema, allocation.state)
     run = BalancingRun.objects.create(
         started_at=now, trigger=trigger[:120], duration_us=int((time.perf_counter() - began) * 1_000_000),

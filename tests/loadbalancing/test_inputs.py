@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,9 +13,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.charging import services as charging
-from apps.charging.models import ChargePoint, ChargingSession
+from apps.charging.models import ChargePoint, ChargingSession, Connector, ConnectorLimit
+from apps.core import live_store
 from apps.core.tenants import in_schema
+from apps.electrical.models import Circuit
 from apps.loadbalancing.inputs import building_inputs, usual_ready_by
+from apps.ocpp import live
 from tests import factories
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -120,3 +124,53 @@ def test_the_inputs_take_the_same_queries_for_one_car_or_many(quiet):
         many = count()
         assert len(building_inputs(now=now).sessions) == 4
     assert many == one
+
+
+@pytest.mark.django_db
+def test_each_connector_is_read_with_its_charger_its_circuit_and_its_limit(quiet):
+    """What the run reads of each connector, in six queries: its charger's quirks, whether it is enabled and
+    connected here, the circuit it hangs on (and its share of it for a charger that refuses 0 A), and whether
+    its limit is flagged (it did not follow it: unmanaged)."""
+    world = quiet
+    quirky = factories.charger(world.maple, f"QK-{uuid.uuid4().hex[:8].upper()}", connectors=2)
+    disabled = factories.charger(world.maple, f"DS-{uuid.uuid4().hex[:8].upper()}", connectors=1)
+    now = timezone.now()
+    redis = live_store.sync_client()
+    schema = world.maple.schema_name
+    with in_schema(schema):
+        supply = Circuit.objects.get(key="supply")
+        cabinet = Circuit.objects.create(key=f"cab-{uuid.uuid4().hex[:6]}", parent=supply, phases=1,
+                                         max_current_l1_a=20, max_current_l2_a=20, max_current_l3_a=20,
+                                         derate=Decimal("0.5"))
+        ChargePoint.objects.filter(pk=quirky.pk).update(
+            circuit=cabinet, smart_charging_quirks={"integer_amps": True, "zero_rejected": True})
+        ChargePoint.objects.filter(pk=disabled.pk).update(enabled=False)
+        flagged = Connector.objects.get(charge_point=quirky, connector_id=2)
+        ConnectorLimit.objects.create(connector=flagged, desired_a=10, requested_at=now, flagged_at=now)
+        _start(quirky, 1, ALICE_TAG, now - timedelta(hours=1))
+        for charger in (quirky, disabled):
+            redis.hset(live.key(charger.charge_point_id), mapping={
+                "connected": "1", "schema": schema, "channel": "test", "last_seen": str(int(now.timestamp()))})
+        try:
+            with CaptureQueriesContext(connection) as captured:
+                inputs = building_inputs(now=now)
+        finally:
+            redis.delete(live.key(quirky.charge_point_id), live.key(disabled.charge_point_id))
+    assert len(captured.captured_queries) <= 6
+    by_key = {c.key: c for c in inputs.connectors}
+    first, second = by_key[f"{quirky.charge_point_id}#1"], by_key[f"{quirky.charge_point_id}#2"]
+    assert (first.node, first.step_a, first.accepts_zero, first.online, first.compliant) == (
+        cabinet.key, Decimal(1), False, True, True)
+    assert second.compliant is False  # flagged: counted at its maximum
+    # A charger that refuses 0 A keeps free its minimum, or its share of the cabinet when less (20 A x 0.5,
+    # two guns: 5 A).
+    assert first.default_limit_a == Decimal(5)
+    off = by_key[f"{disabled.charge_point_id}#1"]
+    assert off.online is False and off.default_limit_a == 0
+    nodes = {node.key: node for node in inputs.nodes}
+    assert nodes[cabinet.key].parent == "supply" and nodes["supply"].parent is None
+    assert nodes[cabinet.key].limits_a == (Decimal(20), Decimal(20), Decimal(20))
+    assert nodes[cabinet.key].derate == Decimal("0.5")
+    assert inputs.safe_ev_budget_a == supply.safe_ev_budget_a
+    assert inputs.connector_pks[f"{quirky.charge_point_id}#2"] == flagged.pk
+    assert [s.connector for s in inputs.sessions if s.connector.startswith(quirky.charge_point_id)] == [first.key]

@@ -24,7 +24,7 @@ from apps.core.tenants import in_schema
 from apps.electrical import services as electrical
 from apps.electrical.models import Circuit, SiteMeter
 from apps.electrical.tokens import hash_meter_token
-from apps.loadbalancing import services, triggers
+from apps.loadbalancing import services, tasks, triggers
 from apps.loadbalancing.models import BalancingRun
 from apps.ocpp import live
 from tests import factories
@@ -73,7 +73,8 @@ def meter(world, db):
     are closed (rolled back afterwards) and the balancer's memory of the building is cleared."""
     with in_schema(world.maple.schema_name):
         ChargingSession.objects.filter(stopped_at__isnull=True).update(stopped_at=timezone.now())
-        live_store.sync_client().delete(services._state_key(world.maple.schema_name))
+        live_store.sync_client().delete(services._state_key(world.maple.schema_name),
+                                        services._asked_key(world.maple.schema_name))
         return SiteMeter.objects.create(key=f"lb-{uuid.uuid4().hex[:6]}", circuit=Circuit.objects.get(key="supply"),
                                         source=SiteMeter.Source.API, token_hash=hash_meter_token(TOKEN),
                                         stale_after_s=60)
@@ -333,3 +334,98 @@ def test_a_car_that_has_its_energy_is_not_counted_as_throttled(world, meter):
         })
         [sample] = [x for x in throttle_history(start=now, end=now + timedelta(seconds=1)) if x.at == now]
     assert (sample.connectors, sample.wanted_a, sample.allowed_a) == (1, Decimal(32), Decimal("10.0"))
+
+
+def _asked(charger: ChargePoint) -> dict[int, tuple]:
+    """Each gun's limit row: (desired, updated at, requested at)."""
+    return {row.connector.connector_id: (row.desired_a, row.updated_at, row.requested_at) for row in
+            ConnectorLimit.objects.filter(connector__charge_point=charger).select_related("connector")}
+
+
+@pytest.mark.django_db
+def test_a_periodic_refresh_asks_for_unchanged_limits_again_only_when_due(
+        world, meter, django_capture_on_commit_callbacks):
+    """The refresh reads, allocates and records every time; it hands the same limits to the dispatch again only
+    once half their lease is gone or when a limit waits for its transaction. A run on an event always does."""
+    schema = world.maple.schema_name
+    charger, _ = _cabinet(world.maple, 20)
+    with in_schema(schema):
+        _start(charger, 1), _start(charger, 2)
+        _online(charger, schema)
+        _push(meter.key, "40", django_capture_on_commit_callbacks)
+        services.building_rebalance(trigger="test")
+        asked = _asked(charger)
+        assert {n: a[0] for n, a in asked.items()} == {1: Decimal("10.0"), 2: Decimal("10.0")}
+        # Half a lease: the mark of what was asked expires then.
+        ttl_ms = live_store.sync_client().pttl(services._asked_key(schema))
+        assert 170 * 500 < ttl_ms <= 180 * 500
+
+        runs = BalancingRun.objects.count()
+        with django_capture_on_commit_callbacks(execute=False) as dispatches:
+            result = services.building_rebalance(trigger=services.PERIODIC, refresh=True)
+        assert not dispatches and result.run.changed == 0 and _asked(charger) == asked  # nothing written
+        assert BalancingRun.objects.count() == runs + 1  # but read, allocated and recorded
+        assert result.run.limits[f"{charger.charge_point_id}#1"]["a"] == "10.0"
+
+        # An event: asked again even though nothing changed (a new request time, a dispatch).
+        with django_capture_on_commit_callbacks(execute=False) as dispatches:
+            services.building_rebalance(trigger="site meter", refresh=False)
+        assert dispatches and _asked(charger)[1][1] > asked[1][1]
+        asked = _asked(charger)
+
+        # A limit waiting for its transaction is asked again by the refresh (that is what sends it).
+        ConnectorLimit.objects.filter(connector__charge_point=charger, connector__connector_id=2).update(
+            status=ConnectorLimit.Status.NO_TRANSACTION)
+        with django_capture_on_commit_callbacks(execute=False) as dispatches:
+            services.building_rebalance(trigger=services.PERIODIC, refresh=True)
+        assert dispatches and _asked(charger)[2][2] > asked[2][2]
+        ConnectorLimit.objects.filter(connector__charge_point=charger).update(status=ConnectorLimit.Status.ACCEPTED)
+        asked = _asked(charger)
+
+        # Half a lease later (the mark gone): asked again, the lease renewed.
+        live_store.sync_client().delete(services._asked_key(schema))
+        with django_capture_on_commit_callbacks(execute=False) as dispatches:
+            services.building_rebalance(trigger=services.PERIODIC, refresh=True)
+        assert dispatches and _asked(charger)[1][1] > asked[1][1]
+
+        # The allocation changed: asked at once, by the refresh too.
+        _push(meter.key, "150", django_capture_on_commit_callbacks)
+        with django_capture_on_commit_callbacks(execute=False) as dispatches:
+            result = services.building_rebalance(trigger=services.PERIODIC, refresh=True)
+        assert dispatches and result.run.changed == 2
+        assert all(a[0] < Decimal("10.0") for a in _asked(charger).values())
+
+
+@pytest.mark.django_db
+def test_the_refresh_runs_its_buildings_in_one_task_and_never_skips_a_request_it_takes_over(
+        world, meter, django_capture_on_commit_callbacks):
+    schema = world.maple.schema_name
+    charger, _ = _cabinet(world.maple, 20)
+    redis = live_store.sync_client()
+    with in_schema(schema):
+        _start(charger, 1)
+        _online(charger, schema)
+        _push(meter.key, "40", django_capture_on_commit_callbacks)
+        services.building_rebalance(trigger="test")
+        asked = _asked(charger)
+    redis.delete(triggers._pending(schema))  # the reading's request: that run is done
+    try:
+        # A run another worker holds: the refresh leaves the building to it.
+        redis.set(triggers._lock(schema), "other", px=5000)
+        assert tasks.rebalance_buildings([schema]) == 0
+        redis.delete(triggers._lock(schema))
+        # Nothing changed: a refresh run, recorded, nothing asked again.
+        with django_capture_on_commit_callbacks(execute=False) as dispatches:
+            assert tasks.rebalance_buildings([schema]) == 1
+        with in_schema(schema):
+            assert BalancingRun.objects.order_by("-id").first().trigger == services.PERIODIC
+            assert not dispatches and _asked(charger) == asked
+        # A request came in (its run queued, not started yet): the refresh takes it over as the event it is.
+        redis.set(triggers._pending(schema), "session 42 started", px=10_000)
+        with django_capture_on_commit_callbacks(execute=False) as dispatches:
+            assert tasks.rebalance_buildings([schema]) == 1
+        with in_schema(schema):
+            assert BalancingRun.objects.order_by("-id").first().trigger == "session 42 started"
+            assert dispatches and _asked(charger)[1][1] > asked[1][1]
+    finally:
+        redis.delete(triggers._lock(schema), triggers._pending(schema))
