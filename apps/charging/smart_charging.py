@@ -176,6 +176,11 @@ def dispatch_claim(*, hold: timedelta, now: datetime | None = None) -> bool:
         Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)).update(claimed_until=now + hold, started_at=now))
 
 
+def dispatch_abandon() -> None:
+    """Let go after a failure, the request kept (``dirty``): the next dispatch sends what this one could not."""
+    LimitDispatch.objects.filter(pk=1).update(claimed_until=None, dirty=True)
+
+
 def dispatch_release() -> bool:
     """Let go, unless a dispatch was asked for meanwhile (then False: dispatch again)."""
     return bool(LimitDispatch.objects.filter(pk=1, dirty=False).update(claimed_until=None,

@@ -48,6 +48,7 @@ from apps.charging.smart_charging import (
     ConnectorPlan,
     LimitOutcome,
     chargers_record_profiles,
+    dispatch_abandon,
     dispatch_begin,
     dispatch_claim,
     dispatch_release,
@@ -137,6 +138,22 @@ def dispatch_building(schema_name: str, send: AsyncSend = send_through_channel_l
     except Condominium.DoesNotExist:
         return DispatchReport()
     report = DispatchReport()
+    try:
+        return _dispatch_rounds(schema_name, send, timeout, report)
+    except BaseException:
+        # A round that failed lets go at once (the request stays, for the next dispatch): held, the claim would
+        # keep every dispatch of the building waiting until it expires (CLAIM_HOLD).
+        try:
+            with in_condominium(schema_name):
+                dispatch_abandon()
+        except Exception:
+            logger.exception("dispatch of %s: could not let go after a failure; the claim expires by itself",
+                             schema_name)
+        raise
+
+
+def _dispatch_rounds(schema_name: str, send: AsyncSend, timeout: float | None,
+                     report: DispatchReport) -> DispatchReport:
     while True:
         with in_condominium(schema_name):
             planned_at = timezone.now()

@@ -110,7 +110,10 @@ def expire_reservations() -> int:
     return expired
 
 
-QUEUED_TTL_S = 60
+# A queued dispatch starts within milliseconds, or seconds when the worker is busy. If its task is lost (a worker
+# killed, a purged queue), its mark holds back every dispatch of the building, decreases included, until the
+# mark expires: so not for long. A second dispatch queued meanwhile costs nothing (it finds the first busy).
+QUEUED_TTL_S = 10
 
 
 BUSY_RETRY_S = 5

@@ -466,6 +466,30 @@ async def test_increases_are_held_while_a_decrease_goes_unanswered(maple_schema,
         await charger.transport.disconnect()
 
 
+async def test_a_dispatch_that_fails_lets_go_of_the_building_at_once(maple_schema, charger_id, dispatch_requests):
+    """Held after a failure, the claim would keep every dispatch of the building waiting until it expires (60 s):
+    it is let go at once, with the request kept for the next dispatch."""
+    from apps.charging.models import LimitDispatch
+
+    memory = ProfileMemory()
+    charger = await connect(charger_id, memory)
+    await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: "10"})
+
+    async def interrupted(*args, **kwargs):
+        # What a worker's time limit or shutdown does to a round in the middle of a call.
+        raise asyncio.CancelledError("the round was interrupted")
+
+    with pytest.raises(asyncio.CancelledError):
+        await sync_to_async(smart_charging.dispatch_building, thread_sensitive=False)(maple_schema, interrupted)
+    row = await run_in_schema(maple_schema, lambda: LimitDispatch.objects.get(pk=1))
+    assert row.claimed_until is None and row.dirty
+    report = await dispatch(maple_schema, charger)  # at once, not "busy"
+    assert not report.busy and outcomes(report, pk1) == {pk1: "accepted"} and memory.limit(1) == 10
+    await charger.transport.disconnect()
+
+
 def test_a_busy_dispatch_does_not_hold_back_the_next_request(db, maple_schema):
     """A dispatch that finds another worker holding the building's dispatch leaves the request to it and comes
     back once after a moment (in case the holder died); the next plan's request must still queue a dispatch at
