@@ -4,6 +4,7 @@ through the HTTP push, a real Celery worker balancing; observed from the outside
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
 
@@ -11,9 +12,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from apps.charging.models import ChargePoint, ChargingSession, Connector
+from apps.charging.models import ChargePoint, ChargingSession, Connector, ConnectorLimit, LimitDispatch
 from apps.core.tenants import in_schema
 from apps.electrical.models import Circuit
+from apps.ocpp import live
 from apps.simulator.management.commands.simulate_building import Command
 from tests import factories
 from tests.servers import CeleryWorker, Daphne
@@ -85,6 +87,20 @@ def test_a_step_on_one_phase_is_answered_on_the_wire_and_every_limit_holds(world
         factories.resident(world.maple, f"cl-{unique_id.lower()}-{n}@maple.test", f"C{unique_id}{n}", id_tags=(tag,))
     with in_schema(schema):
         ChargingSession.objects.filter(stopped_at__isnull=True).update(stopped_at=timezone.now())
+        # Chargers that earlier tests left "connected" in the live state (their fake channels gone) would be sent
+        # this building's profiles and never answer: every dispatch round would wait for their time-out (5 s),
+        # which is not what this test measures. They are treated as chargers that did not answer lately (nothing
+        # is sent to them until they reconnect), and their old limits are forgotten.
+        others = ChargePoint.objects.exclude(charge_point_id=charger)
+        others.update(smart_charging_retry_at=timezone.now() + timedelta(days=1), smart_charging_resend=False)
+        ConnectorLimit.objects.filter(connector__charge_point__in=others).delete()
+        # And a worker an earlier test stopped in the middle of a round leaves the building's dispatch claimed
+        # until the claim expires (60 s): the claim is let go.
+        LimitDispatch.objects.update(claimed_until=None)
+    # The worker emptied the broker as it started: a dispatch an earlier test queued is gone, and its "one is
+    # waiting" mark would hold back this building's dispatches until it expires.
+    live.unmark(f"dispatch-queued:{schema}")
+    with in_schema(schema):
         cabinet = Circuit.objects.create(key=f"cab-{unique_id.lower()}", parent=Circuit.objects.get(key="supply"),
                                          max_current_l1_a=32, max_current_l2_a=32, max_current_l3_a=32,
                                          max_power_w=20_000)
