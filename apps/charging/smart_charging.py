@@ -105,8 +105,11 @@ def limits_set(*, limits: Mapping[int, Limit], lease_s: int, reason: str, now: d
         raise ValueError(f"limits_set: no connector {names} in building {connection.schema_name}")
     changed = 0
     with transaction.atomic():
+        # Rows locked in connector order, as limit_record locks them: two writers that lock the same rows in
+        # different orders deadlock (seen: a dispatch's record against a balancing run).
         existing = {row.connector_id: row for row in
-                    ConnectorLimit.objects.select_for_update().filter(connector_id__in=list(cleaned))}
+                    ConnectorLimit.objects.select_for_update().filter(connector_id__in=list(cleaned))
+                    .order_by("connector_id")}
         created: list[ConnectorLimit] = []
         kept: list[int] = []  # rows whose limit stays (their lease and reason are renewed)
         moved: dict[tuple[Decimal, Decimal | None], list[int]] = {}  # new (limit, floor) -> rows
@@ -324,6 +327,16 @@ def limit_record(outcomes: Iterable[LimitOutcome], *, planned_at: datetime, now:
     another limit after the plan was read (``requested_at`` later): that one stays wanted for the next dispatch.
     """
     now = now or timezone.now()
+    outcomes = sorted(outcomes, key=lambda o: o.connector_pk)
+    with transaction.atomic():
+        # Every row this touches, locked first in connector order (as limits_set locks them): the UPDATEs below
+        # then cannot deadlock with a balancing run writing the same rows.
+        list(ConnectorLimit.objects.select_for_update().filter(connector_id__in=[o.connector_pk for o in outcomes])
+             .order_by("connector_id").values_list("pk", flat=True))
+        _limit_record(outcomes, planned_at=planned_at, now=now)
+
+
+def _limit_record(outcomes: list[LimitOutcome], *, planned_at: datetime, now: datetime) -> None:
     # What was not sent (unchanged, not connected...) is the same few words for many connectors: one UPDATE for
     # each (status, note), not one per connector.
     quiet: dict[tuple[str, str], list[int]] = {}
