@@ -54,13 +54,8 @@ def request_now(schema: str, why: str) -> bool:
     redis = live_store.sync_client()
     if not redis.set(_pending(schema), why[:200], nx=True, px=PENDING_MS):
         return False
-    if _queue is None:
-        from apps.loadbalancing import tasks  # noqa: F401  (sets the queue)
-    try:
-        _queue(schema, why)  # type: ignore[misc]
-    except Exception:
+    if not _queue_run(schema, why):
         redis.delete(_pending(schema))
-        log.exception("could not queue a balancing run of %s (%s); the periodic run will do it", schema, why)
         return False
     return True
 
@@ -97,18 +92,20 @@ def run(schema: str, why: str, body: Callable[[str], object], rounds: int = 3) -
     else:
         still = redis.get(_pending(schema))
         if still is not None:
-            _requeue(schema, still)
+            _queue_run(schema, still)  # the mark left behind stands for this task now
     return done
 
 
-def _requeue(schema: str, why: str) -> None:
-    """Queue a run for a pending mark left behind (the mark stands for this task now)."""
+def _queue_run(schema: str, why: str) -> bool:
+    """Queue a run task; False (logged) when the broker refused it: the periodic run will do it."""
     if _queue is None:
         from apps.loadbalancing import tasks  # noqa: F401  (sets the queue)
     try:
         _queue(schema, why)  # type: ignore[misc]
     except Exception:
         log.exception("could not queue a balancing run of %s (%s); the periodic run will do it", schema, why)
+        return False
+    return True
 
 
 # --- the listeners (apps/loadbalancing/apps.py registers them) ---------------------------------
