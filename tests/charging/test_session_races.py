@@ -1,22 +1,16 @@
 """Sessions under races: two chargers, or two copies of one message, at the same instant.
 
-Each side runs on its own thread with its own database connection, against the real PostgreSQL.
-To make the race happen every time (not once in a while), the test's own connection holds a lock
-that both sides need, waits until every side is stuck behind it (or behind the side before it), and
-only then lets go: whatever a side read before getting stuck, it read without seeing the other side's
-work. Code that decides on such a read is caught; code that takes the right lock first is not.
+Each side on its own connection, made to race every time (tests/races.py).
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
 
 from apps.buildings.models import Resident
 from apps.charging import selectors, services
@@ -24,74 +18,11 @@ from apps.charging.models import ChargePoint, ChargingSession, MeterValue
 from apps.core.tenants import in_schema
 from apps.ocpp.parsing import meter_value_rows
 from tests import factories
-from tests.helpers import wait_for
+from tests.races import race
 
 # In the building's schema (the search path): holds back every INSERT of a session, and nothing that only
 # reads or locks rows.
 HOLD_SESSION_INSERTS = "LOCK TABLE charging_chargingsession IN SHARE MODE"
-
-
-class Side(threading.Thread):
-    """One side of a race: a call on its own thread, hence on its own database connection."""
-
-    def __init__(self, schema_name: str, fn: Callable[[], Any]):
-        super().__init__(daemon=True)
-        self.schema_name = schema_name
-        self.fn = fn
-        self.pid: int | None = None
-        self.connected = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with in_schema(self.schema_name):
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_backend_pid()")
-                    self.pid = cursor.fetchone()[0]
-                self.connected.set()
-                self.result = self.fn()
-        except BaseException as error:  # reported by race()
-            self.error = error
-        finally:
-            self.connected.set()
-            connection.close()
-
-
-def _blocked(pid: int) -> bool:
-    # pg_blocking_pids is live; pg_stat_activity would be a snapshot frozen for this transaction.
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid])
-        return cursor.fetchone()[0]
-
-
-def _wait_until_stuck(side: Side) -> None:
-    assert side.connected.wait(10), "the side never connected"
-    wait_for(lambda: not side.is_alive() or _blocked(side.pid), 10, interval=0.005,
-             what="the side stuck behind the held lock")
-
-
-def race(schema_name: str, hold_sql: str, *calls: Callable[[], Any], params: list | None = None) -> list[Any]:
-    """Run ``calls`` side by side in the building's schema while this connection holds the lock ``hold_sql``
-    takes; their results.
-
-    Each call starts once the previous one is stuck (so they queue in this order), then the lock goes.
-    """
-    sides = [Side(schema_name, fn) for fn in calls]
-    with in_schema(schema_name), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(hold_sql, params)
-        for side in sides:
-            side.start()
-            _wait_until_stuck(side)
-        # Every side is now waiting for the lock; the commit below releases them together.
-    for side in sides:
-        side.join(30)
-        assert not side.is_alive(), "a side did not finish"
-    for side in sides:
-        if side.error is not None:
-            raise side.error
-    return [side.result for side in sides]
 
 
 @pytest.fixture
