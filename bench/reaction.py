@@ -11,9 +11,9 @@ the rise, end to end through the HTTP push. What it does, all on loopback, with 
    building ``bench-reaction``: a 3 x 250 A supply (derate 0.8, margin 5 A: 195 A per phase for the
    balancer), an HTTP-push site meter, ``--chargers`` chargers with one single-phase 32 A gun each, spread
    over L1, L2, L3, and a resident per charger whose card starts its session;
-2. starts ONE daphne process (the Procfile's flags) and ONE Celery worker (the Procfile's: prefork,
-   concurrency 2), with the balancer on; every ``LOADBALANCING_REFRESH_S`` (30 s) it queues
-   ``rebalance_all`` as beat would;
+2. starts ONE daphne process (the Procfile's flags) and the Procfile's Celery workers (one per queue: the
+   balancer's runs, the calls to chargers, the rest), with the balancer on; every ``LOADBALANCING_REFRESH_S``
+   (30 s) it queues ``rebalance_all`` as beat would;
 3. connects the chargers (plain websockets): BootNotification, StatusNotification, StartTransaction; each EV
    draws what its charger offers (the lowest of its TxProfile, else its TxDefaultProfile, and 32 A) and the
    charger reports it at once in a MeterValues (and every 10 s); the EVs want 8 x 32 A per phase, more than
@@ -58,7 +58,7 @@ from websockets.asyncio.client import ClientConnection, connect
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".local" / "bench"
 sys.path.insert(0, str(ROOT))
-from hoa_charging.procfile import daphne_websocket_flags  # noqa: E402
+from hoa_charging.procfile import celery_workers, daphne_websocket_flags  # noqa: E402
 
 SLUG = "bench-reaction"
 HOST = f"{SLUG}.localhost"
@@ -175,20 +175,21 @@ def start_servers(port: int, log) -> list[subprocess.Popen]:
         [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log", os.devnull,
          *daphne_websocket_flags(), "hoa_charging.asgi:application"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--loglevel", "WARNING", "--concurrency", "2",
-         "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # The Procfile's workers, one per queue: the balancer's runs, the calls to chargers, the rest.
+    workers = [subprocess.Popen([sys.executable, "-m", "celery", *args, "--without-heartbeat", "--without-mingle",
+                                 "--without-gossip"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+               for args in celery_workers("WARNING").values()]
+    processes = [daphne, *workers]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if daphne.poll() is not None or worker.poll() is not None:
-            stop_all([daphne, worker])
-            raise SystemExit("daphne or the worker exited; see .local/bench/reaction-servers.log")
+        if any(p.poll() is not None for p in processes):
+            stop_all(processes)
+            raise SystemExit("daphne or a worker exited; see .local/bench/reaction-servers.log")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
-                return [daphne, worker]
+                return processes
         time.sleep(0.05)
-    stop_all([daphne, worker])
+    stop_all(processes)
     raise SystemExit("daphne did not start")
 
 
@@ -606,7 +607,8 @@ def main() -> int:
         "reduced_profiles_per_rise": round(len(every) / len(rises), 2) if rises else None,
         "tx_profiles": len(world.profiles), "post_statuses": meter.statuses,
         "post_latency": percentiles(meter.latencies), "errors": world.errors,
-        "cpu_s": {"daphne": cpu[0], "worker": cpu[1]}, "loadavg_before": load_before, "loadavg_after": load_after,
+        "cpu_s": {"daphne": cpu[0], "workers": round(sum(cpu[1:]), 1)},
+        "loadavg_before": load_before, "loadavg_after": load_after,
     }
     print(json.dumps(summary, indent=2))
     summary["per_rise"] = [{"at": r.wall.isoformat(), "phase": PHASES[r.phase], "seen": r.seen,

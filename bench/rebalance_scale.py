@@ -19,7 +19,8 @@ guns (50 connectors), spread over the phases.
    changes and every 10 s. The other buildings' chargers stay offline with open sessions (rows): the
    balancer counts them as unmanaged load, so those buildings are read, allocated and recorded but set no
    limit and dispatch nothing;
-2. starts the daphne processes and ONE Celery worker with the Procfile's flags (prefork, concurrency 2);
+2. starts the daphne processes and the Procfile's Celery workers (one per queue: the balancer's runs, the
+   calls to chargers, the rest), with its flags;
 3. keeps every building's latest site-meter reading fresh in Redis (``apps.electrical.latest.put``, as the
    push does after a reading commits, without asking for a run: only the periodic cycle runs);
 4. every ``--interval`` s queues ``rebalance_all`` as beat does and measures, from the moment it was queued:
@@ -160,7 +161,7 @@ def free_port() -> int:
 
 
 def start_servers(ports: list[int], log) -> list[subprocess.Popen]:
-    from hoa_charging.procfile import daphne_websocket_flags
+    from hoa_charging.procfile import celery_workers, daphne_websocket_flags
 
     env = {**os.environ, "LOG_LEVEL": "WARNING", "LOADBALANCING_ENABLED": "1"}
     subprocess.run([sys.executable, "-m", "celery", "-A", "hoa_charging", "purge", "-f"], cwd=ROOT, env=env,
@@ -169,17 +170,17 @@ def start_servers(ports: list[int], log) -> list[subprocess.Popen]:
         [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log", os.devnull,
          *daphne_websocket_flags(), "hoa_charging.asgi:application"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) for port in ports]
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--loglevel", "WARNING", "--concurrency", "2",
-         "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    processes = [worker, *daphnes]  # the worker first: the results name it so
+    # The Procfile's workers, one per queue: the balancer's runs, the calls to chargers, the rest.
+    workers = [subprocess.Popen([sys.executable, "-m", "celery", *args, "--without-heartbeat", "--without-mingle",
+                                 "--without-gossip"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+               for args in celery_workers("WARNING").values()]
+    processes = [*daphnes, *workers]
     deadline = time.monotonic() + 60
     waiting = set(ports)
     while time.monotonic() < deadline and waiting:
         if any(p.poll() is not None for p in processes):
             stop_all(processes)
-            raise SystemExit("daphne or the worker exited; see .local/bench/rebalance-scale-servers.log")
+            raise SystemExit("daphne or a worker exited; see .local/bench/rebalance-scale-servers.log")
         for port in list(waiting):
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -451,7 +452,7 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
             if len(dispatched) == len(rows) else None,
             "run_ms_mean": round(statistics.mean(r[5] / r[2] for r in ran) / 1000, 1) if ran else None,
             "run_ms_sum": round(sum(r[5] for r in ran) / 1000, 1),
-            "cpu_s": {"worker": cpu[0], "daphne": round(sum(cpu[1:]), 2)},
+            "cpu_s": {"workers": round(sum(cpu[len(ports):]), 2), "daphne": round(sum(cpu[:len(ports)]), 2)},
         }
         print(json.dumps(cycle), flush=True)
         cycles.append(cycle)

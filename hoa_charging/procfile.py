@@ -1,8 +1,10 @@
-"""The Procfile's web command, read by the tests and the benchmark so that they run daphne as production does."""
+"""The Procfile's commands, read by the tests and the benchmarks so that they run daphne and the Celery workers as
+production does."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 PROCFILE = Path(__file__).resolve().parent.parent / "Procfile"
@@ -17,3 +19,20 @@ def daphne_websocket_flags() -> list[str]:
         if word.startswith("--websocket"):
             flags += [word, re.sub(r"\$\{[A-Za-z_]+:-([^}]*)\}", r"\1", words[index + 1])]
     return flags
+
+
+def celery_workers(loglevel: str | None = None) -> dict[str, list[str]]:
+    """Each Celery worker process of the Procfile (name -> its arguments after ``celery``), e.g.
+    ``{"balancer": ["-A", "hoa_charging", "worker", "--concurrency", "2", "-Q", "balancing", ...]}``;
+    ``loglevel`` replaces the Procfile's."""
+    workers: dict[str, list[str]] = {}
+    for line in PROCFILE.read_text().splitlines():
+        name, _, command = line.partition(":")
+        words = shlex.split(command)
+        if words[:1] != ["celery"] or "worker" not in words:
+            continue
+        args = words[1:]
+        if loglevel is not None and "--loglevel" in args:
+            args[args.index("--loglevel") + 1] = loglevel
+        workers[name.strip()] = args
+    return workers

@@ -117,7 +117,7 @@ class Daphne:
 
 
 class CeleryWorker:
-    """A real Celery worker of the platform (the Procfile's, with the solo pool) on this run's test database,
+    """A real Celery worker of the platform (the Procfile's, with the solo pool, every queue) on this run's test database,
     Redis and channel-layer prefix. ``env`` adds to the environment (localstripe, SMTP, the balancer's
     settings); ``log_path`` keeps its output (else it is dropped); ``purge`` empties the broker first: tasks
     that earlier tests queued without a worker to run them would be run first, and delay or disturb this one.
@@ -138,7 +138,8 @@ class CeleryWorker:
         self.log = self.log_path.open("w") if self.log_path is not None else None
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--pool", "solo", "--loglevel",
-             self.loglevel, "--without-heartbeat", "--without-mingle", "--without-gossip"],
+             self.loglevel, "-Q", ",".join(settings.CELERY_QUEUES_ALL), "--without-heartbeat", "--without-mingle",
+             "--without-gossip"],
             cwd=ROOT, env=self.env, stdout=self.log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
         return self

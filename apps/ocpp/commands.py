@@ -35,6 +35,8 @@ from apps.ocpp.consumer import group_name
 
 logger = logging.getLogger(__name__)
 
+LAYER_CLOSE_TIMEOUT_S = 10.0
+
 SERVER_ACTIONS = frozenset({
     "RemoteStartTransaction", "RemoteStopTransaction", "ChangeAvailability", "ChangeConfiguration",
     "GetConfiguration", "Reset", "UnlockConnector", "ClearCache", "TriggerMessage", "SetChargingProfile",
@@ -135,7 +137,24 @@ def send_command_sync(
     charge_point_id: str, action: str, payload: dict | None = None, timeout: float | None = None, *,
     schema_name: str,
 ) -> dict[str, Any]:
-    return async_to_sync(send_command)(charge_point_id, action, payload, timeout, schema_name=schema_name)
+    """``send_command`` from sync code (a worker's task, a view, a shell), through a channel layer made for the
+    call and closed after it: the process's layer keeps its receive locks from one event loop into the next
+    (each ``async_to_sync`` call may run in a new one), and the threads of a worker (the "chargers" queue's)
+    would share it: "Two event loops are trying to receive() on one channel layer at once"."""
+    return async_to_sync(_send_in_own_layer)(charge_point_id, action, payload, timeout, schema_name)
+
+
+async def _send_in_own_layer(charge_point_id: str, action: str, payload: dict | None, timeout: float | None,
+                             schema_name: str) -> dict[str, Any]:
+    layer = loop_channel_layer()
+    try:
+        return await send_command(charge_point_id, action, payload, timeout, schema_name=schema_name, layer=layer)
+    finally:
+        try:
+            await asyncio.wait_for(layer.close_pools(), LAYER_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning("%s: the command's channel layer did not close within %s s", charge_point_id,
+                           LAYER_CLOSE_TIMEOUT_S)
 
 
 def _of_another_building(charge_point_id: str, schema_name: str) -> ChargerOfAnotherBuilding:
