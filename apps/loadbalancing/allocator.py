@@ -17,7 +17,8 @@ One call of ``allocate`` is one cycle:
    has the energy it asked for and stopped drawing is paused;
 5. water-filling above the floors, max-min fair in per-phase grid current, weighted by priority and, for a
    session that carries its demand and departure, by the rate it needs, from the share it already has
-   (equal shares of demand by departure rather than equal current; ``_need``);
+   (equal shares of demand by departure rather than equal current; ``_need``), counting the time at the end
+   of its stay when its phases are its own (``_own_time``);
 6. quantization down to what each charger accepts, then the leftover steps handed out in fair order.
 
 Each connector's limit comes with the constraint that bound it and a sentence for "why is my car slow".
@@ -28,6 +29,7 @@ and ``lease_floors`` are the pure parts of it.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -199,7 +201,7 @@ class ConnectorMemory:
     reclaim_cap_ma: int | None = None
     ever_ran: bool = False
     need: int | None = None  # the need factor in 128ths last used (None: no demand info)
-    need_served_ppm: int = 0  # the share of its demand it had then, in millionths
+    need_served_ppm: int = 0  # the share of its demand it had then (with its own time ahead), in millionths
     need_at: datetime | None = None  # when they were evaluated
     need_demand_wh: int | None = None  # for what was asked then: a new demand or departure is evaluated at once
     need_departure: datetime | None = None
@@ -358,6 +360,7 @@ class _Plan:
         "memory",
         "need",
         "need_at",
+        "need_fresh",
         "need_served_ppm",
         "offset",
         "path",
@@ -388,6 +391,7 @@ class _Plan:
         self.need: int | None = None
         self.need_served_ppm = 0
         self.need_at: datetime | None = None
+        self.need_fresh = False  # its need was evaluated this cycle (not held from the period's first)
         self.done = False
 
     session: Session
@@ -519,6 +523,8 @@ def allocate(
                 plan.constraints.append((4 * n + p, 1))
             if tree.nodes[n].max_power_w is not None:
                 plan.constraints.append((4 * n + 3, tree.nodes[n].voltage_v * len(plan.grid)))
+    _own_time(managed, cap, fixed, tree, now, params)
+    _weigh(managed, params)
 
     # Part of the non-EV load may be cars still following a decrease: a car paused now, on a node phase whose
     # estimate holds such a provisional part, may resume sooner. Only there: a provisional rise on another
@@ -760,7 +766,6 @@ def _plan_session(
     plan.memory = memory
     plan.grid = _grid_phases(connector, session)
     plan.path = tree.path(node_index)
-    priority = max(1, int((session.priority * WEIGHT_SCALE).to_integral_value()))
     plan.dc = dc
     plan.mandatory = not connector.accepts_zero
     if dc is not None:
@@ -780,11 +785,6 @@ def _plan_session(
     if plan.floor > plan.demand:
         return None
     plan.need, plan.done = _need(plan, tree.nodes[node_index].voltage_v, now, params)
-    plan.weight = priority * (plan.need if plan.need is not None else NEED_SCALE)
-    if plan.need is not None:
-        # Levels of a car with a demand count shares of its demand: what it already got moves its start up
-        # (the reference current in mA = all of it), so that cars end at comparable shares.
-        plan.offset = plan.weight * max(_ma_floor(params.need_reference_a), 1) * plan.need_served_ppm // 1_000_000
     cap = _reclaim(plan, now, params)
     if cap is not None and cap < plan.demand:
         plan.demand = max(plan.floor, cap)
@@ -818,12 +818,13 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
     A car that has what it asked for gets the lowest factor, and is paused once it stops drawing (a fresh
     sample under its minimum after its ramp-up window; a charger that rejects 0 A is never paused); it is
     offered its minimum again every ``done_recheck_s``, so a wrong estimate never stops a car for good.
+    A car that will have its phases to itself at the end of its stay is evaluated again by ``_own_time``.
     """
     session = plan.session
     memory = plan.memory
     if session.demand_wh is None:
         return None, False
-    low, high, reference_ma, done_num, done_den = _need_constants(params)
+    low, _, _, done_num, done_den = _need_constants(params)
     demand = max(session.demand_wh, 0)
     remaining_wh = session.demand_wh - session.energy_wh
     if remaining_wh * done_den <= demand * done_num:  # meters and batteries are not exact to the Wh
@@ -838,17 +839,137 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
             and _period_of(memory.need_at, params.need_period_s) == _period_of(now, params.need_period_s)):
         plan.need_served_ppm, plan.need_at = memory.need_served_ppm, memory.need_at
         return memory.need, False
-    plan.need_served_ppm = min(max(session.energy_wh, 0), demand) * 1_000_000 // demand
+    plan.need_fresh = True
+    return _evaluate_need(plan, volts, now, params, _stay_s(session, params, now), 0), False
+
+
+def _evaluate_need(plan: _Plan, volts: int, now: datetime, params: Parameters, seconds: int, own_wh: int) -> int:
+    """The need factor in 128ths for what is still missing, less ``own_wh``, over ``seconds``; sets the share of
+    its demand the car has (what it got, and ``own_wh`` as if it had it already) and when it was evaluated."""
+    session = plan.session
+    low, high, reference_ma, _, _ = _need_constants(params)
+    demand = max(session.demand_wh or 0, 1)
+    plan.need_served_ppm = min(max(session.energy_wh, 0) + own_wh, demand) * 1_000_000 // demand
     plan.need_at = now
-    if session.departure is not None:
-        seconds = max(int((session.departure - now).total_seconds()), params.need_horizon_s, 1)
-    else:
-        seconds = max(params.need_default_stay_s, 1)
-    # What it still needs over the time left; with the offset of what it already got (``_plan_session``) a car
-    # ahead of the others falls back twice: it needs less, and its level starts higher (the bench chose this).
-    watts = _ceil_div(remaining_wh * 3600, seconds)
+    # What it still needs over the time left; with the offset of what it already got (``_weigh``) a car ahead
+    # of the others falls back twice: it needs less, and its level starts higher (the bench chose this).
+    remaining_wh = max(demand - session.energy_wh - own_wh, 0)
+    watts = _ceil_div(remaining_wh * 3600, max(seconds, 1))
     need_ma = plan.dc.ma_for(watts) if plan.dc is not None else _ceil_div(watts * 1000, volts * len(plan.grid))
-    return min(high, max(low, (need_ma * NEED_SCALE + reference_ma // 2) // reference_ma)), False
+    return min(high, max(low, (need_ma * NEED_SCALE + reference_ma // 2) // reference_ma))
+
+
+def _stay_s(session: Session, params: Parameters, now: datetime) -> int:
+    """The seconds a car's need is counted over: to its departure, at least ``need_horizon_s`` (a late car);
+    without a departure ``need_default_stay_s``."""
+    if session.departure is not None:
+        return max(int((session.departure - now).total_seconds()), params.need_horizon_s, 1)
+    return max(params.need_default_stay_s, 1)
+
+
+def _own_time(plans: list[_Plan], cap: list[int], fixed: list[int], tree: _Tree, now: datetime,
+              params: Parameters) -> None:
+    """Evaluate again the need of a car whose phases will be its own at the end of its stay.
+
+    The water-filling is myopic: two cars on a phase share it by what each needs by its departure, although
+    the one that leaves last will then have the phase to itself and charge at full rate. Departures are
+    known, so for a car whose need was evaluated this cycle: once every car it now shares a node phase with
+    has left (the last of them at ``shared``), what it can draw until its departure counts as energy it
+    already has (its share starts higher), and its need is what is still missing beyond that, over the time
+    until ``shared``. What it can draw then is its maximum within what its nodes' limits leave, with the
+    load without EVs as now and every other car still there drawing its maximum (``_alone_ma``): rather
+    too little than too much, so that a car counting on its own time does not end up short. A car with no
+    one on its phases now (others may still come), or a neighbour without a departure, counts none.
+    """
+    fresh = [p for p in plans if p.need_fresh and p.session.departure is not None]
+    if not fresh:
+        return
+    # Only the departures known count: a car without one may stay as long as it likes.
+    stays = {p.index: _stay_s(p.session, params, now) if p.session.departure is not None else INFINITY
+             for p in plans if not p.done}
+    on = _OnPhase(plans, stays)
+    for plan in fresh:
+        mine = stays[plan.index]
+        shared = max((on.last_other(c, plan.index) for c, _ in plan.constraints if c % 4 != 3), default=-1)
+        if shared < 0 or shared >= mine:
+            continue
+        volts = tree.nodes[plan.path[-1]].voltage_v
+        powered = any(c % 4 == 3 for c, _ in plan.constraints)  # else nothing changes as the others leave
+        ends = [*sorted({t for t in stays.values() if shared < t < mine} if powered else set()), mine]
+        start, own_mws = shared, 0
+        for end in ends:
+            ma = _alone_ma(plan, start, on, cap, fixed, tree)
+            mw = plan.dc.watts(ma) * 1000 if plan.dc is not None else ma * volts * len(plan.grid)
+            own_mws += mw * (end - start)
+            start = end
+        own_wh = own_mws // 3_600_000
+        if own_wh > 0:
+            plan.need = _evaluate_need(plan, volts, now, params, shared, own_wh)
+
+
+class _OnPhase:
+    """The cars on each node phase by how long they stay: who leaves last, what those still there draw at most."""
+
+    def __init__(self, plans: list[_Plan], stays: dict[int, int]) -> None:
+        rows: dict[int, list[tuple[int, int, int]]] = {}
+        for plan in plans:
+            if plan.index in stays:
+                for c, coef in plan.constraints:
+                    if c % 4 != 3:
+                        rows.setdefault(c, []).append((stays[plan.index], plan.index, coef * plan.demand))
+        self.stays: dict[int, list[int]] = {}
+        self.who: dict[int, list[int]] = {}
+        self.beyond: dict[int, list[int]] = {}  # [k]: the sum of the maxima of the cars from the k-th on
+        for c, group in rows.items():
+            group.sort()
+            self.stays[c] = [row[0] for row in group]
+            self.who[c] = [row[1] for row in group]
+            sums = [0] * (len(group) + 1)
+            for k in range(len(group) - 1, -1, -1):
+                sums[k] = sums[k + 1] + group[k][2]
+            self.beyond[c] = sums
+
+    def last_other(self, c: int, index: int) -> int:
+        """The longest stay of the other cars on node phase ``c`` (-1: none)."""
+        stays, who = self.stays.get(c, []), self.who.get(c, [])
+        for k in range(len(stays) - 1, max(len(stays) - 3, -1), -1):
+            if who[k] != index:
+                return stays[k]
+        return -1
+
+    def load_after(self, c: int, t: int) -> int:
+        """The most the cars on ``c`` that stay beyond ``t`` seconds can draw there, in mA."""
+        if c not in self.stays:
+            return 0
+        return self.beyond[c][bisect_right(self.stays[c], t)]
+
+
+def _alone_ma(plan: _Plan, t: int, on: _OnPhase, cap: list[int], fixed: list[int], tree: _Tree) -> int:
+    """The grid current per phase a car can draw ``t`` seconds from now, alone on its node phases, the other
+    cars still there drawing their maximum (each node phase at most full) under its nodes' power limits."""
+    own = {c for c, _ in plan.constraints if c % 4 != 3}
+    ma = plan.demand
+    for c, coef in plan.constraints:
+        room = cap[c] - fixed[c]
+        if c % 4 == 3:
+            n = c // 4
+            for d in range(4 * n, 4 * n + 3):
+                others = on.load_after(d, t) - (plan.demand if d in own else 0)
+                room -= min(max(cap[d] - fixed[d], 0), others) * tree.nodes[n].voltage_v
+        ma = min(ma, max(room, 0) // coef)
+    return ma
+
+
+def _weigh(plans: list[_Plan], params: Parameters) -> None:
+    """Each session's weight (priority x need factor) and offset in the water-filling."""
+    reference_ma = max(_ma_floor(params.need_reference_a), 1)
+    for plan in plans:
+        priority = max(1, int((plan.session.priority * WEIGHT_SCALE).to_integral_value()))
+        plan.weight = priority * (plan.need if plan.need is not None else NEED_SCALE)
+        if plan.need is not None:
+            # Levels of a car with a demand count shares of its demand: what it already got moves its start up
+            # (the reference current in mA = all of it), so that cars end at comparable shares.
+            plan.offset = plan.weight * reference_ma * plan.need_served_ppm // 1_000_000
 
 
 def _stopped_drawing(plan: _Plan, memory: ConnectorMemory, now: datetime, params: Parameters) -> bool:

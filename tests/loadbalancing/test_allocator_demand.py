@@ -35,11 +35,17 @@ def test_a_car_needing_three_times_the_energy_gets_three_times_the_current():
 
 
 def test_the_nearer_departure_weighs_more_for_the_same_energy():
-    building = guns(30, ["L1", "L1"])
+    # g1 and g2 leave together, after g0: neither will have L1 to itself, each needs half g0's rate.
+    building = guns(30, ["L1", "L1", "L1"])
     cars = [session("g0", demand_wh=20_000, departure=at(4 * HOUR)),
-            session("g1", demand_wh=20_000, departure=at(8 * HOUR))]
+            session("g1", demand_wh=20_000, departure=at(8 * HOUR)),
+            session("g2", demand_wh=20_000, departure=at(8 * HOUR))]
     result = run(building, cars, [meter(0)])
-    assert close(amps(result, "g0"), 20) and close(amps(result, "g1"), 10)
+    assert close(amps(result, "g0"), 15) and close(amps(result, "g1"), "7.5") and close(amps(result, "g2"), "7.5")
+    # Without g2, g1 has L1 to itself for 4 h once g0 has left: 27.6 kWh at 30 A, more than it asks. It counts
+    # them as its own and leaves g0 all but its minimum (below).
+    alone_later = run(guns(30, ["L1", "L1"]), cars[:2], [meter(0)])
+    assert (amps(alone_later, "g0"), amps(alone_later, "g1")) == (D(24), D(6))
 
 
 def test_what_a_car_already_got_counts_towards_its_share():
@@ -109,6 +115,45 @@ def test_cars_sharing_a_circuit_finish_at_comparable_shares_of_their_demand():
     # Equal current instead: g0 gets all it asked for, g1 little more than half.
     blind, _, _ = simulate_night(NIGHT, 32, 10, informed=False)
     assert blind[0] == 40_000 and blind[1] < 0.55 * 60_000
+
+
+def test_the_car_that_will_have_the_phase_to_itself_lets_the_one_leaving_first_charge_first():
+    """Same arrival, same demand; g1 stays two hours after g0 has left, with L1 to itself (13.8 kWh at 30 A).
+
+    Shared by what each needs by its departure alone, g0 would get 17.1 A and g1 12.9 A, and the night would end
+    19 points apart (g0 59 %, g1 78 %). g1 counts its own two hours as energy it already has, and needs the
+    rest over the six hours it shares L1.
+    """
+    building = guns(30, ["L1", "L1"])
+    cars = [session("g0", demand_wh=40_000, departure=at(6 * HOUR)),
+            session("g1", demand_wh=40_000, departure=at(8 * HOUR))]
+    first = run(building, cars, [meter(0)])
+    assert first.state.connectors["g1"].need_served_ppm == 345_000  # 13.8 of its 40 kWh
+    assert close(amps(first, "g0"), "22.1") and close(amps(first, "g1"), "7.9")
+    night = [(0, 6 * HOUR, 40_000), (0, 8 * HOUR, 40_000)]
+    energy, history, _ = simulate_night(night, 30, 8)
+    served = [e / c[2] for e, c in zip(energy, night, strict=True)]
+    # 30 A x 230 V x 6 h shared + 2 h alone = 55.2 kWh for 80 asked: 69 % each at best.
+    assert abs(served[0] - served[1]) < 0.05, served
+    assert sum(energy) >= 0.99 * 55_200
+    assert all(v >= D(6) for limits in history for v in limits if v is not None)  # never paused
+
+
+def test_own_time_counts_only_once_the_cars_on_the_phase_now_have_left():
+    """g0 is alone on L1 now; g1, on L2, leaves first. More cars may come to L1 tonight: g0 counts none of its
+    night as its own, and both weigh by what they need by their departures."""
+    building = guns(32, ["L1", "L2"], supply_kwargs={"max_power_w": 11_000})
+    cars = [session("g0", demand_wh=40_000, departure=at(8 * HOUR)),
+            session("g1", demand_wh=20_000, departure=at(4 * HOUR))]
+    result = run(building, cars, [meter(0)])
+    assert result.state.connectors["g0"].need_served_ppm == 0
+    # 40 kWh in 8 h and 20 kWh in 4 h are the same 21.7 A: the 47.8 A the power limit allows, shared equally.
+    assert amps(result, "g0") == amps(result, "g1") == D("23.9")
+    # A neighbour without a departure (its demand estimated, its stay not known) may stay as long as it likes:
+    # g1, leaving in 10 h, counts none of it as its own either.
+    unknown = [session("g0", demand_wh=40_000), session("g1", demand_wh=20_000, departure=at(10 * HOUR))]
+    stays = run(guns(30, ["L1", "L1"]), unknown, [meter(0)])
+    assert stays.state.connectors["g1"].need_served_ppm == 0
 
 
 def test_weights_and_limits_do_not_wobble_from_cycle_to_cycle():
