@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
@@ -198,11 +199,18 @@ def test_an_idle_gun_keeps_its_default_free_only_on_a_charger_that_refuses_0_a(
     assert run.limits[f"{takes_zero.charge_point_id}#2"]["why"] == "idle"
 
 
-def test_requests_are_debounced_and_one_building_runs_one_at_a_time(world):
-    schema = f"lbtest_{uuid.uuid4().hex[:6]}"
-    queued: list[tuple[str, str]] = []
+@pytest.fixture
+def queued() -> Iterator[list[tuple[str, str]]]:
+    """The runs asked for, (schema, why), noted here instead of queued for a worker (the hook put back after)."""
+    runs: list[tuple[str, str]] = []
     previous = triggers._queue
-    triggers.set_queue(lambda s, why: queued.append((s, why)))
+    triggers.set_queue(lambda schema, why: runs.append((schema, why)))
+    yield runs
+    triggers.set_queue(previous)
+
+
+def test_requests_are_debounced_and_one_building_runs_one_at_a_time(world, queued):
+    schema = f"lbtest_{uuid.uuid4().hex[:6]}"
     try:
         assert triggers.request_now(schema, "reading 1") is True
         assert triggers.request_now(schema, "reading 2") is False  # one queued run is enough
@@ -221,19 +229,15 @@ def test_requests_are_debounced_and_one_building_runs_one_at_a_time(world):
         assert ran == ["reading 1", "session started"]
         assert triggers.request_now(schema, "later") is True  # nothing pending any more: queued again
     finally:
-        triggers.set_queue(previous)
         redis = live_store.sync_client()
         redis.delete(triggers._pending(schema), triggers._lock(schema))
 
 
-def test_a_request_left_pending_after_the_last_round_is_queued_again(world):
+def test_a_request_left_pending_after_the_last_round_is_queued_again(world, queued):
     """Readings every second and runs of half a second: a request comes in during every round. Its own task found
     the lock taken and left it to the run in progress; after its last round that run must queue it, or the
     mark would swallow every request (the readings that show a rise too) until it expires."""
     schema = f"lbtest_{uuid.uuid4().hex[:6]}"
-    queued: list[tuple[str, str]] = []
-    previous = triggers._queue
-    triggers.set_queue(lambda s, why: queued.append((s, why)))
     try:
         assert triggers.request_now(schema, "reading 0") is True
         ran: list[str] = []
@@ -252,25 +256,20 @@ def test_a_request_left_pending_after_the_last_round_is_queued_again(world):
         assert triggers.run(schema, "reading 3", lambda why: ran.append(why)) == 1
         assert ran[-1] == "reading 3"
     finally:
-        triggers.set_queue(previous)
         redis = live_store.sync_client()
         redis.delete(triggers._pending(schema), triggers._lock(schema))
 
 
 @pytest.mark.django_db
-def test_a_session_start_asks_for_a_run_once_it_commits(world, django_capture_on_commit_callbacks):
+def test_a_session_start_asks_for_a_run_once_it_commits(world, queued, django_capture_on_commit_callbacks):
     schema = world.maple.schema_name
     charger, _ = _cabinet(world.maple, 32)
-    queued: list[tuple[str, str]] = []
-    previous = triggers._queue
-    triggers.set_queue(lambda s, why: queued.append((s, why)))
     try:
         live_store.sync_client().delete(triggers._pending(schema))
         with in_schema(schema), django_capture_on_commit_callbacks(execute=True):
             _start(charger, 1)
         assert queued and queued[0][0] == schema and "started" in queued[0][1]
     finally:
-        triggers.set_queue(previous)
         live_store.sync_client().delete(triggers._pending(schema))
 
 
@@ -290,14 +289,11 @@ def test_the_state_round_trips_through_its_codec():
 
 
 @pytest.mark.django_db
-def test_only_a_new_connector_status_asks_for_a_run(world, django_capture_on_commit_callbacks):
+def test_only_a_new_connector_status_asks_for_a_run(world, queued, django_capture_on_commit_callbacks):
     """A charger re-sends its statuses after every reconnect: the same status again is recorded (its time moves
     on) but asks for no run; a different one does."""
     schema = world.maple.schema_name
     charger, _ = _cabinet(world.maple, 32)
-    queued: list[tuple[str, str]] = []
-    previous = triggers._queue
-    triggers.set_queue(lambda s, why: queued.append((s, why)))
     redis = live_store.sync_client()
 
     def status(value: str, at) -> None:
@@ -317,7 +313,6 @@ def test_only_a_new_connector_status_asks_for_a_run(world, django_capture_on_com
         status("Charging", first + timedelta(seconds=9))
         assert [why for _, why in queued][1:] == [f"{charger.charge_point_id}#1 Charging"]
     finally:
-        triggers.set_queue(previous)
         redis.delete(triggers._pending(schema))
 
 
