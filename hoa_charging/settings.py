@@ -262,8 +262,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = False
 # Three queues, each with its own workers (Procfile), so that no kind of work waits behind another: the
 # balancer's runs (CPU, a few ms to a few hundred each: a rise must not wait behind a month's PDFs), the calls
-# to chargers (mostly waiting for their answers over the network: many at once, on threads) and the rest
-# (billing, statements, e-mail, payments, watchdogs). Every task not named here goes to "celery".
+# to chargers (mostly waiting for their answers over the network) and the rest (billing, statements, e-mail,
+# payments, watchdogs). Every task not named here goes to "celery"; a single worker for everything listens to
+# all three (-Q celery,balancing,chargers, as the tests run it). Declared, so that a purge empties all three.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {
     "apps.loadbalancing.tasks.rebalance_building": {"queue": "balancing"},
@@ -273,9 +274,7 @@ CELERY_TASK_ROUTES = {
     "apps.ocpp.tasks.dispatch_all_limits": {"queue": "chargers"},
     "apps.ocpp.tasks.sync_local_lists": {"queue": "chargers"},
 }
-CELERY_QUEUES_ALL = ("celery", "balancing", "chargers")  # a single worker for everything listens to these
-# Declared, so that a purge (celery purge, app.control.purge()) empties all three.
-CELERY_TASK_QUEUES = {name: {"routing_key": name} for name in CELERY_QUEUES_ALL}
+CELERY_TASK_QUEUES = {name: {"routing_key": name} for name in ("celery", "balancing", "chargers")}
 
 # --- OCPP central system (docs/ocpp.md) ----------------------------------------------
 

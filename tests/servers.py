@@ -138,7 +138,7 @@ class CeleryWorker:
         self.log = self.log_path.open("w") if self.log_path is not None else None
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "hoa_charging", "worker", "--pool", "solo", "--loglevel",
-             self.loglevel, "-Q", ",".join(settings.CELERY_QUEUES_ALL), "--without-heartbeat", "--without-mingle",
+             self.loglevel, "-Q", ",".join(settings.CELERY_TASK_QUEUES), "--without-heartbeat", "--without-mingle",
              "--without-gossip"],
             cwd=ROOT, env=self.env, stdout=self.log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )

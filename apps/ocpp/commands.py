@@ -19,10 +19,11 @@ connection itself (which answers "wrong_building").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -127,10 +128,19 @@ async def send_command(
     raise CommandRejected(answer.get("error_code", "GenericError"), answer.get("description", ""))
 
 
-def loop_channel_layer() -> Any:
-    """A channel layer of its own for one event loop (close it with ``await layer.close_pools()`` before the
-    loop ends). Not for daphne, whose consumers share the process's layer and its one reader."""
-    return channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+@contextlib.asynccontextmanager
+async def loop_channel_layer(what: str) -> AsyncIterator[Any]:
+    """A channel layer of its own for one event loop, closed when the block ends (at most LAYER_CLOSE_TIMEOUT_S;
+    ``what`` names the user in the warning if it does not close). Not for daphne, whose consumers share the
+    process's layer and its one reader."""
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    try:
+        yield layer
+    finally:
+        try:
+            await asyncio.wait_for(layer.close_pools(), LAYER_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning("%s: its channel layer did not close within %s s", what, LAYER_CLOSE_TIMEOUT_S)
 
 
 def send_command_sync(
@@ -146,15 +156,8 @@ def send_command_sync(
 
 async def _send_in_own_layer(charge_point_id: str, action: str, payload: dict | None, timeout: float | None,
                              schema_name: str) -> dict[str, Any]:
-    layer = loop_channel_layer()
-    try:
+    async with loop_channel_layer(f"{action} to {charge_point_id}") as layer:
         return await send_command(charge_point_id, action, payload, timeout, schema_name=schema_name, layer=layer)
-    finally:
-        try:
-            await asyncio.wait_for(layer.close_pools(), LAYER_CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            logger.warning("%s: the command's channel layer did not close within %s s", charge_point_id,
-                           LAYER_CLOSE_TIMEOUT_S)
 
 
 def _of_another_building(charge_point_id: str, schema_name: str) -> ChargerOfAnotherBuilding:

@@ -71,7 +71,6 @@ CLAIM_HOLD = timedelta(seconds=60)
 # timeout).
 ANSWER_TIMEOUT_S = 5.0
 ROUND_TIMEOUT_S = 120.0  # a whole dispatch round, every charger of the building
-CLOSE_TIMEOUT_S = 10.0
 RETRY_AFTER = timedelta(minutes=2)
 Status = ConnectorLimit.Status
 
@@ -95,16 +94,12 @@ _round_layer: contextvars.ContextVar[Any] = contextvars.ContextVar("dispatch_rou
 async def _in_own_layer(coroutine: Callable[[], Awaitable[None]]) -> None:
     # Bounded: a round that never ends (a reply or a pool close that never comes) must not hold a worker
     # process for good; what the round learnt is recorded by the caller either way.
-    layer = commands.loop_channel_layer()
-    token = _round_layer.set(layer)
-    try:
-        await asyncio.wait_for(coroutine(), ROUND_TIMEOUT_S)
-    finally:
-        _round_layer.reset(token)
+    async with commands.loop_channel_layer("a dispatch round") as layer:
+        token = _round_layer.set(layer)
         try:
-            await asyncio.wait_for(layer.close_pools(), CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            logger.warning("dispatch: the round's channel layer did not close within %s s", CLOSE_TIMEOUT_S)
+            await asyncio.wait_for(coroutine(), ROUND_TIMEOUT_S)
+        finally:
+            _round_layer.reset(token)
 
 
 @dataclass
