@@ -307,7 +307,8 @@ OCPP_MAX_CONCURRENT_BOOTS = env_int("OCPP_MAX_CONCURRENT_BOOTS", 500)
 # --- load balancing (docs/load-balancing.md) -----------------------------------------
 
 # A live limit is sent with a lease: if the platform falls silent this long, each charger drops to its safe
-# floor on its own. The periodic run (every LOADBALANCING_REFRESH_S) renews it well before.
+# floor on its own. The periodic run (every LOADBALANCING_REFRESH_S) renews it every half lease, each building
+# at its own renewal times (apps/charging/leases.py).
 # Off: nothing sets the chargers' limits but the static profiles (tests of the dispatch drive it by hand).
 LOADBALANCING_ENABLED = env_bool("LOADBALANCING_ENABLED", True)
 LOADBALANCING_LEASE_S = env_int("LOADBALANCING_LEASE_S", 180)

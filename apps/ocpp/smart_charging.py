@@ -8,8 +8,8 @@ daphne process holds each charger's socket). The profiles themselves are apps.oc
 A dispatch:
 1. reads the plan: every charger with a limit wanted or its profiles to send again (it connected or
    booted), its connectors, their open transactions and what each holds;
-2. skips what would not change (an increase of less than 1 A over what the charger acknowledged, the lease
-   not yet half gone; a decrease is always sent); a connector without a transaction keeps its
+2. skips what would not change (an increase of less than 1 A over what the charger acknowledged, a lease
+   not yet due: apps/charging/leases.py; a decrease is always sent); a connector without a transaction keeps its
    TxDefaultProfile until one starts;
 3. sends, to every charger at once (each charger's calls one after the other, as OCPP wants), every
    *decrease*, then the static profiles of chargers that need them (ChargePointMaxProfile from the
@@ -41,6 +41,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from apps.charging import leases
 from apps.charging.models import ConnectorLimit
 from apps.charging.smart_charging import (
     ChargerPlan,
@@ -319,8 +320,8 @@ class _Dispatch:
                              "asked before this transaction started: its TxDefaultProfile applies")
                 continue
             held = None if plan.resend else c.applied_a
-            lease_due = c.lease_until is not None and c.lease_s is not None and (
-                c.lease_until - self.now < timedelta(seconds=c.lease_s / 2))
+            lease_due = c.lease_until is not None and c.lease_s is not None and leases.renewal_due(
+                self.schema_name, c.lease_s, c.lease_until, self.now)
             if charger.quirks.tx_profile_rejected and (c.applied_a is not None or c.transaction_id is not None):
                 charger.live_on_default.add(c.number)  # its default is the live limit: no static default over it
             if not cp_profiles.is_change(c.desired_a, held) and not lease_due:

@@ -16,8 +16,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
+from apps.charging import leases
 from apps.charging import services as charging
 from apps.charging.models import ChargePoint, ChargingSession, ConnectorLimit
 from apps.core import live_store
@@ -351,9 +353,12 @@ def test_a_periodic_refresh_asks_for_unchanged_limits_again_only_when_due(
         services.building_rebalance(trigger="test")
         asked = _asked(charger)
         assert {n: a[0] for n, a in asked.items()} == {1: Decimal("10.0"), 2: Decimal("10.0")}
-        # Half a lease: the mark of what was asked expires then.
+        # The mark of what was asked expires at the building's next renewal time (within half a lease).
         ttl_ms = live_store.sync_client().pttl(services._asked_key(schema))
-        assert 170 * 500 < ttl_ms <= 180 * 500
+        expires = timezone.now() + timedelta(milliseconds=ttl_ms)
+        renewal = leases.next_renewal(schema, settings.LOADBALANCING_LEASE_S, expires - timedelta(seconds=2))
+        assert 0 < ttl_ms <= settings.LOADBALANCING_LEASE_S * 500
+        assert abs(expires - renewal) < timedelta(seconds=2)
 
         runs = BalancingRun.objects.count()
         with django_capture_on_commit_callbacks(execute=False) as dispatches:

@@ -15,6 +15,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from apps.alerts.models import Alert
+from apps.charging import leases
 from apps.charging import smart_charging as limits_db
 from apps.charging.models import ChargePoint, Connector, ConnectorLimit
 from apps.charging.smart_charging import Limit, limits_set
@@ -696,4 +697,39 @@ async def test_a_limit_asked_for_an_earlier_session_is_not_applied_to_the_next(
     report = await dispatch(maple_schema, charger)
     assert outcomes(report, pk1) == {pk1: "accepted"}
     assert [p["csChargingProfiles"]["transactionId"] for p in profiles_sent(charger, sent)] == [second]
+    await charger.transport.disconnect()
+
+
+async def test_a_lease_is_renewed_once_the_buildings_renewal_time_passed_and_not_before(
+        maple_schema, charger_id, dispatch_requests):
+    """Each building renews its leases at renewal times of its own (apps/charging/leases.py), so buildings whose
+    limits were acknowledged together do not all renew in the same cycle. A lease that began before the
+    building's latest renewal time is sent again with the same limit, though more than half of it is left; one
+    that began after it is not."""
+    period = timedelta(seconds=LEASE_S / 2)
+    latest = leases.latest_renewal(maple_schema, LEASE_S, timezone.now())
+    if timezone.now() - latest > period - timedelta(seconds=15):  # leave the test room before the next one
+        await asyncio.sleep((latest + period - timezone.now()).total_seconds() + 0.1)
+        latest += period
+    charger = await connect(charger_id, ProfileMemory())
+    await start(charger, 1)
+    pk1 = await connector_pk(maple_schema, charger_id, 1)
+    await set_limits(maple_schema, {pk1: "14"})
+    assert outcomes(await dispatch(maple_schema, charger), pk1) == {pk1: "accepted"}
+
+    # Acknowledged after the latest renewal time: up to date, nothing sent.
+    sent = len(charger.received_calls)
+    assert outcomes(await dispatch(maple_schema, charger), pk1) == {pk1: "unchanged"}
+    assert profiles_sent(charger, sent) == []
+
+    # Acknowledged a second before it: renewed now, with more than half the lease left (the old rule's due).
+    began = latest - timedelta(seconds=1)
+    await run_in_schema(maple_schema, lambda: ConnectorLimit.objects.filter(connector_id=pk1).update(
+        lease_until=began + timedelta(seconds=LEASE_S)))
+    assert (began + timedelta(seconds=LEASE_S)) - timezone.now() > timedelta(seconds=LEASE_S / 2)
+    report = await dispatch(maple_schema, charger)
+    assert outcomes(report, pk1) == {pk1: "accepted"}
+    assert [p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+            for p in profiles_sent(charger, sent)] == [14]
+    assert (await limit_row(maple_schema, pk1)).lease_until > timezone.now() + timedelta(seconds=LEASE_S - 10)
     await charger.transport.disconnect()
