@@ -39,11 +39,10 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlparse
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-OUT = ROOT / ".local" / "bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import OUT, ROOT, bench_database_url, create_database
+
 MONTH = date(2026, 10, 1)
 NOW = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)  # the close runs after the month is over
 CHARGERS = 10
@@ -103,14 +102,6 @@ def _django() -> None:
     django.setup()
 
 
-def _check_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    name = urlparse(url).path.lstrip("/")
-    if "bench" not in name:
-        sys.exit("set DATABASE_URL to a dedicated benchmark database (its name must contain 'bench')")
-    return url
-
-
 def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -162,15 +153,7 @@ def _sessions(schema: str, residents: int, per_resident: int) -> int:
 
 
 def setup(args: argparse.Namespace) -> int:
-    url = _check_url()
-    import psycopg
-
-    name = urlparse(url).path.lstrip("/")
-    admin = urlparse(url)._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
+    create_database(bench_database_url())
     os.environ.setdefault("HOA_ENV", "development")
     subprocess.run([sys.executable, "manage.py", "migrate_schemas", "--shared", "-v", "0"], cwd=ROOT, check=True)
     _django()
@@ -341,7 +324,7 @@ def _pricing(args: argparse.Namespace, schemas: list[str], common: dict) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_url()
+    bench_database_url()
     _django()
     from django.db.models import Sum
 
@@ -422,7 +405,7 @@ def run(args: argparse.Namespace) -> int:
 def render_only(args: argparse.Namespace) -> int:
     """Render (and drop) the first --statements PDFs of one building in this process: the CPU time per
     PDF, comparable between two checkouts run alternately (nothing is stored, so it can be repeated)."""
-    _check_url()
+    bench_database_url()
     _django()
     from apps.core.tenants import in_schema
     from apps.statements import documents
@@ -452,7 +435,7 @@ def render_only(args: argparse.Namespace) -> int:
 
 def reset(args: argparse.Namespace) -> int:
     """Reopen the month in every benchmark building: documents, statements, charges and ledger rows go."""
-    _check_url()
+    bench_database_url()
     _django()
     from django.db import connection
 

@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(1, str(ROOT))
 from setup_bench import charger_id, password  # noqa: E402
 
+from bench.common import now_iso, percentiles  # noqa: E402
 from hoa_charging.procfile import daphne_websocket_flags  # noqa: E402
 
 CONFIGURATION = [
@@ -62,22 +63,6 @@ CONFIGURATION = [
     {"key": "NumberOfConnectors", "readonly": True, "value": "2"},
     {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "8"},
 ]
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    if not samples:
-        return {"count": 0}
-    ordered = sorted(samples)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
-
-    return {"count": len(ordered), "p50_ms": at(0.50), "p95_ms": at(0.95), "p99_ms": at(0.99),
-            "max_ms": round(ordered[-1] * 1000, 1)}
 
 
 @dataclass

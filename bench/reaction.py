@@ -38,12 +38,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -51,14 +48,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlparse
 
-from websockets.asyncio.client import ClientConnection, connect
-
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / ".local" / "bench"
-sys.path.insert(0, str(ROOT))
-from hoa_charging.procfile import celery_workers, daphne_websocket_flags  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import (
+    OUT,
+    ROOT,
+    OcppCharger,
+    charger_configuration,
+    cpu_seconds,
+    create_database,
+    free_port,
+    now_iso,
+    percentiles,
+    start_servers,
+    stop_all,
+)
 
 SLUG = "bench-reaction"
 HOST = f"{SLUG}.localhost"
@@ -68,14 +72,7 @@ SUPPLY_A = 250
 PHASES = ("L1", "L2", "L3")
 EV_MAX_A = 32.0
 ATTRIBUTE_WITHIN_S = 10.0
-CONFIGURATION = [
-    {"key": "MeterValueSampleInterval", "readonly": False, "value": "10"},
-    {"key": "MeterValuesSampledData", "readonly": False, "value": "Energy.Active.Import.Register,Current.Import"},
-    {"key": "HeartbeatInterval", "readonly": False, "value": "300"},
-    {"key": "NumberOfConnectors", "readonly": True, "value": "1"},
-    {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "8"},
-    {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current"},
-]
+CONFIGURATION = charger_configuration(1)
 
 
 def charger_id(n: int) -> str:
@@ -92,10 +89,6 @@ def tag(n: int) -> str:
 
 def phase_of(n: int) -> int:
     return (n - 1) % 3
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def commissioning_yaml(chargers: int) -> str:
@@ -120,15 +113,7 @@ def commissioning_yaml(chargers: int) -> str:
 
 
 def prepare(chargers: int) -> None:
-    url = os.environ["DATABASE_URL"]
-    name = urlparse(url).path.lstrip("/")
-    import psycopg
-
-    admin = urlparse(url)._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
+    create_database(os.environ["DATABASE_URL"])
     subprocess.run([sys.executable, "manage.py", "migrate_schemas", "-v", "0"], cwd=ROOT, check=True)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{SLUG}.yaml"
@@ -161,49 +146,6 @@ def reset() -> None:
     subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, check=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_servers(port: int, log) -> list[subprocess.Popen]:
-    env = {**os.environ, "LOG_LEVEL": "WARNING", "LOADBALANCING_ENABLED": "1"}
-    subprocess.run([sys.executable, "-m", "celery", "-A", "hoa_charging", "purge", "-f"], cwd=ROOT, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=True)
-    daphne = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log", os.devnull,
-         *daphne_websocket_flags(), "hoa_charging.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    # The Procfile's workers, one per queue: the balancer's runs, the calls to chargers, the rest.
-    workers = [subprocess.Popen([sys.executable, "-m", "celery", *args, "--without-heartbeat", "--without-mingle",
-                                 "--without-gossip"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-               for args in celery_workers("WARNING").values()]
-    processes = [daphne, *workers]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in processes):
-            stop_all(processes)
-            raise SystemExit("daphne or a worker exited; see .local/bench/reaction-servers.log")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return processes
-        time.sleep(0.05)
-    stop_all(processes)
-    raise SystemExit("daphne did not start")
-
-
-def stop_all(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @dataclass
 class Profile:
     at: float  # time.monotonic() when it arrived
@@ -222,17 +164,12 @@ class World:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
-class Charger:
+class Charger(OcppCharger):
     def __init__(self, n: int, url: str, world: World):
+        super().__init__(charger_id(n), password(charger_id(n)), url, CONFIGURATION, answer_timeout_s=30)
         self.n = n
-        self.id = charger_id(n)
-        self.url = url + self.id
-        self.auth = "Basic " + base64.b64encode(f"{self.id}:{password(self.id)}".encode()).decode()
         self.world = world
         self.phase = phase_of(n)
-        self.ids = itertools.count(1)
-        self.pending: dict[str, asyncio.Future] = {}
-        self.ws: ClientConnection | None = None
         self.tx: int | None = None
         self.tx_limit: float | None = None
         self.default_limit: float | None = None
@@ -246,20 +183,12 @@ class Charger:
         limit = self.tx_limit if self.tx_limit is not None else self.default_limit
         return min(EV_MAX_A, limit if limit is not None else EV_MAX_A)
 
-    async def call(self, action: str, payload: dict) -> dict:
-        assert self.ws is not None
-        unique_id = str(next(self.ids))
-        future = asyncio.get_running_loop().create_future()
-        self.pending[unique_id] = future
-        await self.ws.send(json.dumps([2, unique_id, action, payload]))
-        try:
-            reply = await asyncio.wait_for(future, 30)
-        finally:
-            self.pending.pop(unique_id, None)
-        if reply[0] != 3:
-            self.world.error(f"callerror {action} {reply[2]}")
-            return {}
-        return reply[2]
+    def on_error(self, action: str, reply: list) -> None:
+        self.world.error(f"callerror {action} {reply[2]}")
+
+    def on_call(self, action: str, payload: dict) -> None:
+        if action == "SetChargingProfile":
+            self.profile(payload)
 
     def profile(self, payload: dict) -> None:
         profile = payload.get("csChargingProfiles", {})
@@ -278,26 +207,6 @@ class Charger:
             self.has_default.set()
         self.report_now.set()
 
-    async def reader(self) -> None:
-        assert self.ws is not None
-        async for raw in self.ws:
-            message = json.loads(raw)
-            if message[0] == 2:
-                action, payload = message[2], message[3]
-                if action == "GetConfiguration":
-                    answer: dict = {"configurationKey": CONFIGURATION}
-                elif action == "GetLocalListVersion":
-                    answer = {"listVersion": 0}
-                else:
-                    if action == "SetChargingProfile":
-                        self.profile(payload)
-                    answer = {"status": "Accepted"}
-                await self.ws.send(json.dumps([3, message[1], answer]))
-            else:
-                future = self.pending.get(message[1])
-                if future is not None and not future.done():
-                    future.set_result(message)
-
     async def meter_values(self) -> None:
         # A single-phase gun reports its own phase L1; the platform puts it on the grid phase of its rotation.
         draw = self.offered_a
@@ -311,37 +220,31 @@ class Charger:
         self.world.draws[self.id] = draw
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with connect(self.url, subprotocols=["ocpp1.6"], additional_headers={"Authorization": self.auth},
-                           open_timeout=30, ping_interval=None, compression=None, proxy=None) as ws:
-            self.ws = ws
-            reader = asyncio.create_task(self.reader())
-            try:
-                await self.call("BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "Reaction"})
-                # A charger in service holds its TxDefaultProfile from the day it was commissioned: the EV
-                # plugs in once it has one (else it would draw 32 A before its first limit, all of it counted
-                # as the building's other load, believed at once and its fall only after drop_confirm_s).
-                await asyncio.wait_for(self.has_default.wait(), 60)
-                for c, status in ((0, "Available"), (1, "Preparing")):
-                    await self.call("StatusNotification", {"connectorId": c, "errorCode": "NoError",
-                                                           "status": status, "timestamp": now_iso()})
-                reply = await self.call("StartTransaction", {"connectorId": 1, "idTag": tag(self.n),
-                                                             "meterStart": self.register, "timestamp": now_iso()})
-                self.tx = reply.get("transactionId")
-                await self.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging",
-                                                       "timestamp": now_iso()})
+        async with self.connected(open_timeout=30):
+            await self.call("BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "Reaction"})
+            # A charger in service holds its TxDefaultProfile from the day it was commissioned: the EV
+            # plugs in once it has one (else it would draw 32 A before its first limit, all of it counted
+            # as the building's other load, believed at once and its fall only after drop_confirm_s).
+            await asyncio.wait_for(self.has_default.wait(), 60)
+            for c, status in ((0, "Available"), (1, "Preparing")):
+                await self.call("StatusNotification", {"connectorId": c, "errorCode": "NoError",
+                                                       "status": status, "timestamp": now_iso()})
+            reply = await self.call("StartTransaction", {"connectorId": 1, "idTag": tag(self.n),
+                                                         "meterStart": self.register, "timestamp": now_iso()})
+            self.tx = reply.get("transactionId")
+            await self.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging",
+                                                   "timestamp": now_iso()})
+            await self.meter_values()
+            self.ready.set()
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.report_now.wait(), 10)
+                self.report_now.clear()
+                if self.reader is not None and self.reader.done():
+                    raise RuntimeError(f"{self.id}: the connection closed")
                 await self.meter_values()
-                self.ready.set()
-                while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.report_now.wait(), 10)
-                    self.report_now.clear()
-                    if reader.done():
-                        raise RuntimeError(f"{self.id}: the connection closed")
-                    await self.meter_values()
-                await self.call("StopTransaction", {"transactionId": self.tx, "meterStop": self.register,
-                                                    "timestamp": now_iso(), "reason": "EVDisconnected"})
-            finally:
-                reader.cancel()
+            await self.call("StopTransaction", {"transactionId": self.tx, "meterStop": self.register,
+                                                "timestamp": now_iso(), "reason": "EVDisconnected"})
 
 
 @dataclass
@@ -525,32 +428,6 @@ def classify(rises: list[Rise]) -> None:
         rise.run_s = runs[after][2] / 1_000_000
 
 
-def percentiles(samples: list[float]) -> dict:
-    if not samples:
-        return {"count": 0}
-    ordered = sorted(samples)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
-
-    return {"count": len(ordered), "p50_ms": at(0.50), "p95_ms": at(0.95), "p99_ms": at(0.99),
-            "max_ms": round(ordered[-1] * 1000, 1)}
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu(pid: int) -> float:
-    total = cpu_seconds(pid)
-    with contextlib.suppress(FileNotFoundError):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            with contextlib.suppress(FileNotFoundError):
-                total += children_cpu(int(child))
-    return total
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chargers", type=int, default=24)
@@ -575,12 +452,12 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     port = free_port()
     with (OUT / "reaction-servers.log").open("w") as log:
-        servers = start_servers(port, log)
+        servers = start_servers([port], log, ".local/bench/reaction-servers.log")
         try:
-            cpu_before = [children_cpu(p.pid) for p in servers]
+            cpu_before = [cpu_seconds(p.pid, children=True) for p in servers]
             load_before = os.getloadavg()
             rises, world, meter, elapsed = asyncio.run(scenario(args, port))
-            cpu = [round(children_cpu(p.pid) - b, 1) for p, b in zip(servers, cpu_before, strict=True)]
+            cpu = [round(cpu_seconds(p.pid, children=True) - b, 1) for p, b in zip(servers, cpu_before, strict=True)]
             load_after = os.getloadavg()
         finally:
             stop_all(servers)

@@ -38,37 +38,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import itertools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlparse
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / ".local" / "bench"
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import (
+    OUT,
+    ROOT,
+    OcppCharger,
+    charger_configuration,
+    cpu_seconds,
+    create_database,
+    free_port,
+    now_iso,
+    start_servers,
+    stop_all,
+)
 
 CHARGERS = 25
 CONNECTORS = 2
 ACTIVE = 30  # guns with a session per building
 SUPPLY_A = 300
 PHASES = ("L1", "L2", "L3")
-CONFIGURATION = [
-    {"key": "MeterValueSampleInterval", "readonly": False, "value": "10"},
-    {"key": "MeterValuesSampledData", "readonly": False, "value": "Energy.Active.Import.Register,Current.Import"},
-    {"key": "HeartbeatInterval", "readonly": False, "value": "300"},
-    {"key": "NumberOfConnectors", "readonly": True, "value": str(CONNECTORS)},
-    {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "8"},
-    {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current"},
-]
+CONFIGURATION = charger_configuration(CONNECTORS)
 
 
 def slug(b: int) -> str:
@@ -123,15 +123,7 @@ def django_setup() -> None:
 
 
 def setup(args: argparse.Namespace) -> int:
-    url = os.environ["DATABASE_URL"]
-    name = urlparse(url).path.lstrip("/")
-    import psycopg
-
-    admin = urlparse(url)._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
+    create_database(os.environ["DATABASE_URL"])
     subprocess.run([sys.executable, "manage.py", "migrate_schemas", "--shared", "-v", "0"], cwd=ROOT, check=True)
     django_setup()
     from django.core.management import call_command
@@ -154,112 +146,29 @@ def setup(args: argparse.Namespace) -> int:
 # --- run ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_servers(ports: list[int], log) -> list[subprocess.Popen]:
-    from hoa_charging.procfile import celery_workers, daphne_websocket_flags
-
-    env = {**os.environ, "LOG_LEVEL": "WARNING", "LOADBALANCING_ENABLED": "1"}
-    subprocess.run([sys.executable, "-m", "celery", "-A", "hoa_charging", "purge", "-f"], cwd=ROOT, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=True)
-    daphnes = [subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log", os.devnull,
-         *daphne_websocket_flags(), "hoa_charging.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) for port in ports]
-    # The Procfile's workers, one per queue: the balancer's runs, the calls to chargers, the rest.
-    workers = [subprocess.Popen([sys.executable, "-m", "celery", *args, "--without-heartbeat", "--without-mingle",
-                                 "--without-gossip"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-               for args in celery_workers("WARNING").values()]
-    processes = [*daphnes, *workers]
-    deadline = time.monotonic() + 60
-    waiting = set(ports)
-    while time.monotonic() < deadline and waiting:
-        if any(p.poll() is not None for p in processes):
-            stop_all(processes)
-            raise SystemExit("daphne or a worker exited; see .local/bench/rebalance-scale-servers.log")
-        for port in list(waiting):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    waiting.discard(port)
-        time.sleep(0.05)
-    if waiting:
-        stop_all(processes)
-        raise SystemExit("daphne did not start")
-    return processes
-
-
-def stop_all(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-class Charger:
+class Charger(OcppCharger):
     """A charger of a connected building: boots, starts its sessions, follows and reports its limits."""
 
     def __init__(self, b: int, n: int, url: str, stats: dict):
+        super().__init__(charger_id(b, n), password(charger_id(b, n)), url, CONFIGURATION)
         self.b, self.n = b, n
-        self.id = charger_id(b, n)
-        self.url = url + self.id
-        self.auth = "Basic " + base64.b64encode(f"{self.id}:{password(self.id)}".encode()).decode()
         self.stats = stats
-        self.ids = itertools.count(1)
-        self.pending: dict[str, asyncio.Future] = {}
-        self.ws = None
         self.tx: dict[int, int] = {}
         self.limit: dict[int, float] = {}
         self.register = dict.fromkeys(range(1, CONNECTORS + 1), 0)
         self.report_now = asyncio.Event()
         self.ready = asyncio.Event()
 
-    async def call(self, action: str, payload: dict) -> dict:
-        unique_id = str(next(self.ids))
-        future = asyncio.get_running_loop().create_future()
-        self.pending[unique_id] = future
-        await self.ws.send(json.dumps([2, unique_id, action, payload]))
-        try:
-            reply = await asyncio.wait_for(future, 60)
-        finally:
-            self.pending.pop(unique_id, None)
-        return reply[2] if reply[0] == 3 else {}
-
-    async def reader(self) -> None:
-        async for raw in self.ws:
-            message = json.loads(raw)
-            if message[0] == 2:
-                action, payload = message[2], message[3]
-                if action == "GetConfiguration":
-                    answer: dict = {"configurationKey": CONFIGURATION}
-                elif action == "GetLocalListVersion":
-                    answer = {"listVersion": 0}
-                else:
-                    answer = {"status": "Accepted"}
-                    if action == "SetChargingProfile":
-                        self.stats["profiles"] = self.stats.get("profiles", 0) + 1
-                        self.stats["last_profile_at"] = time.time()
-                        profile = payload.get("csChargingProfiles", {})
-                        periods = profile.get("chargingSchedule", {}).get("chargingSchedulePeriod") or [{}]
-                        if profile.get("chargingProfilePurpose") == "TxProfile" and "limit" in periods[0]:
-                            self.limit[payload["connectorId"]] = float(periods[0]["limit"])
-                            self.report_now.set()
-                await self.ws.send(json.dumps([3, message[1], answer]))
-            else:
-                future = self.pending.get(message[1])
-                if future is not None and not future.done():
-                    future.set_result(message)
+    def on_call(self, action: str, payload: dict) -> None:
+        if action != "SetChargingProfile":
+            return
+        self.stats["profiles"] = self.stats.get("profiles", 0) + 1
+        self.stats["last_profile_at"] = time.time()
+        profile = payload.get("csChargingProfiles", {})
+        periods = profile.get("chargingSchedule", {}).get("chargingSchedulePeriod") or [{}]
+        if profile.get("chargingProfilePurpose") == "TxProfile" and "limit" in periods[0]:
+            self.limit[payload["connectorId"]] = float(periods[0]["limit"])
+            self.report_now.set()
 
     async def report(self) -> None:
         for c, tx in self.tx.items():
@@ -287,36 +196,28 @@ class Charger:
                 await asyncio.sleep(random.uniform(1, 5))
 
     async def live(self, stop: asyncio.Event) -> None:
-        from websockets.asyncio.client import connect
-
-        async with connect(self.url, subprotocols=["ocpp1.6"], additional_headers={"Authorization": self.auth},
-                           open_timeout=60, ping_interval=None, compression=None, proxy=None) as ws:
-            self.ws = ws
-            reader = asyncio.create_task(self.reader())
-            try:
-                await self.call("BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "Scale"})
-                for c in range(CONNECTORS + 1):
-                    status = "Charging" if c and active(self.n, c) else "Available"
-                    await self.call("StatusNotification", {"connectorId": c, "errorCode": "NoError",
-                                                           "status": status, "timestamp": now_iso()})
-                for c in range(1, CONNECTORS + 1):
-                    if active(self.n, c):
-                        reply = await self.call("StartTransaction", {"connectorId": c, "idTag": "SCALETAG",
-                                                                     "meterStart": 0, "timestamp": now_iso()})
-                        self.tx[c] = reply.get("transactionId", -1)
-                await self.report()
-                self.ready.set()
-                while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.report_now.wait(), 10)
-                    self.report_now.clear()
-                    if not stop.is_set():
-                        await self.report()
-                for c, tx in self.tx.items():
-                    await self.call("StopTransaction", {"transactionId": tx, "meterStop": self.register[c],
-                                                        "timestamp": now_iso(), "reason": "EVDisconnected"})
-            finally:
-                reader.cancel()
+        async with self.connected(open_timeout=60):
+            await self.call("BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "Scale"})
+            for c in range(CONNECTORS + 1):
+                status = "Charging" if c and active(self.n, c) else "Available"
+                await self.call("StatusNotification", {"connectorId": c, "errorCode": "NoError",
+                                                       "status": status, "timestamp": now_iso()})
+            for c in range(1, CONNECTORS + 1):
+                if active(self.n, c):
+                    reply = await self.call("StartTransaction", {"connectorId": c, "idTag": "SCALETAG",
+                                                                 "meterStart": 0, "timestamp": now_iso()})
+                    self.tx[c] = reply.get("transactionId", -1)
+            await self.report()
+            self.ready.set()
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.report_now.wait(), 10)
+                self.report_now.clear()
+                if not stop.is_set():
+                    await self.report()
+            for c, tx in self.tx.items():
+                await self.call("StopTransaction", {"transactionId": tx, "meterStop": self.register[c],
+                                                    "timestamp": now_iso(), "reason": "EVDisconnected"})
 
 
 def sessions_reset(buildings: int, connected: int) -> None:
@@ -398,16 +299,6 @@ def cycle_state(buildings: int, t0: datetime) -> list[tuple]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    total = 0.0
-    with contextlib.suppress(FileNotFoundError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            total += cpu_seconds(int(child))
-    return total
-
-
 async def run_async(args: argparse.Namespace, ports: list[int], servers: list[subprocess.Popen]) -> dict:
     from asgiref.sync import sync_to_async
     from celery import Celery
@@ -429,7 +320,7 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
     for k in range(args.cycles):
         await sync_to_async(meters_fresh)(args.buildings)
         await asyncio.sleep(1)
-        cpu_before = [cpu_seconds(p.pid) for p in servers]
+        cpu_before = [cpu_seconds(p.pid, children=True) for p in servers]
         t0 = datetime.now(UTC)
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: celery.send_task("apps.loadbalancing.tasks.rebalance_all"))
@@ -440,7 +331,8 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
             rows = await sync_to_async(cycle_state)(args.buildings, t0)
             if all(r[6] is not None for r in rows):
                 break
-        cpu = [round(cpu_seconds(p.pid) - before, 2) for p, before in zip(servers, cpu_before, strict=True)]
+        cpu = [round(cpu_seconds(p.pid, children=True) - before, 2)
+               for p, before in zip(servers, cpu_before, strict=True)]
         ran = [r for r in rows if r[2] > 0]
         runs_end = max((r[1] for r in ran), default=None)
         dispatched = [r[6] for r in ran if r[6] is not None]
@@ -493,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
     ports = [free_port() for _ in range(args.daphnes)]
     load_before = os.getloadavg()
     with (OUT / "rebalance-scale-servers.log").open("w") as log:
-        servers = start_servers(ports, log)
+        servers = start_servers(ports, log, ".local/bench/rebalance-scale-servers.log")
         try:
             result = asyncio.run(run_async(args, ports, servers))
         finally:

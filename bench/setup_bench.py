@@ -17,10 +17,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / ".local" / "bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import OUT, ROOT, bench_database_url, create_database
+
 SLUG = "bench-tower"
 
 
@@ -63,18 +63,7 @@ def main() -> int:
     # A benchmark runs the development settings against its own database; the settings
     # refuse to start without HOA_ENV, so say it here for manage.py and daphne below.
     os.environ.setdefault("HOA_ENV", "development")
-    url = os.environ.get("DATABASE_URL", "")
-    name = urlparse(url).path.lstrip("/")
-    if "bench" not in name:
-        print("set DATABASE_URL to a dedicated benchmark database (its name must contain 'bench')", file=sys.stderr)
-        return 2
-    import psycopg
-
-    admin = urlparse(url)._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
+    create_database(bench_database_url())
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate_schemas", "-v", "0"], cwd=ROOT, check=True)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(1, str(ROOT))
 from setup_bench import SLUG  # noqa: E402
 
+from bench.common import free_port  # noqa: E402
 from hoa_charging.procfile import daphne_websocket_flags  # noqa: E402
 
 METER = "bench-meter"
@@ -68,12 +69,6 @@ def prepare_meter() -> None:
             "circuit": Circuit.objects.get(key="supply"), "source": SiteMeter.Source.API,
             "token_hash": hash_meter_token(TOKEN), "stale_after_s": 15, "settings": {}, "removed_at": None})
     latest.forget(schema)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_daphne(port: int, log) -> subprocess.Popen:
