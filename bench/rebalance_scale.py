@@ -321,6 +321,7 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
         await sync_to_async(meters_fresh)(args.buildings)
         await asyncio.sleep(1)
         cpu_before = [cpu_seconds(p.pid, children=True) for p in servers]
+        profiles_before = stats.get("profiles", 0)
         t0 = datetime.now(UTC)
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: celery.send_task("apps.loadbalancing.tasks.rebalance_all"))
@@ -344,6 +345,8 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
             if len(dispatched) == len(rows) else None,
             "run_ms_mean": round(statistics.mean(r[5] / r[2] for r in ran) / 1000, 1) if ran else None,
             "run_ms_sum": round(sum(r[5] for r in ran) / 1000, 1),
+            # SetChargingProfile calls the connected chargers received in the cycle (renewals included).
+            "profiles": stats.get("profiles", 0) - profiles_before,
             "cpu_s": {"workers": round(sum(cpu[len(ports):]), 2), "daphne": round(sum(cpu[:len(ports)]), 2)},
         }
         print(json.dumps(cycle), flush=True)

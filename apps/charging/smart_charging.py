@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise, alert_resolve, alerts_resolve
+from apps.charging import leases
 from apps.charging.models import ChargePoint, ChargingSession, Connector, ConnectorLimit, LimitDispatch, MeterValue
 
 logger = logging.getLogger(__name__)
@@ -167,6 +168,26 @@ def chargers_request_resend() -> int:
 
 
 # --- the dispatch: claim, plan, record ------------------------------------------------
+
+
+def dispatch_wanted(*, now: datetime | None = None) -> bool:
+    """Whether the periodic catch-up has anything to dispatch in the building: a limit not delivered for good
+    yet (``dirty``: new, unanswered, waiting for its charger), a request left pending (its task lost), a
+    charger whose static profiles are to be sent again, or a lease due (apps/charging/leases.py). Otherwise a
+    dispatch would read the whole plan to send nothing; a few small queries instead."""
+    now = now or timezone.now()
+    if LimitDispatch.objects.filter(dirty=True).exists() or ChargePoint.objects.filter(
+            smart_charging_resend=True, removed_at__isnull=True, enabled=True).exists():
+        return True
+    wanted = Q(dirty=True)
+    held = ConnectorLimit.objects.filter(lease_until__isnull=False, lease_s__isnull=False,
+                                         status__in=[ConnectorLimit.Status.ACCEPTED, ConnectorLimit.Status.UNCHANGED])
+    for lease_s in held.order_by().values_list("lease_s", flat=True).distinct():
+        # Due once the lease began before the latest renewal time: lease_until - lease_s < latest.
+        due_before = leases.latest_renewal(connection.schema_name, lease_s, now) + timedelta(seconds=lease_s)
+        wanted |= Q(lease_s=lease_s, lease_until__lt=due_before,
+                    status__in=[ConnectorLimit.Status.ACCEPTED, ConnectorLimit.Status.UNCHANGED])
+    return ConnectorLimit.objects.filter(wanted).exists()
 
 
 def dispatch_claim(*, hold: timedelta, now: datetime | None = None) -> bool:

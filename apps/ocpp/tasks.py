@@ -15,9 +15,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.charging import services
-from apps.charging.models import ChargePoint, ConnectorLimit
+from apps.charging.models import ChargePoint
 from apps.charging.reservations import reservations_expire
-from apps.charging.smart_charging import connectors_over_limit
+from apps.charging.smart_charging import connectors_over_limit, dispatch_wanted
 from apps.core.tenants import all_condominiums, in_condominium
 from apps.ocpp import handshake, live
 from apps.ocpp.consumer import group_name
@@ -148,12 +148,13 @@ def dispatch_limits(schema_name: str) -> dict:
 
 @shared_task
 def dispatch_all_limits() -> int:
-    """Every half minute: limits not yet acknowledged, leases to renew, transactions that started under a
-    limit, profiles to send again after a restart of the worker. What is up to date costs no frame."""
+    """Every half minute: limits not yet delivered, leases due, profiles to send again, a request whose task
+    was lost. A building with none of them queues nothing (``dispatch_wanted``)."""
     queued = 0
+    now = timezone.now()
     for condo in all_condominiums():
         with in_condominium(condo):
-            wanted = ConnectorLimit.objects.exists() or ChargePoint.objects.filter(smart_charging_resend=True).exists()
+            wanted = dispatch_wanted(now=now)
         if wanted:
             queue_dispatch(condo.schema_name)
             queued += 1

@@ -733,3 +733,51 @@ async def test_a_lease_is_renewed_once_the_buildings_renewal_time_passed_and_not
             for p in profiles_sent(charger, sent)] == [14]
     assert (await limit_row(maple_schema, pk1)).lease_until > timezone.now() + timedelta(seconds=LEASE_S - 10)
     await charger.transport.disconnect()
+
+
+def test_the_catch_up_dispatches_a_building_only_when_it_has_something_to_send(db, world):
+    """Every half minute the catch-up looks at every building; it queues a dispatch (which reads the whole plan)
+    only for a limit not delivered yet, a request left pending, static profiles to send again or a lease due
+    at the building's renewal time. Another building's due lease is not this one's."""
+    from apps.charging.models import LimitDispatch
+    from apps.core.tenants import in_schema
+    from tests import factories
+
+    def limit_row(condo, connector_number: int = 1, **fields) -> ConnectorLimit:
+        cp_id = f"W-{uuid.uuid4().hex[:10].upper()}"
+        factories.charger(condo, cp_id)
+        connector = Connector.objects.get(charge_point__charge_point_id=cp_id, connector_id=connector_number)
+        return ConnectorLimit.objects.create(connector=connector, desired_a=Decimal(10), applied_a=Decimal(10),
+                                             requested_at=timezone.now(), **fields)
+
+    schema, lease_s = world.maple.schema_name, 120
+    now = timezone.now()
+    with in_schema(world.harbor_view.schema_name):  # inside this test's transaction, rolled back after it
+        latest = leases.latest_renewal(world.harbor_view.schema_name, lease_s, now)
+        limit_row(world.harbor_view, status=ConnectorLimit.Status.ACCEPTED, dirty=False, lease_s=lease_s,
+                  lease_until=latest - timedelta(seconds=1) + timedelta(seconds=lease_s))
+        assert limits_db.dispatch_wanted(now=now)
+    with in_schema(schema):
+        ConnectorLimit.objects.all().delete()  # what earlier tests left in the building
+        LimitDispatch.objects.all().delete()
+        ChargePoint.objects.update(smart_charging_resend=False)
+        assert not limits_db.dispatch_wanted(now=now)
+
+        latest = leases.latest_renewal(schema, lease_s, now)
+        row = limit_row(world.maple, status=ConnectorLimit.Status.ACCEPTED, dirty=False, lease_s=lease_s,
+                        lease_until=latest + timedelta(seconds=1 + lease_s))
+        ChargePoint.objects.update(smart_charging_resend=False)
+        rows = ConnectorLimit.objects.filter(pk=row.pk)
+        assert not limits_db.dispatch_wanted(now=now)  # acknowledged after the latest renewal time
+        rows.update(lease_until=latest - timedelta(seconds=1) + timedelta(seconds=lease_s))
+        assert limits_db.dispatch_wanted(now=now)  # acknowledged before it: due
+        rows.update(status=ConnectorLimit.Status.NO_TRANSACTION)
+        assert not limits_db.dispatch_wanted(now=now)  # its session ended: nothing held, nothing to renew
+        rows.update(dirty=True)
+        assert limits_db.dispatch_wanted(now=now)  # a new limit not delivered yet
+        rows.update(dirty=False)
+        ChargePoint.objects.filter(pk=row.connector.charge_point_id).update(smart_charging_resend=True)
+        assert limits_db.dispatch_wanted(now=now)  # it reconnected: its static profiles again
+        ChargePoint.objects.update(smart_charging_resend=False)
+        LimitDispatch.objects.create(pk=1, dirty=True)
+        assert limits_db.dispatch_wanted(now=now)  # a request whose task was lost
