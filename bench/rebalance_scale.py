@@ -167,7 +167,11 @@ class Charger(OcppCharger):
         profile = payload.get("csChargingProfiles", {})
         periods = profile.get("chargingSchedule", {}).get("chargingSchedulePeriod") or [{}]
         if profile.get("chargingProfilePurpose") == "TxProfile" and "limit" in periods[0]:
-            self.limit[payload["connectorId"]] = float(periods[0]["limit"])
+            limit = float(periods[0]["limit"])
+            # The same limit again is a lease renewed; a new one a change of the plan.
+            kind = "renewals" if self.limit.get(payload["connectorId"]) == limit else "changes"
+            self.stats[kind] = self.stats.get(kind, 0) + 1
+            self.limit[payload["connectorId"]] = limit
             self.report_now.set()
 
     async def report(self) -> None:
@@ -322,6 +326,7 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
         await asyncio.sleep(1)
         cpu_before = [cpu_seconds(p.pid, children=True) for p in servers]
         profiles_before = stats.get("profiles", 0)
+        renewals_before, changes_before = stats.get("renewals", 0), stats.get("changes", 0)
         t0 = datetime.now(UTC)
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: celery.send_task("apps.loadbalancing.tasks.rebalance_all"))
@@ -345,8 +350,11 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
             if len(dispatched) == len(rows) else None,
             "run_ms_mean": round(statistics.mean(r[5] / r[2] for r in ran) / 1000, 1) if ran else None,
             "run_ms_sum": round(sum(r[5] for r in ran) / 1000, 1),
-            # SetChargingProfile calls the connected chargers received in the cycle (renewals included).
+            # SetChargingProfile calls the connected chargers received in the cycle; of their TxProfiles, the
+            # same limit again (a lease renewed) and a new one.
             "profiles": stats.get("profiles", 0) - profiles_before,
+            "tx_renewed": stats.get("renewals", 0) - renewals_before,
+            "tx_changed": stats.get("changes", 0) - changes_before,
             "cpu_s": {"workers": round(sum(cpu[len(ports):]), 2), "daphne": round(sum(cpu[:len(ports)]), 2)},
         }
         print(json.dumps(cycle), flush=True)
