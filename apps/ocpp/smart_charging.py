@@ -514,8 +514,6 @@ class _Dispatch:
                     call.cancel()
                     charger.overtaken = True
                     charger.notes.append(f"no answer in {waited:.1f} s while a newer plan waited: given up on")
-                    logger.warning("%s: SetChargingProfile unanswered after %.1f s, given up on for a newer plan",
-                                   charger.plan.charge_point_id, waited)
                     raise commands.CommandTimeout(charger.plan.charge_point_id)
                 await asyncio.wait({call}, timeout=OVERTAKE_AFTER_S - waited)
         finally:
