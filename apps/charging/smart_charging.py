@@ -205,11 +205,6 @@ def dispatch_abandon() -> None:
     LimitDispatch.objects.filter(pk=1).update(claimed_until=None, dirty=True)
 
 
-def dispatch_requested() -> bool:
-    """Whether a dispatch was asked for since the one in progress read its plan (it will dispatch again)."""
-    return LimitDispatch.objects.filter(pk=1, dirty=True).exists()
-
-
 def dispatch_release() -> bool:
     """Let go, unless a dispatch was asked for meanwhile (then False: dispatch again)."""
     return bool(LimitDispatch.objects.filter(pk=1, dirty=False).update(claimed_until=None,

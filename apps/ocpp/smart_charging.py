@@ -18,9 +18,7 @@ A dispatch:
    answer (it may still be applied later, so an increase elsewhere could overshoot meanwhile): they are
    held and tried again by the next dispatch.
    A charger that is not connected does not hold anything back (it falls to its lease's floor on its own),
-   nor does one that refused a decrease for good (the balancer counts it as unmanaged). A round whose call
-   has waited OVERTAKE_AFTER_S while a newer request waits gives up on it (its increases held, as for no
-   answer) so that the newer plan's decreases go out at once, not after a dead socket's full time-out;
+   nor does one that refused a decrease for good (the balancer counts it as unmanaged);
 5. on Rejected, tries the fallbacks of charging_profiles.fallbacks one by one; what works is remembered
    on the charger and used from then on; NotSupported / NotImplemented marks the charger as having no
    smart charging. Whatever no fallback fixes raises a critical alert for the building's managers;
@@ -40,7 +38,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
 from django.utils import timezone
 
 from apps.charging import leases
@@ -55,7 +53,6 @@ from apps.charging.smart_charging import (
     dispatch_begin,
     dispatch_claim,
     dispatch_release,
-    dispatch_requested,
     limit_record,
 )
 from apps.core.tenants import in_condominium
@@ -74,11 +71,6 @@ CLAIM_HOLD = timedelta(seconds=60)
 # for RETRY_AFTER unless it reconnects (a socket that died without closing must not cost every dispatch a
 # timeout).
 ANSWER_TIMEOUT_S = 5.0
-# A newer plan waiting (a request came in during this round) does not wait for a call this old: the round gives
-# up on it, holds its increases and ends, so that the newer plan's decreases go out now instead of after the
-# full ANSWER_TIMEOUT_S of a socket that died silently. Above what a slow modem takes ("a second or two").
-OVERTAKE_AFTER_S = 2.0
-OVERTAKE_POLL_S = 0.25
 ROUND_TIMEOUT_S = 120.0  # a whole dispatch round, every charger of the building
 RETRY_AFTER = timedelta(minutes=2)
 Status = ConnectorLimit.Status
@@ -183,18 +175,11 @@ def _dispatch_rounds(schema_name: str, send: AsyncSend, timeout: float | None,
                 return report
 
 
-def _newer_request(schema_name: str) -> bool:
-    with in_condominium(schema_name):
-        return dispatch_requested()
-
-
 def _retry_at(charger: _Charger, now: datetime) -> datetime | None:
     """None: it answered. A first silence is tried again at the next dispatch (it may have been slow once);
     a second one in a row waits RETRY_AFTER (a socket that died without closing), unless it reconnects."""
     if not charger.unanswered:
         return None
-    if charger.overtaken:
-        return charger.plan.retry_at  # given up on for a newer plan, not silent: no waiting because of it
     if charger.plan.retry_at is None:
         return now
     return max(charger.plan.retry_at, now + RETRY_AFTER) if charger.plan.retry_at <= now else charger.plan.retry_at
@@ -207,7 +192,6 @@ class _Charger:
     quirks: Quirks
     connected: bool = True
     unanswered: bool = False  # a call timed out: nothing more is sent to it in this dispatch
-    overtaken: bool = False  # unanswered because the round gave up on its call for a newer plan
     static_ok: bool | None = None
     # Connectors whose live limit sits in their TxDefaultProfile (a charger that refuses TxProfile): the safe
     # default must not overwrite it.
@@ -252,8 +236,6 @@ class _Dispatch:
         }
         self.outcomes: dict[int, LimitOutcome] = {}
         self.timed_out: list[int] = []  # connectors whose live limit got no answer in this dispatch
-        self.calls_since: dict[int, float] = {}  # outstanding calls: id -> time.monotonic() when sent
-        self.newer_plan = asyncio.Event()  # a request came in meanwhile and a call is slow: give up on it
         self.sent: list[tuple[str, int, str]] = []
         self.latencies: list[float] = []
 
@@ -309,22 +291,7 @@ class _Dispatch:
                 return
             await self.send_all(charger, then[cp_id])
 
-        watcher = asyncio.ensure_future(self.watch_for_newer_plan())
-        try:
-            await asyncio.gather(*(charger_calls(cp_id) for cp_id in first))
-        finally:
-            watcher.cancel()
-
-    async def watch_for_newer_plan(self) -> None:
-        """While a call has waited OVERTAKE_AFTER_S, look (a query every OVERTAKE_POLL_S, none while every call
-        is quick) whether a newer request waits for this round; if so, the slow calls are given up on."""
-        while True:
-            await asyncio.sleep(OVERTAKE_POLL_S)
-            now = time.monotonic()
-            if any(now - since >= OVERTAKE_AFTER_S for since in self.calls_since.values()) \
-                    and await sync_to_async(_newer_request, thread_sensitive=True)(self.schema_name):
-                self.newer_plan.set()
-                return
+        await asyncio.gather(*(charger_calls(cp_id) for cp_id in first))
 
     def items(self, charger: _Charger) -> tuple[list[_Item], list[_Item], list[_Item]]:
         """(static profiles, decreases, increases) for one charger; records what is not sent."""
@@ -493,34 +460,6 @@ class _Dispatch:
                        request.purpose, request.connector_id)
         return replace(answer, status=Status.REJECTED)
 
-    async def answer_or_overtaken(self, charger: _Charger, built: Built) -> dict[str, Any]:
-        """The charger's answer; CommandTimeout when it takes too long, or OVERTAKE_AFTER_S while a newer plan
-        waits (the charger is then ``overtaken``, not silent)."""
-        call = asyncio.ensure_future(self.send(self.schema_name, charger.plan.charge_point_id,
-                                               "SetChargingProfile", built.payload, self.timeout))
-        key = id(call)
-        self.calls_since[key] = time.monotonic()
-        try:
-            while True:
-                newer = asyncio.ensure_future(self.newer_plan.wait())
-                try:
-                    await asyncio.wait({call, newer}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    newer.cancel()
-                if call.done():
-                    return call.result()
-                waited = time.monotonic() - self.calls_since[key]
-                if waited >= OVERTAKE_AFTER_S:
-                    call.cancel()
-                    charger.overtaken = True
-                    charger.notes.append(f"no answer in {waited:.1f} s while a newer plan waited: given up on")
-                    raise commands.CommandTimeout(charger.plan.charge_point_id)
-                await asyncio.wait({call}, timeout=OVERTAKE_AFTER_S - waited)
-        finally:
-            self.calls_since.pop(key, None)
-            if not call.done():
-                call.cancel()
-
     async def call(self, charger: _Charger, built: Built) -> tuple[str, datetime]:
         cp_id = charger.plan.charge_point_id
         sent_at = timezone.now()
@@ -528,7 +467,7 @@ class _Dispatch:
         self.sent.append((cp_id, built.connector_id, built.purpose))
         started = time.monotonic()
         try:
-            answer = await self.answer_or_overtaken(charger, built)
+            answer = await self.send(self.schema_name, cp_id, "SetChargingProfile", built.payload, self.timeout)
         except commands.CommandTimeout:
             return Status.TIMEOUT, sent_at
         except commands.ChargerNotConnected:

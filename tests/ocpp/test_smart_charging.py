@@ -781,39 +781,3 @@ def test_the_catch_up_dispatches_a_building_only_when_it_has_something_to_send(d
         ChargePoint.objects.update(smart_charging_resend=False)
         LimitDispatch.objects.create(pk=1, dirty=True)
         assert limits_db.dispatch_wanted(now=now)  # a request whose task was lost
-
-
-async def test_a_newer_plans_decrease_does_not_wait_for_a_dead_socket(maple_schema, new_charger, dispatch_requests):
-    """A round waits for A, whose socket died without closing (it never answers), up to the answer time-out
-    (5 s). A newer plan lowers B meanwhile: its request reaches the holder of the dispatch, which gives up on A
-    once A's call has waited OVERTAKE_AFTER_S, holds the increases as for no answer, and sends B's decrease in
-    its next round, seconds before A's time-out would have ended the round."""
-    a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
-    memory_a, memory_b = ProfileMemory(), ProfileMemory()
-    a, b = await connect(a_id, memory_a), await connect(b_id, memory_b)
-    await start(a, 1)
-    await start(b, 1)
-    a1, b1 = await connector_pk(maple_schema, a_id, 1), await connector_pk(maple_schema, b_id, 1)
-    await set_limits(maple_schema, {a1: "16", b1: "16"})
-    await dispatch(maple_schema, a, b)
-    assert (memory_a.limit(1), memory_b.limit(1)) == (16, 16)
-
-    memory_a.hold = True  # from now on A never answers
-    await set_limits(maple_schema, {a1: "8"})
-    holder = asyncio.ensure_future(dispatch(maple_schema, a, b, timeout=5))
-    await asyncio.sleep(0.5)  # A's decrease is on its way, unanswered
-    sent_b = len(b.received_calls)
-    lowered = time.monotonic()
-    await set_limits(maple_schema, {b1: "6"})
-    # What the queued task does on another worker: it finds the dispatch held and leaves the request to it.
-    assert (await dispatch(maple_schema)).busy
-    await async_wait_for(lambda: profiles_sent(b, sent_b), timeout=10)
-    waited = time.monotonic() - lowered
-    assert waited < 4.0, f"B's decrease waited {waited:.1f} s"  # A's time-out alone ends at 4.5 s from here
-    assert profiles_sent(b, sent_b)[0]["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0][
-        "limit"] == 6
-    report = await holder
-    assert report.rounds >= 2 and report.outcomes[b1] == "accepted" and report.outcomes[a1] == "timeout"
-    memory_a.hold = False
-    for charger in (a, b):
-        await charger.transport.disconnect()
