@@ -53,7 +53,13 @@ def next_renewal(building: str, lease_s: int, now: datetime) -> datetime:
     return latest_renewal(building, lease_s, now) + timedelta(milliseconds=renewal_period_ms(lease_s))
 
 
+def due_if_ending_before(building: str, lease_s: int, now: datetime) -> datetime:
+    """A lease ending before this is due at ``now``: it began before the building's latest renewal time. (Every
+    lease with less than half of it left ends before it too: the latest renewal time is at most half a lease
+    ago.) The form a database query takes."""
+    return latest_renewal(building, lease_s, now) + timedelta(seconds=lease_s)
+
+
 def renewal_due(building: str, lease_s: int, lease_until: datetime, now: datetime) -> bool:
     """Whether a limit acknowledged with a lease until ``lease_until`` must be sent again at ``now``."""
-    began = lease_until - timedelta(seconds=lease_s)
-    return began < latest_renewal(building, lease_s, now) or lease_until - now < timedelta(seconds=lease_s / 2)
+    return lease_until < due_if_ending_before(building, lease_s, now)

@@ -179,14 +179,12 @@ def dispatch_wanted(*, now: datetime | None = None) -> bool:
     if LimitDispatch.objects.filter(dirty=True).exists() or ChargePoint.objects.filter(
             smart_charging_resend=True, removed_at__isnull=True, enabled=True).exists():
         return True
+    held = Q(lease_until__isnull=False, lease_s__isnull=False,
+             status__in=[ConnectorLimit.Status.ACCEPTED, ConnectorLimit.Status.UNCHANGED])
     wanted = Q(dirty=True)
-    held = ConnectorLimit.objects.filter(lease_until__isnull=False, lease_s__isnull=False,
-                                         status__in=[ConnectorLimit.Status.ACCEPTED, ConnectorLimit.Status.UNCHANGED])
-    for lease_s in held.order_by().values_list("lease_s", flat=True).distinct():
-        # Due once the lease began before the latest renewal time: lease_until - lease_s < latest.
-        due_before = leases.latest_renewal(connection.schema_name, lease_s, now) + timedelta(seconds=lease_s)
-        wanted |= Q(lease_s=lease_s, lease_until__lt=due_before,
-                    status__in=[ConnectorLimit.Status.ACCEPTED, ConnectorLimit.Status.UNCHANGED])
+    for lease_s in ConnectorLimit.objects.filter(held).order_by().values_list("lease_s", flat=True).distinct():
+        wanted |= held & Q(lease_s=lease_s,
+                           lease_until__lt=leases.due_if_ending_before(connection.schema_name, lease_s, now))
     return ConnectorLimit.objects.filter(wanted).exists()
 
 
