@@ -15,15 +15,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db import connection
-from django.db.models import F, OuterRef, Subquery, Window
-from django.db.models.functions import RowNumber, Upper
+from django.db.models import CharField, F, OuterRef, Subquery, Window
+from django.db.models.functions import Cast, JSONObject, RowNumber, Upper
 from django.utils import timezone
 
 from apps.buildings.models import IdTag, Resident
 from apps.charging import metering
 from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue, OneTimeTag
 from apps.electrical import capacity
+from apps.electrical.selectors import ocpp_site_meter_from, ocpp_site_meter_of
 
 ACCEPTED = "Accepted"
 BLOCKED = "Blocked"
@@ -55,31 +57,46 @@ class ChargerContext:
     statuses: dict[int, tuple[str, str]]  # connector number -> (status, error code); 0 is the charger
     configuration: dict  # as last read with GetConfiguration (apps.ocpp.measurands)
     configuration_read_at: datetime | None
+    site_meter: tuple[str, int] | None = None  # (meter key, connector) when it is the building's OCPP site meter
+    online: bool = False  # as recorded when the context was read
 
 
 def charger_context(charge_point_id: str) -> ChargerContext | None:
+    """What a new connection of the charger keeps (None when the building has no such charger), in one query:
+    the charger with its connectors, its open sessions and its site-meter role as subqueries (a reconnect
+    storm runs this for every charger, on threads every connection of the process shares)."""
+    with_context = ChargePoint.objects.annotate(
+        connector_rows=ArraySubquery(
+            Connector.objects.filter(charge_point=OuterRef("pk"), removed_at__isnull=True).order_by("connector_id")
+            .values(json=JSONObject(pk="pk", number="connector_id", phases="phases", status="status",
+                                    error_code="error_code", max_current_a=Cast("max_current_a", CharField())))),
+        session_rows=ArraySubquery(
+            ChargingSession.objects.filter(charge_point=OuterRef("pk"), stopped_at__isnull=True,
+                                           transaction_id__isnull=False).order_by("started_at", "pk")
+            .values(json=JSONObject(pk="pk", connector="connector_number", transaction_id="transaction_id",
+                                    meter_start_wh="meter_start_wh"))),
+        site_meter=ocpp_site_meter_of(OuterRef("charge_point_id")),
+    )
     # The id as registered first (the unique index); a case-insensitive match, which reads every charger of
     # the building, only when that finds none.
-    cp = (ChargePoint.objects.filter(charge_point_id=charge_point_id).first()
-          or ChargePoint.objects.filter(charge_point_id__iexact=charge_point_id).first())
+    cp = (with_context.filter(charge_point_id=charge_point_id).first()
+          or with_context.filter(charge_point_id__iexact=charge_point_id).first())
     if cp is None:
         return None
-    rows = list(Connector.objects.filter(charge_point=cp, removed_at__isnull=True))
     connectors = {
-        c.connector_id: ConnectorInfo(c.pk, metering.connector_max_power_w(c.max_current_a, c.phases)) for c in rows
+        row["number"]: ConnectorInfo(row["pk"], metering.connector_max_power_w(
+            Decimal(row["max_current_a"]) if row["max_current_a"] is not None else None, row["phases"]))
+        for row in cp.connector_rows
     }
-    statuses = {c.connector_id: (c.status, c.error_code) for c in rows if c.status}
+    statuses = {row["number"]: (row["status"], row["error_code"]) for row in cp.connector_rows if row["status"]}
     if cp.status:
         statuses[0] = (cp.status, cp.error_code)
-    open_sessions = {
-        s.connector_number: (s.transaction_id, s.pk, s.meter_start_wh)
-        for s in ChargingSession.objects.filter(
-            charge_point=cp, stopped_at__isnull=True, transaction_id__isnull=False
-        ).order_by("started_at")
-    }
+    # Oldest first: a later session on the same connector (a stop never received) is the one kept.
+    open_sessions = {row["connector"]: (row["transaction_id"], row["pk"], row["meter_start_wh"])
+                     for row in cp.session_rows}
     return ChargerContext(
         cp.pk, cp.charge_point_id, cp.enabled, cp.removed_at is not None, connectors, open_sessions, statuses,
-        dict(cp.configuration or {}), cp.configuration_read_at,
+        dict(cp.configuration or {}), cp.configuration_read_at, ocpp_site_meter_from(cp.site_meter), cp.is_online,
     )
 
 

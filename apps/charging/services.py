@@ -64,22 +64,43 @@ def charger_record_boot(
     return True
 
 
-def charger_mark_online(*, charge_point_pk: int, charge_point_id: str, connected: bool = False) -> bool:
-    """Mark the charger online; True when it was offline (the offline alert is resolved).
-
-    ``connected``: a new connection, which may follow a restart of the charger or of the platform (and lost
-    limits in flight): its charging profiles are sent again.
-    """
+def charger_mark_online(*, charge_point_pk: int, charge_point_id: str) -> bool:
+    """Mark the charger online; True when it was offline (the offline alert is resolved)."""
     now = timezone.now()
-    if connected:
-        smart_charging.charger_request_resend(charge_point_pk=charge_point_pk)
     changed = ChargePoint.objects.filter(pk=charge_point_pk, is_online=False).update(
         is_online=True, last_seen_at=now, updated_at=now
     )
     if changed:
-        alert_resolve(kind=Alert.Kind.CHARGER_OFFLINE, charge_point_id=charge_point_id)
-        events.load_changed(f"{charge_point_id} online")
+        _came_online(charge_point_id)
     return bool(changed)
+
+
+def charger_connected(*, charge_point_pk: int, charge_point_id: str, was_online: bool) -> bool:
+    """A new connection of the charger: online, and its charging profiles sent again (it may follow a restart of
+    the charger or of the platform, and lost limits in flight). True when it was offline.
+
+    ``was_online`` is what the connection's context read a moment ago: one UPDATE does it all when that still
+    holds (a reconnect storm runs this for every charger); the claim of the offline -> online change, as in
+    ``charger_mark_online``, when it does not.
+    """
+    now = timezone.now()
+    charger = ChargePoint.objects.filter(pk=charge_point_pk, removed_at__isnull=True)
+    if was_online and charger.filter(is_online=True).update(last_seen_at=now, **smart_charging.RESEND_FIELDS):
+        smart_charging.limit_request_dispatch()
+        return False
+    claimed = charger.filter(is_online=False).update(is_online=True, last_seen_at=now, updated_at=now,
+                                                     **smart_charging.RESEND_FIELDS)
+    if not claimed:  # another process brought it online in between: only the profiles are left to ask for
+        smart_charging.charger_request_resend(charge_point_pk=charge_point_pk)
+        return False
+    smart_charging.limit_request_dispatch()
+    _came_online(charge_point_id)
+    return True
+
+
+def _came_online(charge_point_id: str) -> None:
+    alert_resolve(kind=Alert.Kind.CHARGER_OFFLINE, charge_point_id=charge_point_id)
+    events.load_changed(f"{charge_point_id} online")
 
 
 def charger_mark_offline(*, charge_point_pk: int, last_seen_at: datetime | None) -> bool:

@@ -6,8 +6,9 @@ to a building's own host (tasks, consumers, commands, the company site's views, 
     with in_condominium("maple_court") as condo:  # a building looked up in the registry first (DoesNotExist)
     current_condominium()                         # the building whose schema is active (with its company)
     await run_in_schema("maple_court", fn, *args, **kwargs)  # from async code: fn on the database thread
+    stay_in_schema("maple_court")                 # a thread that owns its connection: switch, do not restore
 
-Each restores the schema that was active before, also when the code raises.
+Each but the last restores the schema that was active before, also when the code raises.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from channels.db import database_sync_to_async
 from django.db import connection
-from django_tenants.utils import get_public_schema_name, schema_context
+from django_tenants.utils import get_public_schema_name
 
 from apps.tenancy.models import Condominium
 
@@ -43,11 +44,47 @@ def forget_search_path(sender: Any, connection: Any, **kwargs: Any) -> None:
 
 def in_schema(schema_name: str) -> AbstractContextManager[None]:
     """Enter a schema by name for the ``with`` block."""
-    return schema_context(schema_name)
+    return _switched(lambda: connection.set_schema(schema_name))
 
 
 def in_public_schema() -> AbstractContextManager[None]:
-    return schema_context(get_public_schema_name())
+    return _switched(connection.set_schema_to_public)
+
+
+@contextmanager
+def _switched(enter: Callable[[], None]) -> Iterator[None]:
+    """django-tenants' ``schema_context``, without a ``SET search_path`` when the path does not change."""
+    previous = connection.tenant
+    _keeping_path(enter)
+    try:
+        yield
+    finally:
+        _keeping_path(lambda: connection.set_tenant(previous) if previous is not None
+                      else connection.set_schema_to_public())
+
+
+def _keeping_path(switch: Callable[[], None]) -> None:
+    """Switch the connection's schema; when the search path stays the one already sent, keep the wrapper's note of
+    it. django-tenants forgets the path at every switch, so a ``with in_schema(x)`` inside code already in ``x``
+    (a task, a service, the OCPP threads' next unit of work) sent ``SET search_path`` again: a round trip."""
+    sent = connection.search_path_set_schemas
+    switch()
+    if sent is not None and connection._get_cursor_search_paths() == sent:
+        connection.search_path_set_schemas = sent
+
+
+def stay_in_schema(schema_name: str) -> None:
+    """Switch this thread's connection to ``schema_name`` and leave it there; nothing is sent when it is there already.
+
+    For threads that own their connection and name the schema at every unit of work (the OCPP consumers'
+    database threads, the group commit), not for code that shares a thread with others. django-tenants
+    forgets the ``SET search_path`` it sent at every switch, even back to the same schema, and ``in_schema``
+    switches twice (in, then back): each unit of work of those threads cost a ``SET search_path`` round trip
+    (three to four per charger in a reconnect storm). A rollback or a new connection still makes the next
+    query send it again (django-tenants, ``forget_search_path``).
+    """
+    if connection.schema_name != schema_name or not connection.include_public_schema:
+        _keeping_path(lambda: connection.set_schema(schema_name))
 
 
 async def run_in_schema(schema_name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -76,10 +113,9 @@ def all_condominiums() -> list[Condominium]:
 
 
 def current_condominium() -> Condominium:
-    """The building whose schema is active (its company loaded too). One query, in any schema."""
-    schema = connection.schema_name
-    with in_public_schema():
-        return Condominium.objects.select_related("company").get(schema_name=schema)
+    """The building whose schema is active (its company loaded too). One query, in any schema, and no switch:
+    the registry of buildings exists only in the public schema, which is on every building's search path."""
+    return Condominium.objects.select_related("company").get(schema_name=connection.schema_name)
 
 
 def building_zone(condominium: Condominium) -> ZoneInfo:

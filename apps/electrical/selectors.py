@@ -9,11 +9,36 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, Func, Subquery
+from django.db.models.fields.json import KT
+from django.db.models.functions import JSONObject
 
 from apps.electrical import capacity
 from apps.electrical.latest import SiteLoad, site_load_latest
 from apps.electrical.models import Circuit, SiteMeter, SiteMeterQuarter, SiteMeterRefusal
+
+
+def ocpp_site_meter_of(charge_point_id: Func | F) -> Subquery:
+    """For a query of chargers: ``{"key": ..., "connector": "<n>" or None}`` of the OCPP site meter that the
+    charger ``charge_point_id`` (e.g. ``OuterRef("charge_point_id")``) is commissioned as, or NULL.
+
+    The charger is named in the meter's ``settings.ocpp.charger``, case-insensitively; its ``connector``
+    (0 when not given) is the one whose MeterValues are the building's load. A subquery, so that a
+    charger's connection learns it in the same round trip as the rest of its context.
+    """
+    return Subquery(
+        SiteMeter.objects.filter(source=SiteMeter.Source.OCPP, removed_at__isnull=True,
+                                 settings__ocpp__charger__iexact=charge_point_id)
+        .order_by("key")
+        .values(json=JSONObject(key="key", connector=KT("settings__ocpp__connector")))[:1]
+    )
+
+
+def ocpp_site_meter_from(found: dict | None) -> tuple[str, int] | None:
+    """(meter key, connector) from what ``ocpp_site_meter_of`` gave; None when the charger is no site meter."""
+    if not found:
+        return None
+    return str(found["key"]), int(found.get("connector") or 0)
 
 
 @dataclass(frozen=True)

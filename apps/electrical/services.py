@@ -241,15 +241,6 @@ def site_readings_from_ocpp(*, meter_key: str, rows: Sequence[dict[str, Any]], n
     return site_readings_store(meter=meter, checked=checked, received_at=now, building_schema=building_schema)
 
 
-def ocpp_site_meter_for(charge_point_id: str) -> tuple[str, int] | None:
-    """(meter key, connector) when this charger is commissioned as the building's site meter."""
-    for meter in SiteMeter.objects.filter(source=SiteMeter.Source.OCPP, removed_at__isnull=True):
-        ocpp = meter.settings.get("ocpp") or {}
-        if str(ocpp.get("charger", "")).lower() == charge_point_id.lower():
-            return meter.key, int(ocpp.get("connector", 0))
-    return None
-
-
 # --- staleness -----------------------------------------------------------------------------
 
 

@@ -402,14 +402,15 @@ def _log_shed(what: str, gate: admission.Gate) -> None:
                        gate.refused)
 
 
-def _load_and_mark_online(charge_point_id: str) -> tuple[selectors.ChargerContext | None, tuple[str, int] | None]:
-    """What a new connection keeps about its charger, and the charger marked online: one trip to the
-    database thread, which every connection of the process shares (a reconnect storm queues there).
-    Also whether the charger is the building's site meter: (meter key, connector) or None."""
+def _load_and_mark_online(charge_point_id: str) -> selectors.ChargerContext | None:
+    """What a new connection keeps about its charger (site-meter role included), and the charger marked online:
+    one trip to the database threads, which every connection of the process shares (a reconnect storm queues
+    there), of two statements."""
     ctx = selectors.charger_context(charge_point_id)
     if ctx is not None and not ctx.removed:
-        services.charger_mark_online(charge_point_pk=ctx.pk, charge_point_id=ctx.charge_point_id, connected=True)
-    return ctx, electrical_services.ocpp_site_meter_for(charge_point_id) if ctx is not None else None
+        services.charger_connected(charge_point_pk=ctx.pk, charge_point_id=ctx.charge_point_id,
+                                   was_online=ctx.online)
+    return ctx
 
 
 def _id_tag_info(decision: selectors.IdTagDecision) -> dict[str, str]:
@@ -545,7 +546,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         registration, remote = decision.registration, decision.remote
         self.charge_point_id = registration.charge_point_id
         self.schema = registration.schema_name
-        ctx, self.site_meter = await self.db(_load_and_mark_online, self.charge_point_id)
+        ctx = await self.db(_load_and_mark_online, self.charge_point_id)
         if ctx is None or ctx.removed:
             await database.run(handshake.record_refusal)(
                 charge_point_id=self.charge_point_id, remote_address=remote,
@@ -553,6 +554,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.ctx = ctx
+        self.site_meter = ctx.site_meter
         self.memory = ChargerMemory(ctx)
         self.boot_accepted = ctx.enabled
         self.marked_offline = False

@@ -34,7 +34,7 @@ from datetime import datetime
 from django.db import InterfaceError, OperationalError, connection, transaction
 
 from apps.charging.services import meter_values_store_many
-from apps.core.tenants import in_schema
+from apps.core.tenants import stay_in_schema
 from apps.ocpp.models import OcppFrame
 
 logger = logging.getLogger(__name__)
@@ -202,7 +202,8 @@ def _write_schemas(batch: dict[str, dict[str, _Group]]) -> dict[tuple[str, str],
 def _write_groups(schema: str, groups: list[_Group]) -> None:
     frames = [frame for group in groups for frame in group.frames]
     try:
-        with in_schema(schema), transaction.atomic():
+        stay_in_schema(schema)  # the thread's own connection: no SET search_path per batch of one building
+        with transaction.atomic():
             if frames:
                 OcppFrame.objects.bulk_create(frames, batch_size=1000)
             meter_values_store_many([(group.charge_point_pk, group.meter_values) for group in groups

@@ -102,7 +102,7 @@ async def _decide(scope: dict, charge_point_id: str, remote: str, headers: list)
     if SUBPROTOCOL not in scope.get("subprotocols", []):
         return Refused("no-ocpp1.6-subprotocol")
     credentials = parse_basic_auth(headers)
-    registration = await database.run(find_registration)(charge_point_id)
+    registration = await database.run_on_shared_tables(find_registration)(charge_point_id)
     password = credentials[1] if credentials else ""
     # An unknown id goes through the same steps against a dummy registration: the same Redis lookup, the
     # same PBKDF2 cost, so that timing does not tell which ids exist.
@@ -147,19 +147,23 @@ def parse_basic_auth(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | No
 
 
 def find_registration(charge_point_id: str) -> Registration | None:
-    with in_public_schema():
-        # lower() = lower(): what the unique index is built on, so the lookup uses it (``iexact`` compares
-        # upper() and read every registration of every building at every handshake).
-        reg = (
-            ChargerRegistration.objects.select_related("condominium")
-            .alias(id_ci=Lower("charge_point_id"))
-            .filter(id_ci=Lower(Value(charge_point_id)))
-            .first()
-        )
-        if reg is None:
-            return None
-        return Registration(reg.charge_point_id, reg.condominium_id, reg.condominium.schema_name, reg.password_hash,
-                            reg.password_weak)
+    """The registration of a chargePointId, case-insensitively; None when there is none.
+
+    In any schema: the registrations and the buildings exist only in the public schema, which is on every
+    building's search path (the handshake runs it wherever its thread's connection is, with no switch).
+    """
+    # lower() = lower(): what the unique index is built on, so the lookup uses it (``iexact`` compares
+    # upper() and read every registration of every building at every handshake).
+    reg = (
+        ChargerRegistration.objects.select_related("condominium")
+        .alias(id_ci=Lower("charge_point_id"))
+        .filter(id_ci=Lower(Value(charge_point_id)))
+        .first()
+    )
+    if reg is None:
+        return None
+    return Registration(reg.charge_point_id, reg.condominium_id, reg.condominium.schema_name, reg.password_hash,
+                        reg.password_weak)
 
 
 def registration_mark_weak(charge_point_id: str, weak: bool) -> None:

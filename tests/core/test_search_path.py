@@ -10,10 +10,11 @@ from __future__ import annotations
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 
 from apps.charging.models import ChargePoint
-from apps.core.tenants import in_public_schema, in_schema
+from apps.core.tenants import current_condominium, in_public_schema, in_schema, stay_in_schema
+from apps.ocpp.handshake import find_registration
 from tests.servers import database_url_for_subprocesses
 
 pytestmark = pytest.mark.usefixtures("committed")
@@ -95,3 +96,53 @@ class _Recorder:
     def __call__(self, execute, sql, params, many, context):
         self.sql.append(sql)
         return execute(sql, params, many, context)
+
+
+def test_a_switch_that_keeps_the_path_sends_nothing(maple_schema):
+    """Entering the building a connection is already in (a service inside a task, the OCPP threads' next call)
+    costs no round trip; a real change still does."""
+    recorder = _Recorder()
+    with in_schema(maple_schema):
+        ChargePoint.objects.count()
+        with connection.execute_wrapper(recorder):
+            with in_schema(maple_schema):
+                ChargePoint.objects.count()
+            ChargePoint.objects.count()
+            stay_in_schema(maple_schema)
+            ChargePoint.objects.count()
+    assert len(recorder.sql) == 3 and not any(sql.startswith("SET search_path") for sql in recorder.sql)
+    with connection.execute_wrapper(recorder):
+        stay_in_schema("public")
+        assert _current_schema() == "public"
+        stay_in_schema(maple_schema)
+        assert _current_schema() == maple_schema
+    assert [sql.startswith("SET search_path") for sql in recorder.sql[3:]] == [True, False, True, False]
+
+
+def test_a_path_sent_in_a_transaction_that_rolled_back_is_sent_again(maple_schema):
+    """PostgreSQL undoes a ``SET`` with the transaction that sent it: the next query must not trust it."""
+    stay_in_schema("public")
+    assert _current_schema() == "public"
+    with pytest.raises(RuntimeError), transaction.atomic():
+        stay_in_schema(maple_schema)
+        ChargePoint.objects.count()
+        raise RuntimeError("rolled back")
+    stay_in_schema(maple_schema)  # already the schema named: nothing to switch
+    assert _current_schema() == maple_schema
+    assert ChargePoint.objects.count() == _chargers_in(maple_schema)
+
+
+def test_the_tables_of_the_public_schema_are_read_from_a_building_without_a_switch(world, maple_schema):
+    """The registrations and the buildings exist only in the public schema, which is on every building's path:
+    the handshake's lookup and the building's own record need no ``SET search_path`` there and back."""
+    with in_schema(maple_schema):
+        ChargePoint.objects.count()
+        charge_point_id = ChargePoint.objects.values_list("charge_point_id", flat=True).first()
+        recorder = _Recorder()
+        with connection.execute_wrapper(recorder):
+            registration = find_registration(charge_point_id.lower())
+            condominium = current_condominium()
+    assert registration is not None and registration.schema_name == maple_schema
+    assert registration.charge_point_id == charge_point_id
+    assert condominium.pk == world.maple.pk and condominium.company_id == world.maple.company_id
+    assert len(recorder.sql) == 2 and not any(sql.startswith("SET search_path") for sql in recorder.sql)
