@@ -29,6 +29,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -277,7 +278,7 @@ class CentralSystem(OcppChargePoint):
         )
         self.consumer.boot_accepted = accepted
         status = "Accepted" if accepted else "Pending"
-        await live.update(self.id, {"heartbeat_interval": interval, "boot_status": status})
+        await self.consumer.live_update({"heartbeat_interval": interval, "boot_status": status})
         return call_result.BootNotification(
             current_time=_now_iso(), interval=interval if accepted else min(interval, 60),
             status=RegistrationStatus.accepted if accepted else RegistrationStatus.pending,
@@ -305,7 +306,7 @@ class CentralSystem(OcppChargePoint):
                 vendor_error_code=vendor_error_code, at=at,
             )
             self.consumer.memory.status_written(connector_id, status, error_code)
-        await live.update(self.id, {f"status:{connector_id}": status, f"error_code:{connector_id}": error_code})
+        await self.consumer.live_update({f"status:{connector_id}": status, f"error_code:{connector_id}": error_code})
         return call_result.StatusNotification()
 
     @on(Action.authorize)
@@ -323,9 +324,9 @@ class CentralSystem(OcppChargePoint):
         )
         self.consumer.memory.session_started(
             connector_id, OpenSession(result.transaction_id, result.session_pk, meter_start))
-        await live.update(self.id, {f"transaction_id:{connector_id}": result.transaction_id,
-                                    f"meter_start_wh:{connector_id}": meter_start,
-                                    f"session_energy_wh:{connector_id}": 0})
+        await self.consumer.live_update({f"transaction_id:{connector_id}": result.transaction_id,
+                                         f"meter_start_wh:{connector_id}": meter_start,
+                                         f"session_energy_wh:{connector_id}": 0})
         return call_result.StartTransaction(transaction_id=result.transaction_id,
                                             id_tag_info=_id_tag_info(result.decision))
 
@@ -342,8 +343,9 @@ class CentralSystem(OcppChargePoint):
             received_at=timezone.now(), id_tag=id_tag, reason=reason, transaction_data=rows,
         )
         for number in self.consumer.memory.session_stopped(result.session_pk):
-            await live.remove_fields(self.id, f"transaction_id:{number}", f"meter_start_wh:{number}",
-                                     f"session_energy_wh:{number}")
+            names = (f"transaction_id:{number}", f"meter_start_wh:{number}", f"session_energy_wh:{number}")
+            await live.remove_fields(self.id, *names)
+            self.consumer.memory.live_removed(names)
         if result.decision is None:
             return call_result.StopTransaction()
         return call_result.StopTransaction(id_tag_info=_id_tag_info(result.decision))
@@ -370,7 +372,7 @@ class CentralSystem(OcppChargePoint):
             energy = selectors.open_session_energy_wh(session.meter_start, int(register))
             if energy is not None:
                 readings[f"session_energy_wh:{connector_id}"] = str(energy)
-        await live.update(self.id, readings)
+        await self.consumer.live_update(readings)
         return call_result.MeterValues()
 
     @on(Action.data_transfer)
@@ -380,12 +382,12 @@ class CentralSystem(OcppChargePoint):
 
     @on(Action.diagnostics_status_notification)
     async def on_diagnostics_status_notification(self, status: str):
-        await live.update(self.id, {"diagnostics_status": status})
+        await self.consumer.live_update({"diagnostics_status": status})
         return call_result.DiagnosticsStatusNotification()
 
     @on(Action.firmware_status_notification)
     async def on_firmware_status_notification(self, status: str):
-        await live.update(self.id, {"firmware_status": status})
+        await self.consumer.live_update({"firmware_status": status})
         return call_result.FirmwareStatusNotification()
 
 
@@ -455,6 +457,24 @@ class ChargerMemory:
         self.ctx = ctx
         self.open_sessions = {n: OpenSession(tid, pk, start) for n, (tid, pk, start) in ctx.open_sessions.items()}
         self.statuses: dict[int, tuple[str, str]] = dict(ctx.statuses)
+        self.live: dict[str, str] = {}  # the charger's live hash in Redis, as this connection knows it
+
+    def live_loaded(self, before: dict[str, str], written: dict[str, str | int]) -> None:
+        """The live hash as the connection found it, with what the connection wrote into it."""
+        self.live = dict(before)
+        self.live_written({k: str(v) for k, v in written.items()})
+
+    def live_news(self, fields: dict[str, str | int]) -> dict[str, str]:
+        """The fields whose values the live hash does not hold (as far as this connection knows: only a newer
+        connection of the same charger, which replaces this one, writes it too)."""
+        return {name: text for name, value in fields.items() if self.live.get(name) != (text := str(value))}
+
+    def live_written(self, fields: dict[str, str]) -> None:
+        self.live.update(fields)
+
+    def live_removed(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.live.pop(name, None)
 
     def status_is_news(self, connector: int, status: str, error_code: str) -> bool:
         """Whether a status must be written (a change; Faulted every time, for the alert's count)."""
@@ -558,7 +578,6 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.memory = ChargerMemory(ctx)
         self.boot_accepted = ctx.enabled
         self.marked_offline = False
-        self.last_touch = 0.0
         # unique id -> action, to label the answers in the frame log
         self.in_flight: BoundedMap[str] = BoundedMap(MAX_TRACKED_IDS)
         # unique id of a CALL received -> commit of its frame
@@ -574,15 +593,18 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
         self.group = group_name(self.charge_point_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        # An older connection of the same charger (in any process) closes when it gets this.
-        await self.channel_layer.group_send(self.group, {"type": "ocpp.replaced", "by": self.channel_name})
         # Connected in the live state before the handshake completes: a command sent the moment the charger
         # is connected (by the charger's own account) must not find it "not connected".
         now = int(time.time())
-        await live.update(self.charge_point_id, {
-            "schema": self.schema, "connected": "1", "channel": self.channel_name, "last_seen": now,
-            "connected_at": now,
-        })
+        fields = {"schema": self.schema, "connected": "1", "channel": self.channel_name, "last_seen": now,
+                  "connected_at": now}
+        before = await live.connect(self.charge_point_id, fields)
+        self.memory.live_loaded(before, fields)
+        self.last_touch = float(now)
+        if before.get("connected") != "0":
+            # An older connection of the same charger may be open (in any process): it closes when it gets this.
+            # Not needed when the last one left cleanly; needed when the state is unknown (lost by Redis).
+            await self.channel_layer.group_send(self.group, {"type": "ocpp.replaced", "by": self.channel_name})
         self.connection = _Connection(self)
         self.central = CentralSystem(self, self.connection)
         self.tasks = [asyncio.ensure_future(self.central.start()), asyncio.ensure_future(self.command_worker())]
@@ -666,7 +688,20 @@ class OcppConsumer(AsyncWebsocketConsumer):
                           charge_point_id=self.charge_point_id)
         if now - self.last_touch >= TOUCH_EVERY_S:
             self.last_touch = now
-            await live.update(self.charge_point_id, {"last_seen": int(now), "connected": "1"})
+            fields = {"last_seen": str(int(now)), "connected": "1"}
+            if await live.update(self.charge_point_id, fields):
+                # The hash was gone (Redis restarted: it keeps nothing on disk): write back all this connection
+                # knows, so that the building's pages and its balancer see the charger again within seconds.
+                logger.info("%s: live state lost; written again", self.charge_point_id)
+                await live.update(self.charge_point_id, self.memory.live)
+            self.memory.live_written(fields)
+
+    async def live_update(self, fields: dict[str, str | int]) -> None:
+        """Write to the live state what it does not hold yet (a reconnect repeats statuses it already holds)."""
+        news = self.memory.live_news(fields)
+        if news:
+            await live.update(self.charge_point_id, news)
+            self.memory.live_written(news)
 
     async def unsolicited_answer(self, unique_id: str) -> None:
         """An answer to no call of ours (or one we gave up on): dropped; a stream of them ends the connection."""

@@ -53,9 +53,25 @@ def client() -> aioredis.Redis:
     return _client()
 
 
-async def update(charge_point_id: str, fields: dict[str, str | int]) -> None:
-    if fields:
-        await _client().hset(key(charge_point_id), mapping={k: str(v) for k, v in fields.items()})
+# Writes a new connection's fields and returns what the hash held before, in one round trip.
+_CONNECT = """
+local before = redis.call('HGETALL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return before
+"""
+
+
+async def update(charge_point_id: str, fields: dict[str, str | int]) -> int:
+    """Write the fields; how many of them the hash did not have (all of them when the hash was gone)."""
+    if not fields:
+        return 0
+    return int(await _client().hset(key(charge_point_id), mapping={k: str(v) for k, v in fields.items()}))
+
+
+async def connect(charge_point_id: str, fields: dict[str, str | int]) -> dict[str, str]:
+    """A new connection's fields written; the hash as it was before them (empty when there was none)."""
+    flat = await _client().eval(_CONNECT, 1, key(charge_point_id), *(x for k, v in fields.items() for x in (k, str(v))))
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 async def remove_fields(charge_point_id: str, *names: str) -> None:

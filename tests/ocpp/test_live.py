@@ -3,6 +3,7 @@ the real Redis: from what a connection writes, and straight from the hash."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -11,9 +12,12 @@ import redis
 from asgiref.sync import sync_to_async
 
 from apps.ocpp import live
+from apps.ocpp.consumer import group_name as consumer_group
 from apps.ocpp.live import ChargerLive, ConnectorLive
 from tests import factories
 from tests.helpers import iso
+from tests.ocpp.charger import FakeCharger
+from tests.ocpp.conftest import communicator
 
 
 async def test_a_charging_connector_reads_back_typed(maple_schema, connected, world):
@@ -87,3 +91,75 @@ def test_many_chargers_in_one_round_trip_and_unknown_ones_empty(maple_schema, mo
         number=2, status="SuspendedEV", current_l1_a=Decimal("6.0"), session_energy_wh=17,  # no power: unreadable
     )
     assert live.read_building_live([]) == {}
+
+
+async def _hash(cp_id: str) -> dict[str, str]:
+    return await live.read(cp_id)
+
+
+async def test_a_connection_writes_only_what_the_live_state_does_not_hold_and_restores_it_when_lost(
+        charger_id, monkeypatch):
+    """A reconnect repeats its statuses: the live hash already holds them, so nothing is written (a reconnect
+    storm's Redis round trips). The connection mirrors the hash; if Redis loses it (it keeps nothing on disk),
+    the next message writes back everything the connection knows."""
+    from apps.ocpp import consumer
+
+    first = FakeCharger(communicator(charger_id))
+    assert (await first.transport.connect(timeout=5))[0]
+    await first.boot()
+    await first.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"})
+    await first.transport.disconnect()
+    assert (await _hash(charger_id))["connected"] == "0"
+
+    again = FakeCharger(communicator(charger_id))
+    assert (await again.transport.connect(timeout=5))[0]
+    try:
+        state = await _hash(charger_id)
+        assert state["connected"] == "1" and state["status:1"] == "Available"
+        # Written behind the connection's back: the same status reported again is not written, a new one is.
+        await live.update(charger_id, {"status:1": "Sentinel"})
+        await again.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"})
+        assert (await _hash(charger_id))["status:1"] == "Sentinel"
+        await again.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"})
+        assert (await _hash(charger_id))["status:1"] == "Preparing"
+
+        await live.client().delete(live.key(charger_id))  # Redis restarted
+        monkeypatch.setattr(consumer, "TOUCH_EVERY_S", 0.0)
+        await again.call("Heartbeat", {})
+        restored = await _hash(charger_id)
+        assert restored["connected"] == "1" and restored["schema"] and restored["channel"]
+        assert restored["status:1"] == "Preparing" and restored["error_code:1"] == "NoError"
+        assert restored["heartbeat_interval"] == state["heartbeat_interval"]
+    finally:
+        await again.transport.disconnect()
+
+
+async def test_a_new_connection_tells_an_older_one_to_close_unless_the_last_one_left_cleanly(charger_id):
+    """The replacement message goes to the charger's group whenever another connection may be open (the hash says
+    connected, or Redis lost it), and not after a clean disconnect: a reconnect storm after a clean stop saves
+    its round trips."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    listener = await layer.new_channel()
+    group = consumer_group(charger_id)
+
+    async def connect_and_heard() -> bool:
+        await layer.group_add(group, listener)
+        charger = FakeCharger(communicator(charger_id))
+        assert (await charger.transport.connect(timeout=5))[0]
+        try:
+            message = await asyncio.wait_for(layer.receive(listener), timeout=1)
+        except TimeoutError:
+            message = None
+        finally:
+            await charger.transport.disconnect()
+            await layer.group_discard(group, listener)
+        return message is not None and message["type"] == "ocpp.replaced"
+
+    await live.client().delete(live.key(charger_id))
+    assert await connect_and_heard()  # nothing known: another connection may be open
+    assert (await _hash(charger_id))["connected"] == "0"
+    assert not await connect_and_heard()  # the last one left cleanly
+    await live.update(charger_id, {"connected": "1"})
+    assert await connect_and_heard()  # the hash says one is open (a process that died, say)
