@@ -17,13 +17,14 @@ from decimal import Decimal
 
 from django.contrib.postgres.expressions import ArraySubquery
 from django.db import connection
-from django.db.models import CharField, F, OuterRef, Subquery, Window
+from django.db.models import CharField, F, OuterRef, QuerySet, Subquery, Window
 from django.db.models.functions import Cast, JSONObject, RowNumber, Upper
 from django.utils import timezone
 
 from apps.buildings.models import IdTag, Resident
 from apps.charging import metering
 from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue, OneTimeTag
+from apps.core.compiled import CompiledValues, json_value
 from apps.electrical import capacity
 from apps.electrical.selectors import ocpp_site_meter_from, ocpp_site_meter_of
 
@@ -61,42 +62,59 @@ class ChargerContext:
     online: bool = False  # as recorded when the context was read
 
 
+def _charger_context_query(match: str) -> CompiledValues:
+    """The charger (``charge_point_id`` compared with ``match``: exact or iexact) with its connectors, its open
+    sessions and its site-meter role as subqueries: one query."""
+
+    def build(charge_point_id: str) -> QuerySet:
+        return ChargePoint.objects.filter(**{f"charge_point_id__{match}": charge_point_id}).annotate(
+            connector_rows=ArraySubquery(
+                Connector.objects.filter(charge_point=OuterRef("pk"), removed_at__isnull=True)
+                .order_by("connector_id")
+                .values(json=JSONObject(pk="pk", number="connector_id", phases="phases", status="status",
+                                        error_code="error_code", max_current_a=Cast("max_current_a", CharField())))),
+            session_rows=ArraySubquery(
+                ChargingSession.objects.filter(charge_point=OuterRef("pk"), stopped_at__isnull=True,
+                                               transaction_id__isnull=False).order_by("started_at", "pk")
+                .values(json=JSONObject(pk="pk", connector="connector_number", transaction_id="transaction_id",
+                                        meter_start_wh="meter_start_wh"))),
+            site_meter=ocpp_site_meter_of(OuterRef("charge_point_id")),
+        ).order_by("pk").values(
+            "pk", "charge_point_id", "enabled", "removed_at", "is_online", "status", "error_code", "configuration",
+            "configuration_read_at", "connector_rows", "session_rows", "site_meter")[:1]
+
+    return CompiledValues(build)
+
+
+_CONTEXT_BY_ID = _charger_context_query("exact")
+_CONTEXT_BY_ID_IGNORING_CASE = _charger_context_query("iexact")
+
+
 def charger_context(charge_point_id: str) -> ChargerContext | None:
-    """What a new connection of the charger keeps (None when the building has no such charger), in one query:
-    the charger with its connectors, its open sessions and its site-meter role as subqueries (a reconnect
-    storm runs this for every charger, on threads every connection of the process shares)."""
-    with_context = ChargePoint.objects.annotate(
-        connector_rows=ArraySubquery(
-            Connector.objects.filter(charge_point=OuterRef("pk"), removed_at__isnull=True).order_by("connector_id")
-            .values(json=JSONObject(pk="pk", number="connector_id", phases="phases", status="status",
-                                    error_code="error_code", max_current_a=Cast("max_current_a", CharField())))),
-        session_rows=ArraySubquery(
-            ChargingSession.objects.filter(charge_point=OuterRef("pk"), stopped_at__isnull=True,
-                                           transaction_id__isnull=False).order_by("started_at", "pk")
-            .values(json=JSONObject(pk="pk", connector="connector_number", transaction_id="transaction_id",
-                                    meter_start_wh="meter_start_wh"))),
-        site_meter=ocpp_site_meter_of(OuterRef("charge_point_id")),
-    )
+    """What a new connection of the charger keeps (None when the building has no such charger), in one query
+    compiled once per process (a reconnect storm runs this for every charger, on threads every connection of
+    the process shares: compiling it again each time cost more than running it)."""
     # The id as registered first (the unique index); a case-insensitive match, which reads every charger of
     # the building, only when that finds none.
-    cp = (with_context.filter(charge_point_id=charge_point_id).first()
-          or with_context.filter(charge_point_id__iexact=charge_point_id).first())
+    cp = _CONTEXT_BY_ID.first(charge_point_id) or _CONTEXT_BY_ID_IGNORING_CASE.first(charge_point_id)
     if cp is None:
         return None
+    connector_rows = [json_value(row) for row in cp["connector_rows"]]
     connectors = {
         row["number"]: ConnectorInfo(row["pk"], metering.connector_max_power_w(
             Decimal(row["max_current_a"]) if row["max_current_a"] is not None else None, row["phases"]))
-        for row in cp.connector_rows
+        for row in connector_rows
     }
-    statuses = {row["number"]: (row["status"], row["error_code"]) for row in cp.connector_rows if row["status"]}
-    if cp.status:
-        statuses[0] = (cp.status, cp.error_code)
+    statuses = {row["number"]: (row["status"], row["error_code"]) for row in connector_rows if row["status"]}
+    if cp["status"]:
+        statuses[0] = (cp["status"], cp["error_code"])
     # Oldest first: a later session on the same connector (a stop never received) is the one kept.
     open_sessions = {row["connector"]: (row["transaction_id"], row["pk"], row["meter_start_wh"])
-                     for row in cp.session_rows}
+                     for row in map(json_value, cp["session_rows"])}
     return ChargerContext(
-        cp.pk, cp.charge_point_id, cp.enabled, cp.removed_at is not None, connectors, open_sessions, statuses,
-        dict(cp.configuration or {}), cp.configuration_read_at, ocpp_site_meter_from(cp.site_meter), cp.is_online,
+        cp["pk"], cp["charge_point_id"], cp["enabled"], cp["removed_at"] is not None, connectors, open_sessions,
+        statuses, dict(json_value(cp["configuration"]) or {}), cp["configuration_read_at"],
+        ocpp_site_meter_from(json_value(cp["site_meter"])), cp["is_online"],
     )
 
 

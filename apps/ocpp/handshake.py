@@ -36,6 +36,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
+from apps.core.compiled import CompiledValues
 from apps.core.failures import FailureCounter
 from apps.core.tenants import in_public_schema
 from apps.ocpp import database, live
@@ -146,24 +147,25 @@ def parse_basic_auth(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | No
     return (username, password) if sep else None
 
 
+# lower() = lower(): what the unique index is built on, so the lookup uses it (``iexact`` compares upper() and
+# read every registration of every building at every handshake). Compiled once per process (apps/core/compiled.py).
+_REGISTRATION = CompiledValues(lambda charge_point_id: (
+    ChargerRegistration.objects.alias(id_ci=Lower("charge_point_id")).filter(id_ci=Lower(Value(charge_point_id)))
+    .order_by("pk").values("charge_point_id", "condominium_id", "condominium__schema_name", "password_hash",
+                           "password_weak")[:1]))
+
+
 def find_registration(charge_point_id: str) -> Registration | None:
     """The registration of a chargePointId, case-insensitively; None when there is none.
 
     In any schema: the registrations and the buildings exist only in the public schema, which is on every
     building's search path (the handshake runs it wherever its thread's connection is, with no switch).
     """
-    # lower() = lower(): what the unique index is built on, so the lookup uses it (``iexact`` compares
-    # upper() and read every registration of every building at every handshake).
-    reg = (
-        ChargerRegistration.objects.select_related("condominium")
-        .alias(id_ci=Lower("charge_point_id"))
-        .filter(id_ci=Lower(Value(charge_point_id)))
-        .first()
-    )
+    reg = _REGISTRATION.first(charge_point_id)
     if reg is None:
         return None
-    return Registration(reg.charge_point_id, reg.condominium_id, reg.condominium.schema_name, reg.password_hash,
-                        reg.password_weak)
+    return Registration(reg["charge_point_id"], reg["condominium_id"], reg["condominium__schema_name"],
+                        reg["password_hash"], reg["password_weak"])
 
 
 def registration_mark_weak(charge_point_id: str, weak: bool) -> None:
