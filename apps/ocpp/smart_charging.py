@@ -238,6 +238,13 @@ class _Dispatch:
         self.timed_out: list[int] = []  # connectors whose live limit got no answer in this dispatch
         self.sent: list[tuple[str, int, str]] = []
         self.latencies: list[float] = []
+        self._due_before: dict[int, datetime] = {}  # lease length -> a lease ending before this is due now
+
+    def lease_due(self, lease_s: int, lease_until: datetime) -> bool:
+        """``leases.renewal_due`` for this building at this dispatch's time, its bound computed once per length."""
+        if lease_s not in self._due_before:
+            self._due_before[lease_s] = leases.due_if_ending_before(self.schema_name, lease_s, self.now)
+        return lease_until < self._due_before[lease_s]
 
     def report(self) -> DispatchReport:
         return DispatchReport(
@@ -320,8 +327,7 @@ class _Dispatch:
                              "asked before this transaction started: its TxDefaultProfile applies")
                 continue
             held = None if plan.resend else c.applied_a
-            lease_due = c.lease_until is not None and c.lease_s is not None and leases.renewal_due(
-                self.schema_name, c.lease_s, c.lease_until, self.now)
+            lease_due = c.lease_until is not None and c.lease_s is not None and self.lease_due(c.lease_s, c.lease_until)
             if charger.quirks.tx_profile_rejected and (c.applied_a is not None or c.transaction_id is not None):
                 charger.live_on_default.add(c.number)  # its default is the live limit: no static default over it
             if not cp_profiles.is_change(c.desired_a, held) and not lease_due:
