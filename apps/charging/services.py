@@ -22,6 +22,7 @@ from apps.alerts.services import alert_raise, alert_resolve
 from apps.charging import events, local_lists, metering, reservations, smart_charging
 from apps.charging.models import ChargePoint, ChargingSession, Connector, MeterValue, OneTimeTag
 from apps.charging.selectors import IdTagDecision, authorize_id_tag, session_find_for_message
+from apps.core.bulk import copy_new_rows
 
 logger = logging.getLogger(__name__)
 
@@ -451,27 +452,26 @@ def sessions_close_stale(*, now: datetime | None = None, stale_after: timedelta)
 
 
 def meter_values_store(charge_point_pk: int, rows: list[dict]) -> int:
-    """Insert sampled values; identical ones already stored (a re-send) are skipped."""
+    """Insert sampled values; identical ones already stored (a re-send) are skipped. How many were new."""
     return meter_values_store_many([(charge_point_pk, rows)])
 
 
+METER_VALUE_COLUMNS = ("charge_point_id", "connector_number", "session_id", "transaction_id", "measurand", "phase",
+                       "unit", "context", "location", "value", "normalized", "sampled_at", "received_at")
+
+
 def meter_values_store_many(rows_by_charger: list[tuple[int, list[dict]]]) -> int:
-    """``meter_values_store`` for several chargers in one INSERT."""
-    objects = [
-        MeterValue(
-            charge_point_id=charge_point_pk, connector_number=row["connector_number"],
-            session_id=row.get("session_id"), transaction_id=row.get("transaction_id"),
-            measurand=row["measurand"], phase=row["phase"], unit=row["unit"], context=row["context"],
-            location=row["location"], value=row["value"], normalized=row["normalized"],
-            sampled_at=row["sampled_at"], received_at=row["received_at"],
-        )
+    """``meter_values_store`` for several chargers in one COPY (the group commit writes every batch with it)."""
+    rows = [
+        (charge_point_pk, row["connector_number"], row.get("session_id"), row.get("transaction_id"),
+         row["measurand"], row["phase"], row["unit"], row["context"], row["location"], row["value"],
+         row["normalized"], row["sampled_at"], row["received_at"])
         for charge_point_pk, rows in rows_by_charger
         for row in rows
     ]
-    if not objects:
+    if not rows:
         return 0
-    created = MeterValue.objects.bulk_create(objects, ignore_conflicts=True, batch_size=1000)
-    return len(created)
+    return copy_new_rows(MeterValue, METER_VALUE_COLUMNS, rows)
 
 
 # --- what the car needs (the load balancer shares by it) -----------------------------------------------

@@ -8,7 +8,7 @@ the charger send the message again (dedup keeps the retry from counting twice).
 
 Batching keeps the cost low with thousands of chargers: a flush takes
 everything queued so far (every charger, every schema) and writes it with one
-INSERT per schema and table in one transaction. While a flush runs, new rows
+COPY per schema and table in one transaction (apps/core/bulk.py). While a flush runs, new rows
 wait for the next one, which starts as soon as this one ends; when the writer
 is idle, the first row starts a flush after FLUSH_DELAY (a few milliseconds, to
 gather the rows of other chargers that arrive at the same moment).
@@ -31,9 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 
 from apps.charging.services import meter_values_store_many
+from apps.core.bulk import copy_rows
 from apps.core.tenants import stay_in_schema
 from apps.ocpp.models import OcppFrame
 
@@ -48,12 +49,17 @@ MAX_ATTEMPTS = 3
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocpp-group-commit")
 
 
+# An OcppFrame row, in the order of FRAME_COLUMNS (a tuple: no model instance per frame on the event loop).
+Frame = tuple[str, str, int | None, str, str, str, datetime]
+FRAME_COLUMNS = ("charge_point_id", "direction", "message_type", "action", "unique_id", "raw", "received_at")
+
+
 @dataclass
 class _Group:
     """The rows of one charger in one batch, and whoever waits for them."""
 
     charge_point_pk: int | None = None
-    frames: list[OcppFrame] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
     meter_values: list[dict] = field(default_factory=list)
     future: asyncio.Future | None = None
     attempts: int = 0
@@ -81,10 +87,7 @@ class BatchWriter:
                   message_type: int | None, action: str, unique_id: str) -> asyncio.Future:
         """Queue a frame; the future resolves when it is committed (or fails with the write's error)."""
         group = self._group(schema, charge_point_id)
-        group.frames.append(OcppFrame(
-            charge_point_id=charge_point_id, direction=direction, raw=raw, received_at=at,
-            message_type=message_type, action=action[:64], unique_id=unique_id[:64],
-        ))
+        group.frames.append((charge_point_id, direction, message_type, action[:64], unique_id[:64], raw, at))
         return group.future
 
     def add_meter_values(self, schema: str, charge_point_id: str, charge_point_pk: int,
@@ -138,8 +141,6 @@ class BatchWriter:
             logger.error("%s: %d OCPP frames and %d meter values not stored (%s)", charge_point_id,
                          len(group.frames), len(group.meter_values), schema)
             return
-        for frame in group.frames:
-            frame.pk = None
         retry = self._pending[schema].setdefault(charge_point_id, _Group())
         retry.frames[:0] = group.frames
         retry.attempts = max(retry.attempts, group.attempts)
@@ -164,7 +165,8 @@ def _write_batch(batch: dict[str, dict[str, _Group]]) -> dict[tuple[str, str], E
     Returns the error of every (schema, charge point id) whose rows are not stored. The thread keeps
     its connection between batches (up to a hundred a second: no reconnect each time, whatever
     DATABASE_CONN_MAX_AGE says). Rows that failed on a connection-level error (the server restarted or
-    dropped an idle connection) are tried once more, on a new connection if need be.
+    dropped an idle connection) are tried once more, on a new connection if need be. After a failure that is
+    not a bad row, the connection is closed: the next batch does not inherit its state.
     """
     errors = _write_schemas(batch)
     broken = {key for key, error in errors.items() if isinstance(error, OperationalError | InterfaceError)}
@@ -176,6 +178,10 @@ def _write_batch(batch: dict[str, dict[str, _Group]]) -> dict[tuple[str, str], E
         for schema, cp_id in broken:
             retry[schema][cp_id] = batch[schema][cp_id]
         errors = {key: error for key, error in errors.items() if key not in broken} | _write_schemas(retry)
+    if any(not isinstance(error, DataError | IntegrityError) for error in errors.values()):
+        # Not a bad row: whatever the failure left on the connection (a session the server dropped, a search
+        # path or transaction state nobody can vouch for) goes with it; the next batch starts on a new one.
+        connection.close()
     return errors
 
 
@@ -201,17 +207,12 @@ def _write_schemas(batch: dict[str, dict[str, _Group]]) -> dict[tuple[str, str],
 
 def _write_groups(schema: str, groups: list[_Group]) -> None:
     frames = [frame for group in groups for frame in group.frames]
-    try:
-        stay_in_schema(schema)  # the thread's own connection: no SET search_path per batch of one building
-        with transaction.atomic():
-            if frames:
-                OcppFrame.objects.bulk_create(frames, batch_size=1000)
-            meter_values_store_many([(group.charge_point_pk, group.meter_values) for group in groups
-                                     if group.meter_values and group.charge_point_pk is not None])
-    except Exception:
-        for frame in frames:  # the transaction rolled back: these rows were never stored
-            frame.pk = None
-        raise
+    stay_in_schema(schema)  # the thread's own connection: no SET search_path per batch of one building
+    with transaction.atomic():
+        if frames:
+            copy_rows(OcppFrame, FRAME_COLUMNS, frames)
+        meter_values_store_many([(group.charge_point_pk, group.meter_values) for group in groups
+                                 if group.meter_values and group.charge_point_pk is not None])
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BatchWriter] = weakref.WeakKeyDictionary()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection
+from django.db import DataError, ProgrammingError, connection
 from django.utils import timezone
 
 from apps.charging.models import ChargePoint, MeterValue
@@ -121,6 +121,33 @@ async def test_a_schema_that_does_not_exist_fails_only_its_own_rows(maple_schema
     with pytest.raises(Exception, match=r"no_such_schema|does not exist"):
         await lost
     assert await run_in_schema(maple_schema, lambda: OcppFrame.objects.filter(charge_point_id=cp_id).count()) == 1
+
+
+@pytest.mark.usefixtures("world", "committed")
+async def test_a_failure_that_is_not_a_bad_row_leaves_the_next_batch_a_new_connection(maple_schema):
+    writer = framelog.BatchWriter()
+    loop = asyncio.get_running_loop()
+    cp_id = f"GC-{uuid.uuid4().hex[:8]}"
+
+    def frame(raw: str) -> dict:
+        return {"direction": "in", "raw": raw, "at": timezone.now(), "message_type": 2, "action": "Heartbeat",
+                "unique_id": uuid.uuid4().hex}
+
+    await writer.add_frame(maple_schema, charge_point_id=cp_id, **frame("[2,\"a\",\"Heartbeat\",{}]"))
+    pid = await loop.run_in_executor(framelog._executor, _writer_backend_pid)
+    # A bad row (PostgreSQL stores no NUL character): refused; the connection is not to blame and is kept.
+    with pytest.raises(DataError, match="NUL"):
+        await writer.add_frame(maple_schema, charge_point_id=cp_id, **frame("[2,\"b\",\"Heart\x00beat\",{}]"))
+    assert await loop.run_in_executor(framelog._executor, _writer_backend_pid) == pid
+    # A failure of another kind: the connection's state is not trusted; the next batch runs on a new one.
+    with pytest.raises(ProgrammingError, match="does not exist"):
+        await writer.add_frame("no_such_schema", charge_point_id=cp_id, **frame("[2,\"c\",\"Heartbeat\",{}]"))
+    assert await loop.run_in_executor(framelog._executor, _writer_backend_pid) != pid
+    await writer.add_frame(maple_schema, charge_point_id=cp_id, **frame("[2,\"d\",\"Heartbeat\",{}]"))
+    stored = await run_in_schema(maple_schema, lambda: list(
+        OcppFrame.objects.filter(charge_point_id=cp_id).values_list("raw", flat=True)))
+    assert sorted(stored) == ['[2,"a","Heartbeat",{}]', '[2,"d","Heartbeat",{}]']
+    await writer.flush()
 
 
 def _writer_backend_pid() -> int:
