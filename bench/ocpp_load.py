@@ -6,7 +6,8 @@ Run bench/setup_bench.py first (a synthetic building with enough chargers), then
     CHANNEL_LAYER_PREFIX=hoabench .venv/bin/python bench/ocpp_load.py --chargers 2000 --steady 180
 
 What it does, all on loopback, with a bounded duration:
-1. starts ONE daphne process (hoa_charging.asgi:application) on a free port;
+1. starts ONE daphne process (hoa_charging.asgi:application) on a free port, or ``--daphnes N`` of them
+   (charger n talks to process n mod N, as behind a proxy that hashes the URL);
 2. ramps up N chargers (``--ramp-rate`` new connections per second): websocket with ocpp1.6 and Basic
    auth, BootNotification, StatusNotification for connector 0 and each connector, and StartTransaction
    on ``--active`` of the connectors; it answers the platform's calls (GetConfiguration,
@@ -244,6 +245,10 @@ class Daphne:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> float:
+        self.spawn()
+        return self.listening()
+
+    def spawn(self) -> None:
         env = {**os.environ, "LOG_LEVEL": "WARNING"}
         command = [str(Path(sys.executable).parent / "daphne")]
         if self.profile:
@@ -253,6 +258,10 @@ class Daphne:
              *self.extra, "hoa_charging.asgi:application"],
             cwd=self.tree, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
+
+    def listening(self) -> float:
+        """Wait until the process listens; the moment it does."""
+        assert self.process is not None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -307,17 +316,52 @@ def client_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class Daphnes:
+    """The daphne processes behind the chargers' one address: charger n talks to process n mod N, as a proxy that
+    hashes the charger's URL would place it (the platform does not care which process holds which charger)."""
+
+    def __init__(self, n: int, tree: Path, extra: list[str], profile: str = ""):
+        self.processes = [Daphne(tree, OUT / ("daphne.log" if n == 1 else f"daphne-{i + 1}.log"), extra, profile)
+                          for i in range(n)]
+
+    def url(self, n: int) -> str:
+        return f"ws://127.0.0.1:{self.processes[n % len(self.processes)].port}/ocpp/"
+
+    def start(self) -> float:
+        """Start them all at once; the moment the first listens (chargers reconnect from then on)."""
+        for daphne in self.processes:
+            daphne.spawn()
+        return min(daphne.listening() for daphne in self.processes)
+
+    def stop(self) -> None:
+        for daphne in self.processes:  # all at once, as a machine's restart would
+            if daphne.process is not None:
+                daphne.process.terminate()
+        for daphne in self.processes:
+            daphne.stop()
+
+    def cpu_seconds(self) -> float:
+        return sum(daphne.cpu_seconds() for daphne in self.processes)
+
+    def thread_cpu_seconds(self) -> tuple[float, float]:
+        seconds = [daphne.thread_cpu_seconds() for daphne in self.processes]
+        return sum(main for main, _ in seconds), sum(others for _, others in seconds)
+
+    def rss_mb(self) -> float:
+        return round(sum(daphne.rss_mb() for daphne in self.processes), 1)
+
+
 async def bench(args: argparse.Namespace) -> dict:
     OUT.mkdir(parents=True, exist_ok=True)
-    daphne = Daphne(Path(args.tree).resolve(), OUT / "daphne.log", args.daphne_arg, args.profile)
+    daphne = Daphnes(args.daphnes, Path(args.tree).resolve(), args.daphne_arg, args.profile)
     rec = Recorder()
     result: dict = {"chargers": args.chargers, "connectors_per_charger": args.connectors, "active_share": args.active,
                     "heartbeat_s": args.heartbeat, "meter_interval_s": args.meter_interval,
-                    "ramp_rate": args.ramp_rate, "retry": args.retry, "daphne_args": args.daphne_arg}
+                    "ramp_rate": args.ramp_rate, "retry": args.retry, "daphne_args": args.daphne_arg,
+                    "daphnes": args.daphnes}
     daphne.start()
-    url = f"ws://127.0.0.1:{daphne.port}/ocpp/"
     rng = random.Random(args.seed)
-    chargers = [BenchCharger(n, args, url, rec, random.Random(rng.random()))
+    chargers = [BenchCharger(n, args, daphne.url(n), rec, random.Random(rng.random()))
                 for n in range(1, args.chargers + 1)]
     stop, traffic_on = asyncio.Event(), asyncio.Event()
     tasks = []
@@ -359,11 +403,12 @@ async def bench(args: argparse.Namespace) -> dict:
             rec.phase = "storm"
             stopped_at = time.monotonic()
             daphne.stop()
+            down_at = time.monotonic()  # no process listens: whoever is ready after this reconnected
             listening_at = daphne.start()
             cpu0 = daphne.cpu_seconds()
             main0, others0 = daphne.thread_cpu_seconds()
             while True:
-                settled = [c for c in chargers if c.ready_at is not None and c.ready_at > listening_at]
+                settled = [c for c in chargers if c.ready_at is not None and c.ready_at > down_at]
                 if len(settled) == len(chargers) or time.monotonic() - listening_at > args.storm_timeout:
                     break
                 await asyncio.sleep(0.1)
@@ -399,6 +444,7 @@ async def bench(args: argparse.Namespace) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chargers", type=int, default=2000)
+    parser.add_argument("--daphnes", type=int, default=1, help="daphne processes sharing the chargers")
     parser.add_argument("--connectors", type=int, default=2, help="as commissioned by setup_bench.py")
     parser.add_argument("--active", type=float, default=0.5, help="share of connectors in a transaction")
     parser.add_argument("--heartbeat", type=float, default=60)
