@@ -87,7 +87,8 @@ class BatchWriter:
                   message_type: int | None, action: str, unique_id: str) -> asyncio.Future:
         """Queue a frame; the future resolves when it is committed (or fails with the write's error)."""
         group = self._group(schema, charge_point_id)
-        group.frames.append((charge_point_id, direction, message_type, action[:64], unique_id[:64], raw, at))
+        group.frames.append((charge_point_id, direction, message_type, _storable(action)[:64],
+                             _storable(unique_id)[:64], _storable(raw), at))
         return group.future
 
     def add_meter_values(self, schema: str, charge_point_id: str, charge_point_pk: int,
@@ -152,6 +153,12 @@ class BatchWriter:
                    for group in groups.values() if group.future is not None]
         if futures:
             await asyncio.gather(*futures, return_exceptions=True)
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL's text holds no NUL character: a frame that carries one (raw, or in a unique id that JSON
+    decoded) is logged with JSON's escape for it, instead of failing its charger's batch again and again."""
+    return text.replace("\x00", "\\u0000") if "\x00" in text else text
 
 
 def _consume_exception(future: asyncio.Future) -> None:

@@ -97,6 +97,18 @@ async def test_a_broken_charger_does_not_disturb_another(connected, new_charger)
     await other.disconnect()
 
 
+async def test_a_nul_character_is_logged_escaped_and_fails_nothing_after_it(maple_schema, connected):
+    """PostgreSQL's text holds no NUL: a frame with one must not fail the charger's next answers."""
+    await connected._send("\x00garbage")
+    # A unique id that JSON decodes to one with a NUL, then a plain call: both answered, neither InternalError.
+    assert (await connected.call("Heartbeat", {}, unique_id="nul\x00id"))[0] == 3
+    assert (await connected.call("Heartbeat", {}))[0] == 3
+    raws = await run_in_schema(maple_schema, lambda: list(OcppFrame.objects.filter(
+        charge_point_id=connected.charge_point_id, direction="in").values_list("raw", "unique_id")))
+    assert ("\\u0000garbage", "") in raws
+    assert ('[2, "nul\\u0000id", "Heartbeat", {}]', "nul\\u0000id") in raws
+
+
 async def test_status_notifications_per_connector_and_faulted_raises_an_alert(maple_schema, connected):
     cp_id = connected.charge_point_id
     for n in (0, 1, 2):
