@@ -314,9 +314,11 @@ LOADBALANCING_ENABLED = env_bool("LOADBALANCING_ENABLED", True)
 LOADBALANCING_LEASE_S = env_int("LOADBALANCING_LEASE_S", 180)
 LOADBALANCING_REFRESH_S = env_int("LOADBALANCING_REFRESH_S", 30)
 LOADBALANCING_RUN_RETENTION_DAYS = env_int("LOADBALANCING_RUN_RETENTION_DAYS", 14)
-if not 30 <= LOADBALANCING_LEASE_S <= 3600 or not 5 <= LOADBALANCING_REFRESH_S <= LOADBALANCING_LEASE_S // 2:
+# A renewal comes with half the lease left less one refresh period and the dispatch's delay: a refresh of up to
+# a third of the lease leaves a sixth of it (a refresh of half the lease could let the lease run out).
+if not 30 <= LOADBALANCING_LEASE_S <= 3600 or not 5 <= LOADBALANCING_REFRESH_S <= LOADBALANCING_LEASE_S // 3:
     raise ImproperlyConfigured(
-        "LOADBALANCING_LEASE_S must be 30 to 3600 s, and LOADBALANCING_REFRESH_S 5 s to half the lease"
+        "LOADBALANCING_LEASE_S must be 30 to 3600 s, and LOADBALANCING_REFRESH_S 5 s to a third of the lease"
     )
 if not 1 <= LOADBALANCING_RUN_RETENTION_DAYS <= 3650:
     raise ImproperlyConfigured("LOADBALANCING_RUN_RETENTION_DAYS must be 1 to 3650")
