@@ -12,7 +12,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from hoa_charging import websocket_server  # noqa: E402
 from hoa_charging.routing import websocket_urlpatterns  # noqa: E402
+
+websocket_server.apply()
 
 application = ProtocolTypeRouter(
     {

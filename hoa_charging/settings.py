@@ -234,8 +234,11 @@ CHANNEL_LAYERS = {
         # The pool raises (MaxConnectionsError) rather than waits once every connection is in use; redis-py
         # allows 100, which a reconnect storm exceeded (thousands of handshakes failed in group_add).
         # Redis itself takes 10,000 clients.
+        # driver_info None: no CLIENT SETINFO, and no reading of redis-py's package metadata from disk for each
+        # new connection (redis-py 8 does both; 3 % of the event loop in a reconnect storm, docs/benchmarks.md).
         "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30,
-                              "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000)}],
+                              "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000),
+                              "driver_info": None}],
                    "prefix": env_str("CHANNEL_LAYER_PREFIX", "hoa")},
     }
 }

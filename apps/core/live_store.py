@@ -42,7 +42,8 @@ def client() -> aioredis.Redis:
         # (a reconnect storm) would otherwise open connections until redis-py refuses ("Too many
         # connections", its default cap of 100) and the update fails.
         pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=POOL_TIMEOUT_S)
+            settings.REDIS_URL, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=POOL_TIMEOUT_S,
+            driver_info=None)  # as the channel layer's (settings.CHANNEL_LAYERS)
         found = aioredis.Redis(connection_pool=pool)
         _clients[loop] = found
     return found
@@ -52,5 +53,5 @@ def sync_client() -> redis.Redis:
     """The process's synchronous client (thread-safe: redis-py pools its connections)."""
     global _sync_client
     if _sync_client is None:
-        _sync_client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+        _sync_client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, driver_info=None)
     return _sync_client

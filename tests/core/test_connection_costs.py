@@ -1,0 +1,64 @@
+"""What a new connection costs the process, where a library does more than it needs to.
+
+- autobahn formats its options for a debug line at every websocket connection; with the platform's change
+  (hoa_charging/websocket_server.py) the line is formatted only when it is logged, and reads the same.
+- redis-py reads its package metadata from disk for every new connection; the platform's pools pass no
+  driver information, so it does not.
+"""
+
+from __future__ import annotations
+
+import pprint
+import string
+from importlib import metadata
+
+import pytest
+from autobahn.websocket import protocol
+from channels.layers import get_channel_layer
+
+from apps.core import live_store
+from hoa_charging import websocket_server
+
+
+def test_the_options_line_formats_as_pprint_did_and_only_when_formatted():
+    options = [("autoPingInterval", 0, "WebSocketServerFactory"), ("maxMessagePayloadSize", 65536, "x" * 90)]
+    lazy = websocket_server.LazyPformat(options)
+    assert str(lazy) == pprint.pformat(options)
+    assert string.Formatter().format("\n{attrs}", attrs=lazy) == "\n" + pprint.pformat(options)  # as twisted
+    assert f"{lazy:>10}" == format(pprint.pformat(options), ">10")
+
+
+def test_the_asgi_application_applies_it():
+    import hoa_charging.asgi  # noqa: F401  - what daphne imports
+
+    assert protocol.pformat is websocket_server.LazyPformat
+    websocket_server.apply()  # idempotent
+    assert protocol.pformat is websocket_server.LazyPformat
+
+
+@pytest.fixture
+def metadata_reads(monkeypatch):
+    reads = []
+    original = metadata.version
+
+    def version(name):
+        reads.append(name)
+        return original(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    return reads
+
+
+async def test_new_redis_connections_of_the_platforms_pools_read_no_package_metadata(metadata_reads):
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "probe"})
+    assert (await layer.receive(channel))["type"] == "probe"
+    assert await live_store.client().ping()
+    pool = live_store.client().connection_pool
+    connection = pool.make_connection()  # a new connection, as in a burst
+    await connection.connect()
+    await connection.disconnect()
+    assert live_store.sync_client().ping()
+    assert metadata_reads == []
+    await layer.flush()
