@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import random
@@ -34,7 +35,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import ocpp.messages
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -53,7 +53,7 @@ from ocpp.exceptions import (
 from ocpp.exceptions import (
     NotImplementedError as ActionNotImplementedError,
 )
-from ocpp.messages import Call, CallError, MessageType, unpack, validate_payload
+from ocpp.messages import Call, CallError, MessageType, unpack
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
@@ -63,7 +63,7 @@ from apps.alerts.models import Alert
 from apps.alerts.services import alert_raise
 from apps.charging import local_lists, selectors, services
 from apps.electrical import services as electrical_services
-from apps.ocpp import admission, database, edge, framelog, handshake, live, measurands
+from apps.ocpp import admission, database, edge, framelog, handshake, live, measurands, payloads, schemas
 from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
 
 logger = logging.getLogger(__name__)
@@ -78,9 +78,6 @@ CONFIGURATION_KEYS_KEPT = (
     "AuthorizeRemoteTxRequests", "LocalPreAuthorize", "LocalAuthorizeOffline", "ConnectionTimeOut",
     "ConnectorPhaseRotation", "ReserveConnectorZeroSupported",
 )
-
-# Schema validation is fast; running it in a thread pool per message costs more than it saves.
-ocpp.messages.ASYNC_VALIDATION = False
 
 # Frames received and not yet handled. A charger waits for each answer (one CALL at a time), so a
 # well-behaved one never has more than a few here; one that floods is cut off instead of growing memory.
@@ -208,6 +205,38 @@ class CentralSystem(OcppChargePoint):
             else:
                 await self.consumer.unsolicited_answer(str(msg.unique_id))
 
+    async def _handle_call(self, msg: Call) -> None:
+        """Answer a CALL (already known to be an action the platform takes, see _refuse_call).
+
+        What the ocpp package's own ``_handle_call`` does, without its per-message costs: the payload is
+        validated through apps/ocpp/schemas.py (the package's verdict, with a fast path), keys are converted
+        once per key (apps/ocpp/payloads.py), and no handler's signature is inspected (none takes the
+        unique id). The answer is validated too, as the package does: a malformed answer (a handler's
+        mistake) never goes on the wire; the charger gets the validation's CALLERROR instead.
+        """
+        handlers = self.route_map[msg.action]
+        await schemas.validate(msg)
+        kwargs = payloads.to_snake(msg.payload)
+        try:
+            response = handlers["_on_action"](**kwargs)
+            if inspect.isawaitable(response):
+                response = await response
+        except Exception as error:
+            self.logger.exception("Error while handling request '%s'", msg)
+            await self._send(msg.create_call_error(error).to_json())
+            return
+        result = msg.create_call_result(payloads.response_payload(response))
+        await schemas.validate(result)
+        await self._send(result.to_json())
+        after_action = handlers.get("_after_action")
+        if after_action is not None:
+            followup = after_action(**kwargs)
+            if inspect.isawaitable(followup):
+                # A task, so that a call made in it does not block this connection's loop.
+                task = asyncio.ensure_future(followup)
+                self.consumer.background.add(task)
+                task.add_done_callback(self.consumer.background.discard)
+
     def _refuse_call(self, action: object, payload: dict) -> OCPPError | None:
         """The error a CALL gets before any handler runs, or None to handle it.
 
@@ -229,7 +258,7 @@ class CentralSystem(OcppChargePoint):
         """Send one CALL and wait for its answer. Only the command worker calls this."""
         call = Call(unique_id=str(uuid.uuid4()), action=action, payload=payload)
         try:
-            await validate_payload(call, self._ocpp_version)
+            await schemas.validate(call)
         except OCPPError as error:
             return {"status": "invalid", "error_code": _ocpp16_error(error).code,
                     "description": str(error.details.get("cause", error.description))}

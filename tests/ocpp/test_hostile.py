@@ -7,7 +7,6 @@ with the reason logged and an alert for the managers.
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import time
@@ -21,7 +20,7 @@ from apps.tenancy.models import ConnectionAttempt
 from tests.helpers import iso
 from tests.ocpp.charger import FakeCharger
 from tests.ocpp.conftest import communicator
-from tests.ocpp.helpers import closed_within
+from tests.ocpp.helpers import CHARGER_CALLS, closed_within, mutate
 
 
 async def test_junk_unique_ids_are_answered_or_cut_off_promptly_never_hung(connected):
@@ -107,61 +106,6 @@ async def test_unknown_action_is_not_implemented_and_a_known_one_we_do_not_take_
 
 # --- the seeded fuzz: thousands of mutated charger-to-server frames -------------------------------------------
 
-SEEDS = {
-    "BootNotification": {"chargePointVendor": "Acme", "chargePointModel": "W22", "firmwareVersion": "1.0"},
-    "Heartbeat": {},
-    "StatusNotification": {"connectorId": 1, "errorCode": "NoError", "status": "Available",
-                           "timestamp": "2026-01-01T00:00:00Z", "info": "ok"},
-    "Authorize": {"idTag": "04A1B2C3D4"},
-    "StartTransaction": {"connectorId": 1, "idTag": "04A1B2C3D4", "meterStart": 1000,
-                         "timestamp": "2026-01-01T00:00:00Z", "reservationId": 5},
-    "StopTransaction": {"transactionId": 1, "meterStop": 2000, "timestamp": "2026-01-01T01:00:00Z",
-                        "idTag": "04A1B2C3D4", "reason": "Local",
-                        "transactionData": [{"timestamp": "2026-01-01T00:30:00Z",
-                                             "sampledValue": [{"value": "1500", "unit": "Wh"}]}]},
-    "MeterValues": {"connectorId": 1, "transactionId": 1, "meterValue": [
-        {"timestamp": "2026-01-01T00:30:00Z", "sampledValue": [
-            {"value": "16.1", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
-            {"value": "1500", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]}]},
-    "DataTransfer": {"vendorId": "acme", "messageId": "x", "data": "y"},
-    "DiagnosticsStatusNotification": {"status": "Idle"},
-    "FirmwareStatusNotification": {"status": "Idle"},
-}
-NASTY_VALUES = [
-    "\u0000", "a\u0000b", "", " ", "x" * 5000, "💥", "\ud7ff", -1, 0, 2**31, 2**31 - 1, -(2**31) - 1, 2**53,
-    2**63, 10**30, 1.5, -0.0, 1e308, True, None, [], {}, [1, 2], {"a": 1}, "NaN", "Infinity", "-1e309",
-    "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00",
-    "2026-13-45T99:99:99Z", "not a date",
-]
-
-
-def _paths(value, path=()):
-    yield path
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _paths(item, (*path, index))
-
-
-def _mutate(payload: dict, rng: random.Random) -> dict:
-    payload = copy.deepcopy(payload)
-    for _ in range(rng.randint(1, 3)):
-        paths = [p for p in _paths(payload) if p]
-        if not paths:
-            break
-        path = rng.choice(paths)
-        parent = payload
-        for part in path[:-1]:
-            parent = parent[part]
-        if rng.random() < 0.1 and isinstance(parent, dict):
-            del parent[path[-1]]
-        else:
-            parent[path[-1]] = copy.deepcopy(rng.choice(NASTY_VALUES))
-    return payload
-
-
 async def test_seeded_fuzz_of_charger_frames_never_gets_internal_error(maple_schema, charger_id, settings):
     settings.OCPP_MAX_FRAME_RATE = 10_000  # the fuzz waits for every answer; the rate limit is tested below
     comm = communicator(charger_id)
@@ -173,8 +117,8 @@ async def test_seeded_fuzz_of_charger_frames_never_gets_internal_error(maple_sch
     await connected.settle(0.5)
     internal = []
     for n in range(2500):
-        action = rng.choice(sorted(SEEDS))
-        payload = _mutate(SEEDS[action], rng)
+        action = rng.choice(sorted(CHARGER_CALLS))
+        payload = mutate(CHARGER_CALLS[action], rng)
         reply = await connected.call(action, payload, unique_id=f"fz{n}")
         if reply[0] == 4 and reply[2] in ("InternalError", "GenericError"):
             internal.append((action, payload, reply))

@@ -1,0 +1,51 @@
+"""A payload's keys between OCPP's camelCase and the handlers' snake_case, the ocpp package's way. No Django.
+
+The ocpp package converts every key of every payload with regular expressions, for every message (6 % of
+the event loop in steady state, docs/benchmarks.md runs Z). The conversion of one key never changes, so it
+is done once per key by the package's own functions and remembered. The number of keys remembered is
+bounded: a charger may send keys no schema has (they are refused by the validation that comes first, but
+a bound costs nothing).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
+
+KEYS_REMEMBERED = 4096
+
+
+@functools.lru_cache(maxsize=KEYS_REMEMBERED)
+def snake_key(key: str) -> str:
+    return str(next(iter(camel_to_snake_case({key: None}))))
+
+
+@functools.lru_cache(maxsize=KEYS_REMEMBERED)
+def camel_key(key: str) -> str:
+    return str(next(iter(snake_to_camel_case({key: None}))))
+
+
+def to_snake(data: Any) -> Any:
+    """``camel_to_snake_case(data)``: the same result, each key converted once per process."""
+    if isinstance(data, dict):
+        return {snake_key(key): to_snake(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [to_snake(value) for value in data]
+    return data
+
+
+def to_camel(data: Any) -> Any:
+    """``snake_to_camel_case(data)``: the same result, each key converted once per process."""
+    if isinstance(data, dict):
+        return {camel_key(key): to_camel(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [to_camel(value) for value in data]
+    return data
+
+
+def response_payload(response: Any) -> dict[str, Any]:
+    """A handler's answer (a call_result dataclass) as the CALLRESULT's payload, as the ocpp package makes it."""
+    payload: dict[str, Any] = to_camel(remove_nones(serialize_as_dict(response)))
+    return payload
