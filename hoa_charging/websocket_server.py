@@ -6,12 +6,13 @@ storm of 2,000 chargers that was 3 % of the event loop's time (docs/benchmarks.m
 log line's arguments only when the line is emitted, so handing it a value that formats itself on demand
 keeps every debug line as it was and costs nothing when debug logging is off.
 
-``apply()`` runs in every process that serves websockets (hoa_charging/asgi.py); it is idempotent.
+``apply()`` runs where the application is loaded (hoa_charging/asgi.py); it is idempotent.
 """
 
 from __future__ import annotations
 
 import pprint
+import sys
 from typing import Any
 
 
@@ -33,6 +34,8 @@ class LazyPformat:
 
 
 def apply() -> None:
-    from autobahn.websocket import protocol
-
-    protocol.pformat = LazyPformat  # type: ignore[attr-defined]  # the module's own name for pprint.pformat
+    """Patch autobahn where it is loaded (daphne loads it before the application); elsewhere (tests, workers)
+    import nothing: importing autobahn sets up txaio's framework for the whole process."""
+    protocol = sys.modules.get("autobahn.websocket.protocol")
+    if protocol is not None:
+        protocol.pformat = LazyPformat  # the module's own name for pprint.pformat

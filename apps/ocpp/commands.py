@@ -4,10 +4,11 @@
                        schema_name="maple_court")
     send_command_sync("TEST-MAPLE-1", "Reset", {"type": "Soft"}, schema_name="maple_court")
 
-The command goes to the charger's group; the daphne process that holds the
-connection queues it behind any other call to that charger (one outstanding
-CALL at a time), validates it against the OCPP 1.6 schema, sends it and
-replies on a channel of this process with the charger's answer.
+The command goes to the channel of the charger's connection, as the live state
+names it (apps/ocpp/live.py); the daphne process that holds the connection
+queues it behind any other call to that charger (one outstanding CALL at a
+time), validates it against the OCPP 1.6 schema, sends it and replies on a
+channel of this process with the charger's answer.
 
 A command names the building (schema) it acts for, and only a connection of that
 building takes it: a chargePointId moved to another building while a connection
@@ -32,7 +33,7 @@ from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 
 from apps.ocpp import live
-from apps.ocpp.consumer import group_name
+from apps.ocpp.consumer import send_to
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ async def send_command(
         raise ValueError("send_command needs the schema name of the building it acts for")
     timeout = timeout or settings.OCPP_RESPONSE_TIMEOUT
     state = await live.read(charge_point_id)
-    if state.get("connected") != "1":
+    if state.get("connected") != "1" or not state.get("channel"):
         raise ChargerNotConnected(charge_point_id)
     if state.get("schema") != schema_name:
         raise _of_another_building(charge_point_id, schema_name)
@@ -103,10 +104,13 @@ async def send_command(
     # The default "specific." prefix: channels-redis then reads it in the same loop as this process's
     # consumers. Another prefix would have its own blocking read that starves theirs for seconds.
     reply_to = await layer.new_channel()
-    await layer.group_send(group_name(charge_point_id), {
+    # To the connection the live state names (its channel, in whichever process holds it).
+    delivered = await send_to(layer, state["channel"], {
         "type": "ocpp.command", "action": action, "payload": payload or {}, "reply_to": reply_to,
         "deadline": time.time() + timeout, "command_id": uuid.uuid4().hex, "schema": schema_name,
     })
+    if not delivered:
+        raise CommandTimeout(f"{charge_point_id} did not get {action}: its connection's process is not reading")
     try:
         # A little longer than the deadline: the connection answers "timeout" itself when it can.
         answer = await asyncio.wait_for(layer.receive(reply_to), timeout + 2)
@@ -120,8 +124,8 @@ async def send_command(
     if status == "not_connected":
         raise ChargerNotConnected(charge_point_id)
     if status == "wrong_building":
-        # Also possible for a moment while a moved charger's new connection replaces the old one (both are
-        # in the group): the old one's refusal may come first. The caller may retry; nothing went astray.
+        # Also possible for a moment while a moved charger's new connection replaces the old one: the old one
+        # may still be named in the live state. The caller may retry; nothing went astray.
         raise _of_another_building(charge_point_id, schema_name)
     if status == "invalid":
         raise InvalidCommand(answer.get("error_code", "FormationViolation"), answer.get("description", ""))

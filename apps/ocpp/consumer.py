@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import inspect
 import json
 import logging
@@ -36,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from channels.consumer import get_handler_name
-from channels.exceptions import StopConsumer
+from channels.exceptions import ChannelFull, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -91,14 +90,17 @@ UNSOLICITED_BURST, UNSOLICITED_RATE = 20, 1 / 60
 KNOWN_ACTIONS = frozenset(action.value for action in Action)
 
 _UNIQUE_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"\\]{1,64})"')
-_GROUP_SAFE = re.compile(r"^[A-Za-z0-9.\-]{1,80}$")
 
 
-def group_name(charge_point_id: str) -> str:
-    """The channel-layer group of a charger (names allow letters, digits, hyphens and periods)."""
-    if _GROUP_SAFE.match(charge_point_id):
-        return f"ocpp.cp.{charge_point_id}"
-    return "ocpp.cp.x" + hashlib.sha256(charge_point_id.encode()).hexdigest()[:40]
+async def send_to(layer: Any, channel: str, message: dict[str, Any]) -> bool:
+    """Send a message to one connection's channel; False when its process's queue is full (a process that died:
+    nobody reads it, and its messages expire)."""
+    try:
+        await layer.send(channel, message)
+    except ChannelFull:
+        logger.info("%s: channel full; %s not delivered", channel, message.get("type"))
+        return False
+    return True
 
 
 def _now_iso() -> str:
@@ -620,8 +622,6 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.configure_task: asyncio.Task | None = None
         self.background: set[asyncio.Task] = set()
 
-        self.group = group_name(self.charge_point_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
         # Connected in the live state before the handshake completes: a command sent the moment the charger
         # is connected (by the charger's own account) must not find it "not connected".
         now = int(time.time())
@@ -630,10 +630,13 @@ class OcppConsumer(AsyncWebsocketConsumer):
         before = await live.connect(self.charge_point_id, fields)
         self.memory.live_loaded(before, fields)
         self.last_touch = float(now)
-        if before.get("connected") != "0":
-            # An older connection of the same charger may be open (in any process): it closes when it gets this.
-            # Not needed when the last one left cleanly; needed when the state is unknown (lost by Redis).
-            await self.channel_layer.group_send(self.group, {"type": "ocpp.replaced", "by": self.channel_name})
+        older = before.get("channel", "")
+        if before.get("connected") == "1" and older and older != self.channel_name:
+            # The live hash names the charger's connection (its channel): commands go to it, and an older one
+            # still open (in any process) closes when it gets this. Nothing to say when the last one left
+            # cleanly. Where Redis lost the hash, an older connection finds at its next touch that the hash is
+            # no longer its own, and closes then.
+            await send_to(self.channel_layer, older, {"type": "ocpp.replaced", "by": self.channel_name})
         self.connection = _Connection(self)
         self.central = CentralSystem(self, self.connection)
         self.tasks = [asyncio.ensure_future(self.central.start()), asyncio.ensure_future(self.command_worker())]
@@ -654,8 +657,6 @@ class OcppConsumer(AsyncWebsocketConsumer):
             self.reply(self.commands.get_nowait(), {"status": "not_connected"})
         with contextlib.suppress(Exception):
             await framelog.writer().flush()
-        if not self.replaced:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
         now = int(time.time())
         await live.release(self.charge_point_id, self.channel_name, now)
         await self.db(services.charger_record_seen, charge_point_pk=self.ctx.pk, at=timezone.now())
@@ -681,6 +682,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if kind == MessageType.Call:
             self.commits[unique_id] = committed
         await self.touch()
+        if self.replaced:  # a newer connection holds the charger: it sends this again there
+            return
         self.connection.inbox.put_nowait(text_data)
 
     async def send_frame(self, text: str) -> None:
@@ -718,7 +721,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if now - self.last_touch >= TOUCH_EVERY_S:
             self.last_touch = now
             fields = {"last_seen": str(int(now)), "connected": "1"}
-            if await live.update(self.charge_point_id, fields):
+            outcome = await live.touch(self.charge_point_id, self.channel_name, fields)
+            if outcome == "replaced":
+                await self.close_replaced()
+                return
+            if outcome == "lost":
                 # The hash was gone (Redis restarted: it keeps nothing on disk): write back all this connection
                 # knows, so that the building's pages and its balancer see the charger again within seconds.
                 logger.info("%s: live state lost; written again", self.charge_point_id)
@@ -761,9 +768,13 @@ class OcppConsumer(AsyncWebsocketConsumer):
     async def ocpp_replaced(self, event: dict) -> None:
         if event["by"] == self.channel_name or self.replaced:
             return
+        await self.close_replaced()
+
+    async def close_replaced(self) -> None:
+        if self.replaced:
+            return
         self.replaced = True
         logger.info("%s: replaced by a new connection", self.charge_point_id)
-        await self.channel_layer.group_discard(self.group, self.channel_name)
         await self.close(code=1000)
 
     async def ocpp_offline(self, event: dict) -> None:
@@ -771,12 +782,13 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.marked_offline = True
 
     async def ocpp_command(self, event: dict) -> None:
-        if self.replaced:
-            return
         command = Command(
             action=event["action"], payload=event.get("payload") or {}, deadline=event["deadline"],
             reply_to=event.get("reply_to", ""), command_id=event.get("command_id", ""),
         )
+        if self.replaced:  # sent just before a newer connection took over: the caller may try again
+            self.reply(command, {"status": "not_connected"})
+            return
         if event.get("schema") != self.schema:
             # Meant for another building's charger of the same id (moved while this connection stayed
             # open): never send it another building's commands or cards. send_command checks this too.

@@ -68,6 +68,28 @@ async def update(charge_point_id: str, fields: dict[str, str | int]) -> int:
     return int(await _client().hset(key(charge_point_id), mapping={k: str(v) for k, v in fields.items()}))
 
 
+# A connection's periodic write: only while the hash is still its own. "lost" when the hash was gone (Redis
+# restarted; the fields are written), "replaced" when another connection's channel holds it (nothing written).
+_TOUCH = """
+local owner = redis.call('HGET', KEYS[1], 'channel')
+if owner and owner ~= ARGV[1] then
+  return 'replaced'
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if owner then
+  return 'written'
+end
+return 'lost'
+"""
+
+
+async def touch(charge_point_id: str, channel: str, fields: dict[str, str | int]) -> str:
+    """Write ``fields`` while the hash belongs to ``channel``: "written", "lost" (it was gone; written) or
+    "replaced" (a newer connection holds it; nothing written)."""
+    flat = (x for k, v in fields.items() for x in (k, str(v)))
+    return str(await _client().eval(_TOUCH, 1, key(charge_point_id), channel, *flat))
+
+
 async def connect(charge_point_id: str, fields: dict[str, str | int]) -> dict[str, str]:
     """A new connection's fields written; the hash as it was before them (empty when there was none)."""
     flat = await _client().eval(_CONNECT, 1, key(charge_point_id), *(x for k, v in fields.items() for x in (k, str(v))))

@@ -20,7 +20,7 @@ from apps.charging.reservations import reservations_expire
 from apps.charging.smart_charging import connectors_over_limit, dispatch_wanted
 from apps.core.tenants import all_condominiums, in_condominium
 from apps.ocpp import handshake, live
-from apps.ocpp.consumer import group_name
+from apps.ocpp.consumer import send_to
 from apps.ocpp.models import OcppFrame
 
 
@@ -45,7 +45,8 @@ def chargers_mark_offline(now: float | None = None) -> list[str]:
                                                  last_seen_at=datetime.fromtimestamp(last, tz=UTC) if last else None):
                     marked.append(cp_id)
                     # A socket that stays open but silent: its consumer marks it online at its next message.
-                    async_to_sync(get_channel_layer().group_send)(group_name(cp_id), {"type": "ocpp.offline"})
+                    if state.get("channel"):
+                        async_to_sync(send_to)(get_channel_layer(), state["channel"], {"type": "ocpp.offline"})
     return marked
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pprint
 import string
+import subprocess
+import sys
 from importlib import metadata
 
 import pytest
@@ -28,12 +30,16 @@ def test_the_options_line_formats_as_pprint_did_and_only_when_formatted():
     assert f"{lazy:>10}" == format(pprint.pformat(options), ">10")
 
 
-def test_the_asgi_application_applies_it():
-    import hoa_charging.asgi  # noqa: F401  - what daphne imports
-
+def test_it_applies_where_autobahn_is_loaded_and_imports_nothing_elsewhere():
+    # Daphne loads autobahn before the application (hoa_charging/asgi.py calls apply()).
+    websocket_server.apply()
     assert protocol.pformat is websocket_server.LazyPformat
     websocket_server.apply()  # idempotent
     assert protocol.pformat is websocket_server.LazyPformat
+    # A process without autobahn (a worker, a command) does not load it: it would set up txaio for the process.
+    probe = "import sys; from hoa_charging import websocket_server; websocket_server.apply(); print('autobahn' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 @pytest.fixture

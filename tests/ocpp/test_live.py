@@ -4,6 +4,7 @@ the real Redis: from what a connection writes, and straight from the hash."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,12 +13,12 @@ import redis
 from asgiref.sync import sync_to_async
 
 from apps.ocpp import live
-from apps.ocpp.consumer import group_name as consumer_group
 from apps.ocpp.live import ChargerLive, ConnectorLive
 from tests import factories
 from tests.helpers import iso
 from tests.ocpp.charger import FakeCharger
 from tests.ocpp.conftest import communicator
+from tests.ocpp.helpers import closed_within
 
 
 async def test_a_charging_connector_reads_back_typed(maple_schema, connected, world):
@@ -134,32 +135,56 @@ async def test_a_connection_writes_only_what_the_live_state_does_not_hold_and_re
         await again.transport.disconnect()
 
 
-async def test_a_new_connection_tells_an_older_one_to_close_unless_the_last_one_left_cleanly(charger_id):
-    """The replacement message goes to the charger's group whenever another connection may be open (the hash says
-    connected, or Redis lost it), and not after a clean disconnect: a reconnect storm after a clean stop saves
-    its round trips."""
+async def test_a_new_connection_tells_the_older_one_the_live_state_names_to_close(charger_id):
+    """The live hash names the charger's connection by its channel. A new connection tells the one it names to
+    close when the hash says it is open (a process that died, a socket not yet seen closing), and says nothing
+    after a clean disconnect or when the hash is gone: a reconnect storm saves its round trips."""
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
-    listener = await layer.new_channel()
-    group = consumer_group(charger_id)
+    older = await layer.new_channel()
 
     async def connect_and_heard() -> bool:
-        await layer.group_add(group, listener)
         charger = FakeCharger(communicator(charger_id))
         assert (await charger.transport.connect(timeout=5))[0]
         try:
-            message = await asyncio.wait_for(layer.receive(listener), timeout=1)
+            message = await asyncio.wait_for(layer.receive(older), timeout=1)
         except TimeoutError:
             message = None
         finally:
             await charger.transport.disconnect()
-            await layer.group_discard(group, listener)
         return message is not None and message["type"] == "ocpp.replaced"
 
     await live.client().delete(live.key(charger_id))
-    assert await connect_and_heard()  # nothing known: another connection may be open
+    assert not await connect_and_heard()  # nothing known: an older connection learns it at its next touch
     assert (await _hash(charger_id))["connected"] == "0"
+    await live.update(charger_id, {"channel": older})
     assert not await connect_and_heard()  # the last one left cleanly
-    await live.update(charger_id, {"connected": "1"})
-    assert await connect_and_heard()  # the hash says one is open (a process that died, say)
+    await live.update(charger_id, {"connected": "1", "channel": older})
+    assert await connect_and_heard()  # the hash says it is open
+
+
+async def test_an_older_connection_closes_at_its_next_touch_once_another_holds_the_live_state(
+        charger_id, monkeypatch):
+    """Where Redis lost the hash, the new connection cannot know the older one's channel. The older one, still
+    open, finds at its next touch that the hash names another connection: it writes nothing and closes."""
+    from apps.ocpp import consumer
+
+    monkeypatch.setattr(consumer, "TOUCH_EVERY_S", 0.0)
+    first = FakeCharger(communicator(charger_id))
+    assert (await first.transport.connect(timeout=5))[0]
+    await first.boot()
+    await live.client().delete(live.key(charger_id))  # Redis restarted
+    second = FakeCharger(communicator(charger_id))
+    assert (await second.transport.connect(timeout=5))[0]
+    try:
+        held = await _hash(charger_id)
+        await first.transport.send_to(text_data=json.dumps([2, "t1", "Heartbeat", {}]))
+        closed = await closed_within(first, 5)
+        assert closed["code"] == 1000
+        after = await _hash(charger_id)
+        assert after["channel"] == held["channel"] and after["last_seen"] == held["last_seen"]
+        assert after["connected"] == "1"
+        assert (await second.call("Heartbeat", {}))[0] == 3  # the newer one is served
+    finally:
+        await second.transport.disconnect()
