@@ -10,6 +10,7 @@ a bound costs nothing).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
@@ -27,22 +28,22 @@ def camel_key(key: str) -> str:
     return str(next(iter(snake_to_camel_case({key: None}))))
 
 
+def _with_keys(data: Any, convert: Callable[[str], str]) -> Any:
+    if isinstance(data, dict):
+        return {convert(key): _with_keys(value, convert) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_with_keys(value, convert) for value in data]
+    return data
+
+
 def to_snake(data: Any) -> Any:
     """``camel_to_snake_case(data)``: the same result, each key converted once per process."""
-    if isinstance(data, dict):
-        return {snake_key(key): to_snake(value) for key, value in data.items()}
-    if isinstance(data, list):
-        return [to_snake(value) for value in data]
-    return data
+    return _with_keys(data, snake_key)
 
 
 def to_camel(data: Any) -> Any:
     """``snake_to_camel_case(data)``: the same result, each key converted once per process."""
-    if isinstance(data, dict):
-        return {camel_key(key): to_camel(value) for key, value in data.items()}
-    if isinstance(data, list):
-        return [to_camel(value) for value in data]
-    return data
+    return _with_keys(data, camel_key)
 
 
 def response_payload(response: Any) -> dict[str, Any]:
