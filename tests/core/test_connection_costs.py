@@ -4,6 +4,8 @@
   (hoa_charging/websocket_server.py) the line is formatted only when it is logged, and reads the same.
 - redis-py reads its package metadata from disk for every new connection; the platform's pools pass no
   driver information, so it does not.
+- redis-py parses replies in pure Python unless hiredis is installed; it is a dependency, and every pool of
+  the platform (the channel layer's, the live state's) parses with it.
 """
 
 from __future__ import annotations
@@ -67,4 +69,17 @@ async def test_new_redis_connections_of_the_platforms_pools_read_no_package_meta
     await connection.disconnect()
     assert live_store.sync_client().ping()
     assert metadata_reads == []
+    await layer.flush()
+
+
+async def test_every_redis_pool_of_the_platform_parses_replies_with_hiredis():
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "probe"})
+    assert (await layer.receive(channel))["type"] == "probe"
+    pools = [live_store.client().connection_pool, live_store.sync_client().connection_pool]
+    pools += [layer.connection(index).connection_pool for index in range(len(layer.hosts))]
+    for pool in pools:
+        connection = pool.make_connection()
+        assert type(connection._parser).__name__ in {"_HiredisParser", "_AsyncHiredisParser"}, pool
     await layer.flush()
