@@ -72,6 +72,12 @@ class SimClock:
             simulated = min(simulated, datetime.fromtimestamp(wall_now, UTC))
         return simulated
 
+    def wall_at(self, moment: datetime) -> datetime:
+        """The wall-clock time at which the simulated clock reads ``moment``: when the platform, which runs on
+        the wall clock, sees it happen (an EV leaving at ``moment`` is gone then)."""
+        at = datetime.fromtimestamp(self.wall_start, UTC) + (moment - self.start) / self.speed
+        return max(at, moment) if self.catch_up else at
+
     def real_seconds(self, simulated_s: float) -> float:
         return simulated_s / self.speed
 

@@ -14,6 +14,8 @@ The caller (simulate_building, the acnportal comparison, the tests) feeds a ``Re
 * ``limit(at, session, amps)``: a session's limit (simulated time), for the pauses.
 * ``energy(seconds, headroom_w, ev_w)``: one tick's spare power for EVs and what they drew.
 * ``session(id, demand_wh, delivered_wh)``: once per session at the end.
+* ``needs_stated(...)`` / ``needs_failed(problem)``: a simulated resident's needs the platform took, or a call
+  that failed (apps/simulator/residents.py says who speaks; the report counts them).
 
 ``report(...)`` scores it with apps.loadbalancing.metrics.
 """
@@ -113,6 +115,17 @@ class _Pending:
     at: datetime
 
 
+@dataclass(frozen=True)
+class NeedsStated:
+    """A simulated resident's needs the platform took: the run's session id, the platform's session and the
+    values as sent (``ready_by`` on the platform's clock)."""
+
+    session: str
+    platform_session: int
+    energy_wh: int
+    ready_by: datetime
+
+
 @dataclass
 class Recorder:
     nodes: Sequence[NodeLimits]
@@ -128,6 +141,8 @@ class Recorder:
     _spare_ws: Fraction = Fraction(0)
     _ev_ws: Fraction = Fraction(0)
     _sessions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _needs: list[NeedsStated] = field(default_factory=list)
+    _needs_problems: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._by_key = {n.key: n for n in self.nodes}
@@ -201,6 +216,15 @@ class Recorder:
             raise ValueError(f"session {session!r}: energies must be >= 0")
         self._sessions[session] = (demand_wh, delivered_wh)
 
+    def needs_stated(self, stated: NeedsStated) -> None:
+        if stated.energy_wh <= 0:
+            raise ValueError(f"session {stated.session!r}: the energy stated must be > 0")
+        self._needs.append(stated)
+
+    def needs_failed(self, problem: str) -> None:
+        """A resident's call that failed: an HTTP status, the platform unreachable, no session to speak of."""
+        self._needs_problems[problem] = self._needs_problems.get(problem, 0) + 1
+
     def report(self, end: datetime, now: datetime, connectors: int, minutes: Decimal) -> Report:
         """Score everything recorded; ``end`` closes the load series (simulated time), ``now`` (wall clock)
         closes the readings still waiting, ``minutes`` of simulated time with ``connectors`` guns."""
@@ -232,6 +256,8 @@ class Recorder:
             served_spread=_q(max(ratio_values) - min(ratio_values)) if ratio_values else None,
             sessions=len(self._sessions),
             session_energy=tuple((key, want, got) for key, (want, got) in sorted(self._sessions.items())),
+            needs_stated=tuple(self._needs),
+            needs_problems=tuple(sorted(self._needs_problems.items())),
         )
 
 
@@ -279,6 +305,13 @@ class Report:
     sessions: int
     # Each session's demand and delivered energy (Wh), by session id: which car the fairness measures point at.
     session_energy: tuple[tuple[str, int, int], ...] = ()
+    # The residents' needs the platform took, and the calls that failed by problem (e.g. "HTTP 404": 1).
+    needs_stated: tuple[NeedsStated, ...] = ()
+    needs_problems: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def needs_failed(self) -> int:
+        return sum(count for _, count in self.needs_problems)
 
     def worst(self, which: OverloadReport) -> tuple[Decimal, Decimal]:
         """The worst excursion's peak ratio and how long it lasted (0, 0 for none)."""
@@ -324,6 +357,12 @@ class Report:
             "sessions": self.sessions,
             "session_energy": [{"session": key, "demand_wh": want, "delivered_wh": got}
                                for key, want, got in self.session_energy],
+            "needs": {
+                "stated": len(self.needs_stated), "failed": self.needs_failed, "problems": dict(self.needs_problems),
+                "sessions": [{"session": n.session, "platform_session": n.platform_session,
+                              "energy_wh": n.energy_wh, "ready_by": n.ready_by.isoformat()}
+                             for n in self.needs_stated],
+            },
             "targets": self.targets(),
         }
 
@@ -346,6 +385,8 @@ class Report:
             ("pauses per session (max)", f"{_s(self.pauses_per_session) or '-'} ({self.max_pauses})"),
             ("profiles per connector per minute", _s(self.profiles_per_connector_minute) or "-"),
             ("delivered / demand (Wh)", f"{self.delivered_wh} / {self.demand_wh}"),
+            ("residents' needs stated / failed", f"{len(self.needs_stated)} / {self.needs_failed}"
+             + (" (" + ", ".join(f"{p}: {n}" for p, n in self.needs_problems) + ")" if self.needs_problems else "")),
         ]
         width = max(len(k) for k, _ in rows)
         lines = [f"{k.ljust(width)}  {v}" for k, v in rows]

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from apps.core.yamlfile import FileRefused, Problem, parse, with_lines
 from apps.simulator.building_load import LoadCurve, Peak, Step
 from apps.simulator.model import ChargerConfig, Ev
+from apps.simulator.residents import Habits
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
@@ -119,6 +120,29 @@ class BuildingLoadSpec(Spec):
         )
 
 
+class ResidentsSpec(Spec):
+    """Residents who state their car's needs through the app (apps/simulator/residents.py; docs/simulator.md)."""
+
+    state_needs_percent: Percent = 70
+    delay_s: tuple[Annotated[int, Field(ge=0, le=86400)], Annotated[int, Field(ge=0, le=86400)]] = (30, 300)
+    rounded_percent: Percent = 50
+    target_soc_percent: tuple[Annotated[int, Field(ge=1, le=100)], Annotated[int, Field(ge=1, le=100)]] = (100, 100)
+
+    @field_validator("delay_s", "target_soc_percent")
+    @classmethod
+    def _range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] > value[1]:
+            raise ValueError(f"give [lowest, highest], not {list(value)}")
+        return value
+
+    def habits(self, state_needs_percent: int | None = None) -> Habits:
+        """The habits, with the share of residents who speak overridden when given (--needs-percent)."""
+        return Habits(
+            state_needs_percent=self.state_needs_percent if state_needs_percent is None else state_needs_percent,
+            delay_s=self.delay_s, rounded_percent=self.rounded_percent, target_soc_percent=self.target_soc_percent,
+        )
+
+
 class Scenario(Spec):
     description: str = ""
     seed: int | None = None
@@ -127,6 +151,7 @@ class Scenario(Spec):
     fleet: tuple[EvModel, ...] = Field(default=DEFAULT_FLEET, min_length=1)
     evs: tuple[Visit, ...] = ()
     building_load: BuildingLoadSpec | None = None  # None: building_load.DEFAULT_CURVE
+    residents: ResidentsSpec = ResidentsSpec()
 
 
 def load(text: str, source: str = "<scenario>") -> Scenario:

@@ -1,7 +1,9 @@
-"""What the simulator reads from the platform: a building's chargers, connectors and residents' tags."""
+"""What the simulator reads from the platform: a building's chargers, connectors and residents' tags, and whose
+card started a session."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +11,7 @@ from django.db.models import Prefetch, Q
 from django.utils import timezone
 
 from apps.buildings.models import IdTag
-from apps.charging.models import ChargePoint, Connector
+from apps.charging.models import ChargePoint, ChargingSession, Connector
 from apps.commissioning.schema import load as load_commissioning
 from apps.core.tenants import in_schema
 from apps.simulator.model import ChargerConfig, ConnectorConfig
@@ -97,7 +99,7 @@ class Wired:
     """What the closed loop observes a building with: its tree, its guns' wiring and its site meter."""
 
     nodes: list  # closedloop.NodeLimits, root (supply) first
-    wiring: dict[str, object]  # "CP#n" -> closedloop.Wiring
+    wiring: Mapping[str, object]  # "CP#n" -> closedloop.Wiring
     meter_key: str | None
     meter_node: str | None
     meter_token: str | None
@@ -141,3 +143,20 @@ def wired(slug: str, commissioning_path: Path) -> Wired:
         token = site.token if site is not None else None
     return Wired(nodes, wiring, meter.key if meter else None, meter.circuit.key if meter else None, token,
                  domain.domain)
+
+
+@dataclass(frozen=True)
+class SessionOwner:
+    session_pk: int
+    user_id: int | None  # the login of the resident whose card started it; None: not an active resident's card
+
+
+def session_of_transaction(schema_name: str, charge_point_id: str, transaction_id: int) -> SessionOwner | None:
+    """The platform's session for a charger's transactionId, and whose it is (None: the platform has none)."""
+    with in_schema(schema_name):
+        row = (ChargingSession.objects.filter(transaction_id=transaction_id,
+                                              charge_point__charge_point_id=charge_point_id)
+               .values("pk", "resident__user_id", "resident__is_active").first())
+    if row is None:
+        return None
+    return SessionOwner(row["pk"], row["resident__user_id"] if row["resident__is_active"] else None)

@@ -38,3 +38,19 @@ def test_a_fast_clock_never_runs_ahead_of_the_wall_clock():
     wall[0] += 60
     assert clock.now() == datetime.fromtimestamp(wall[0], UTC)  # caught up: real time from now on
     assert SimClock(10, start, catch_up=False, wall=lambda: wall[0]).now() == start
+
+
+def test_the_platform_sees_a_simulated_moment_when_the_fast_clock_reaches_it():
+    wall = [1_000_000.0]
+    now = datetime.fromtimestamp(wall[0], UTC)
+    start = now - timedelta(minutes=60)
+    clock = SimClock(10, start, catch_up=True, wall=lambda: wall[0])
+    # 10x: a simulated hour from the start is 6 real minutes away...
+    assert clock.wall_at(start + timedelta(minutes=30)) == now + timedelta(minutes=3)
+    assert clock.wall_at(start) == now
+    # ...but the simulated clock never passes the wall clock: a moment past the present comes in real time.
+    later = now + timedelta(hours=2)
+    assert clock.wall_at(later) == later
+    assert SimClock(10, start, catch_up=False, wall=lambda: wall[0]).wall_at(later) == now + timedelta(minutes=18)
+    # At 1x from now, the platform sees the simulated moment itself.
+    assert SimClock(1, now, wall=lambda: wall[0]).wall_at(later) == later

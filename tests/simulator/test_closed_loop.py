@@ -4,7 +4,7 @@ through the HTTP push, a real Celery worker balancing; observed from the outside
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
@@ -74,17 +74,8 @@ def worker(test_database_url):
         worker.stop()
 
 
-@pytest.mark.timeout(240)
-def test_a_step_on_one_phase_is_answered_on_the_wire_and_every_limit_holds(world, committed, daphne, worker,
-                                                                           tmp_path, unique_id):
-    schema = world.maple.schema_name
-    charger = f"CL-{unique_id}"
-    meter = f"cl-{unique_id.lower()}"
-    cp = factories.charger(world.maple, charger, PASSWORD, connectors=4)
-    factories.site_meter(world.maple, {"id": meter, "source": "api", "token": TOKEN, "stale_after_s": 15})
-    tags = [f"CL{unique_id}{n}" for n in range(4)]
-    for n, tag in enumerate(tags):
-        factories.resident(world.maple, f"cl-{unique_id.lower()}-{n}@maple.test", f"C{unique_id}{n}", id_tags=(tag,))
+def _quiet(schema: str, charger: str) -> None:
+    """The building as if only ``charger`` had ever charged there."""
     with in_schema(schema):
         ChargingSession.objects.filter(stopped_at__isnull=True).update(stopped_at=timezone.now())
         # Chargers that earlier tests left "connected" in the live state (their fake channels gone) would be sent
@@ -100,6 +91,20 @@ def test_a_step_on_one_phase_is_answered_on_the_wire_and_every_limit_holds(world
     # The worker emptied the broker as it started: a dispatch an earlier test queued is gone, and its "one is
     # waiting" mark would hold back this building's dispatches until it expires.
     live.unmark(f"dispatch-queued:{schema}")
+
+
+@pytest.mark.timeout(240)
+def test_a_step_on_one_phase_is_answered_on_the_wire_and_every_limit_holds(world, committed, daphne, worker,
+                                                                           tmp_path, unique_id):
+    schema = world.maple.schema_name
+    charger = f"CL-{unique_id}"
+    meter = f"cl-{unique_id.lower()}"
+    cp = factories.charger(world.maple, charger, PASSWORD, connectors=4)
+    factories.site_meter(world.maple, {"id": meter, "source": "api", "token": TOKEN, "stale_after_s": 15})
+    tags = [f"CL{unique_id}{n}" for n in range(4)]
+    for n, tag in enumerate(tags):
+        factories.resident(world.maple, f"cl-{unique_id.lower()}-{n}@maple.test", f"C{unique_id}{n}", id_tags=(tag,))
+    _quiet(schema, charger)
     with in_schema(schema):
         cabinet = Circuit.objects.create(key=f"cab-{unique_id.lower()}", parent=Circuit.objects.get(key="supply"),
                                          max_current_l1_a=32, max_current_l2_a=32, max_current_l3_a=32,
@@ -145,6 +150,105 @@ def test_a_step_on_one_phase_is_answered_on_the_wire_and_every_limit_holds(world
     assert any(Decimal(s["loads"]["supply"][1]) > 155 for s in samples), samples[-1]
     peak = next(s["t"] for s in samples if Decimal(s["loads"]["supply"][1]) > 155)
     assert any(p["t"] >= peak and p["profile"] == f"{charger}#2" for p in profiles)
+
+
+# Four EVs that want 57.75 kWh each (75 kWh, 23 % on arrival) and stay an hour and a half; their residents open
+# the app 10 to 60 simulated seconds after plugging in.
+NEEDS_SCENARIO = """\
+arrivals: {{enabled: false}}
+meter_value_interval_s: 10
+building_load: {{base_a: [20, 20, 20]}}
+residents: {{delay_s: [10, 60]}}
+evs:
+{evs}
+"""
+
+
+@pytest.mark.timeout(240)
+def test_residents_state_their_needs_through_the_app_and_nobody_from_another_building_can(
+        world, committed, daphne, worker, tmp_path, unique_id):
+    from apps.simulator import services
+    from apps.simulator.model import Ev
+    from apps.simulator.resident_app import ResidentApp
+    from apps.simulator.residents import Habits, needs_of
+
+    schema = world.maple.schema_name
+    charger = f"CN-{unique_id}"
+    meter = f"cn-{unique_id.lower()}"
+    factories.charger(world.maple, charger, PASSWORD, connectors=4)
+    factories.site_meter(world.maple, {"id": meter, "source": "api", "token": TOKEN, "stale_after_s": 15})
+    tags = [f"CN{unique_id}{n}" for n in range(4)]
+    people = {tag: factories.resident(world.maple, f"cn-{unique_id.lower()}-{n}@maple.test", f"N{unique_id}{n}",
+                                      id_tags=(tag,))
+              for n, tag in enumerate(tags)}
+    _quiet(schema, charger)
+    commissioning = tmp_path / "building.yaml"
+    commissioning.write_text(COMMISSIONING.format(charger=charger, password=PASSWORD, meter=meter, token=TOKEN))
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(NEEDS_SCENARIO.format(evs="\n".join(
+        f"  - {{charger: {charger}, connector: {n}, stay_min: 90, battery_kwh: 75, soc_percent: 23, "
+        f"max_current_a: 16, id_tag: {tag}}}" for n, tag in zip((1, 2, 3, 4), tags, strict=True))))
+    report = tmp_path / "report.json"
+    out = StringIO()
+    before = timezone.now()
+    try:
+        # 3 simulated minutes at 10x: 18 real seconds. Every resident speaks (the default share is 70 %).
+        call_command(Command(), "maple-court", "--hours", "0.05", "--speed", "10", "--url", daphne.url,
+                     "--meter-url", f"http://127.0.0.1:{daphne.port}", "--commissioning-file", str(commissioning),
+                     "--scenario", str(scenario), "--seed", "11", "--charger", charger, "--report", str(report),
+                     "--needs-percent", "100", stdout=out)
+        text = out.getvalue()
+        print(text)
+        data = json.loads(report.read_text())
+        assert data["needs"]["stated"] == 4 and data["needs"]["failed"] == 0, text
+        assert "residents: 4 stated their needs, 0 calls failed" in text
+        assert "4 / 0" in next(line for line in text.splitlines() if line.startswith("residents' needs"))
+        stated = {n["platform_session"]: n for n in data["needs"]["sessions"]}
+        with in_schema(schema):
+            rows = {row.pk: row for row in ChargingSession.objects.filter(pk__in=stated).select_related(
+                "resident__user")}
+        assert len(rows) == 4
+        # What each car needs, exactly (57,750 Wh) or rounded to the kWh as its resident's draw from the seed has
+        # it: the words do not depend on when the run starts.
+        habits = Habits(state_needs_percent=100, delay_s=(10, 60))
+        arrival = datetime(2026, 1, 1, tzinfo=UTC)
+        wanted = {tag: needs_of(Ev(n, arrival, arrival + timedelta(minutes=90), 75_000, 17_250, Decimal(16), 1, tag),
+                                f"{charger}#{n}/0", seed=11, habits=habits).energy_wh
+                  for n, tag in enumerate(tags, 1)}
+        assert set(wanted.values()) <= {57_750, 58_000}
+        for pk, row in rows.items():
+            # The platform holds what the resident said, on the session their own card started...
+            assert row.wanted_energy_wh == stated[pk]["energy_wh"], (row, stated[pk])
+            assert row.ready_by == datetime.fromisoformat(stated[pk]["ready_by"]), (row, stated[pk])
+            assert row.resident.user == people[row.id_tag] and row.stopped_at is None
+            # ...which is what their car needs...
+            assert row.wanted_energy_wh == wanted[row.id_tag]
+            # ...ready when the car leaves: 90 simulated minutes after a start 3 minutes ago, past the present,
+            # so on the platform's clock too; to the minute or the nearest quarter hour.
+            assert abs(row.ready_by - (before + timedelta(minutes=87))) <= timedelta(minutes=8)
+        # Nobody from another building can say anything about these sessions, on this building's host or on
+        # their own: 404, as if the sessions did not exist, and the rows keep what the residents said.
+        olga = services.resident_phone_login(user_id=world.oak_resident.pk)
+        neighbour = services.resident_phone_login(user_id=people[tags[1]].pk)
+        try:
+            here = ResidentApp(f"http://127.0.0.1:{daphne.port}", "maple-court.localhost")
+            oak = ResidentApp(f"http://127.0.0.1:{daphne.port}", "oak-tower.localhost")
+            token = here.csrf_token(None)  # the login page's, as anyone gets it: CSRF is not what stops them
+            ready = timezone.now() + timedelta(hours=2)
+            for pk in rows:
+                assert here.say_needs(olga, pk, energy_wh=1_000, ready_by=ready, csrf_token=token) == 404
+                assert oak.say_needs(olga, pk, energy_wh=1_000, ready_by=ready) == 404
+            # Nor a neighbour in the same building, on a session that is not theirs.
+            other = next(pk for pk, row in rows.items() if row.id_tag != tags[1])
+            assert here.say_needs(neighbour, other, energy_wh=1_000, ready_by=ready) == 404
+        finally:
+            services.resident_phones_logout(session_keys=[olga, neighbour])
+        with in_schema(schema):
+            for row in ChargingSession.objects.filter(pk__in=stated):
+                assert (row.wanted_energy_wh, row.ready_by) == (rows[row.pk].wanted_energy_wh, rows[row.pk].ready_by)
+    finally:
+        factories.site_meter_retire(world.maple, meter)
+        factories.charger_retire(world.maple, charger)
 
 
 @pytest.mark.timeout(120)

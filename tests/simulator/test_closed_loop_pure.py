@@ -115,6 +115,35 @@ def test_energy_fairness_pauses_and_utilization():
     assert rep.as_json()["session_energy"][1] == {"session": "s2", "demand_wh": 20_000, "delivered_wh": 18_000}
 
 
+def test_the_report_counts_the_needs_residents_stated_and_the_calls_that_failed():
+    from apps.simulator.closedloop import NeedsStated
+
+    r = Recorder([CAB])
+    ready = T0 + timedelta(hours=9)
+    r.needs_stated(NeedsStated("A#1@t0", 17, 24_000, ready))
+    r.needs_stated(NeedsStated("A#2@t0", 18, 31_250, ready))
+    r.needs_failed("HTTP 404")
+    r.needs_failed("ConnectionRefusedError")
+    r.needs_failed("HTTP 404")
+    with pytest.raises(ValueError, match="> 0"):
+        r.needs_stated(NeedsStated("A#3@t0", 19, 0, ready))
+    rep = r.report(T0, T0, connectors=2, minutes=D(1))
+    assert rep.needs_failed == 3
+    needs = rep.as_json()["needs"]
+    assert needs == {
+        "stated": 2, "failed": 3, "problems": {"ConnectionRefusedError": 1, "HTTP 404": 2},
+        "sessions": [
+            {"session": "A#1@t0", "platform_session": 17, "energy_wh": 24_000, "ready_by": ready.isoformat()},
+            {"session": "A#2@t0", "platform_session": 18, "energy_wh": 31_250, "ready_by": ready.isoformat()},
+        ],
+    }
+    row = next(line for line in rep.table().splitlines() if line.startswith("residents' needs"))
+    assert row.endswith("2 / 3 (ConnectionRefusedError: 1, HTTP 404: 2)")
+    quiet = Recorder([CAB]).report(T0, T0, connectors=2, minutes=D(1))
+    assert quiet.as_json()["needs"] == {"stated": 0, "failed": 0, "problems": {}, "sessions": []}
+    assert next(line for line in quiet.table().splitlines() if line.startswith("residents' needs")).endswith("0 / 0")
+
+
 def test_percentile_is_nearest_rank():
     values = [D(n) for n in range(1, 101)]
     assert percentile(values, 50) == D(50)

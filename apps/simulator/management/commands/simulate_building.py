@@ -2,7 +2,8 @@
 
 A whole building in closed loop against a running platform (daphne + a Celery worker + beat): its chargers
 simulated over real websockets, its site meter POSTing through the HTTP push the non-EV curve plus what the
-simulated EVs draw, everything observed from the outside and scored at the end (docs/simulator.md).
+simulated EVs draw, a share of its residents stating their cars' needs through the app's endpoint, everything
+observed from the outside and scored at the end (docs/simulator.md).
 """
 
 from __future__ import annotations
@@ -21,19 +22,25 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, connections
 
 from apps.commissioning.schema import CommissioningError
 from apps.simulator import scenario as scenarios
+from apps.simulator import services
 from apps.simulator.building_load import DEFAULT_CURVE, Schedule, schedule
 from apps.simulator.client import ChargerRunner, SimClock, run_chargers
-from apps.simulator.closedloop import Recorder, Wiring, headroom_w, node_loads
+from apps.simulator.closedloop import NeedsStated, Recorder, Wiring, headroom_w, node_loads
 from apps.simulator.management.commands.simulate_chargers import _delay_range, scenario_text
 from apps.simulator.model import ChargerSim
-from apps.simulator.selectors import SetupError, Wired, building, charger_passwords, wired
+from apps.simulator.resident_app import NoCsrfToken, ResidentApp
+from apps.simulator.residents import OpenSession, Residents, Statement
+from apps.simulator.selectors import SetupError, Wired, building, charger_passwords, session_of_transaction, wired
 
 TENTH = Decimal("0.1")
+logger = logging.getLogger("apps.simulator")
 
 
 def _limit_of(profile: dict[str, Any]) -> tuple[Decimal, str] | None:
@@ -185,6 +192,77 @@ class Observer:
             self.recorder.session(f"{key}@{arrival.isoformat()}", max(0, demand), max(0, energy - ev.energy_wh))
 
 
+class ResidentsTalk:
+    """The residents who use the app: each states their car's needs through the platform's endpoint, signed in
+    as the resident whose card started the session, when apps/simulator/residents.py says so. Every failure is
+    counted in the recorder, none stops the run."""
+
+    def __init__(self, runners: list[ChargerRunner], residents: Residents, clock: SimClock, app: ResidentApp,
+                 schema_name: str, recorder: Recorder):
+        self.runners, self.residents, self.clock, self.app = runners, residents, clock, app
+        self.schema_name, self.recorder = schema_name, recorder
+        self.phones: dict[int, str] = {}  # user id -> the key of their phone's session
+
+    def open_sessions(self) -> list[OpenSession]:
+        return [OpenSession(runner.name, c.ev, datetime.fromtimestamp(c.tx.start_t, UTC), c.tx.transaction_id)
+                for runner in self.runners for c in runner.sim.connectors.values()
+                if c.ev is not None and c.tx is not None and c.tx.transaction_id is not None]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                for statement in self.residents.due(self.open_sessions(), self.clock.now()):
+                    try:
+                        problem = await self.say(statement)
+                    except Exception as error:  # a resident's trouble never ends the run
+                        logger.exception("needs of %s", statement.session.gun)
+                        problem = type(error).__name__
+                    if problem is not None:
+                        self.recorder.needs_failed(problem)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.2)
+        finally:
+            with contextlib.suppress(DatabaseError):
+                await _database(services.resident_phones_logout, session_keys=list(self.phones.values()))
+            await _database(connections.close_all)
+
+    async def say(self, statement: Statement) -> str | None:
+        """Say one resident's needs; None when the platform took them, else what went wrong."""
+        session, needs = statement.session, statement.needs
+        try:
+            owner = await _database(session_of_transaction, self.schema_name, session.charge_point_id,
+                                    session.transaction_id)
+            if owner is None:
+                return "no such session on the platform"
+            if owner.user_id is None:
+                return "the card is not an active resident's"
+            key = self.phones.get(owner.user_id)
+            if key is None:
+                key = self.phones[owner.user_id] = await _database(services.resident_phone_login,
+                                                                   user_id=owner.user_id)
+        except DatabaseError as error:
+            return f"database: {type(error).__name__}"
+        # The platform runs on the wall clock: the departure is when the simulated car will actually be gone.
+        ready_by = self.clock.wall_at(needs.ready_by).replace(microsecond=0)
+        try:
+            status = await asyncio.to_thread(self.app.say_needs, key, owner.session_pk, energy_wh=needs.energy_wh,
+                                             ready_by=ready_by)
+        except NoCsrfToken:
+            return "no CSRF token"
+        except OSError as error:
+            return type(error).__name__
+        if status != 200:
+            return f"HTTP {status}"
+        self.recorder.needs_stated(NeedsStated(f"{session.gun}@{session.ev.arrival.isoformat()}", owner.session_pk,
+                                               needs.energy_wh, ready_by))
+        return None
+
+
+async def _database(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """A database call from the event loop: the ORM is synchronous, so on the one thread kept for it."""
+    return await sync_to_async(fn, thread_sensitive=True)(*args, **kwargs)
+
+
 class Command(BaseCommand):
     help = "Run a building in closed loop: simulated chargers and EVs, its site meter pushed, the control scored."
 
@@ -197,7 +275,11 @@ class Command(BaseCommand):
         parser.add_argument("--report", type=Path, help="write the report as JSON here")
         parser.add_argument("--url", default="ws://127.0.0.1:8000/ocpp/", help="the OCPP endpoint, without the id")
         parser.add_argument("--meter-url", default="http://127.0.0.1:8000",
-                            help="where the site meter POSTs (the building's host is sent as Host)")
+                            help="the platform's HTTP address: the site meter POSTs and the residents' app talks "
+                                 "there (the building's host is sent as Host)")
+        parser.add_argument("--needs-percent", type=int, metavar="PERCENT",
+                            help="share of the EVs whose resident states its needs (0-100; default: the "
+                                 "scenario's residents.state_needs_percent, 70)")
         parser.add_argument("--meter-every", type=float, default=5, help="simulated seconds between readings")
         parser.add_argument("--commissioning-file", type=Path,
                             help="the chargers' passwords and the meter's token (default examples/<slug>.yaml)")
@@ -217,9 +299,11 @@ class Command(BaseCommand):
             self.loop.call_soon_threadsafe(self.stop_event.set)
 
     def handle(self, *args, slug, hours, speed, scenario, seed, report, url, meter_url, meter_every,
-               commissioning_file, profile_delay, trace=None, chargers=None, **options):
+               commissioning_file, profile_delay, trace=None, chargers=None, needs_percent=None, **options):
         if speed <= 0 or hours <= 0 or meter_every <= 0:
             raise CommandError("--speed, --hours and --meter-every must be above 0")
+        if needs_percent is not None and not 0 <= needs_percent <= 100:
+            raise CommandError(f"--needs-percent must be 0 to 100, not {needs_percent}")
         delay = _delay_range(profile_delay)
         logging.getLogger("ocpp").setLevel(logging.WARNING)
         path = commissioning_file or Path(settings.BASE_DIR) / "examples" / f"{slug}.yaml"
@@ -258,18 +342,24 @@ class Command(BaseCommand):
         recorder = Recorder(where.nodes)
         observer = Observer(runners, where, load, clock, meter_url, meter_every, recorder)
         observer.settle_s = delay[1] + 1
+        habits = spec.residents.habits(needs_percent)
+        residents = Residents(plan.evs, seed=seed, habits=habits)
+        app = ResidentApp(meter_url, where.host, session_cookie=settings.SESSION_COOKIE_NAME,
+                          csrf_cookie=settings.CSRF_COOKIE_NAME)
+        talk = ResidentsTalk(runners, residents, clock, app, setup.schema_name, recorder)
         if where.meter_token is None:
             self.stderr.write(f"{slug} has no HTTP-push site meter with a token in {path}: no readings are sent")
         visits = sum(len(v) for v in plan.evs.values())
         self.stdout.write(f"{slug}: {len(runners)} chargers, {visits} EV visits, {hours:g} h at {speed:g}x "
-                          f"({hours * 3600 / speed:.0f} s), seed {seed}, {len(load.steps_starting())} load steps")
+                          f"({hours * 3600 / speed:.0f} s), seed {seed}, {len(load.steps_starting())} load steps, "
+                          f"{residents.speaking} residents to state their needs ({habits.state_needs_percent} %)")
         with contextlib.ExitStack() as files:
             if trace is not None:
                 try:
                     observer.trace = files.enter_context(trace.open("w", encoding="utf-8"))
                 except OSError as error:
                     raise CommandError(f"cannot write the trace {trace}: {error.strerror}") from None
-            asyncio.run(self._run(runners, observer, hours * 3600 / speed))
+            asyncio.run(self._run(runners, observer, talk, hours * 3600 / speed))
         end = observer.last or start
         observer.sessions(end)
         minutes = Decimal(int((end - (observer.first or end)).total_seconds())) / 60
@@ -277,24 +367,28 @@ class Command(BaseCommand):
         result = recorder.report(end, datetime.now(UTC), guns, minutes)
         self.stdout.write(f"site meter: {observer.posted} readings accepted"
                           + (f", problems {observer.post_errors}" if observer.post_errors else ""))
+        self.stdout.write(f"residents: {len(result.needs_stated)} stated their needs, {result.needs_failed} calls "
+                          "failed" + (f" {dict(result.needs_problems)}" if result.needs_problems else ""))
         self.stdout.write(result.table())
         if report is not None:
             data = result.as_json() | {"building": slug, "hours": hours, "speed": speed, "seed": seed,
-                                       "readings_accepted": observer.posted, "reading_problems": observer.post_errors}
+                                       "readings_accepted": observer.posted, "reading_problems": observer.post_errors,
+                                       "needs_percent": habits.state_needs_percent}
             report.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
             self.stdout.write(f"report written to {report}")
 
-    async def _run(self, runners, observer, duration_s):
+    async def _run(self, runners, observer, talk, duration_s):
         stop = self.stop_event = asyncio.Event()
         loop = self.loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         watcher = asyncio.create_task(observer.run(stop))
+        speaker = asyncio.create_task(talk.run(stop))
         started = time.monotonic()
         try:
             await run_chargers(runners, duration_s=duration_s, stop=stop, report_every_s=max(10.0, duration_s / 10),
                                report=lambda line: self.stdout.write(f"[{time.monotonic() - started:.0f} s] {line}"))
         finally:
             stop.set()
-            await asyncio.gather(watcher, return_exceptions=True)
+            await asyncio.gather(watcher, speaker, return_exceptions=True)
