@@ -233,6 +233,13 @@ class BenchCharger:
         return self.rng.uniform(0, min(self.args.retry_cap, 2.0 ** self.failures))
 
 
+def settled_by(times_s: list[float], total: int) -> dict[str, float]:
+    """Seconds by which 25, 50, 75, 90, 99 and 100 % of ``total`` had settled (``times_s`` sorted); a share
+    not reached is left out."""
+    return {f"{share}%": round(times_s[max(0, -(-total * share // 100) - 1)], 1)
+            for share in (25, 50, 75, 90, 99, 100) if -(-total * share // 100) <= len(times_s)}
+
+
 class Daphne:
     def __init__(self, tree: Path, log: Path, extra: list[str], profile: str = ""):
         self.tree = tree
@@ -429,6 +436,9 @@ async def bench(args: argparse.Namespace) -> dict:
                 "event_loop_cpu_s": round(main1 - main0, 1), "other_threads_cpu_s": round(others1 - others0, 1),
                 "boot": percentiles(storm.get("BootNotification", [])),
                 "status": percentiles(storm.get("StatusNotification", [])),
+                # When a share of the chargers was back, from listening: where the storm's time goes (the
+                # tail after refusals, Pending intervals and the chargers' own back-off).
+                "settled_by_s": settled_by(sorted(c.ready_at - listening_at for c in settled), len(chargers)),
             }
             print("storm:", json.dumps(result["storm"]), flush=True)
     finally:
