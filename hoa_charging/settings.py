@@ -303,9 +303,12 @@ OCPP_FRAME_BURST = env_int("OCPP_FRAME_BURST", 300)
 OCPP_AUTH_FAILURES_PER_ID = env_int("OCPP_AUTH_FAILURES_PER_ID", 5)
 OCPP_AUTH_FAILURES_PER_ADDRESS = env_int("OCPP_AUTH_FAILURES_PER_ADDRESS", 50)
 OCPP_REFUSED_RETENTION_DAYS = env_int("OCPP_REFUSED_RETENTION_DAYS", 30)
-# Admission control per process (apps/ocpp/admission.py): handshakes and boots in progress at once.
+# Admission control per process (apps/ocpp/admission.py): handshakes and boots in progress at once before
+# their rate is measured (and at least, after); more once the measured rate finishes them within the budget
+# (seconds; 0: the counts only), up to five times the counts.
 OCPP_MAX_CONCURRENT_HANDSHAKES = env_int("OCPP_MAX_CONCURRENT_HANDSHAKES", 1000)
 OCPP_MAX_CONCURRENT_BOOTS = env_int("OCPP_MAX_CONCURRENT_BOOTS", 500)
+OCPP_ADMISSION_BUDGET_S = env_int("OCPP_ADMISSION_BUDGET_S", 10)
 
 # --- load balancing (docs/load-balancing.md) -----------------------------------------
 

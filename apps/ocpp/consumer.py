@@ -287,12 +287,14 @@ class CentralSystem(OcppChargePoint):
     async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **info: str):
         interval = settings.OCPP_HEARTBEAT_INTERVAL
         if not self.consumer.booting:
-            if not admission.boots.enter(settings.OCPP_MAX_CONCURRENT_BOOTS):
+            now_m = time.monotonic()
+            if not admission.boots.enter(settings.OCPP_MAX_CONCURRENT_BOOTS, now_m,
+                                         budget_s=settings.OCPP_ADMISSION_BUDGET_S):
                 # Saturated: come back later, nothing written (the boot is recorded when it is accepted).
                 _log_shed("boot", admission.boots)
                 self.consumer.boot_accepted = False
                 return call_result.BootNotification(current_time=_now_iso(), status=RegistrationStatus.pending,
-                                                    interval=admission.pending_interval(_jitter))
+                                                    interval=admission.boots.appointment(now_m, _jitter))
             self.consumer.booting = True
         ctx = self.consumer.ctx
         # Configuration read lately and as wanted (a reconnect storm): no GetConfiguration at this boot.
@@ -580,14 +582,15 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.accepted = False
         self.booting = False
         self.read_configuration = True
-        if not admission.handshakes.enter(settings.OCPP_MAX_CONCURRENT_HANDSHAKES):
+        if not admission.handshakes.enter(settings.OCPP_MAX_CONCURRENT_HANDSHAKES, time.monotonic(),
+                                          budget_s=settings.OCPP_ADMISSION_BUDGET_S):
             _log_shed("handshake", admission.handshakes)
             await self.close()  # 403 at once: the charger retries later
             return
         try:
             await self._connect()
         finally:
-            admission.handshakes.leave()
+            admission.handshakes.leave(time.monotonic())
 
     async def _connect(self) -> None:
         decision = await handshake.check(self.scope)
@@ -841,7 +844,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         """The boot and the configuration after it are over: its place in the boots' gate is free."""
         if self.booting:
             self.booting = False
-            admission.boots.leave()
+            admission.boots.leave(time.monotonic())
 
     async def configure_after_boot(self) -> None:
         """Read the charger's configuration once per boot and ask for the metering the platform needs."""

@@ -183,9 +183,11 @@ async def test_a_saturated_process_refuses_handshakes_at_once_and_takes_them_aga
     await comm.disconnect()
 
 
-async def test_a_saturated_process_answers_boot_pending_with_a_jittered_interval(maple_schema, connected, settings):
+async def test_a_saturated_process_answers_boot_pending_with_a_jittered_interval(maple_schema, connected, settings,
+                                                                                 monkeypatch):
     from apps.ocpp import admission
 
+    monkeypatch.setattr(admission, "boots", admission.Gate())  # nothing measured yet: no rate
     settings.OCPP_MAX_CONCURRENT_BOOTS = 0
     intervals = set()
     for _ in range(5):
@@ -205,3 +207,28 @@ async def test_a_saturated_process_answers_boot_pending_with_a_jittered_interval
     await connected.settle(1.0)
     assert [action for action, _ in connected.received_calls][:1] == ["GetConfiguration"]
     assert admission.boots.in_progress == 0  # the place is free once the configuration is done
+
+
+async def test_boots_told_pending_get_appointments_at_the_rate_the_process_finishes_boots(connected, settings,
+                                                                                          monkeypatch):
+    from apps.ocpp import admission
+
+    gate = admission.Gate()
+    now = time.monotonic()
+    for n in range(200):  # 200 boots finished over the last 5 s: 40 a second
+        gate.in_progress += 1
+        gate.leave(now - 5 + n / 40)
+    gate.in_progress = 120  # and 120 in progress: 3 s of work
+    monkeypatch.setattr(admission, "boots", gate)
+    settings.OCPP_MAX_CONCURRENT_BOOTS = 100
+    settings.OCPP_ADMISSION_BUDGET_S = 2  # 40/s x 2 s = 80 < 100: the count applies, and 120 are in progress
+    intervals = []
+    for _ in range(3):
+        reply = await connected.boot()
+        assert reply[2]["status"] == "Pending"
+        intervals.append(reply[2]["interval"])
+    # 120 in progress at 40/s: back in 3 s, then one place each 1/40 s (a fixed 10-30 s before).
+    assert all(3 <= i <= 4 for i in intervals), intervals
+    settings.OCPP_ADMISSION_BUDGET_S = 10  # 40/s x 10 s = 400 may be in progress: the 121st is taken
+    reply = await connected.boot()
+    assert reply[2]["status"] == "Accepted"
