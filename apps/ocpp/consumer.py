@@ -68,7 +68,7 @@ from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
 logger = logging.getLogger(__name__)
 
 # How often the "last seen" time in Redis is refreshed at most (the watchdog works in minutes).
-TOUCH_EVERY_S = 5.0
+TOUCH_EVERY_S = live.LAST_SEEN_RESOLUTION_S
 CONFIGURATION_KEYS_KEPT = (
     "ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit", "ChargingScheduleMaxPeriods",
     "MaxChargingProfilesInstalled", "MeterValuesSampledData", "MeterValueSampleInterval", "NumberOfConnectors",

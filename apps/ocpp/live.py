@@ -23,6 +23,10 @@ import redis.asyncio as aioredis
 
 from apps.core import live_store
 
+# A connection writes its charger's ``last_seen`` at most this often (apps.ocpp.consumer.TOUCH_EVERY_S): a
+# reader must allow this much on top of the charger's own intervals.
+LAST_SEEN_RESOLUTION_S = 5.0
+
 # Redis clients and key names are shared with the other layers (apps/core/live_store.py).
 
 # Clears "connected" only when the hash still belongs to the connection that is leaving.

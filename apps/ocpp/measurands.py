@@ -65,5 +65,15 @@ def configuration_after(configuration: Configuration, accepted: Mapping[str, str
     return result
 
 
+def sample_interval_s(configuration: Configuration) -> int | None:
+    """The charger's MeterValueSampleInterval as it reported it (None: not known, not a number, or 0: none)."""
+    value = _value(configuration, SAMPLE_INTERVAL_KEY)
+    try:
+        seconds = int(str(value).strip())
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
+
+
 def _value(configuration: Configuration, key: str) -> Any:
     return (configuration.get(key) or {}).get("value")

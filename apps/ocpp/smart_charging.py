@@ -39,6 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.utils import timezone
 
 from apps.charging import leases
@@ -57,7 +58,7 @@ from apps.charging.smart_charging import (
 )
 from apps.core.tenants import in_condominium
 from apps.ocpp import charging_profiles as cp_profiles
-from apps.ocpp import commands, live
+from apps.ocpp import commands, live, measurands
 from apps.ocpp.charging_profiles import Built, Capabilities, ProfileRequest, Quirks
 from apps.tenancy.models import Condominium
 
@@ -73,6 +74,14 @@ CLAIM_HOLD = timedelta(seconds=60)
 ANSWER_TIMEOUT_S = 5.0
 ROUND_TIMEOUT_S = 120.0  # a whole dispatch round, every charger of the building
 RETRY_AFTER = timedelta(minutes=2)
+# A socket that died without closing, told from a slow charger: one that has sent nothing for longer than it
+# should have (its meter values' interval during a transaction, else its heartbeat's, plus the live state's
+# resolution and SILENCE_MARGIN_S) while another charger of the building was heard from within its own bound
+# (a stalled daphne process would silence them all) is given up on after SILENT_GIVE_UP_S without an answer,
+# if it is still silent then, instead of ANSWER_TIMEOUT_S: the round, and a newer plan waiting for it (the
+# decreases of a rise), is not held for the whole timeout.
+SILENT_GIVE_UP_S = 1.0
+SILENCE_MARGIN_S = 5.0
 Status = ConnectorLimit.Status
 
 # (schema name, chargePointId, action, payload, timeout or None: OCPP_RESPONSE_TIMEOUT) -> the charger's answer;
@@ -200,6 +209,12 @@ class _Charger:
     notes: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     sent: bool = False  # a profile went to it in this dispatch
+    last_seen: float = 0.0  # unix time of its latest frame in the live state (0: not known)
+    silence_bound_s: float = 0.0  # heard from less long ago than this: it talks as it should
+
+    def silent(self, now: float) -> bool:
+        """Nothing heard from it for longer than it should have (see SILENT_GIVE_UP_S)."""
+        return self.last_seen > 0 and now - self.last_seen > self.silence_bound_s
 
     def touched(self, now: datetime) -> bool:
         """Whether there is anything to record: something sent, answered or not, a resend asked for, a silence
@@ -239,6 +254,7 @@ class _Dispatch:
         self.sent: list[tuple[str, int, str]] = []
         self.latencies: list[float] = []
         self._due_before: dict[int, datetime] = {}  # lease length -> a lease ending before this is due now
+        self.heard: set[str] = set()  # chargers of the round heard from within their bound when it began
 
     def lease_due(self, lease_s: int, lease_until: datetime) -> bool:
         """``leases.renewal_due`` for this building at this dispatch's time, its bound computed once per length."""
@@ -269,14 +285,20 @@ class _Dispatch:
                     if c.unconfirmed_until is not None and c.unconfirmed_until > self.now:
                         doubtful.append(c.pk)
                 continue
-            if not live.connected_to(await live.read(cp_id), self.schema_name):
+            state = await live.read(cp_id)
+            if not live.connected_to(state, self.schema_name):
                 # Not connected, or the connection belongs to another building (an id moved while it was open).
                 charger.connected = False
                 for c in charger.plan.connectors:
                     if c.desired_a is not None:
                         self.outcome(c, Status.NOT_CONNECTED, "the charger is not connected")
                 continue
+            charger.last_seen = _seconds(state.get("last_seen"))
+            charger.silence_bound_s = silence_bound_s(charger.plan, _seconds(state.get("heartbeat_interval")))
             static[cp_id], first[cp_id], then[cp_id] = self.items(charger)
+        wall = time.time()
+        self.heard = {cp_id for cp_id in first if not self.chargers[cp_id].silent(wall)
+                      and self.chargers[cp_id].last_seen > 0}
         decreases_answered = {cp_id: asyncio.Event() for cp_id in first}
 
         async def charger_calls(cp_id: str) -> None:
@@ -472,8 +494,12 @@ class _Dispatch:
         charger.sent = True
         self.sent.append((cp_id, built.connector_id, built.purpose))
         started = time.monotonic()
+        call = asyncio.ensure_future(
+            self.send(self.schema_name, cp_id, "SetChargingProfile", built.payload, self.timeout))
         try:
-            answer = await self.send(self.schema_name, cp_id, "SetChargingProfile", built.payload, self.timeout)
+            if await self.given_up_as_silent(charger, call):
+                return Status.TIMEOUT, sent_at
+            answer = await call
         except commands.CommandTimeout:
             return Status.TIMEOUT, sent_at
         except commands.ChargerNotConnected:
@@ -488,9 +514,49 @@ class _Dispatch:
             # of this dispatch go on).
             logger.exception("%s: SetChargingProfile failed", cp_id)
             return Status.TIMEOUT, sent_at
+        finally:
+            call.cancel()  # nothing if it ended; given up on, its answer (if one comes) is dropped
         status = str(answer.get("status", ""))
         logger.debug("%s: %s on %s answered %s in %.0f ms", cp_id, built.purpose, built.connector_id, status,
                      (time.monotonic() - started) * 1000)
         return (Status.ACCEPTED if status == "Accepted" else
                 Status.NOT_SUPPORTED if status == "NotSupported" else Status.REJECTED), sent_at
 
+    async def given_up_as_silent(self, charger: _Charger, call: asyncio.Future[Any]) -> bool:
+        """Whether to give up on an unanswered call to a charger silent for longer than it should be while
+        others of the building talk (SILENT_GIVE_UP_S); True once given up."""
+        wall = time.time()
+        if (self.timeout <= SILENT_GIVE_UP_S or not charger.silent(wall)
+                or not self.heard - {charger.plan.charge_point_id}):
+            return False
+        await asyncio.wait({call}, timeout=SILENT_GIVE_UP_S)
+        if call.done():
+            return False
+        charger.last_seen = _seconds((await live.read(charger.plan.charge_point_id)).get("last_seen"))
+        if not charger.silent(time.time()):
+            return False  # it spoke meanwhile: wait for the answer as for any charger
+        note = (f"nothing heard from it for {int(time.time() - charger.last_seen)} s (its bound "
+                f"{int(charger.silence_bound_s)} s) while the building's other chargers talk: given up after "
+                f"{SILENT_GIVE_UP_S:g} s without an answer")
+        if note not in charger.notes:
+            charger.notes.append(note)
+        logger.info("%s: %s", charger.plan.charge_point_id, note)
+        return True
+
+
+def silence_bound_s(plan: ChargerPlan, heartbeat_interval_s: float) -> float:
+    """How long a charger that works may go without sending anything: its meter values' interval while a
+    transaction is open on it, else its heartbeat's (as the platform gave it at boot); plus the live state's
+    resolution and a margin."""
+    interval = heartbeat_interval_s or float(settings.OCPP_HEARTBEAT_INTERVAL)
+    sample_s = measurands.sample_interval_s(plan.configuration)
+    if sample_s and any(c.transaction_id is not None for c in plan.connectors):
+        interval = min(interval, float(sample_s))
+    return interval + live.LAST_SEEN_RESOLUTION_S + SILENCE_MARGIN_S
+
+
+def _seconds(raw: str | None) -> float:
+    try:
+        return float(raw or 0)
+    except ValueError:
+        return 0.0

@@ -8,6 +8,7 @@ from apps.ocpp.measurands import (
     ConfigurationChange,
     configuration_after,
     metering_changes,
+    sample_interval_s,
 )
 
 WANTED = ",".join(WANTED_MEASURANDS)
@@ -66,3 +67,11 @@ def test_a_boot_reads_the_configuration_again_only_when_old_or_not_as_wanted():
     assert needs_reading(good, read_at=now - timedelta(hours=25), now=now, sample_interval_s=15, max_age=day)
     # Read lately, but the interval wanted changed since (a new setting): read again.
     assert needs_reading(good, read_at=now - timedelta(minutes=5), now=now, sample_interval_s=30, max_age=day)
+
+
+def test_the_sample_interval_is_read_as_reported_and_nothing_doubtful_is_taken_for_one():
+    assert sample_interval_s({"MeterValueSampleInterval": {"value": "15"}}) == 15
+    assert sample_interval_s({"MeterValueSampleInterval": {"value": " 60 "}}) == 60
+    for value in ("0", "-5", "fifteen", "", None, "1.5"):
+        assert sample_interval_s({"MeterValueSampleInterval": {"value": value}}) is None, value
+    assert sample_interval_s({}) is None

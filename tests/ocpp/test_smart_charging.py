@@ -781,3 +781,74 @@ def test_the_catch_up_dispatches_a_building_only_when_it_has_something_to_send(d
         ChargePoint.objects.update(smart_charging_resend=False)
         LimitDispatch.objects.create(pk=1, dirty=True)
         assert limits_db.dispatch_wanted(now=now)  # a request whose task was lost
+
+
+async def _silent_since(charge_point_id: str, seconds_ago: float) -> None:
+    """The live state as a connection leaves it when its charger has sent nothing for this long."""
+    await live.update(charge_point_id, {"last_seen": str(int(time.time() - seconds_ago))})
+
+
+async def test_a_charger_silent_too_long_is_given_up_on_after_a_second_while_others_talk(
+        maple_schema, new_charger, dispatch_requests, settings):
+    """A socket that died without closing holds a round (and a newer plan waiting for it) for the whole answer
+    timeout; one whose charger has sent nothing for longer than it should have, while the building's other
+    chargers talk, is given up on after SILENT_GIVE_UP_S. A charger heard from lately is waited for as before,
+    and so is a silent one when every charger of the building is silent (a stalled process, not a dead socket)."""
+    settings.OCPP_HEARTBEAT_INTERVAL = 60
+    a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
+    memory_a, memory_b = ProfileMemory(), ProfileMemory()
+    a, b = await connect(a_id, memory_a), await connect(b_id, memory_b)
+    await start(a, 1)
+    await start(b, 1)
+    a1, b1 = await connector_pk(maple_schema, a_id, 1), await connector_pk(maple_schema, b_id, 1)
+    await set_limits(maple_schema, {a1: "16", b1: "10"})
+    await dispatch(maple_schema, a, b)
+    memory_a.hold = True  # A answers nothing from here on
+
+    async def timed(limits: dict[int, str], timeout: float) -> tuple[float, smart_charging.DispatchReport]:
+        await set_limits(maple_schema, limits)
+        started = time.monotonic()
+        report = await dispatch(maple_schema, a, b, timeout=timeout)
+        return time.monotonic() - started, report
+
+    # Heard from lately (it just connected): waited for, the whole timeout.
+    elapsed, report = await timed({a1: "8", b1: "12"}, 2.5)
+    assert outcomes(report, a1, b1) == {a1: "timeout", b1: "held"}
+    assert elapsed >= 2.5
+    # Silent for 10 minutes (bound: 60 s heartbeat + 10 s) while B talks: given up on after a second.
+    await _silent_since(a_id, 600)
+    elapsed, report = await timed({a1: "7", b1: "13"}, 4)
+    assert outcomes(report, a1, b1) == {a1: "timeout", b1: "held"}
+    assert elapsed < 1 + 1.5, elapsed
+    cp = await run_in_schema(maple_schema, ChargePoint.objects.get, charge_point_id=a_id)
+    assert "given up after 1 s" in cp.smart_charging_note
+    # Every charger silent: a stalled process, not a dead socket: waited for, the whole timeout.
+    await _silent_since(a_id, 600)
+    await _silent_since(b_id, 600)
+    await run_in_schema(maple_schema, lambda: ChargePoint.objects.filter(charge_point_id=a_id).update(
+        smart_charging_retry_at=None))  # as after the two minutes of rest a second silence earns
+    elapsed, report = await timed({a1: "6", b1: "14"}, 2.5)
+    assert outcomes(report, a1) == {a1: "timeout"}
+    assert elapsed >= 2.5
+    for charger in (a, b):
+        await charger.transport.disconnect()
+
+
+def test_how_long_a_working_charger_may_stay_silent(settings):
+    from dataclasses import replace as copy_with
+
+    settings.OCPP_HEARTBEAT_INTERVAL = 300
+    connector = limits_db.ConnectorPlan(
+        pk=1, number=1, phases=1, voltage_v=230, dc=False, min_current_a=Decimal(6), max_current_a=None,
+        connectors_on_circuit=1, desired_a=None, floor_a=None, lease_s=None, requested_at=None, dirty=False,
+        applied_a=None, lease_until=None, transaction_id=None, transaction_received_at=None)
+    plan = limits_db.ChargerPlan(
+        pk=1, charge_point_id="X", configuration={"MeterValueSampleInterval": {"value": "15"}}, quirks={},
+        resend=False, retry_at=None, circuit_current_a=Decimal(32), circuit_power_w=None, circuit_voltage_v=230,
+        circuit_phases=1, connectors=(connector,))
+    margin = live.LAST_SEEN_RESOLUTION_S + smart_charging.SILENCE_MARGIN_S
+    assert smart_charging.silence_bound_s(plan, 60) == 60 + margin  # no transaction: its heartbeat
+    assert smart_charging.silence_bound_s(plan, 0) == 300 + margin  # not known: the platform's heartbeat
+    charging = copy_with(plan, connectors=(copy_with(connector, transaction_id=7),))
+    assert smart_charging.silence_bound_s(charging, 60) == 15 + margin  # a transaction: its meter values
+    assert smart_charging.silence_bound_s(copy_with(charging, configuration={}), 60) == 60 + margin
