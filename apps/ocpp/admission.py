@@ -20,7 +20,8 @@ guessed for one machine:
   time the work in progress takes to finish at the measured rate, plus a place in the queue of those told
   to come back before, so that they return at the rate the process finishes them, not all together at the
   end of a fixed interval (and not later than they need to). Before any rate is measured, a jittered
-  ``PENDING_INTERVAL_S``.
+  ``PENDING_INTERVAL_S``. One that comes back after its appointment is taken (up to the ceiling) rather
+  than told to wait again behind the newcomers.
 """
 
 from __future__ import annotations
@@ -49,9 +50,15 @@ class Gate:
         self._freed: deque[float] = deque()  # when places were freed, within the window
         self._appointments: list[float] = []  # when those told to come back are due (a heap)
 
-    def enter(self, limit: int, now: float, *, budget_s: float = 0.0, ceiling: int | None = None) -> bool:
-        """Take a place; False (nothing taken) when the process is saturated (see the module)."""
-        if self.in_progress >= self.allowed(limit, now, budget_s=budget_s, ceiling=ceiling):
+    def enter(self, limit: int, now: float, *, budget_s: float = 0.0, ceiling: int | None = None,
+              appointment: bool = False) -> bool:
+        """Take a place; False (nothing taken) when the process is saturated (see the module). One that comes
+        back at the appointment it was given (``appointment``) is taken up to the ceiling: appointments are
+        spread at the rate the process finishes its work, and one refused again for the newcomers that
+        arrived meanwhile would be pushed back again and again."""
+        bound = (_ceiling(limit, ceiling) if appointment
+                 else self.allowed(limit, now, budget_s=budget_s, ceiling=ceiling))
+        if self.in_progress >= bound:
             self.refused += 1
             return False
         self.in_progress += 1
@@ -63,7 +70,7 @@ class Gate:
         rate = self.rate(now)
         if rate is None or budget_s <= 0:
             return limit
-        return max(limit, min(int(rate * budget_s), CEILING_FACTOR * limit if ceiling is None else ceiling))
+        return max(limit, min(int(rate * budget_s), _ceiling(limit, ceiling)))
 
     def leave(self, now: float) -> None:
         self.in_progress = max(0, self.in_progress - 1)
@@ -96,6 +103,10 @@ class Gate:
         horizon = now - self.window_s
         while self._freed and self._freed[0] < horizon:
             self._freed.popleft()
+
+
+def _ceiling(limit: int, ceiling: int | None) -> int:
+    return CEILING_FACTOR * limit if ceiling is None else ceiling
 
 
 handshakes = Gate()

@@ -69,6 +69,9 @@ logger = logging.getLogger(__name__)
 
 # How often the "last seen" time in Redis is refreshed at most (the watchdog works in minutes).
 TOUCH_EVERY_S = live.LAST_SEEN_RESOLUTION_S
+# A charger told Pending that boots again this little before its interval is over still keeps its appointment
+# (its clock and its round trip).
+APPOINTMENT_EARLY_S = 1.0
 CONFIGURATION_KEYS_KEPT = (
     "ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit", "ChargingScheduleMaxPeriods",
     "MaxChargingProfilesInstalled", "MeterValuesSampledData", "MeterValueSampleInterval", "NumberOfConnectors",
@@ -288,13 +291,17 @@ class CentralSystem(OcppChargePoint):
         interval = settings.OCPP_HEARTBEAT_INTERVAL
         if not self.consumer.booting:
             now_m = time.monotonic()
+            kept = self.consumer.appointment_at is not None and now_m >= self.consumer.appointment_at
             if not admission.boots.enter(settings.OCPP_MAX_CONCURRENT_BOOTS, now_m,
-                                         budget_s=settings.OCPP_ADMISSION_BUDGET_S):
+                                         budget_s=settings.OCPP_ADMISSION_BUDGET_S, appointment=kept):
                 # Saturated: come back later, nothing written (the boot is recorded when it is accepted).
                 _log_shed("boot", admission.boots)
                 self.consumer.boot_accepted = False
+                interval = admission.boots.appointment(now_m, _jitter)
+                self.consumer.appointment_at = now_m + interval - APPOINTMENT_EARLY_S
                 return call_result.BootNotification(current_time=_now_iso(), status=RegistrationStatus.pending,
-                                                    interval=admission.boots.appointment(now_m, _jitter))
+                                                    interval=interval)
+            self.consumer.appointment_at = None
             self.consumer.booting = True
         ctx = self.consumer.ctx
         # Configuration read lately and as wanted (a reconnect storm): no GetConfiguration at this boot.
@@ -581,6 +588,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.replaced = False
         self.accepted = False
         self.booting = False
+        self.appointment_at: float | None = None  # told Pending: from when its boot is taken (monotonic)
         self.read_configuration = True
         if not admission.handshakes.enter(settings.OCPP_MAX_CONCURRENT_HANDSHAKES, time.monotonic(),
                                           budget_s=settings.OCPP_ADMISSION_BUDGET_S):

@@ -89,14 +89,16 @@ def test_appointments_start_when_the_work_in_progress_is_done_and_follow_at_the_
     assert gate.appointment(100.0, rng) == admission.PENDING_MIN_S
 
 
-def simulate_boots(chargers: int, per_s: int, *, appointments: bool, limit: int = 500, seed: int = 1) -> float:
+def simulate_boots(chargers: int, per_s: int, *, appointments: bool, limit: int = 500, spread_s: float = 5,
+                   seed: int = 1) -> float:
     """A process that finishes ``per_s`` boots a second, ``limit`` at most in progress (the count only), and
-    ``chargers`` booting within the first 5 s (a restart: their back-off spreads them); those refused come back
-    when told. When the last boot is done."""
+    ``chargers`` booting within the first ``spread_s`` (a restart: their back-off spreads them); those refused
+    come back when told, keeping their appointment. When the last boot is done."""
     rng = random.Random(seed)
     gate = Gate()
-    events: list[tuple[float, int, str]] = [(rng.uniform(0, 5), n, "boot") for n in range(chargers)]
+    events: list[tuple[float, int, str]] = [(rng.uniform(0, spread_s), n, "boot") for n in range(chargers)]
     heapq.heapify(events)
+    told: set[int] = set()
     free_at = 0.0  # the process finishes one boot each 1/per_s, in the order taken
     last = 0.0
     while events:
@@ -104,10 +106,11 @@ def simulate_boots(chargers: int, per_s: int, *, appointments: bool, limit: int 
         if kind == "done":
             gate.leave(now)
             last = max(last, now)
-        elif gate.enter(limit, now):
+        elif gate.enter(limit, now, appointment=appointments and n in told):
             free_at = max(free_at, now) + 1 / per_s
             heapq.heappush(events, (free_at, n, "done"))
         else:
+            told.add(n)
             interval = gate.appointment(now, rng) if appointments else rng.randint(*admission.PENDING_INTERVAL_S)
             heapq.heappush(events, (now + interval, n, "boot"))
     return last
@@ -119,3 +122,17 @@ def test_a_storm_told_to_come_back_by_appointment_ends_when_the_work_does():
     by_appointment = simulate_boots(2000, 100, appointments=True)
     assert by_appointment <= 20 + 2 * admission.PENDING_MIN_S + 1
     assert by_appointment < fixed - 10, (by_appointment, fixed)
+    # Newcomers still arriving while the first told to come back return (chargers back over 10 s).
+    fixed = simulate_boots(2000, 100, appointments=False, spread_s=10)
+    by_appointment = simulate_boots(2000, 100, appointments=True, spread_s=10)
+    assert by_appointment <= 20 + 2 * admission.PENDING_MIN_S + 2
+    assert by_appointment < fixed - 5, (by_appointment, fixed)
+
+
+def test_one_back_at_its_appointment_is_taken_up_to_the_ceiling():
+    gate = measured(40)
+    gate.in_progress = 100
+    assert not gate.enter(100, 100.0, budget_s=1)
+    assert gate.enter(100, 100.0, budget_s=1, appointment=True)
+    gate.in_progress = admission.CEILING_FACTOR * 100
+    assert not gate.enter(100, 100.0, budget_s=1, appointment=True)

@@ -7,6 +7,7 @@ with the reason logged and an alert for the managers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -231,4 +232,27 @@ async def test_boots_told_pending_get_appointments_at_the_rate_the_process_finis
     assert all(3 <= i <= 4 for i in intervals), intervals
     settings.OCPP_ADMISSION_BUDGET_S = 10  # 40/s x 10 s = 400 may be in progress: the 121st is taken
     reply = await connected.boot()
+    assert reply[2]["status"] == "Accepted"
+
+
+async def test_a_charger_back_at_its_appointment_is_taken_though_newcomers_filled_the_gate(connected, settings,
+                                                                                            monkeypatch):
+    from apps.ocpp import admission
+
+    gate = admission.Gate()
+    now = time.monotonic()
+    for n in range(200):  # 40 boots a second finished over the last 5 s
+        gate.in_progress += 1
+        gate.leave(now - 5 + n / 40)
+    gate.in_progress = 10  # the gate is full: newcomers took every place
+    monkeypatch.setattr(admission, "boots", gate)
+    settings.OCPP_MAX_CONCURRENT_BOOTS = 10
+    settings.OCPP_ADMISSION_BUDGET_S = 0
+    reply = await connected.boot()
+    assert reply[2]["status"] == "Pending"
+    assert reply[2]["interval"] == admission.PENDING_MIN_S
+    reply = await connected.boot()  # too early: not an appointment kept
+    assert reply[2]["status"] == "Pending"
+    await asyncio.sleep(reply[2]["interval"])
+    reply = await connected.boot()  # still full, but this one was told to come back now
     assert reply[2]["status"] == "Accepted"
