@@ -17,7 +17,10 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
-MAX_CONNECTIONS = 50
+# Per event loop. A connection is held from a command's sending until its answer is read, and on a saturated
+# event loop (a reconnect storm) reading waits its turn: 50 were all held while a thousand handshakes waited,
+# and some gave up after the pool's timeout. Redis itself takes 10,000 clients.
+MAX_CONNECTIONS = 300
 POOL_TIMEOUT_S = 20
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()

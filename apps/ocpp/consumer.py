@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import redis.exceptions
 from channels.consumer import get_handler_name
 from channels.exceptions import ChannelFull, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -597,6 +598,15 @@ class OcppConsumer(AsyncWebsocketConsumer):
             return
         try:
             await self._connect()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            if self.accepted:
+                raise
+            # Redis unreachable, or every connection of the process's pool busy for its whole timeout (a storm
+            # on a saturated process): refused like a shed handshake, the charger retries; never a 500.
+            _log_shed(f"handshake (Redis: {error})", admission.handshakes)
+            with contextlib.suppress(Exception):  # the live state may already name this connection: not for long
+                await live.release(self.charge_point_id, self.channel_name, int(time.time()))
+            await self.close()
         finally:
             admission.handshakes.leave(time.monotonic())
 

@@ -256,3 +256,30 @@ async def test_a_charger_back_at_its_appointment_is_taken_though_newcomers_fille
     await asyncio.sleep(reply[2]["interval"])
     reply = await connected.boot()  # still full, but this one was told to come back now
     assert reply[2]["status"] == "Accepted"
+
+
+async def test_a_handshake_when_redis_cannot_be_reached_is_refused_not_a_server_error(charger_id, monkeypatch, caplog):
+    """Redis unreachable, or the process's pool busy for its whole timeout (a storm on a saturated process): the
+    charger is refused (403) and retries, as when the process sheds load; no traceback, no 500."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    from apps.core import live_store
+    from apps.ocpp import admission
+
+    nowhere = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    monkeypatch.setattr(live_store, "client", lambda: nowhere)
+    from apps.ocpp import consumer
+
+    monkeypatch.setattr(consumer, "_last_shed_log", [0.0])  # the shed line is logged at most once a second
+    caplog.set_level("WARNING")
+    in_progress = admission.handshakes.in_progress
+    assert not (await communicator(charger_id).connect(timeout=10))[0]
+    assert admission.handshakes.in_progress == in_progress
+    assert any("handshake (Redis:" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    monkeypatch.undo()
+    comm = communicator(charger_id)
+    assert (await comm.connect(timeout=5))[0]  # Redis back: taken
+    await comm.disconnect()
