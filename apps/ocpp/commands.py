@@ -33,7 +33,7 @@ from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 
 from apps.ocpp import live
-from apps.ocpp.consumer import send_to
+from apps.ocpp.delivery import send_to
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import redis.exceptions
 from channels.consumer import get_handler_name
-from channels.exceptions import ChannelFull, StopConsumer
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -64,6 +64,7 @@ from apps.alerts.services import alert_raise
 from apps.charging import local_lists, selectors, services
 from apps.electrical import services as electrical_services
 from apps.ocpp import admission, database, edge, framelog, handshake, live, measurands, payloads, schemas
+from apps.ocpp.delivery import send_to
 from apps.ocpp.parsing import live_readings, meter_value_rows, parse_time
 
 logger = logging.getLogger(__name__)
@@ -94,17 +95,6 @@ UNSOLICITED_BURST, UNSOLICITED_RATE = 20, 1 / 60
 KNOWN_ACTIONS = frozenset(action.value for action in Action)
 
 _UNIQUE_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"\\]{1,64})"')
-
-
-async def send_to(layer: Any, channel: str, message: dict[str, Any]) -> bool:
-    """Send a message to one connection's channel; False when its process's queue is full (a process that died:
-    nobody reads it, and its messages expire)."""
-    try:
-        await layer.send(channel, message)
-    except ChannelFull:
-        logger.info("%s: channel full; %s not delivered", channel, message.get("type"))
-        return False
-    return True
 
 
 def _now_iso() -> str:

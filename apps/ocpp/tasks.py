@@ -20,7 +20,7 @@ from apps.charging.reservations import reservations_expire
 from apps.charging.smart_charging import connectors_over_limit, dispatch_wanted
 from apps.core.tenants import all_condominiums, in_condominium
 from apps.ocpp import handshake, live
-from apps.ocpp.consumer import send_to
+from apps.ocpp.delivery import send_to
 from apps.ocpp.models import OcppFrame
 
 
