@@ -403,6 +403,20 @@ async def test_a_charger_of_another_building_never_gets_this_buildings_limits(
         await charger.transport.disconnect()
 
 
+async def two_charging(schema: str, new_charger) -> tuple[tuple, tuple]:
+    """Two new chargers, each with a transaction on connector 1, limited to 16 and 10 A, both acknowledged:
+    (charger, id, connector pk, its ProfileMemory) of each."""
+    a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
+    memory_a, memory_b = ProfileMemory(), ProfileMemory()
+    a, b = await connect(a_id, memory_a), await connect(b_id, memory_b)
+    await start(a, 1)
+    await start(b, 1)
+    a1, b1 = await connector_pk(schema, a_id, 1), await connector_pk(schema, b_id, 1)
+    await set_limits(schema, {a1: "16", b1: "10"})
+    await dispatch(schema, a, b)
+    return (a, a_id, a1, memory_a), (b, b_id, b1, memory_b)
+
+
 async def held_then_sent_after(schema: str, slow: tuple, other: tuple, while_held=None) -> None:
     """The limits are set: ``slow`` (charger, id, connector pk, its ProfileMemory) does not answer its decrease in
     time, so ``other``'s (charger, id, connector pk) profile is held; once ``slow`` answers again, the next
@@ -444,14 +458,7 @@ async def test_a_new_session_starts_only_after_the_decreases_are_acknowledged(ma
 
 
 async def test_increases_are_held_while_a_decrease_goes_unanswered(maple_schema, new_charger, dispatch_requests):
-    a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
-    memory_a, memory_b = ProfileMemory(), ProfileMemory()
-    a, b = await connect(a_id, memory_a), await connect(b_id, memory_b)
-    await start(a, 1)
-    await start(b, 1)
-    a1, b1 = await connector_pk(maple_schema, a_id, 1), await connector_pk(maple_schema, b_id, 1)
-    await set_limits(maple_schema, {a1: "16", b1: "10"})
-    await dispatch(maple_schema, a, b)
+    (a, a_id, a1, memory_a), (b, b_id, b1, memory_b) = await two_charging(maple_schema, new_charger)
 
     await set_limits(maple_schema, {a1: "8", b1: "18"})
 
@@ -795,14 +802,7 @@ async def test_a_charger_silent_too_long_is_given_up_on_after_a_second_while_oth
     chargers talk, is given up on after SILENT_GIVE_UP_S. A charger heard from lately is waited for as before,
     and so is a silent one when every charger of the building is silent (a stalled process, not a dead socket)."""
     settings.OCPP_HEARTBEAT_INTERVAL = 60
-    a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
-    memory_a, memory_b = ProfileMemory(), ProfileMemory()
-    a, b = await connect(a_id, memory_a), await connect(b_id, memory_b)
-    await start(a, 1)
-    await start(b, 1)
-    a1, b1 = await connector_pk(maple_schema, a_id, 1), await connector_pk(maple_schema, b_id, 1)
-    await set_limits(maple_schema, {a1: "16", b1: "10"})
-    await dispatch(maple_schema, a, b)
+    (a, a_id, a1, memory_a), (b, b_id, b1, _) = await two_charging(maple_schema, new_charger)
     memory_a.hold = True  # A answers nothing from here on
 
     async def timed(limits: dict[int, str], timeout: float) -> tuple[float, smart_charging.DispatchReport]:
