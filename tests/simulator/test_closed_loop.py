@@ -4,14 +4,17 @@ through the HTTP push, a real Celery worker balancing; observed from the outside
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from apps.accounts.models import User
 from apps.charging.models import ChargePoint, ChargingSession, Connector, ConnectorLimit, LimitDispatch
 from apps.core.tenants import in_schema
 from apps.electrical.models import Circuit
@@ -93,27 +96,45 @@ def _quiet(schema: str, charger: str) -> None:
     live.unmark(f"dispatch-queued:{schema}")
 
 
+@dataclass(frozen=True)
+class LoopBuilding:
+    charger: str
+    meter: str
+    tags: list[str]
+    people: dict[str, User]
+    commissioning: Path
+
+
+def _loop_building(world, prefix: str, unique_id: str, tmp_path: Path) -> LoopBuilding:
+    """A four-gun charger and an HTTP-push site meter of its own in Maple Court, four residents with a card each,
+    the rest of the building quiet, and the commissioning file the simulator reads."""
+    charger = f"{prefix}-{unique_id}"
+    meter = charger.lower()
+    factories.charger(world.maple, charger, PASSWORD, connectors=4)
+    factories.site_meter(world.maple, {"id": meter, "source": "api", "token": TOKEN, "stale_after_s": 15})
+    tags = [f"{prefix}{unique_id}{n}" for n in range(4)]
+    people = {tag: factories.resident(world.maple, f"{meter}-{n}@maple.test", tag, id_tags=(tag,))
+              for n, tag in enumerate(tags)}
+    _quiet(world.maple.schema_name, charger)
+    commissioning = tmp_path / "building.yaml"
+    commissioning.write_text(COMMISSIONING.format(charger=charger, password=PASSWORD, meter=meter, token=TOKEN))
+    return LoopBuilding(charger, meter, tags, people, commissioning)
+
+
 @pytest.mark.timeout(240)
 def test_a_step_on_one_phase_is_answered_on_the_wire_and_every_limit_holds(world, committed, daphne, worker,
                                                                            tmp_path, unique_id):
     schema = world.maple.schema_name
-    charger = f"CL-{unique_id}"
-    meter = f"cl-{unique_id.lower()}"
-    cp = factories.charger(world.maple, charger, PASSWORD, connectors=4)
-    factories.site_meter(world.maple, {"id": meter, "source": "api", "token": TOKEN, "stale_after_s": 15})
-    tags = [f"CL{unique_id}{n}" for n in range(4)]
-    for n, tag in enumerate(tags):
-        factories.resident(world.maple, f"cl-{unique_id.lower()}-{n}@maple.test", f"C{unique_id}{n}", id_tags=(tag,))
-    _quiet(schema, charger)
+    loop = _loop_building(world, "CL", unique_id, tmp_path)
+    charger, meter, tags, commissioning = loop.charger, loop.meter, loop.tags, loop.commissioning
     with in_schema(schema):
         cabinet = Circuit.objects.create(key=f"cab-{unique_id.lower()}", parent=Circuit.objects.get(key="supply"),
                                          max_current_l1_a=32, max_current_l2_a=32, max_current_l3_a=32,
                                          max_power_w=20_000)
-        ChargePoint.objects.filter(pk=cp.pk).update(circuit=cabinet)
+        ChargePoint.objects.filter(charge_point_id=charger).update(circuit=cabinet)
         for number, rotation in zip((1, 2, 3, 4), ("L1", "L2", "L3", "L1"), strict=True):
-            Connector.objects.filter(charge_point=cp, connector_id=number).update(phase_rotation=rotation)
-    commissioning = tmp_path / "building.yaml"
-    commissioning.write_text(COMMISSIONING.format(charger=charger, password=PASSWORD, meter=meter, token=TOKEN))
+            Connector.objects.filter(charge_point__charge_point_id=charger, connector_id=number).update(
+                phase_rotation=rotation)
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(SCENARIO.format(evs="\n".join(
         f"  - {{charger: {charger}, connector: {n}, stay_min: 60, battery_kwh: 80, soc_percent: 20, "
@@ -173,17 +194,8 @@ def test_residents_state_their_needs_through_the_app_and_nobody_from_another_bui
     from apps.simulator.residents import Habits, needs_of
 
     schema = world.maple.schema_name
-    charger = f"CN-{unique_id}"
-    meter = f"cn-{unique_id.lower()}"
-    factories.charger(world.maple, charger, PASSWORD, connectors=4)
-    factories.site_meter(world.maple, {"id": meter, "source": "api", "token": TOKEN, "stale_after_s": 15})
-    tags = [f"CN{unique_id}{n}" for n in range(4)]
-    people = {tag: factories.resident(world.maple, f"cn-{unique_id.lower()}-{n}@maple.test", f"N{unique_id}{n}",
-                                      id_tags=(tag,))
-              for n, tag in enumerate(tags)}
-    _quiet(schema, charger)
-    commissioning = tmp_path / "building.yaml"
-    commissioning.write_text(COMMISSIONING.format(charger=charger, password=PASSWORD, meter=meter, token=TOKEN))
+    loop = _loop_building(world, "CN", unique_id, tmp_path)
+    charger, meter, tags, people, commissioning = loop.charger, loop.meter, loop.tags, loop.people, loop.commissioning
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(NEEDS_SCENARIO.format(evs="\n".join(
         f"  - {{charger: {charger}, connector: {n}, stay_min: 90, battery_kwh: 75, soc_percent: 23, "
