@@ -89,7 +89,7 @@ def start_servers(ports: Sequence[int], log: IO, log_name: str, workers: bool = 
     balancer's runs, the calls to chargers, the rest) after purging what an earlier run left queued; all with
     the Procfile's flags, logging to ``log``. Returns once every daphne listens (the processes: daphnes
     first); exits naming ``log_name`` when one of them stops first."""
-    from hoa_charging.procfile import celery_workers, daphne_websocket_flags
+    from hoa_charging.procfile import celery_workers, daphne_listen_flags, daphne_websocket_flags
 
     env = {**os.environ, "LOG_LEVEL": "WARNING", "LOADBALANCING_ENABLED": "1"}
     processes = []
@@ -97,7 +97,7 @@ def start_servers(ports: Sequence[int], log: IO, log_name: str, workers: bool = 
         subprocess.run([sys.executable, "-m", "celery", "-A", "hoa_charging", "purge", "-f"], cwd=ROOT, env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=True)
     processes += [subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log", os.devnull,
+        [str(Path(sys.executable).parent / "daphne"), *daphne_listen_flags(port), "--access-log", os.devnull,
          *daphne_websocket_flags(), "hoa_charging.asgi:application"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) for port in ports]
     if workers:

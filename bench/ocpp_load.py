@@ -54,7 +54,7 @@ sys.path.insert(1, str(ROOT))
 from setup_bench import charger_id, password  # noqa: E402
 
 from bench.common import now_iso, percentiles  # noqa: E402
-from hoa_charging.procfile import daphne_websocket_flags  # noqa: E402
+from hoa_charging.procfile import daphne_listen_flags, daphne_websocket_flags  # noqa: E402
 
 CONFIGURATION = [
     {"key": "MeterValueSampleInterval", "readonly": False, "value": "15"},
@@ -261,7 +261,7 @@ class Daphne:
         if self.profile:
             command = [sys.executable, str(ROOT / "bench" / "profile_daphne.py"), self.profile]
         self.process = subprocess.Popen(
-            [*command, "-b", "127.0.0.1", "-p", str(self.port), "--access-log", os.devnull, *daphne_websocket_flags(),
+            [*command, *daphne_listen_flags(self.port), "--access-log", os.devnull, *daphne_websocket_flags(),
              *self.extra, "hoa_charging.asgi:application"],
             cwd=self.tree, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )

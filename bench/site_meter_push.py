@@ -39,7 +39,7 @@ sys.path.insert(1, str(ROOT))
 from setup_bench import SLUG  # noqa: E402
 
 from bench.common import free_port  # noqa: E402
-from hoa_charging.procfile import daphne_websocket_flags  # noqa: E402
+from hoa_charging.procfile import daphne_listen_flags, daphne_websocket_flags  # noqa: E402
 
 METER = "bench-meter"
 TOKEN = "bench-meter-token-0123456789"
@@ -74,7 +74,7 @@ def prepare_meter() -> None:
 def start_daphne(port: int, log) -> subprocess.Popen:
     env = {**os.environ, "LOG_LEVEL": "WARNING"}
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log", os.devnull,
+        [str(Path(sys.executable).parent / "daphne"), *daphne_listen_flags(port), "--access-log", os.devnull,
          *daphne_websocket_flags(), "hoa_charging.asgi:application"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60

@@ -10,15 +10,28 @@ from pathlib import Path
 PROCFILE = Path(__file__).resolve().parent.parent / "Procfile"
 
 
-def daphne_websocket_flags() -> list[str]:
-    """The ``--websocket...`` flags of the web process, with ``${VAR:-default}`` read as its default."""
+def _web_words() -> list[str]:
+    """The web process's command, each ``${VAR:-default}`` read as its default."""
     web = next(line for line in PROCFILE.read_text().splitlines() if line.startswith("web:"))
-    words = web.split()
+    return [re.sub(r"\$\{[A-Za-z_]+:-([^}]*)\}", r"\1", word) for word in web.split()]
+
+
+def daphne_websocket_flags() -> list[str]:
+    """The ``--websocket...`` flags of the web process."""
+    words = _web_words()
     flags: list[str] = []
     for index, word in enumerate(words):
         if word.startswith("--websocket"):
-            flags += [word, re.sub(r"\$\{[A-Za-z_]+:-([^}]*)\}", r"\1", words[index + 1])]
+            flags += [word, words[index + 1]]
     return flags
+
+
+def daphne_listen_flags(port: int, interface: str = "127.0.0.1") -> list[str]:
+    """Where daphne listens, as the web process does (its listen queue above all: ``backlog``) but on ``port``
+    and ``interface``: ``["-e", "tcp:port=PORT:interface=INTERFACE:backlog=N"]``."""
+    words = _web_words()
+    endpoint = dict(part.split("=", 1) for part in words[words.index("-e") + 1].split(":")[1:])
+    return ["-e", f"tcp:port={port}:interface={interface}:backlog={endpoint['backlog']}"]
 
 
 def celery_workers(loglevel: str | None = None) -> dict[str, list[str]]:

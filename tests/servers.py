@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from hoa_charging.procfile import daphne_websocket_flags
+from hoa_charging.procfile import daphne_listen_flags, daphne_websocket_flags
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ class Daphne:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", *daphne_websocket_flags(), "-b", "127.0.0.1", "-p", str(self.port), *self.args,
+            [sys.executable, "-m", "daphne", *daphne_websocket_flags(), *daphne_listen_flags(self.port), *self.args,
              "hoa_charging.asgi:application"],
             cwd=ROOT,
             env=self.env,
