@@ -241,10 +241,11 @@ def settled_by(times_s: list[float], total: int) -> dict[str, float]:
 
 
 class Daphne:
-    def __init__(self, tree: Path, log: Path, extra: list[str], profile: str = ""):
+    def __init__(self, tree: Path, log: Path, extra: list[str], profile: str = "", gc_log: str = ""):
         self.tree = tree
         self.extra = extra
         self.profile = profile
+        self.gc_log = gc_log
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -260,6 +261,8 @@ class Daphne:
         command = [str(Path(sys.executable).parent / "daphne")]
         if self.profile:
             command = [sys.executable, str(ROOT / "bench" / "profile_daphne.py"), self.profile]
+        elif self.gc_log:
+            command = [sys.executable, str(ROOT / "bench" / "gc_daphne.py"), self.gc_log]
         self.process = subprocess.Popen(
             [*command, *daphne_listen_flags(self.port), "--access-log", os.devnull, *daphne_websocket_flags(),
              *self.extra, "hoa_charging.asgi:application"],
@@ -327,8 +330,9 @@ class Daphnes:
     """The daphne processes behind the chargers' one address: charger n talks to process n mod N, as a proxy that
     hashes the charger's URL would place it (the platform does not care which process holds which charger)."""
 
-    def __init__(self, n: int, tree: Path, extra: list[str], profile: str = ""):
-        self.processes = [Daphne(tree, OUT / ("daphne.log" if n == 1 else f"daphne-{i + 1}.log"), extra, profile)
+    def __init__(self, n: int, tree: Path, extra: list[str], profile: str = "", gc_log: str = ""):
+        self.processes = [Daphne(tree, OUT / ("daphne.log" if n == 1 else f"daphne-{i + 1}.log"), extra, profile,
+                                 gc_log if n == 1 else gc_log.replace(".jsonl", f"-{i + 1}.jsonl"))
                           for i in range(n)]
 
     def url(self, n: int) -> str:
@@ -360,7 +364,7 @@ class Daphnes:
 
 async def bench(args: argparse.Namespace) -> dict:
     OUT.mkdir(parents=True, exist_ok=True)
-    daphne = Daphnes(args.daphnes, Path(args.tree).resolve(), args.daphne_arg, args.profile)
+    daphne = Daphnes(args.daphnes, Path(args.tree).resolve(), args.daphne_arg, args.profile, args.gc_log)
     rec = Recorder()
     result: dict = {"chargers": args.chargers, "connectors_per_charger": args.connectors, "active_share": args.active,
                     "heartbeat_s": args.heartbeat, "meter_interval_s": args.meter_interval,
@@ -471,6 +475,8 @@ def main() -> int:
                         help="after a failed or lost connection: exponential backoff with jitter, or ~1 s")
     parser.add_argument("--retry-cap", type=float, default=30, help="longest backoff, seconds")
     parser.add_argument("--profile", default="", help="run daphne under cProfile, write the profile here")
+    parser.add_argument("--gc-log", default="", help="record daphne's garbage collections here (JSON lines, "
+                        "bench/gc_daphne.py); not with --profile")
     parser.add_argument("--daphne-arg", action="append", default=[],
                         help="extra daphne argument, e.g. --daphne-arg=--websocket_connect_timeout=30")
     parser.add_argument("--tree", default=str(ROOT), help="the source tree daphne runs (e.g. a clean export)")
