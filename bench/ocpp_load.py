@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import contextlib
 import itertools
 import json
@@ -49,6 +50,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".local" / "bench"
+SLOW_S = 0.2  # the steady state's target p99
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(1, str(ROOT))
 from setup_bench import charger_id, password  # noqa: E402
@@ -72,10 +74,14 @@ class Recorder:
     rtts: dict[str, list[float]] = field(default_factory=dict)
     by_action: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    # The steady state's slowest round trips, with the wall-clock second each was answered: (ms, at, action).
+    slow: list[tuple[float, float, str]] = field(default_factory=list)
 
     def record(self, action: str, rtt: float) -> None:
         self.rtts.setdefault(self.phase, []).append(rtt)
         self.by_action.setdefault(self.phase, {}).setdefault(action, []).append(rtt)
+        if self.phase == "steady" and rtt >= SLOW_S:
+            self.slow.append((round(rtt * 1000, 1), round(time.time(), 3), action))
 
     def error(self, kind: str) -> None:
         key = f"{self.phase}:{kind}"
@@ -406,6 +412,10 @@ async def bench(args: argparse.Namespace) -> dict:
             "client_cpu_percent": round(100 * (client_cpu() - client0) / wall, 1), "daphne_rss_mb": daphne.rss_mb(),
             "connected": sum(c.ws is not None for c in chargers),
             "by_action": {a: percentiles(v) for a, v in rec.by_action.get("steady", {}).items()},
+            # When the round trips over SLOW_S were answered (wall clock, to the second) and how many: stalls
+            # show as a few seconds with many, to set beside the process's log (e.g. --gc-log).
+            "slow_by_second": {str(int(at)): n for at, n in sorted(collections.Counter(
+                int(at) for _, at, _ in rec.slow).items())},
         }
         print("steady:", json.dumps(result["steady"]), flush=True)
 
