@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,8 @@ from apps.ocpp.models import OcppFrame
 logger = logging.getLogger(__name__)
 
 FLUSH_DELAY = 0.005
+# A batch slower than this is logged (its chargers' answers waited for it): from the event loop, and in the thread.
+SLOW_BATCH_S = 0.25
 # Attempts for rows nobody waits for (answers sent and received) before they are given up.
 MAX_ATTEMPTS = 3
 
@@ -116,11 +119,16 @@ class BatchWriter:
 
     async def _write(self, batch: dict[str, dict[str, _Group]]) -> None:
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
         try:
             errors = await loop.run_in_executor(_executor, _write_batch, batch)
         except Exception as error:  # the executor itself failed: nothing is known to be stored
             logger.exception("group commit failed")
             errors = {(schema, cp_id): error for schema, groups in batch.items() for cp_id in groups}
+        took = time.monotonic() - started
+        if took >= SLOW_BATCH_S:  # every charger of the batch waited this long for its answer
+            logger.warning("group commit: a batch of %d chargers' rows took %.0f ms from the event loop",
+                           sum(len(groups) for groups in batch.values()), took * 1000)
         for schema, groups in batch.items():
             for cp_id, group in groups.items():
                 error = errors.get((schema, cp_id))
@@ -175,7 +183,12 @@ def _write_batch(batch: dict[str, dict[str, _Group]]) -> dict[tuple[str, str], E
     dropped an idle connection) are tried once more, on a new connection if need be. After a failure that is
     not a bad row, the connection is closed: the next batch does not inherit its state.
     """
+    started = time.monotonic()
     errors = _write_schemas(batch)
+    took = time.monotonic() - started
+    if took >= SLOW_BATCH_S:
+        logger.warning("group commit: writing a batch of %d chargers' rows took %.0f ms in the database thread",
+                       sum(len(groups) for groups in batch.values()), took * 1000)
     broken = {key for key, error in errors.items() if isinstance(error, OperationalError | InterfaceError)}
     if broken:
         logger.warning("group commit: %d chargers' rows hit a connection error; trying them again", len(broken))
