@@ -51,14 +51,23 @@ async def test_the_answer_leaves_only_after_the_rows_are_committed(maple_schema,
 
 def _refuse_meter_values_of(charge_point_id: str) -> str:
     """A trigger that makes inserting this charger's meter values fail, like a table gone bad."""
+    return _on_meter_values_of(charge_point_id, "refuse", "RAISE EXCEPTION 'meter values unavailable (test)'")
+
+
+def _slow_meter_values_of(charge_point_id: str) -> str:
+    """A trigger that makes inserting this charger's meter values take 0.3 s, like a disk that stalls."""
+    return _on_meter_values_of(charge_point_id, "slow", "PERFORM pg_sleep(0.3)")
+
+
+def _on_meter_values_of(charge_point_id: str, what: str, statement: str) -> str:
     pk = ChargePoint.objects.get(charge_point_id=charge_point_id).pk
-    name = f"test_refuse_mv_{pk}"
+    name = f"test_{what}_mv_{pk}"
     schema = connection.schema_name  # run_in_schema's: the building's own
     with connection.cursor() as cursor:
         cursor.execute(f"""
             CREATE FUNCTION {schema}.{name}() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-              IF NEW.charge_point_id = {pk} THEN RAISE EXCEPTION 'meter values unavailable (test)'; END IF;
+              IF NEW.charge_point_id = {pk} THEN {statement}; END IF;
               RETURN NEW;
             END $$;
             CREATE TRIGGER {name} BEFORE INSERT ON {schema}.charging_metervalue
@@ -176,3 +185,22 @@ async def test_a_connection_that_dropped_between_batches_is_replaced_without_an_
     assert reply[0] == 3, reply
     assert (await run_in_schema(maple_schema, stored, connected.charge_point_id))[0] == 4
     assert await asyncio.get_running_loop().run_in_executor(framelog._executor, _writer_backend_pid) != pid
+
+
+async def test_a_slow_batch_is_logged_as_the_thread_and_the_event_loop_saw_it(maple_schema, connected, caplog):
+    """Every answer of a batch waits for its commit, so a commit that stalls (a disk's flush) delays them all:
+    such a batch is logged, from the database thread and from the event loop, with its chargers and time."""
+    trigger = await run_in_schema(maple_schema, _slow_meter_values_of, connected.charge_point_id)
+    try:
+        with caplog.at_level("WARNING", logger="apps.ocpp.framelog"):
+            started = asyncio.get_running_loop().time()
+            reply = await connected.call("MeterValues", meter_values(datetime.now(UTC), 2000), unique_id="mv-slow")
+            waited = asyncio.get_running_loop().time() - started
+    finally:
+        await run_in_schema(maple_schema, _drop, trigger)
+    assert reply[0] == 3 and waited >= 0.3
+    logged = [r.getMessage() for r in caplog.records if r.name == "apps.ocpp.framelog"]
+    assert any(m.startswith("group commit: writing a batch of 1 chargers' rows took") and "database thread" in m
+               for m in logged), logged
+    assert any(m.startswith("group commit: a batch of 1 chargers' rows took") and "event loop" in m
+               for m in logged), logged
