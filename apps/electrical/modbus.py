@@ -1,4 +1,5 @@
-"""Modbus TCP site meters: the only module that imports pymodbus.
+"""Modbus TCP site meters: the only module of the platform that imports pymodbus (the simulator's meter,
+apps/simulator/modbus_meter.py, is the other one).
 
 ``poll_forever()`` (run by ``manage.py poll_site_meters``, its own process in the Procfile) polls every
 Modbus site meter of every building, each in its own asyncio task on its own interval: one read of the
@@ -48,13 +49,7 @@ class ModbusTarget:
 
 
 def register_map_of(modbus: dict) -> registers.RegisterMap:
-    if modbus.get("profile", "sdm630") != "custom":
-        return registers.MAPS[modbus.get("profile", "sdm630")]
-    custom = modbus["registers"]
-    return registers.RegisterMap(
-        name="custom", function=custom.get("function", "input"), value_type=custom.get("type", "float32"),
-        word_order=custom.get("word_order", "big"), quantity=custom.get("quantity", "current_a"),
-        addresses=tuple(int(a) for a in custom["addresses"]), scale=Decimal(str(custom.get("scale", "1"))))
+    return registers.map_of(modbus.get("profile", "sdm630"), modbus.get("registers"))
 
 
 def load_targets() -> list[ModbusTarget]:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 Function = Literal["input", "holding"]
 ValueType = Literal["float32", "int32", "uint32", "int16", "uint16"]
@@ -87,6 +87,19 @@ EM24_POWER = RegisterMap("em24-power", "input", "int32", "little", "power_w", (0
                          Decimal("0.1"))
 
 MAPS: dict[str, RegisterMap] = {m.name: m for m in (SDM630, SDM630_POWER, EM24, EM24_POWER)}
+
+
+def map_of(profile: str, custom: Mapping[str, Any] | None = None) -> RegisterMap:
+    """The register map of a commissioned meter: a shipped profile's, or for ``custom`` the one its
+    ``registers`` describe (``site_meter.modbus`` of the commissioning file, as the meter's settings keep it)."""
+    if profile != "custom":
+        return MAPS[profile]
+    if custom is None:
+        raise KeyError("a custom profile needs registers")
+    return RegisterMap(
+        name="custom", function=custom.get("function", "input"), value_type=custom.get("type", "float32"),
+        word_order=custom.get("word_order", "big"), quantity=custom.get("quantity", "current_a"),
+        addresses=tuple(int(a) for a in custom["addresses"]), scale=Decimal(str(custom.get("scale", "1"))))
 
 
 def encode(register_map: RegisterMap, values: Sequence[Decimal | float | int]) -> dict[int, list[int]]:

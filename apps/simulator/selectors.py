@@ -14,6 +14,7 @@ from apps.buildings.models import IdTag
 from apps.charging.models import ChargePoint, ChargingSession, Connector
 from apps.commissioning.schema import load as load_commissioning
 from apps.core.tenants import in_schema
+from apps.simulator.meter_registers import ModbusMeterSettings, modbus_settings
 from apps.simulator.model import ChargerConfig, ConnectorConfig
 from apps.tenancy.models import Condominium
 
@@ -102,13 +103,15 @@ class Wired:
     wiring: Mapping[str, object]  # "CP#n" -> closedloop.Wiring
     meter_key: str | None
     meter_node: str | None
-    meter_token: str | None
+    meter_token: str | None  # an HTTP-push meter's
     host: str
+    meter_modbus: ModbusMeterSettings | None = None  # a Modbus TCP meter's host, port, unit id and register map
 
 
 def wired(slug: str, commissioning_path: Path) -> Wired:
     """The building's electrical tree (rating, limit = rating x derate - margin, power), each gun's node and
-    phase rotation, its HTTP-push site meter (token from the commissioning file) and its host name."""
+    phase rotation, its site meter (an HTTP-push meter's token from the commissioning file, a Modbus TCP meter's
+    settings as the poller reads them) and its host name."""
     from apps.electrical.models import Circuit, SiteMeter
     from apps.simulator.closedloop import NodeLimits, Wiring
     from apps.tenancy.models import Domain
@@ -141,8 +144,15 @@ def wired(slug: str, commissioning_path: Path) -> Wired:
         spec = load_commissioning(commissioning_path.read_text(encoding="utf-8"), source=str(commissioning_path))
         site = spec.electrical.site_meter
         token = site.token if site is not None else None
+    modbus = None
+    if meter is not None and meter.source == "modbus":
+        try:
+            modbus = modbus_settings(meter.settings.get("modbus") or {}, meter.circuit.voltage_v)
+        except (KeyError, ValueError, TypeError):
+            raise SetupError(f"{slug}: site meter {meter.key} has unusable Modbus settings "
+                             f"{meter.settings.get('modbus')!r}") from None
     return Wired(nodes, wiring, meter.key if meter else None, meter.circuit.key if meter else None, token,
-                 domain.domain)
+                 domain.domain, modbus)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -39,6 +39,9 @@ from apps.simulator.resident_app import NoCsrfToken, ResidentApp
 from apps.simulator.residents import OpenSession, Residents, Statement
 from apps.simulator.selectors import SetupError, Wired, building, charger_passwords, session_of_transaction, wired
 
+if TYPE_CHECKING:
+    from apps.simulator.modbus_meter import ModbusFeed
+
 TENTH = Decimal("0.1")
 logger = logging.getLogger("apps.simulator")
 
@@ -53,11 +56,14 @@ def _limit_of(profile: dict[str, Any]) -> tuple[Decimal, str] | None:
 
 
 class Observer:
-    """Samples the simulated building, pushes its site meter's readings, and feeds the recorder."""
+    """Samples the simulated building, feeds its site meter's readings (HTTP push, or the registers of a Modbus TCP
+    meter served here), and feeds the recorder."""
 
     def __init__(self, runners: list[ChargerRunner], where: Wired, load: Schedule, clock: SimClock,
-                 meter_url: str, meter_every_s: float, recorder: Recorder, *, record: bool = True):
+                 meter_url: str, meter_every_s: float, recorder: Recorder, *, record: bool = True,
+                 modbus: ModbusFeed | None = None):
         self.record = record  # False: feed the site meter only (the demo), keep nothing
+        self.modbus = modbus  # a Modbus TCP site meter served here: each reading goes into its registers
         self.runners, self.where, self.load, self.clock = runners, where, load, clock
         self.meter_every_s, self.recorder = meter_every_s, recorder
         parsed = urllib.parse.urlsplit(meter_url)
@@ -158,27 +164,34 @@ class Observer:
         finally:
             conn.close()
 
+    async def _push(self, amps: tuple[Decimal, Decimal, Decimal]) -> None:
+        try:
+            status = await asyncio.to_thread(self._post, amps)
+        except OSError as error:
+            status = 0
+            self.post_errors[type(error).__name__] = self.post_errors.get(type(error).__name__, 0) + 1
+        if status == 202:
+            self.posted += 1
+        elif status:
+            self.post_errors[str(status)] = self.post_errors.get(str(status), 0) + 1
+
     async def run(self, stop: asyncio.Event) -> None:
         tick = max(0.05, min(1.0, self.meter_every_s / self.clock.speed))
         last_post: datetime | None = None
         limit_node = next((n for n in self.where.nodes if n.key == self.meter_node), None)
         while not stop.is_set():
             now, loads = self._sample()
-            push = self.where.meter_token is not None and self.meter_node is not None and limit_node is not None
-            if push and (last_post is None or (now - last_post).total_seconds() >= self.meter_every_s):
+            push = self.where.meter_token is not None
+            feed = (push or self.modbus is not None) and self.meter_node is not None and limit_node is not None
+            if feed and (last_post is None or (now - last_post).total_seconds() >= self.meter_every_s):
                 last_post = now
                 total = loads[self.meter_node]  # type: ignore[index]
                 if self.record:
                     self.recorder.reading(datetime.now(UTC), total, limit_node.limit_a)  # type: ignore[union-attr]
-                try:
-                    status = await asyncio.to_thread(self._post, total)
-                except OSError as error:
-                    status = 0
-                    self.post_errors[type(error).__name__] = self.post_errors.get(type(error).__name__, 0) + 1
-                if status == 202:
-                    self.posted += 1
-                elif status:
-                    self.post_errors[str(status)] = self.post_errors.get(str(status), 0) + 1
+                if self.modbus is not None:
+                    self.modbus.show(total)
+                if push:
+                    await self._push(total)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), tick)
 

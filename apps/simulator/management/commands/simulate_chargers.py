@@ -41,8 +41,9 @@ class Command(BaseCommand):
         parser.add_argument("--tick", type=float, default=None, help="real seconds between simulation steps")
         parser.add_argument("--report-every", type=float, default=60, help="real seconds between progress lines")
         parser.add_argument("--push-site-meter", action="store_true",
-                            help="also feed each building's HTTP-push site meter (token from its commissioning file): "
-                                 "the scenario's non-EV curve plus what the simulated EVs draw")
+                            help="also feed each building's site meter the scenario's non-EV curve plus what the "
+                                 "simulated EVs draw: an HTTP-push meter (token from its commissioning file) by POST, "
+                                 "a Modbus TCP meter on a loopback host by serving its registers on its port")
         parser.add_argument("--meter-url", default="http://127.0.0.1:8000", help="where the site meters POST")
         parser.add_argument("--profile-delay", default="1-5", metavar="LOW-HIGH",
                             help="simulated seconds a charger takes to follow a new charging profile (default 1-5; "
@@ -93,23 +94,27 @@ class Command(BaseCommand):
         clock = SimClock(speed, start, catch_up=speed > 1)
         tick = tick if tick is not None else max(0.05, min(1.0, 10 / speed))
         runners = []
-        self.observers = []
-        for (setup, passwords), plan in zip(buildings, plans, strict=True):
-            first = len(runners)
-            for config in setup.chargers:
-                config = replace(config, meter_value_interval_s=spec.meter_value_interval_s,
-                                 profile_delay_s=profile_delay_s, schedule_speed=speed)
-                sim = ChargerSim(config, plan.evs[config.charge_point_id], start,
-                                 registers_wh=plan.registers_wh[config.charge_point_id])
-                runners.append(ChargerRunner(sim, url=url, password=passwords[config.charge_point_id], clock=clock,
-                                             tick_s=tick))
-            if push_site_meter:
-                self._site_meter(setup.slug, commissioning_file, runners[first:], spec, clock, start,
-                                 horizon + back, seed, meter_url)
-            visits = sum(len(v) for v in plan.evs.values())
-            self.stdout.write(f"{setup.slug}: {len(setup.chargers)} chargers, {visits} EV visits planned, "
-                              f"seed {seed}, speed {speed:g}x, {url}")
-        stats = asyncio.run(self._run(runners, duration, report_every))
+        self.observers, self.feeds = [], []
+        try:
+            for (setup, passwords), plan in zip(buildings, plans, strict=True):
+                first = len(runners)
+                for config in setup.chargers:
+                    config = replace(config, meter_value_interval_s=spec.meter_value_interval_s,
+                                     profile_delay_s=profile_delay_s, schedule_speed=speed)
+                    sim = ChargerSim(config, plan.evs[config.charge_point_id], start,
+                                     registers_wh=plan.registers_wh[config.charge_point_id])
+                    runners.append(ChargerRunner(sim, url=url, password=passwords[config.charge_point_id],
+                                                 clock=clock, tick_s=tick))
+                if push_site_meter:
+                    self._site_meter(setup.slug, commissioning_file, runners[first:], spec, clock, start,
+                                     horizon + back, seed, meter_url)
+                visits = sum(len(v) for v in plan.evs.values())
+                self.stdout.write(f"{setup.slug}: {len(setup.chargers)} chargers, {visits} EV visits planned, "
+                                  f"seed {seed}, speed {speed:g}x, {url}")
+            stats = asyncio.run(self._run(runners, duration, report_every))
+        finally:
+            for feed in self.feeds:  # the Modbus site meters served
+                feed.stop()
         self.stdout.write(
             f"done: {stats.connections} connections, {stats.refused} refused, "
             f"{sum(stats.errors.values())} errors answered{_listed(stats.errors)}, "
@@ -121,6 +126,8 @@ class Command(BaseCommand):
         from apps.simulator.building_load import DEFAULT_CURVE, schedule
         from apps.simulator.closedloop import Recorder
         from apps.simulator.management.commands.simulate_building import Observer
+        from apps.simulator.meter_registers import is_loopback
+        from apps.simulator.modbus_meter import ModbusFeed
         from apps.simulator.selectors import wired
 
         path = commissioning_file or Path(settings.BASE_DIR) / "examples" / f"{slug}.yaml"
@@ -128,14 +135,32 @@ class Command(BaseCommand):
             where = wired(slug, path)
         except (SetupError, CommissioningError, OSError) as error:
             raise CommandError(f"{slug}: the site meter cannot be fed: {error}") from None
-        if where.meter_token is None:
-            self.stdout.write(f"{slug}: no HTTP-push site meter with a token in {path}: none fed")
+        modbus = where.meter_modbus
+        feed = None
+        if modbus is not None:
+            if not is_loopback(modbus.host):
+                self.stdout.write(f"{slug}: site meter {where.meter_key} is read over Modbus TCP at {modbus.address}, "
+                                  "not a loopback address: none fed")
+                return
+            try:
+                feed = ModbusFeed(modbus).start()
+            except OSError as error:
+                raise CommandError(f"{slug}: the site meter {where.meter_key} cannot be served: {error}") from None
+            self.feeds.append(feed)
+            how = f"over Modbus TCP at {modbus.address} (unit {modbus.unit_id}, profile {modbus.profile})"
+        elif where.meter_token is None:
+            self.stdout.write(f"{slug}: no HTTP-push site meter with a token in {path} and no Modbus site meter: "
+                              "none fed")
             return
+        else:
+            how = f"({meter_url})"
         curve = spec.building_load.curve() if spec.building_load is not None else DEFAULT_CURVE
         load = schedule(curve, start, int(horizon.total_seconds()), seed)
         self.observers.append(Observer(runners, where, load, clock, meter_url, 5, Recorder(where.nodes),
-                                       record=False))
-        self.stdout.write(f"{slug}: site meter {where.meter_key} fed every 5 simulated s ({meter_url})")
+                                       record=False, modbus=feed))
+        self.stdout.write(f"{slug}: site meter {where.meter_key} fed every 5 simulated s {how}")
+
+    feeds: list = []  # the Modbus site meters served (apps/simulator/modbus_meter.py), stopped when the run ends
 
     observers: list = []
 
