@@ -8,6 +8,8 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import pytest
+import redis
 from channels.layers import get_channel_layer
 from django.contrib.sessions.models import Session
 from django.utils import timezone
@@ -79,7 +81,9 @@ def test_embedded_postgres_and_redis(tmp_path):
     env.pop("REDIS_URL", None)
     script = (
         "from hoa_charging import datastores; u = datastores.ensure_services(); "
-        "print(u.database_url); print(u.redis_url); print(u.database_origin, u.redis_origin)"
+        "print(u.database_url); print(u.redis_url); print(u.database_origin, u.redis_origin); "
+        # Ended as the demo's processes are by Ctrl-C or honcho's SIGTERM: without running its exit handlers.
+        "import os, sys; sys.stdout.flush(); os._exit(0)"
     )
     try:
         out = subprocess.run(
@@ -89,8 +93,6 @@ def test_embedded_postgres_and_redis(tmp_path):
         assert origins == "embedded embedded"
         with psycopg.connect(database_url) as conn:
             assert conn.execute("SELECT current_database()").fetchone()[0] == "hoa_charging"
-        import redis
-
         assert redis.Redis.from_url(redis_url).ping()
     finally:
         subprocess.run(
@@ -99,3 +101,10 @@ def test_embedded_postgres_and_redis(tmp_path):
             env=env,
             timeout=60,
         )
+    # `dev.py stop` stops them: the servers are gone, though the process that started them ended without letting
+    # go of its handle on the database server.
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(database_url, connect_timeout=2)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
