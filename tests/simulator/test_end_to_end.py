@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from decimal import Decimal
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
-from django.db import connection
+from django.core.management import CommandError
 
 from apps.buildings.models import Resident
 from apps.charging.models import ChargePoint, ChargingSession, MeterValue
 from apps.core.tenants import in_schema
 from apps.ocpp.commands import CommandError as OcppCommandError
 from apps.ocpp.commands import send_command_sync
-from apps.simulator.management.commands.simulate_chargers import Command
 from tests import factories
 from tests.helpers import wait_for
+from tests.simulator.running import Background, simulate
 
 PASSWORD = "sim-secret-000001"
 
@@ -59,12 +56,6 @@ def resident_tag(world, unique_id: str) -> str:
     tag = f"SIM{unique_id}"
     factories.resident(world.maple, f"sim-{unique_id.lower()}@maple.test", f"S{unique_id}", id_tags=(tag,))
     return tag
-
-
-def simulate(*args: str, command: Command | None = None) -> str:
-    out = StringIO()
-    call_command(command or Command(), *args, stdout=out)
-    return out.getvalue()
 
 
 @pytest.mark.timeout(120)
@@ -147,34 +138,6 @@ def test_a_charger_missing_from_the_commissioning_file_is_a_clear_error(world, c
         simulate("--condominium", "maple-court", "--charger", charger, "--commissioning-file", str(commissioning))
     with pytest.raises(CommandError, match="no condominium 'no-such-building'"):
         simulate("--condominium", "no-such-building")
-
-
-class Background:
-    """The simulator running in a thread while the test talks to the platform."""
-
-    def __init__(self, *args: str):
-        self.output = ""
-        self.error: BaseException | None = None
-        self.command = Command()
-        self.thread = threading.Thread(target=self._run, args=args, daemon=True)
-        self.thread.start()
-
-    def _run(self, *args: str) -> None:
-        try:
-            self.output = simulate(*args, command=self.command)
-        except BaseException as error:  # reported by the test
-            self.error = error
-        finally:
-            connection.close()
-
-    def join(self, timeout: float, stop: bool = False) -> str:
-        if stop:
-            self.command.request_stop()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the simulator did not stop"
-        if self.error:
-            raise self.error
-        return self.output
 
 
 @pytest.mark.timeout(150)

@@ -16,7 +16,7 @@ from apps.simulator.meter_registers import is_loopback, meter_values, resolution
 from tests import factories
 from tests.helpers import wait_for
 from tests.servers import free_port
-from tests.simulator.test_end_to_end import Background, simulate
+from tests.simulator.running import Background, simulate
 
 PASSWORD = "modbus-meter-secret-01"
 
