@@ -36,7 +36,7 @@ from apps.statements import services as statements
 from apps.statements.closing import period_close
 from apps.statements.models import Statement, StatementLine
 from tests import factories
-from tests.payments.test_payments import VISA, save_card
+from tests.payments.cards import VISA, save_card
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_settings")]
 

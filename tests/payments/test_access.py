@@ -15,7 +15,7 @@ from apps.core.tenants import in_schema
 from apps.payments import selectors, services
 from apps.payments.models import LedgerEntry, Payment, Refund
 from tests import factories
-from tests.payments.test_payments import paid
+from tests.payments.cards import paid
 
 pytestmark = pytest.mark.usefixtures("stripe_settings")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -12,19 +11,16 @@ from django.db import connection
 from apps.core.tenants import in_public_schema, in_schema
 from apps.payments import selectors, services
 from apps.payments.events import on_payment_event, remove_listener
-from apps.payments.models import LedgerEntry, Payment, Refund, SavedPaymentMethod
+from apps.payments.models import LedgerEntry, Payment, Refund
 from apps.payments.services import PaymentError, PaymentUnavailable, RefundRefused
 from apps.payments.stripe_client import StripeClient, StripeConfig, StripeNotConfigured
 from apps.webhooks.models import WebhookEvent
+from tests.payments.cards import DECLINES_ON_CHARGE, VISA, paid, save_card
 from tests.payments.conftest import WEBHOOK_SECRET
 from tests.payments.faults import LossyProxy
 from tests.payments.stripe_http import event_payload, sign
 
 pytestmark = pytest.mark.usefixtures("stripe_settings")
-
-VISA = "4242424242424242"
-DECLINES_ON_CHARGE = "4000000000000341"  # attaches fine, every charge is declined
-
 
 @pytest.fixture
 def announced():
@@ -33,21 +29,6 @@ def announced():
     on_payment_event(seen.append)
     yield seen
     remove_listener(seen.append)
-
-
-def save_card(localstripe, resident, number: str) -> SavedPaymentMethod:
-    setup = services.payment_method_setup(resident=resident)
-    status, body = localstripe.confirm_setup(setup.setup_intent_id, number)  # the resident's browser
-    assert status == 200 and body["status"] == "succeeded", body
-    return services.payment_method_save(resident=resident, setup_intent_id=setup.setup_intent_id)
-
-
-def paid(localstripe, payer, schema, amount="100.00", reference=None) -> Payment:
-    save_card(localstripe, payer, VISA)
-    payment = services.payment_charge_saved(resident=payer, amount=Decimal(amount),
-                                            reference=reference or f"statement:{uuid.uuid4().hex[:8]}")
-    assert payment.status == Payment.Status.SUCCEEDED
-    return payment
 
 
 def entries(resident, **filters) -> list[tuple[str, Decimal]]:

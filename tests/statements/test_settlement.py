@@ -21,7 +21,7 @@ from apps.statements import services, settlement
 from apps.statements.models import PaymentAllocation, Statement, StatementLine
 from apps.statements.services import LineInput
 from tests import factories
-from tests.payments.test_payments import DECLINES_ON_CHARGE, VISA, save_card
+from tests.payments.cards import DECLINES_ON_CHARGE, VISA, save_card
 
 pytestmark = pytest.mark.usefixtures("stripe_settings")
 
