@@ -26,7 +26,7 @@ from apps.commissioning.schema import CommissioningError
 from apps.commissioning.services import commission_text, export_condominium
 from apps.core.tenants import in_schema
 from apps.tenancy.models import Condominium
-from tests.commissioning.test_commission import BIRCH
+from tests.commissioning.examples import BIRCH
 
 LA = ZoneInfo("America/Los_Angeles")
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)

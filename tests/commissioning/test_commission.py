@@ -2,7 +2,6 @@
 
 import uuid
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.hashers import check_password
@@ -19,16 +18,7 @@ from apps.core.tenants import in_schema
 from apps.electrical.models import Circuit, SiteMeter
 from apps.tenancy.models import ChargerRegistration, Condominium, Domain
 from tests import factories
-
-EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "maple-court.yaml").read_text()
-# The example under other names, so it does not collide with the session's buildings.
-BIRCH = (
-    EXAMPLE.replace("maple-court", "test-birch")
-    .replace("MAPLE-", "BIRCH-")
-    .replace("maple-main", "birch-main")
-    .replace("acme-pm", "birch-pm")
-    .replace("@example.com", "@birch.test")
-)
+from tests.commissioning.examples import BIRCH
 
 
 def apply(text: str):
