@@ -17,6 +17,7 @@ from apps.loadbalancing.allocator import (
     Node,
     Parameters,
     Session,
+    allocate,
 )
 
 D = Decimal
@@ -172,3 +173,25 @@ def assert_limits_well_formed(result: Allocation, connectors: Sequence[Connector
 def planned_a(result: Allocation, key: str) -> Decimal:
     limit = result.limits[key]
     return limit.amps if limit.amps is not None else D(limit.watts or 0)
+
+
+# The allocator run as the scenario tests run it: every result checked for safety and well-formed limits.
+DEFAULTS = Parameters()
+
+
+def run(building: Building, sessions, meters, state=None, now=T0, params=DEFAULTS):
+    result = allocate(building.nodes, building.connectors, sessions, meters, state, now, params)
+    assert_safe(result, building.nodes, building.connectors, sessions, params)
+    assert_limits_well_formed(result, building.connectors)
+    return result
+
+
+def amps(result, key) -> Decimal:
+    return result.limits[key].amps
+
+
+def guns(limits_a, rotations, *, supply_kwargs=None, **connector_kwargs) -> Building:
+    """A supply and single-phase guns g0, g1, ... wired to the given grid phases."""
+    nodes = [Node("supply", three(limits_a), **(supply_kwargs or {}))]
+    connectors = [Connector(f"g{i}", "supply", rotation=r, **connector_kwargs) for i, r in enumerate(rotations)]
+    return Building(nodes, connectors)

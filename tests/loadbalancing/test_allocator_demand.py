@@ -9,8 +9,7 @@ from decimal import Decimal
 
 from apps.loadbalancing import statecodec
 from apps.loadbalancing.allocator import Why
-from tests.loadbalancing.checks import T0, at, meter, session, three
-from tests.loadbalancing.test_allocator_scenarios import amps, guns, run
+from tests.loadbalancing.checks import T0, amps, at, guns, meter, run, session, three
 
 D = Decimal
 HOUR = 3600

@@ -23,39 +23,20 @@ from apps.loadbalancing.allocator import (
     split_changes,
 )
 from tests.loadbalancing.checks import (
+    DEFAULTS,
     T0,
     Building,
-    assert_limits_well_formed,
-    assert_safe,
+    amps,
     at,
+    guns,
     maple_court,
     meter,
+    run,
     session,
     three,
 )
 
 D = Decimal
-
-
-DEFAULTS = Parameters()
-
-
-def run(building: Building, sessions, meters, state=None, now=T0, params=DEFAULTS):
-    result = allocate(building.nodes, building.connectors, sessions, meters, state, now, params)
-    assert_safe(result, building.nodes, building.connectors, sessions, params)
-    assert_limits_well_formed(result, building.connectors)
-    return result
-
-
-def amps(result, key) -> Decimal:
-    return result.limits[key].amps
-
-
-def guns(limits_a, rotations, *, supply_kwargs=None, **connector_kwargs) -> Building:
-    """A supply and single-phase guns g0, g1, ... wired to the given grid phases."""
-    nodes = [Node("supply", three(limits_a), **(supply_kwargs or {}))]
-    connectors = [Connector(f"g{i}", "supply", rotation=r, **connector_kwargs) for i, r in enumerate(rotations)]
-    return Building(nodes, connectors)
 
 
 def test_fair_split_on_a_three_phase_supply_with_single_phase_guns():
