@@ -15,7 +15,7 @@ from apps.core.tenants import in_schema
 from apps.reconciliation import services
 from apps.reconciliation.models import Reconciliation, TrueUp, UtilityBill
 from tests import factories
-from tests.reconciliation.test_reconciliation import la, resident, session
+from tests.reconciliation.sessions import la, resident, session
 
 MAPLE, OAK, HARBOR = "maple-court.localhost", "oak-tower.localhost", "harbor-view.localhost"
 D = Decimal
