@@ -15,7 +15,7 @@ from tests.mailserver import MailServer
 from tests.payments.conftest import stripe_env
 from tests.servers import CeleryWorker, database_url_for_subprocesses
 from tests.visitors.conftest import codes_of, in_thread, pay
-from tests.visitors.test_flow import charge, latest_charge, start_visit, visit_of
+from tests.visitors.visits import charge, latest_charge, start_visit, visit_of
 
 pytestmark = pytest.mark.usefixtures("stripe_ready")
 
