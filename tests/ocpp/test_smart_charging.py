@@ -196,14 +196,7 @@ async def test_the_default_is_0_a_unless_the_charger_refuses_0_a_then_its_minimu
 
 
 async def test_increases_wait_for_the_answers_to_the_decreases(maple_schema, new_charger, dispatch_requests):
-    a_id, b_id = await sync_to_async(new_charger)(), await sync_to_async(new_charger)()
-    memory_a, memory_b = ProfileMemory(), ProfileMemory()
-    a, b = await connect(a_id, memory_a), await connect(b_id, memory_b)
-    await start(a, 1)
-    await start(b, 1)
-    a1, b1 = await connector_pk(maple_schema, a_id, 1), await connector_pk(maple_schema, b_id, 1)
-    await set_limits(maple_schema, {a1: "16", b1: "10"})
-    assert outcomes(await dispatch(maple_schema, a, b), a1, b1) == {a1: "accepted", b1: "accepted"}
+    (a, a_id, a1, memory_a), (b, b_id, b1, _) = await two_charging(maple_schema, new_charger)
 
     # Move 8 A from A to B: A's decrease must be acknowledged before B hears of its increase.
     memory_a.hold = True
@@ -413,7 +406,7 @@ async def two_charging(schema: str, new_charger) -> tuple[tuple, tuple]:
     await start(b, 1)
     a1, b1 = await connector_pk(schema, a_id, 1), await connector_pk(schema, b_id, 1)
     await set_limits(schema, {a1: "16", b1: "10"})
-    await dispatch(schema, a, b)
+    assert outcomes(await dispatch(schema, a, b), a1, b1) == {a1: "accepted", b1: "accepted"}
     return (a, a_id, a1, memory_a), (b, b_id, b1, memory_b)
 
 
