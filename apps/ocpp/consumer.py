@@ -581,6 +581,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.booting = False
         self.appointment_at: float | None = None  # told Pending: from when its boot is taken (monotonic)
         self.read_configuration = True
+        self.began = time.time()  # when this handshake began: a later one takes the charger over, an earlier not
         if not admission.handshakes.enter(settings.OCPP_MAX_CONCURRENT_HANDSHAKES, time.monotonic(),
                                           budget_s=settings.OCPP_ADMISSION_BUDGET_S):
             _log_shed("handshake", admission.handshakes)
@@ -638,7 +639,12 @@ class OcppConsumer(AsyncWebsocketConsumer):
         now = int(time.time())
         fields = {"schema": self.schema, "connected": "1", "channel": self.channel_name, "last_seen": now,
                   "connected_at": now}
-        before = await live.connect(self.charge_point_id, fields)
+        before = await live.connect(self.charge_point_id, fields, began=self.began)
+        if before is None:
+            logger.info("%s: a handshake that began %.1f s ago refused: a connection begun since holds the charger",
+                        self.charge_point_id, time.time() - self.began)
+            await self.close()  # before accept(): 403, to a charger that most likely stopped waiting for it
+            return
         self.memory.live_loaded(before, fields)
         self.last_touch = float(now)
         older = before.get("channel", "")

@@ -57,11 +57,17 @@ def client() -> aioredis.Redis:
     return _client()
 
 
-# Writes a new connection's fields and returns what the hash held before, in one round trip.
+# Writes a new connection's fields and returns what the hash held before, in one round trip; unless another
+# connection holds the charger whose handshake began after this one's (ARGV[1], seconds since the epoch): then
+# nothing is written, and {0}.
 _CONNECT = """
+local held = redis.call('HMGET', KEYS[1], 'connected', 'channel', 'handshake_at')
+if held[1] == '1' and held[2] and held[2] ~= ARGV[2] and held[3] and tonumber(held[3]) > tonumber(ARGV[1]) then
+  return {0}
+end
 local before = redis.call('HGETALL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV))
-return before
+redis.call('HSET', KEYS[1], 'handshake_at', ARGV[1], unpack(ARGV, 3))
+return {1, before}
 """
 
 
@@ -94,10 +100,18 @@ async def touch(charge_point_id: str, channel: str, fields: dict[str, str | int]
     return str(await _client().eval(_TOUCH, 1, key(charge_point_id), channel, *flat))
 
 
-async def connect(charge_point_id: str, fields: dict[str, str | int]) -> dict[str, str]:
-    """A new connection's fields written; the hash as it was before them (empty when there was none)."""
-    flat = await _client().eval(_CONNECT, 1, key(charge_point_id), *(x for k, v in fields.items() for x in (k, str(v))))
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+async def connect(charge_point_id: str, fields: dict[str, str | int], *, began: float) -> dict[str, str] | None:
+    """A new connection's fields (``channel`` among them) written, with ``began``, when its handshake began
+    (``time.time()``); the hash as it was before them (empty when there was none). None, and nothing written,
+    when the charger is held by a connection whose handshake began later: this handshake is stale (it waited
+    so long that the charger gave up on it and connected again), and taking the charger over would cut the
+    connection the charger uses now."""
+    flat = (x for k, v in fields.items() for x in (k, str(v)))
+    result = await _client().eval(_CONNECT, 1, key(charge_point_id), repr(began), str(fields["channel"]), *flat)
+    if not result[0]:
+        return None
+    before = result[1]
+    return dict(zip(before[::2], before[1::2], strict=True))
 
 
 async def remove_fields(charge_point_id: str, *names: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import uuid
 
 import pytest
@@ -88,6 +89,30 @@ async def test_second_connection_replaces_the_first(charger_id):
     reply = await FakeCharger(second).call("Heartbeat", {})
     assert reply[0] == 3
     await second.disconnect()
+
+
+async def test_a_stale_handshake_does_not_take_the_charger_from_a_connection_begun_after_it(charger_id):
+    """In a storm a handshake can wait so long (for a core, the database, the password check) that the charger
+    gives up on it and connects again. When the late one completes after the new one, it must not take the
+    charger over: that would cut the connection the charger uses."""
+    newer = communicator(charger_id)
+    assert (await newer.connect(timeout=5))[0]
+    held = await live.read(charger_id)
+    # The connection that holds the charger began its handshake after the one below will have begun (a minute
+    # from now): as if that one were the late handshake of the charger's previous attempt.
+    await live.update(charger_id, {"handshake_at": repr(time.time() + 60)})
+    stale = communicator(charger_id)
+    assert not (await stale.connect(timeout=5))[0]  # refused before accept(): 403
+    assert await newer.receive_nothing(timeout=0.5)  # not told it was replaced
+    assert (await FakeCharger(newer).call("Heartbeat", {}))[0] == 3
+    now = await live.read(charger_id)
+    assert (now["connected"], now["channel"]) == ("1", held["channel"])
+    # Once the charger's live connection is gone, the next handshake takes the charger as usual.
+    await newer.disconnect()
+    again = communicator(charger_id)
+    assert (await again.connect(timeout=5))[0]
+    assert (await live.read(charger_id))["channel"] != held["channel"]
+    await again.disconnect()
 
 
 async def test_url_id_is_matched_case_insensitively(charger_id):
