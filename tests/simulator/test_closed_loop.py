@@ -22,22 +22,10 @@ from apps.ocpp import live
 from apps.simulator.management.commands.simulate_building import Command
 from tests import factories
 from tests.servers import CeleryWorker, Daphne
+from tests.simulator.buildings import push_meter, write_commissioning
 
 PASSWORD = "closed-loop-secret-01"
 TOKEN = "closed-loop-meter-token-01"
-
-COMMISSIONING = """\
-company: {{slug: acme, name: Acme Property Management}}
-condominium: {{slug: maple-court, name: Maple Court, domains: [maple-court.localhost], timezone: UTC, currency: USD}}
-electrical:
-  supply: {{voltage_v: 230, phases: 3, max_current_a: 200, derate: 0.8, margin_a: 5}}
-  site_meter: {{id: {meter}, source: api, token: "{token}", stale_after_s: 15}}
-chargers:
-  - id: {charger}
-    password: "{password}"
-    circuit: supply
-    connectors: [{{id: 1, max_current_a: 32}}, {{id: 2, max_current_a: 32}}, {{id: 3, max_current_a: 32}}, {{id: 4, max_current_a: 32}}]
-"""
 
 # Four EVs plugged from the start behind a 32 A / 20 kW cabinet; the rest of the building at 60/20/20 A until
 # a machine adds 115 A on L2 at minute 4 for 3 minutes: the supply's L2 (200 x 0.8 - 5 = 155 A) then has 20 A
@@ -116,8 +104,8 @@ def _loop_building(world, prefix: str, unique_id: str, tmp_path: Path) -> LoopBu
     people = {tag: factories.resident(world.maple, f"{meter}-{n}@maple.test", tag, id_tags=(tag,))
               for n, tag in enumerate(tags)}
     _quiet(world.maple.schema_name, charger)
-    commissioning = tmp_path / "building.yaml"
-    commissioning.write_text(COMMISSIONING.format(charger=charger, password=PASSWORD, meter=meter, token=TOKEN))
+    commissioning = write_commissioning(tmp_path / "building.yaml", charger=charger, password=PASSWORD,
+                                        site_meter=push_meter(meter, TOKEN), guns=4)
     return LoopBuilding(charger, meter, tags, people, commissioning)
 
 
@@ -273,8 +261,8 @@ def test_the_demo_simulator_feeds_the_site_meter_from_the_curve_and_the_evs(worl
     meter = f"cm-{unique_id.lower()}"
     factories.charger(world.maple, charger, PASSWORD, connectors=4)
     factories.site_meter(world.maple, {"id": meter, "source": "api", "token": TOKEN, "stale_after_s": 15})
-    commissioning = tmp_path / "building.yaml"
-    commissioning.write_text(COMMISSIONING.format(charger=charger, password=PASSWORD, meter=meter, token=TOKEN))
+    commissioning = write_commissioning(tmp_path / "building.yaml", charger=charger, password=PASSWORD,
+                                        site_meter=push_meter(meter, TOKEN), guns=4)
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text("arrivals: {enabled: false}\nbuilding_load: {base_a: [41, 42, 43]}\n")
     out = StringIO()

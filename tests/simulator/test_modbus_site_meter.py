@@ -16,22 +16,10 @@ from apps.simulator.meter_registers import is_loopback, meter_values, resolution
 from tests import factories
 from tests.helpers import wait_for
 from tests.servers import free_port
+from tests.simulator.buildings import modbus_meter, write_commissioning
 from tests.simulator.running import Background, simulate
 
 PASSWORD = "modbus-meter-secret-01"
-
-COMMISSIONING = """\
-company: {{slug: acme, name: Acme Property Management}}
-condominium: {{slug: maple-court, name: Maple Court, domains: [maple-court.localhost], timezone: UTC, currency: USD}}
-electrical:
-  supply: {{voltage_v: 230, phases: 3, max_current_a: 200, derate: 0.8, margin_a: 5}}
-  site_meter: {{id: {meter}, source: modbus, stale_after_s: 15, modbus: {modbus}}}
-chargers:
-  - id: {charger}
-    password: "{password}"
-    circuit: supply
-    connectors: [{{id: 1, max_current_a: 32}}, {{id: 2, max_current_a: 32}}]
-"""
 
 # No EV: the meter's reading is the building's curve alone, per phase.
 SCENARIO = "arrivals: {enabled: false}\nbuilding_load: {base_a: [41.3, 0, 17.5]}\n"
@@ -42,9 +30,8 @@ def _building(world, tmp_path, unique_id: str, modbus: dict) -> tuple[str, str, 
     meter = f"mb-{unique_id.lower()}"
     factories.charger(world.maple, charger, PASSWORD, connectors=2)
     factories.site_meter(world.maple, {"id": meter, "source": "modbus", "stale_after_s": 15, "modbus": modbus})
-    commissioning = tmp_path / "building.yaml"
-    commissioning.write_text(COMMISSIONING.format(charger=charger, password=PASSWORD, meter=meter,
-                                                  modbus="{" + ", ".join(f"{k}: {v}" for k, v in modbus.items()) + "}"))
+    commissioning = write_commissioning(tmp_path / "building.yaml", charger=charger, password=PASSWORD,
+                                        site_meter=modbus_meter(meter, modbus), guns=2)
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(SCENARIO)
     return charger, meter, str(commissioning)

@@ -15,9 +15,15 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.commissioning.schema import CommissioningError
 from apps.simulator import scenario as scenarios
+from apps.simulator.building_load import DEFAULT_CURVE, schedule
 from apps.simulator.client import ChargerRunner, SimClock, run_chargers
+from apps.simulator.closedloop import Recorder
+from apps.simulator.management.options import delay_range, scenario_text
+from apps.simulator.meter_registers import is_loopback
+from apps.simulator.modbus_meter import ModbusFeed
 from apps.simulator.model import ChargerSim
-from apps.simulator.selectors import SetupError, building, charger_passwords
+from apps.simulator.observer import Observer
+from apps.simulator.selectors import SetupError, building, charger_passwords, wired
 
 # Without --duration a fast run starts this far back in simulated time, then continues in real time.
 DEFAULT_HORIZON = timedelta(days=30)
@@ -26,6 +32,13 @@ CATCH_UP = timedelta(hours=12)
 
 class Command(BaseCommand):
     help = "Connect a building's commissioned chargers as simulated OCPP 1.6J chargers with EVs (docs/simulator.md)."
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.feeds: list[ModbusFeed] = []  # the Modbus site meters served, stopped when the run ends
+        self.observers: list[Observer] = []  # one per building whose site meter is fed
+        self.loop: asyncio.AbstractEventLoop | None = None  # the run's, for request_stop
+        self.stop_event: asyncio.Event | None = None
 
     def add_arguments(self, parser):
         parser.add_argument("--condominium", required=True, action="append", dest="condominiums",
@@ -54,7 +67,7 @@ class Command(BaseCommand):
                **options):
         if speed <= 0:
             raise CommandError("--speed must be above 0")
-        profile_delay_s = _delay_range(profile_delay)
+        profile_delay_s = delay_range(profile_delay)
         if commissioning_file is not None and len(condominiums) > 1:
             raise CommandError("--commissioning-file goes with one --condominium")
         logging.getLogger("ocpp").setLevel(logging.WARNING)  # it logs every frame at INFO
@@ -94,7 +107,6 @@ class Command(BaseCommand):
         clock = SimClock(speed, start, catch_up=speed > 1)
         tick = tick if tick is not None else max(0.05, min(1.0, 10 / speed))
         runners = []
-        self.observers, self.feeds = [], []
         try:
             for (setup, passwords), plan in zip(buildings, plans, strict=True):
                 first = len(runners)
@@ -115,6 +127,8 @@ class Command(BaseCommand):
         finally:
             for feed in self.feeds:  # the Modbus site meters served
                 feed.stop()
+            self.feeds.clear()
+            self.observers.clear()
         self.stdout.write(
             f"done: {stats.connections} connections, {stats.refused} refused, "
             f"{sum(stats.errors.values())} errors answered{_listed(stats.errors)}, "
@@ -123,13 +137,6 @@ class Command(BaseCommand):
         )
 
     def _site_meter(self, slug, commissioning_file, runners, spec, clock, start, horizon, seed, meter_url):
-        from apps.simulator.building_load import DEFAULT_CURVE, schedule
-        from apps.simulator.closedloop import Recorder
-        from apps.simulator.management.commands.simulate_building import Observer
-        from apps.simulator.meter_registers import is_loopback
-        from apps.simulator.modbus_meter import ModbusFeed
-        from apps.simulator.selectors import wired
-
         path = commissioning_file or Path(settings.BASE_DIR) / "examples" / f"{slug}.yaml"
         try:
             where = wired(slug, path)
@@ -160,17 +167,10 @@ class Command(BaseCommand):
                                        record=False, modbus=feed))
         self.stdout.write(f"{slug}: site meter {where.meter_key} fed every 5 simulated s {how}")
 
-    feeds: list = []  # the Modbus site meters served (apps/simulator/modbus_meter.py), stopped when the run ends
-
-    observers: list = []
-
     def request_stop(self) -> None:
         """Stop a run from another thread (tests)."""
         if self.loop is not None and self.stop_event is not None:
             self.loop.call_soon_threadsafe(self.stop_event.set)
-
-    loop: asyncio.AbstractEventLoop | None = None
-    stop_event: asyncio.Event | None = None
 
     async def _run(self, runners, duration, report_every):
         stop = self.stop_event = asyncio.Event()
@@ -189,24 +189,3 @@ class Command(BaseCommand):
 
 def _listed(counts) -> str:
     return " (" + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())) + ")" if counts else ""
-
-
-def scenario_text(path: Path | None) -> tuple[str, str]:
-    """The scenario file's text ("" without one) and the name its errors give (both commands)."""
-    if path is None:
-        return "", "<default scenario>"
-    try:
-        return path.read_text(encoding="utf-8"), str(path)
-    except OSError as error:
-        raise CommandError(f"cannot read the scenario {path}: {error.strerror}") from None
-
-
-def _delay_range(text: str) -> tuple[int, int]:
-    low, _, high = str(text).partition("-")
-    try:
-        bounds = (int(low), int(high or low))
-    except ValueError:
-        raise CommandError(f"--profile-delay must be seconds or LOW-HIGH seconds, e.g. 1-5, not {text!r}") from None
-    if not 0 <= bounds[0] <= bounds[1]:
-        raise CommandError(f"--profile-delay {text!r}: LOW must be 0 or more and at most HIGH")
-    return bounds

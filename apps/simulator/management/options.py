@@ -1,0 +1,28 @@
+"""Options shared by the simulator's commands (simulate_chargers, simulate_building)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import CommandError
+
+
+def scenario_text(path: Path | None) -> tuple[str, str]:
+    """The scenario file's text ("" without one) and the name its errors give (both commands)."""
+    if path is None:
+        return "", "<default scenario>"
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except OSError as error:
+        raise CommandError(f"cannot read the scenario {path}: {error.strerror}") from None
+
+
+def delay_range(text: str) -> tuple[int, int]:
+    low, _, high = str(text).partition("-")
+    try:
+        bounds = (int(low), int(high or low))
+    except ValueError:
+        raise CommandError(f"--profile-delay must be seconds or LOW-HIGH seconds, e.g. 1-5, not {text!r}") from None
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise CommandError(f"--profile-delay {text!r}: LOW must be 0 or more and at most HIGH")
+    return bounds
