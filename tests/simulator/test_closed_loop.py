@@ -15,12 +15,12 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from apps.accounts.models import User
-from apps.charging.models import ChargePoint, ChargingSession, Connector, ConnectorLimit, LimitDispatch
+from apps.charging.models import ChargePoint, ChargingSession, Connector
 from apps.core.tenants import in_schema
 from apps.electrical.models import Circuit
-from apps.ocpp import live
 from apps.simulator.management.commands.simulate_building import Command
 from tests import factories
+from tests.dispatching import quiet_building
 from tests.servers import CeleryWorker, Daphne
 from tests.simulator.buildings import push_meter, write_commissioning
 
@@ -65,25 +65,6 @@ def worker(test_database_url):
         worker.stop()
 
 
-def _quiet(schema: str, charger: str) -> None:
-    """The building as if only ``charger`` had ever charged there."""
-    with in_schema(schema):
-        ChargingSession.objects.filter(stopped_at__isnull=True).update(stopped_at=timezone.now())
-        # Chargers that earlier tests left "connected" in the live state (their fake channels gone) would be sent
-        # this building's profiles and never answer: every dispatch round would wait for their time-out (5 s),
-        # which is not what this test measures. They are treated as chargers that did not answer lately (nothing
-        # is sent to them until they reconnect), and their old limits are forgotten.
-        others = ChargePoint.objects.exclude(charge_point_id=charger)
-        others.update(smart_charging_retry_at=timezone.now() + timedelta(days=1), smart_charging_resend=False)
-        ConnectorLimit.objects.filter(connector__charge_point__in=others).delete()
-        # And a worker an earlier test stopped in the middle of a round leaves the building's dispatch claimed
-        # until the claim expires (60 s): the claim is let go.
-        LimitDispatch.objects.update(claimed_until=None)
-    # The worker emptied the broker as it started: a dispatch an earlier test queued is gone, and its "one is
-    # waiting" mark would hold back this building's dispatches until it expires.
-    live.unmark(f"dispatch-queued:{schema}")
-
-
 @dataclass(frozen=True)
 class LoopBuilding:
     charger: str
@@ -103,7 +84,7 @@ def _loop_building(world, prefix: str, unique_id: str, tmp_path: Path) -> LoopBu
     tags = [f"{prefix}{unique_id}{n}" for n in range(4)]
     people = {tag: factories.resident(world.maple, f"{meter}-{n}@maple.test", tag, id_tags=(tag,))
               for n, tag in enumerate(tags)}
-    _quiet(world.maple.schema_name, charger)
+    quiet_building(world.maple.schema_name, charger)
     commissioning = write_commissioning(tmp_path / "building.yaml", charger=charger, password=PASSWORD,
                                         site_meter=push_meter(meter, TOKEN), guns=4)
     return LoopBuilding(charger, meter, tags, people, commissioning)
