@@ -12,7 +12,7 @@ The caller (simulate_building, the acnportal comparison, the tests) feeds a ``Re
   ``at``. The first one that lowers a connector's limit answers every reading waiting for a reaction: the
   reaction time is real seconds, whatever the simulation's speed.
 * ``limit(at, session, amps)``: a session's limit (simulated time), for the pauses.
-* ``energy(seconds, headroom_w, ev_w)``: one tick's spare power for EVs and what they drew.
+* ``energy(seconds, spare_w, ev_w)``: one tick's spare power for EVs (``deliverable_w``) and what they drew.
 * ``session(id, demand_wh, delivered_wh)``: once per session at the end.
 * ``needs_stated(...)`` / ``needs_failed(problem)``: a simulated resident's needs the platform took, or a call
   that failed (apps/simulator/residents.py says who speaks; the report counts them).
@@ -96,18 +96,46 @@ def node_loads(nodes: Sequence[NodeLimits], guns: Sequence[tuple[Wiring, Decimal
     return {k: (v[0], v[1], v[2]) for k, v in totals.items()}
 
 
-def headroom_w(nodes: Sequence[NodeLimits], non_ev: dict[str, Phases]) -> Decimal:
-    """The most the EVs could draw: the tightest node's room (per phase under its limit, and under its power)
-    once the non-EV load below and at it is counted."""
+def deliverable_w(nodes: Sequence[NodeLimits], wants: Sequence[tuple[Wiring, Decimal, int]],
+                  non_ev: dict[str, Phases]) -> Decimal:
+    """The most the EVs could draw together at this moment: each gun's ``wants`` (what its car would take per
+    phase on its phases in use, as in ``node_loads``) through the tree, with every node's room per phase (its
+    limit less the non-EV load below and at it) and under its power. An upper bound on any schedule's draw,
+    and the exact one for a single node: two cars on one phase of a 32 A cabinet can take 32 A between them,
+    whatever the other phases' room. Bottom-up, each node passes on per phase the least of its room and what
+    its guns and children could take, and in all the least of that sum, its children's totals and its power
+    room."""
     loads = node_loads(nodes, [], non_ev)
-    room: Decimal | None = None
+    by_key = {n.key: n for n in nodes}
+    children: dict[str | None, list[NodeLimits]] = {}
     for node in nodes:
-        per_phase = sum((max(Decimal(0), node.limit_a[p] - loads[node.key][p]) for p in range(3)), Decimal(0))
-        watts = per_phase * node.voltage_v
+        children.setdefault(node.parent if node.parent in by_key else None, []).append(node)
+    direct: dict[str, list[Decimal]] = {n.key: [Decimal(0)] * 3 for n in nodes}
+    direct_w: dict[str, Decimal] = dict.fromkeys(by_key, Decimal(0))
+    for wiring, amps, used in wants:
+        if wiring.node not in by_key:
+            raise ValueError(f"no node {wiring.node!r} in this building")
+        grid = grid_currents(wiring, amps, used)
+        for p in range(3):
+            direct[wiring.node][p] += grid[p]
+        direct_w[wiring.node] += sum(grid, Decimal(0)) * by_key[wiring.node].voltage_v
+
+    def through(node: NodeLimits, depth: int) -> tuple[list[Decimal], Decimal]:
+        if depth > len(nodes):
+            raise ValueError("a loop in the tree")
+        per_phase = list(direct[node.key])
+        total = direct_w[node.key]
+        for child in children.get(node.key, []):
+            phases, watts = through(child, depth + 1)
+            per_phase = [a + b for a, b in zip(per_phase, phases, strict=True)]
+            total += watts
+        per_phase = [min(max(Decimal(0), node.limit_a[p] - loads[node.key][p]), per_phase[p]) for p in range(3)]
+        total = min(total, sum(per_phase, Decimal(0)) * node.voltage_v)
         if node.max_power_w is not None:
-            watts = min(watts, max(Decimal(0), node.max_power_w - sum(loads[node.key], Decimal(0)) * node.voltage_v))
-        room = watts if room is None else min(room, watts)
-    return room if room is not None else Decimal(0)
+            total = min(total, max(Decimal(0), node.max_power_w - sum(loads[node.key], Decimal(0)) * node.voltage_v))
+        return per_phase, total
+
+    return sum((through(root, 0)[1] for root in children.get(None, [])), Decimal(0))
 
 
 @dataclass
@@ -205,10 +233,10 @@ class Recorder:
     def limit(self, at: datetime, session: str, amps: Decimal) -> None:
         self._session_limits.setdefault(session, []).append((at, amps))
 
-    def energy(self, seconds: Decimal, headroom_w: Decimal, ev_w: Decimal) -> None:
+    def energy(self, seconds: Decimal, spare_w: Decimal, ev_w: Decimal) -> None:
         if seconds < 0 or ev_w < 0:
             raise ValueError("seconds and the EVs' power must be >= 0")
-        self._spare_ws += Fraction(seconds) * max(Fraction(0), Fraction(headroom_w))
+        self._spare_ws += Fraction(seconds) * max(Fraction(0), Fraction(spare_w))
         self._ev_ws += Fraction(seconds) * Fraction(ev_w)
 
     def session(self, session: str, demand_wh: int, delivered_wh: int) -> None:

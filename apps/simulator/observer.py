@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections
 
 from apps.simulator import services
-from apps.simulator.closedloop import NeedsStated, Recorder, Wiring, headroom_w, node_loads
+from apps.simulator.closedloop import NeedsStated, Recorder, Wiring, deliverable_w, node_loads
 from apps.simulator.resident_app import NoCsrfToken, ResidentApp
 from apps.simulator.residents import OpenSession, Residents, Statement
 from apps.simulator.selectors import Wired, session_of_transaction
@@ -93,7 +93,7 @@ class Observer:
         now = self.clock.now()
         guns = []
         ev_w = Decimal(0)
-        want_w = Decimal(0)
+        wants = []
         traced: dict[str, list[str]] = {}
         for runner in self.runners:
             for n, c in runner.sim.connectors.items():
@@ -109,10 +109,13 @@ class Observer:
                 if c.ev is not None:
                     self.visits[(key, c.ev.arrival)] = (c.ev, c.ev_energy_wh, c.config.dc)
                     if c.ev_energy_wh < c.ev.battery_wh:
-                        # What the EV could take now: its maximum, less near full (the model's taper).
-                        want_w += (c.ev.max_dc_power_w if c.config.dc
-                                   else c.ev.max_current_a * min(c.ev.phases, c.config.phases) * c.config.voltage_v
-                                   ) * c.taper_permille // 1000
+                        # What the EV could take now: its maximum, less near full (the model's taper), per phase.
+                        if c.config.dc:
+                            wants.append((wiring, Decimal(c.ev.max_dc_power_w * c.taper_permille // 1000)
+                                          / (3 * c.config.voltage_v), 3))
+                        else:
+                            wants.append((wiring, c.ev.max_current_a * c.taper_permille / 1000,
+                                          min(c.ev.phases, c.config.phases)))
         non_ev = {self.meter_node: self.load.load_at(now)} if self.meter_node else {}
         loads = node_loads(self.where.nodes, guns, non_ev)
         if self.trace is not None:
@@ -132,7 +135,7 @@ class Observer:
                 self.recorder.load(now, node.key, loads[node.key])
             if self.last is not None:
                 seconds = Decimal((now - self.last) // timedelta(milliseconds=1)) / 1000
-                self.recorder.energy(seconds, min(headroom_w(self.where.nodes, non_ev), want_w), ev_w)
+                self.recorder.energy(seconds, deliverable_w(self.where.nodes, wants, non_ev), ev_w)
             self.first = self.first or now
             self.last = now
         return now, loads

@@ -100,7 +100,7 @@ def test_energy_fairness_pauses_and_utilization():
     r.session("s1", demand_wh=10_000, delivered_wh=9_000)
     r.session("s2", demand_wh=20_000, delivered_wh=18_000)
     r.session("s3", demand_wh=0, delivered_wh=0)  # nothing asked: not in the fairness
-    r.energy(D(3600), headroom_w=D(30_000), ev_w=D(27_000))
+    r.energy(D(3600), spare_w=D(30_000), ev_w=D(27_000))
     for t, amps in ((0, D(16)), (60, D(0)), (120, D(10)), (180, D(0))):
         r.limit(T0 + timedelta(seconds=t), "s1", amps)
     r.limit(T0, "s2", D(16))
@@ -153,7 +153,7 @@ def test_percentile_is_nearest_rank():
 
 
 def test_node_loads_follow_the_wiring_up_the_tree_and_power_is_scored():
-    from apps.simulator.closedloop import Wiring, headroom_w, node_loads
+    from apps.simulator.closedloop import Wiring, node_loads
 
     supply = NodeLimits("supply", (D(200),) * 3, (D(155),) * 3)
     cab = NodeLimits("cab", (D(32),) * 3, (D(32),) * 3, max_power_w=20_000, parent="supply")
@@ -164,9 +164,6 @@ def test_node_loads_follow_the_wiring_up_the_tree_and_power_is_scored():
     assert loads["supply"] == (D(50), D(26), D(18))
     with pytest.raises(ValueError, match="no node 'x'"):
         node_loads([supply, cab], guns[:1], {"x": (D(1), D(1), D(1))})
-    # The cabinet's 20 kW is tighter than its 3 x 32 A; the supply's room is after the non-EV load.
-    assert headroom_w([supply, cab], {"supply": (D(40), D(0), D(0))}) == D(20_000)
-    assert headroom_w([supply], {"supply": (D(150), D(150), D(150))}) == D(15) * 230
     r = Recorder([cab])
     r.load(T0, "cab", (D(30), D(30), D(30)))  # 20.7 kW: above the 20 kW input, within 32 A a phase
     rep = r.report(T0 + timedelta(seconds=10), T0, connectors=6, minutes=D(1))
@@ -190,3 +187,33 @@ building_load:
     with pytest.raises(scenarios.ScenarioError, match="phase"):
         scenarios.load("building_load: {base_a: [1, 1, 1], steps: [{name: x, phase: 4, amps: 1, on_minutes: 1, "
                        "per_hour: 1}]}")
+
+
+def test_the_spare_power_is_what_the_cars_could_draw_through_every_node_and_phase():
+    from apps.simulator.closedloop import Wiring, deliverable_w
+
+    supply = NodeLimits("supply", (D(200),) * 3, (D(155),) * 3)
+    cab = NodeLimits("cab", (D(32),) * 3, (D(32),) * 3, max_power_w=20_000, parent="supply")
+    on = {phase: Wiring(f"A#{phase}", "cab", 1, phase) for phase in ("L1", "L2", "L3")}
+    quiet = {"supply": (D(0), D(0), D(0))}
+    # Two cars of 32 A on the cabinet's L1 share its 32 A, whatever the room on L2 and L3.
+    assert deliverable_w([supply, cab], [(on["L1"], D(32), 1), (on["L1"], D(32), 1)], quiet) == D(32 * 230)
+    # A car on each phase: 96 A would be 22 kW, the cabinet's input takes 20 kW.
+    assert deliverable_w([supply, cab], [(on[p], D(32), 1) for p in on], quiet) == D(20_000)
+    # A car near full takes less than its phase could give; no car, no spare.
+    assert deliverable_w([supply, cab], [(on["L2"], D("12.5"), 1)], quiet) == D("12.5") * 230
+    assert deliverable_w([supply, cab], [], quiet) == D(0)
+    # The supply's room is after the non-EV load, per phase: 15 A left on L1 for the cabinet's L1 car.
+    busy = {"supply": (D(140), D(0), D(0))}
+    assert deliverable_w([supply, cab], [(on["L1"], D(32), 1), (on["L2"], D(32), 1)], busy) == D(15 + 32) * 230
+    # Two cabinets under one supply each give their own: the spare is their sum, within the supply's room.
+    cab_b = NodeLimits("cab-b", (D(32),) * 3, (D(32),) * 3, max_power_w=20_000, parent="supply")
+    b_l1 = Wiring("B#1", "cab-b", 1, "L1")
+    both = [(on["L1"], D(32), 1), (b_l1, D(32), 1)]
+    assert deliverable_w([supply, cab, cab_b], both, quiet) == D(64 * 230)
+    assert deliverable_w([supply, cab, cab_b], both, {"supply": (D(135), D(0), D(0))}) == D(20 * 230)
+    # A three-phase gun's car takes its current on every phase: 3 x 16 A.
+    three = Wiring("A#4", "cab", 3, "RST")
+    assert deliverable_w([supply, cab], [(three, D(16), 3)], quiet) == D(48 * 230)
+    with pytest.raises(ValueError, match="no node 'x'"):
+        deliverable_w([supply, cab], [(Wiring("X#1", "x", 1, "L1"), D(16), 1)], quiet)
