@@ -16,17 +16,21 @@ guns (50 connectors), spread over the phases.
 1. 30 of each building's 50 guns get a car: the chargers of the first ``--connected`` buildings connect over
    real websockets (plain asyncio clients, spread over ``--daphnes`` daphne processes) and start their
    transactions; they answer every SetChargingProfile at once and report their draw (MeterValues) when it
-   changes and every 10 s. The other buildings' chargers stay offline with open sessions (rows): the
+   changes and every MeterValueSampleInterval (the platform sets 15 s). The other buildings' chargers stay
+   offline with open sessions (rows): the
    balancer counts them as unmanaged load, so those buildings are read, allocated and recorded but set no
    limit and dispatch nothing;
 2. starts the daphne processes and the Procfile's Celery workers (one per queue: the balancer's runs, the
    calls to chargers, the rest), with its flags;
-3. keeps every building's latest site-meter reading fresh in Redis (``apps.electrical.latest.put``, as the
-   push does after a reading commits, without asking for a run: only the periodic cycle runs);
+3. keeps every building's latest site-meter reading fresh in Redis every 5 s (``apps.electrical.latest.put``,
+   as the push does after a reading commits, without asking for a run: only the periodic cycle runs): the
+   building's own load (60 / 50 / 55 A) plus what its connected cars draw, as a meter at the supply sees;
 4. every ``--interval`` s queues ``rebalance_all`` as beat does and measures, from the moment it was queued:
    *runs_done_s*: until the last building's BalancingRun ended (started_at + duration);
    *dispatched_s*: until the last building's dispatch finished (LimitDispatch.finished_at), i.e. every
    SetChargingProfile of the cycle answered by the connected chargers and every outcome recorded;
+   *changes_on_wire_s* / *renewals_on_wire_s*: until the last TxProfile with a new limit / with the same
+   limit again (a lease renewed) reached its charger;
    plus the mean BalancingRun duration and the worker's and daphne's CPU. JSON in .local/bench/.
 
 ``inline``: the balancing run alone, building after building in this process (no Celery, no dispatch),
@@ -47,6 +51,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -158,8 +163,12 @@ class Charger(OcppCharger):
         self.register = dict.fromkeys(range(1, CONNECTORS + 1), 0)
         self.report_now = asyncio.Event()
         self.ready = asyncio.Event()
+        self.sample_interval_s = 10.0
 
     def on_call(self, action: str, payload: dict) -> None:
+        if action == "ChangeConfiguration" and payload.get("key") == "MeterValueSampleInterval":
+            self.sample_interval_s = float(payload["value"])  # as a compliant charger does (the platform sets it)
+            return
         if action != "SetChargingProfile":
             return
         self.stats["profiles"] = self.stats.get("profiles", 0) + 1
@@ -171,12 +180,17 @@ class Charger(OcppCharger):
             # The same limit again is a lease renewed; a new one a change of the plan.
             kind = "renewals" if self.limit.get(payload["connectorId"]) == limit else "changes"
             self.stats[kind] = self.stats.get(kind, 0) + 1
+            self.stats[f"last_{kind}_at"] = time.time()
             self.limit[payload["connectorId"]] = limit
-            self.report_now.set()
+            if kind == "changes":  # the car's draw changes: reported at once (a renewal changes nothing)
+                self.report_now.set()
+
+    def draw(self, c: int) -> float:
+        return min(32.0, self.limit.get(c, 6.0))
 
     async def report(self) -> None:
         for c, tx in self.tx.items():
-            draw = min(32.0, self.limit.get(c, 6.0))
+            draw = self.draw(c)
             self.register[c] += 10
             await self.call("MeterValues", {"connectorId": c, "transactionId": tx, "meterValue": [{
                 "timestamp": now_iso(), "sampledValue": [
@@ -215,7 +229,7 @@ class Charger(OcppCharger):
             self.ready.set()
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.report_now.wait(), 10)
+                    await asyncio.wait_for(self.report_now.wait(), self.sample_interval_s)
                 self.report_now.clear()
                 if not stop.is_set():
                     await self.report()
@@ -249,10 +263,13 @@ def sessions_reset(buildings: int, connected: int) -> None:
                 for n in range(1, CHARGERS + 1) for c in range(1, CONNECTORS + 1) if active(n, c)])
 
 
-def meters_fresh(buildings: int) -> None:
-    """Every building's latest reading, as a push leaves it (no run asked for)."""
-    from decimal import Decimal
+METER_EVERY_S = 5
+NON_EV_A = (Decimal(60), Decimal(50), Decimal(55))  # each building's own load per phase, besides its cars
 
+
+def meters_fresh(buildings: int, ev_a: dict[int, list[Decimal]] | None = None) -> None:
+    """Every building's latest reading, as a push leaves it (no run asked for): its own load, plus what the
+    cars of a connected building draw (``ev_a``, per phase), as a meter at the supply sees them."""
     from django.utils import timezone
 
     from apps.electrical import latest
@@ -260,9 +277,20 @@ def meters_fresh(buildings: int) -> None:
 
     now = timezone.now()
     for b in range(1, buildings + 1):
-        latest.put(schema(b), f"meter-{b:03d}", Reading(sampled_at=now, currents_a=(Decimal(60), Decimal(50),
-                                                                                     Decimal(55))),
+        cars = (ev_a or {}).get(b, [Decimal(0)] * 3)
+        currents = (NON_EV_A[0] + cars[0], NON_EV_A[1] + cars[1], NON_EV_A[2] + cars[2])
+        latest.put(schema(b), f"meter-{b:03d}", Reading(sampled_at=now, currents_a=currents),
                    received_at=now, stale_after_s=60)
+
+
+def ev_draws(chargers: list[Charger]) -> dict[int, list[Decimal]]:
+    """What the connected buildings' cars draw per phase, as their chargers report it."""
+    out: dict[int, list[Decimal]] = {}
+    for charger in chargers:
+        phases = out.setdefault(charger.b, [Decimal(0)] * 3)
+        for c in charger.tx:
+            phases[PHASES.index(rotation(charger.n, c))] += Decimal(str(charger.draw(c)))
+    return out
 
 
 CYCLE_SQL = """
@@ -303,6 +331,10 @@ def cycle_state(buildings: int, t0: datetime) -> list[tuple]:
     return out
 
 
+def _since(at: float | None, t0: datetime) -> float | None:
+    return round(at - t0.timestamp(), 3) if at is not None else None
+
+
 async def run_async(args: argparse.Namespace, ports: list[int], servers: list[subprocess.Popen]) -> dict:
     from asgiref.sync import sync_to_async
     from celery import Celery
@@ -319,24 +351,30 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
         await asyncio.sleep(1 / args.ramp_rate)
     await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in chargers)), 600)
     print(f"{len(chargers)} chargers connected; warming up {args.warmup:.0f} s", flush=True)
+
+    async def meters() -> None:  # every 5 s, as the buildings' meters push (their cars' draws included)
+        while not stop.is_set():
+            await sync_to_async(meters_fresh)(args.buildings, ev_draws(chargers))
+            await asyncio.sleep(METER_EVERY_S)
+
+    pushing = asyncio.create_task(meters())
     await asyncio.sleep(args.warmup)
     cycles = []
     for k in range(args.cycles):
-        await sync_to_async(meters_fresh)(args.buildings)
         await asyncio.sleep(1)
         cpu_before = [cpu_seconds(p.pid, children=True) for p in servers]
         profiles_before = stats.get("profiles", 0)
         renewals_before, changes_before = stats.get("renewals", 0), stats.get("changes", 0)
+        stats.pop("last_changes_at", None)
+        stats.pop("last_renewals_at", None)
         t0 = datetime.now(UTC)
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: celery.send_task("apps.loadbalancing.tasks.rebalance_all"))
         deadline = time.monotonic() + args.interval
-        rows = []
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.25)
-            rows = await sync_to_async(cycle_state)(args.buildings, t0)
-            if all(r[6] is not None for r in rows):
-                break
+        # The cycle is read from the runs' and dispatches' own timestamps once, near its end: polling them
+        # (a query over every building's schema) during the cycle took a share of the cores it measures.
+        await asyncio.sleep(max(0.0, deadline - time.monotonic() - 1.5))
+        rows = await sync_to_async(cycle_state)(args.buildings, t0)
         cpu = [round(cpu_seconds(p.pid, children=True) - before, 2)
                for p, before in zip(servers, cpu_before, strict=True)]
         ran = [r for r in rows if r[2] > 0]
@@ -355,12 +393,16 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
             "profiles": stats.get("profiles", 0) - profiles_before,
             "tx_renewed": stats.get("renewals", 0) - renewals_before,
             "tx_changed": stats.get("changes", 0) - changes_before,
+            # When the cycle's last TxProfile with a new limit, and its last renewal, reached their charger.
+            "changes_on_wire_s": _since(stats.get("last_changes_at"), t0),
+            "renewals_on_wire_s": _since(stats.get("last_renewals_at"), t0),
             "cpu_s": {"workers": round(sum(cpu[len(ports):]), 2), "daphne": round(sum(cpu[:len(ports)]), 2)},
         }
         print(json.dumps(cycle), flush=True)
         cycles.append(cycle)
         await asyncio.sleep(max(0.0, deadline - time.monotonic()))
     stop.set()
+    await pushing
     for charger in chargers:
         charger.report_now.set()
     await asyncio.gather(*tasks, return_exceptions=True)

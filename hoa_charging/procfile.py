@@ -36,7 +36,7 @@ def daphne_listen_flags(port: int, interface: str = "127.0.0.1") -> list[str]:
 
 def celery_workers(loglevel: str | None = None) -> dict[str, list[str]]:
     """Each Celery worker process of the Procfile (name -> its arguments after ``celery``), e.g.
-    ``{"balancer": ["-A", "hoa_charging", "worker", "--concurrency", "2", "-Q", "balancing", ...]}``;
+    ``{"balancer": ["-A", "hoa_charging", "worker", "--concurrency", "4", "-Q", "balancing", ...]}``;
     ``loglevel`` replaces the Procfile's."""
     workers: dict[str, list[str]] = {}
     for line in PROCFILE.read_text().splitlines():
