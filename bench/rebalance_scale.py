@@ -17,9 +17,8 @@ guns (50 connectors), spread over the phases.
    real websockets (plain asyncio clients, spread over ``--daphnes`` daphne processes) and start their
    transactions; they answer every SetChargingProfile at once and report their draw (MeterValues) when it
    changes and every MeterValueSampleInterval (the platform sets 15 s). The other buildings' chargers stay
-   offline with open sessions (rows): the
-   balancer counts them as unmanaged load, so those buildings are read, allocated and recorded but set no
-   limit and dispatch nothing;
+   offline with open sessions (rows): the balancer counts them as unmanaged load, so those buildings are
+   read, allocated and recorded but set no limit and dispatch nothing;
 2. starts the daphne processes and the Procfile's Celery workers (one per queue: the balancer's runs, the
    calls to chargers, the rest), with its flags;
 3. keeps every building's latest site-meter reading fresh in Redis every 5 s (``apps.electrical.latest.put``,

@@ -111,22 +111,18 @@ def deliverable_w(nodes: Sequence[NodeLimits], wants: Sequence[tuple[Wiring, Dec
     for node in nodes:
         children.setdefault(node.parent if node.parent in by_key else None, []).append(node)
     direct: dict[str, list[Decimal]] = {n.key: [Decimal(0)] * 3 for n in nodes}
-    direct_w: dict[str, Decimal] = dict.fromkeys(by_key, Decimal(0))
     for wiring, amps, used in wants:
         if wiring.node not in by_key:
             raise ValueError(f"no node {wiring.node!r} in this building")
         grid = grid_currents(wiring, amps, used)
         for p in range(3):
             direct[wiring.node][p] += grid[p]
-        direct_w[wiring.node] += sum(grid, Decimal(0)) * by_key[wiring.node].voltage_v
 
-    def through(node: NodeLimits, depth: int) -> tuple[list[Decimal], Decimal]:
-        if depth > len(nodes):
-            raise ValueError("a loop in the tree")
+    def through(node: NodeLimits) -> tuple[list[Decimal], Decimal]:
         per_phase = list(direct[node.key])
-        total = direct_w[node.key]
+        total = sum(per_phase, Decimal(0)) * node.voltage_v
         for child in children.get(node.key, []):
-            phases, watts = through(child, depth + 1)
+            phases, watts = through(child)
             per_phase = [a + b for a, b in zip(per_phase, phases, strict=True)]
             total += watts
         per_phase = [min(max(Decimal(0), node.limit_a[p] - loads[node.key][p]), per_phase[p]) for p in range(3)]
@@ -135,7 +131,7 @@ def deliverable_w(nodes: Sequence[NodeLimits], wants: Sequence[tuple[Wiring, Dec
             total = min(total, max(Decimal(0), node.max_power_w - sum(loads[node.key], Decimal(0)) * node.voltage_v))
         return per_phase, total
 
-    return sum((through(root, 0)[1] for root in children.get(None, [])), Decimal(0))
+    return sum((through(root)[1] for root in children.get(None, [])), Decimal(0))
 
 
 @dataclass
