@@ -344,48 +344,48 @@ def limit_record(outcomes: Iterable[LimitOutcome], *, planned_at: datetime, now:
 
     A final outcome (accepted, unchanged, refused for good) ends the wish, unless the balancer asked for
     another limit after the plan was read (``requested_at`` later): that one stays wanted for the next dispatch.
+    Two queries whatever the number of connectors: the rows read and locked, then one UPDATE.
     """
     now = now or timezone.now()
-    outcomes = sorted(outcomes, key=lambda o: o.connector_pk)
+    by_connector = {o.connector_pk: o for o in outcomes}
+    if not by_connector:
+        return
     with transaction.atomic():
-        # Every row this touches, locked first in connector order (as limits_set locks them): the UPDATEs below
-        # then cannot deadlock with a balancing run writing the same rows.
-        list(ConnectorLimit.objects.select_for_update().filter(connector_id__in=[o.connector_pk for o in outcomes])
-             .order_by("connector_id").values_list("pk", flat=True))
-        _limit_record(outcomes, planned_at=planned_at, now=now)
+        # Every row this touches, locked first in connector order (as limits_set locks them): the UPDATE below
+        # then cannot deadlock with a balancing run writing the same rows. Read under the lock, each row's
+        # requested_at is the latest: a run that asked meanwhile waits, or has committed and is seen.
+        rows = list(ConnectorLimit.objects.select_for_update().filter(connector_id__in=list(by_connector))
+                    .order_by("connector_id"))
+        fields = _limit_apply(rows, by_connector, planned_at=planned_at, now=now)
+        ConnectorLimit.objects.bulk_update(rows, sorted(fields))
 
 
-def _limit_record(outcomes: list[LimitOutcome], *, planned_at: datetime, now: datetime) -> None:
-    # What was not sent (unchanged, not connected...) is the same few words for many connectors: one UPDATE for
-    # each (status, note), not one per connector.
-    quiet: dict[tuple[str, str], list[int]] = {}
-    for outcome in outcomes:
-        if outcome.sent is None and outcome.status not in (ConnectorLimit.Status.ACCEPTED,
-                                                           ConnectorLimit.Status.TIMEOUT):
-            quiet.setdefault((outcome.status, outcome.note[:300]), []).append(outcome.connector_pk)
-            continue
-        fields: dict = {"status": outcome.status, "note": outcome.note[:300], "updated_at": now}
+def _limit_apply(rows: list[ConnectorLimit], outcomes: Mapping[int, LimitOutcome], *, planned_at: datetime,
+                 now: datetime) -> set[str]:
+    """Write each outcome onto its row (in memory); the names of the fields any of them changed."""
+    fields = {"status", "note", "updated_at", "dirty"}
+    for row in rows:
+        outcome = outcomes[row.connector_id]
+        row.status, row.note, row.updated_at = outcome.status, outcome.note[:300], now
+        if outcome.status in FINAL and row.requested_at <= planned_at:
+            row.dirty = False
         if outcome.sent is not None:
-            fields |= {"sent_profile": outcome.sent, "sent_a": outcome.sent_a, "sent_unit": outcome.sent_unit,
-                       "sent_purpose": outcome.sent_purpose, "sent_at": outcome.sent_at}
+            row.sent_profile, row.sent_a, row.sent_unit = outcome.sent, outcome.sent_a, outcome.sent_unit
+            row.sent_purpose, row.sent_at = outcome.sent_purpose, outcome.sent_at
+            fields |= {"sent_profile", "sent_a", "sent_unit", "sent_purpose", "sent_at"}
         if outcome.status == ConnectorLimit.Status.ACCEPTED:
-            fields |= {"applied_a": outcome.applied_a, "acknowledged_at": now,
-                       "transaction_id": outcome.transaction_id, "lease_until": outcome.lease_until}
+            row.applied_a, row.acknowledged_at = outcome.applied_a, now
+            row.transaction_id, row.lease_until = outcome.transaction_id, outcome.lease_until
+            fields |= {"applied_a", "acknowledged_at", "transaction_id", "lease_until"}
         elif outcome.status == ConnectorLimit.Status.TIMEOUT and outcome.sent is not None:
             # No answer: it holds this limit or the one before, whose lease (kept) ends its doubt.
-            fields |= {"applied_a": None, "transaction_id": None}
+            row.applied_a, row.transaction_id = None, None
+            fields |= {"applied_a", "transaction_id"}
         elif outcome.sent is not None:
             # Refused: what it holds is not known any more, so the next dispatch sends again.
-            fields |= {"applied_a": None, "transaction_id": None, "lease_until": None}
-        rows = ConnectorLimit.objects.filter(connector_id=outcome.connector_pk)
-        rows.update(**fields)
-        if outcome.status in FINAL:
-            rows.filter(requested_at__lte=planned_at).update(dirty=False)
-    for (status, note), pks in quiet.items():
-        rows = ConnectorLimit.objects.filter(connector_id__in=pks)
-        rows.update(status=status, note=note, updated_at=now)
-        if status in FINAL:
-            rows.filter(requested_at__lte=planned_at).update(dirty=False)
+            row.applied_a, row.transaction_id, row.lease_until = None, None, None
+            fields |= {"applied_a", "transaction_id", "lease_until"}
+    return fields
 
 
 @dataclass(frozen=True)

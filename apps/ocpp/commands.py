@@ -137,14 +137,24 @@ async def loop_channel_layer(what: str) -> AsyncIterator[Any]:
     """A channel layer of its own for one event loop, closed when the block ends (at most LAYER_CLOSE_TIMEOUT_S;
     ``what`` names the user in the warning if it does not close). Not for daphne, whose consumers share the
     process's layer and its one reader."""
-    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    layer = new_channel_layer()
     try:
         yield layer
     finally:
-        try:
-            await asyncio.wait_for(layer.close_pools(), LAYER_CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            logger.warning("%s: its channel layer did not close within %s s", what, LAYER_CLOSE_TIMEOUT_S)
+        await close_channel_layer(layer, what)
+
+
+def new_channel_layer() -> Any:
+    """A channel layer of its own, for the one event loop that will use it (see ``send_command``'s ``layer``)."""
+    return channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+
+
+async def close_channel_layer(layer: Any, what: str) -> None:
+    """Close a layer made by ``new_channel_layer``, in its loop (at most LAYER_CLOSE_TIMEOUT_S)."""
+    try:
+        await asyncio.wait_for(layer.close_pools(), LAYER_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        logger.warning("%s: its channel layer did not close within %s s", what, LAYER_CLOSE_TIMEOUT_S)
 
 
 def send_command_sync(

@@ -127,6 +127,14 @@ async def read(charge_point_id: str) -> dict[str, str]:
     return await _client().hgetall(key(charge_point_id))
 
 
+async def read_many(charge_point_ids: list[str]) -> dict[str, dict[str, str]]:
+    """Several chargers' live state in one round trip."""
+    pipe = _client().pipeline(transaction=False)
+    for cp_id in charge_point_ids:
+        pipe.hgetall(key(cp_id))
+    return dict(zip(charge_point_ids, await pipe.execute(), strict=True))
+
+
 def _sync() -> redis.Redis:
     return live_store.sync_client()
 

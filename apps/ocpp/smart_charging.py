@@ -31,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -38,7 +40,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 
@@ -95,21 +96,54 @@ async def send_through_channel_layer(schema_name: str, charge_point_id: str, act
                                        layer=_round_layer.get())
 
 
-# The channel layer of the dispatch round in progress: each round runs in an event loop of its own
-# (async_to_sync), and the process's layer carried a held receive lock from one loop into the next: the
-# worker's dispatches then waited for ever (docs/benchmarks.md, "Balancing 100 buildings").
+# The channel layer of the dispatch round in progress (contextvars: rounds of several threads at once).
 _round_layer: contextvars.ContextVar[Any] = contextvars.ContextVar("dispatch_round_layer", default=None)
 
 
-async def _in_own_layer(coroutine: Callable[[], Awaitable[None]]) -> None:
-    # Bounded: a round that never ends (a reply or a pool close that never comes) must not hold a worker
-    # process for good; what the round learnt is recorded by the caller either way.
-    async with commands.loop_channel_layer("a dispatch round") as layer:
-        token = _round_layer.set(layer)
-        try:
-            await asyncio.wait_for(coroutine(), ROUND_TIMEOUT_S)
-        finally:
-            _round_layer.reset(token)
+@dataclass
+class _RoundLoop:
+    """An event loop and its channel layer, kept for a thread's next dispatch rounds.
+
+    Each round used to run in an event loop of its own (``async_to_sync``) with a layer made for it: opening
+    the layer's and the live state's Redis connections again every round cost the dispatch worker 7 % of its
+    time over 100 buildings (docs/benchmarks.md, "Balancing 100 buildings"). A layer must never be used from
+    two loops (one carried a held receive lock into the next loop, and the worker's dispatches then waited for
+    ever), so the loop is kept with it. Both are let go after a round that failed or gave up on an answer
+    (a reply that comes late would stay in the layer's buffer), and in a forked process."""
+
+    pid: int
+    loop: asyncio.AbstractEventLoop
+    layer: Any
+
+
+_kept = threading.local()
+
+
+def _run_round(run: _Dispatch) -> None:
+    kept: _RoundLoop | None = getattr(_kept, "round_loop", None)
+    if kept is None or kept.pid != os.getpid():
+        kept = _kept.round_loop = _RoundLoop(os.getpid(), asyncio.new_event_loop(), commands.new_channel_layer())
+    clean = False
+    try:
+        kept.loop.run_until_complete(_in_layer(kept.layer, run.run))
+        clean = not run.abandoned_calls
+    finally:
+        if not clean:
+            _kept.round_loop = None
+            try:
+                kept.loop.run_until_complete(commands.close_channel_layer(kept.layer, "a dispatch round"))
+            finally:
+                kept.loop.close()
+
+
+async def _in_layer(layer: Any, coroutine: Callable[[], Awaitable[None]]) -> None:
+    # Bounded: a round that never ends (a reply that never comes) must not hold a worker process for good;
+    # what the round learnt is recorded by the caller either way.
+    token = _round_layer.set(layer)
+    try:
+        await asyncio.wait_for(coroutine(), ROUND_TIMEOUT_S)
+    finally:
+        _round_layer.reset(token)
 
 
 @dataclass
@@ -165,7 +199,7 @@ def _dispatch_rounds(schema_name: str, send: AsyncSend, timeout: float | None,
             plans = dispatch_begin()
         run = _Dispatch(schema_name, plans, send, timeout)
         try:
-            async_to_sync(_in_own_layer)(run.run)
+            _run_round(run)
         finally:
             with in_condominium(schema_name):
                 limit_record(run.outcomes.values(), planned_at=planned_at)
@@ -255,6 +289,7 @@ class _Dispatch:
         self.latencies: list[float] = []
         self._due_before: dict[int, datetime] = {}  # lease length -> a lease ending before this is due now
         self.heard: set[str] = set()  # chargers of the round heard from within their bound when it began
+        self.abandoned_calls = 0  # calls given up on before their answer: it may still come
 
     def lease_due(self, lease_s: int, lease_until: datetime) -> bool:
         """``leases.renewal_due`` for this building at this dispatch's time, its bound computed once per length."""
@@ -274,6 +309,8 @@ class _Dispatch:
         then: dict[str, list[_Item]] = {}
         # Connectors that may still hold a higher limit than the one sent to them (no answer, lease not over).
         doubtful: list[int] = []
+        states = await live.read_many([cp_id for cp_id, charger in self.chargers.items()
+                                       if charger.plan.retry_at is None or charger.plan.retry_at <= self.now])
         for cp_id, charger in self.chargers.items():
             retry_at = charger.plan.retry_at
             if retry_at is not None and retry_at > self.now:
@@ -285,7 +322,7 @@ class _Dispatch:
                     if c.unconfirmed_until is not None and c.unconfirmed_until > self.now:
                         doubtful.append(c.pk)
                 continue
-            state = await live.read(cp_id)
+            state = states[cp_id]
             if not live.connected_to(state, self.schema_name):
                 # Not connected, or the connection belongs to another building (an id moved while it was open).
                 charger.connected = False
@@ -498,9 +535,11 @@ class _Dispatch:
             self.send(self.schema_name, cp_id, "SetChargingProfile", built.payload, self.timeout))
         try:
             if await self.given_up_as_silent(charger, call):
+                self.abandoned_calls += 1
                 return Status.TIMEOUT, sent_at
             answer = await call
         except commands.CommandTimeout:
+            self.abandoned_calls += 1
             return Status.TIMEOUT, sent_at
         except commands.ChargerNotConnected:
             return Status.NOT_CONNECTED, sent_at

@@ -556,6 +556,133 @@ def test_a_dispatch_records_its_chargers_in_a_few_queries(world, new_charger):
         assert ChargePoint.objects.get(charge_point_id=other).static_profiles_at is None
 
 
+async def test_a_worker_keeps_its_rounds_loop_and_layer_until_an_answer_is_given_up_on(
+        maple_schema, charger_id, dispatch_requests):
+    """A worker's rounds share one event loop and one channel layer (their Redis connections are not opened
+    again every round); a round that gave up on an answer lets both go, since the reply may still come into
+    the layer's buffer, and the next round gets new ones that work."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    worker = ThreadPoolExecutor(max_workers=1)  # one worker process's thread
+
+    async def in_worker(function, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(worker, lambda: function(*args, **kwargs))
+
+    def kept():
+        return getattr(smart_charging._kept, "round_loop", None)
+
+    async def dispatch_in_worker(timeout: float | None = None) -> smart_charging.DispatchReport:
+        pump = asyncio.ensure_future(charger.settle(30))
+        try:
+            return await in_worker(smart_charging.dispatch_building, maple_schema, timeout=timeout)
+        finally:
+            pump.cancel()
+
+    memory = ProfileMemory()
+    charger = await connect(charger_id, memory)
+    try:
+        await start(charger, 1)
+        pk1 = await connector_pk(maple_schema, charger_id, 1)
+        for n, amps in enumerate(("14", "9", "12")):
+            await set_limits(maple_schema, {pk1: amps})
+            assert outcomes(await dispatch_in_worker(), pk1) == {pk1: "accepted"}
+            assert memory.limit(1) == int(amps)
+            if n == 0:
+                first = await in_worker(kept)
+                assert first is not None and not first.loop.is_closed()
+            else:
+                assert await in_worker(kept) is first  # the same loop and layer, round after round
+
+        memory.hold = True  # it does not answer in time: given up on
+        await set_limits(maple_schema, {pk1: "8"})
+        assert outcomes(await dispatch_in_worker(timeout=1), pk1) == {pk1: "timeout"}
+        assert await in_worker(kept) is None and first.loop.is_closed()
+
+        memory.hold = False
+        assert outcomes(await dispatch_in_worker(), pk1) == {pk1: "accepted"}
+        assert memory.limit(1) == 8
+        renewed = await in_worker(kept)
+        assert renewed is not None and renewed is not first and not renewed.loop.is_closed()
+    finally:
+        await charger.transport.disconnect()
+        worker.shutdown()
+
+
+def test_a_dispatch_records_its_connectors_answers_in_two_queries(world, new_charger, dispatch_requests):
+    """However many connectors a round touched: their rows read and locked in one query, every outcome written
+    in one UPDATE (it was one or two per connector). Each outcome still writes what it should: an answered
+    profile what the charger holds, a silence or a refusal forgets it, a quiet outcome only its status; a final
+    one ends the wish unless the balancer asked again after the plan was read. Another building's rows with the
+    same connector pks are never touched."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.core.tenants import in_schema
+
+    ids = [new_charger() for _ in range(8)]
+    other = new_charger(world.harbor_view)
+    schema = world.maple.schema_name
+    with in_schema(world.harbor_view.schema_name):
+        other_pks = list(Connector.objects.filter(charge_point__charge_point_id=other).values_list("pk", flat=True))
+        limits_set(limits={pk: Limit(Decimal(9)) for pk in other_pks}, lease_s=LEASE_S, reason="other building")
+    with in_schema(schema):
+        pks = list(Connector.objects.filter(charge_point__charge_point_id__in=ids).order_by("pk")
+                   .values_list("pk", flat=True))
+        limits_set(limits={pk: Limit(Decimal(10)) for pk in pks}, lease_s=LEASE_S, reason="start")
+        planned_at = timezone.now()
+        late = pks[1]  # the balancer asks again after the plan was read: it stays wanted
+        limits_set(limits={late: Limit(Decimal(7))}, lease_s=LEASE_S, reason="a rise")
+        sent_at = planned_at + timedelta(milliseconds=5)
+        lease_until = sent_at + timedelta(seconds=LEASE_S)
+
+        def sent(pk: int, status: str) -> limits_db.LimitOutcome:
+            return limits_db.LimitOutcome(
+                connector_pk=pk, status=status, note=f"{status} {pk}", sent={"connectorId": pk}, sent_a=Decimal(10),
+                sent_unit="A", sent_purpose="TxProfile", sent_at=sent_at,
+                applied_a=Decimal(10) if status == Status.ACCEPTED else None, transaction_id=pk * 10,
+                lease_until=lease_until)
+
+        Status = ConnectorLimit.Status
+        accepted, timeout, rejected = pks[0:6], pks[6:8], pks[8:10]
+        unchanged, not_connected = pks[10:14], pks[14:16]
+        outcomes = ([sent(pk, Status.ACCEPTED) for pk in accepted] + [sent(pk, Status.TIMEOUT) for pk in timeout]
+                    + [sent(pk, Status.REJECTED) for pk in rejected]
+                    + [limits_db.LimitOutcome(connector_pk=pk, status=Status.UNCHANGED, note="same")
+                       for pk in unchanged]
+                    + [limits_db.LimitOutcome(connector_pk=pk, status=Status.NOT_CONNECTED, note="offline")
+                       for pk in not_connected])
+        # A timed-out connector held an earlier limit: its lease (when the doubt ends) is kept.
+        ConnectorLimit.objects.filter(connector_id__in=timeout + rejected).update(
+            applied_a=Decimal(12), transaction_id=1, lease_until=lease_until)
+        with CaptureQueriesContext(connection) as queries:
+            limits_db.limit_record(reversed(outcomes), planned_at=planned_at)
+        on_limits = [q["sql"] for q in queries.captured_queries if "charging_connectorlimit" in q["sql"]]
+        assert len(on_limits) == 2, on_limits
+        rows = {row.connector_id: row for row in ConnectorLimit.objects.filter(connector_id__in=pks)}
+    for pk in accepted:
+        row = rows[pk]
+        assert (row.status, row.note, row.applied_a, row.transaction_id, row.lease_until, row.sent_at) == (
+            Status.ACCEPTED, f"accepted {pk}", Decimal(10), pk * 10, lease_until, sent_at)
+        assert row.sent_profile == {"connectorId": pk} and row.acknowledged_at is not None
+        assert row.dirty == (pk == late)
+    for pk in timeout:  # no answer: still wanted, what it holds unknown, its lease kept
+        assert (rows[pk].status, rows[pk].applied_a, rows[pk].transaction_id, rows[pk].lease_until, rows[pk].dirty
+                ) == (Status.TIMEOUT, None, None, lease_until, True)
+        assert rows[pk].sent_profile == {"connectorId": pk}
+    for pk in rejected:  # refused for good: the wish ends, and nothing is known to be held
+        assert (rows[pk].status, rows[pk].applied_a, rows[pk].lease_until, rows[pk].dirty) == (
+            Status.REJECTED, None, None, False)
+    for pk in unchanged:
+        assert (rows[pk].status, rows[pk].note, rows[pk].dirty, rows[pk].sent_profile) == (
+            Status.UNCHANGED, "same", False, {})
+    for pk in not_connected:  # not final: still wanted
+        assert (rows[pk].status, rows[pk].note, rows[pk].dirty, rows[pk].sent_at) == (
+            Status.NOT_CONNECTED, "offline", True, None)
+    with in_schema(world.harbor_view.schema_name):
+        assert all((row.status, row.dirty, row.sent_at) == (Status.PENDING, True, None)
+                   for row in ConnectorLimit.objects.filter(connector_id__in=other_pks))
+
+
 async def test_reaction_time_through_a_real_celery_worker(maple_schema, charger_id, test_database_url, settings):
     """From limits_set to the SetChargingProfile frame at the charger, through the broker, a Celery worker,
     the channel layer and the consumer: the 95th percentile of 20 changes stays under the 1 s target."""
