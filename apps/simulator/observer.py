@@ -11,23 +11,27 @@ import http.client
 import json
 import logging
 import urllib.parse
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections
 
+from apps.commissioning.schema import CommissioningError
 from apps.simulator import services
 from apps.simulator.closedloop import NeedsStated, Recorder, Wiring, deliverable_w, node_loads
+from apps.simulator.meter_registers import is_loopback
+from apps.simulator.modbus_meter import ModbusFeed
 from apps.simulator.resident_app import NoCsrfToken, ResidentApp
 from apps.simulator.residents import OpenSession, Residents, Statement
-from apps.simulator.selectors import Wired, session_of_transaction
+from apps.simulator.selectors import SetupError, Wired, session_of_transaction, wired
 
 if TYPE_CHECKING:
     from apps.simulator.building_load import Schedule
     from apps.simulator.client import ChargerRunner, SimClock
-    from apps.simulator.modbus_meter import ModbusFeed
 
 TENTH = Decimal("0.1")
 logger = logging.getLogger("apps.simulator")
@@ -264,3 +268,46 @@ class ResidentsTalk:
 async def _database(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """A database call from the event loop: the ORM is synchronous, so on the one thread kept for it."""
     return await sync_to_async(fn, thread_sensitive=True)(*args, **kwargs)
+
+
+class SiteMeterUnfed(Exception):
+    """The building's site meter cannot be fed (the message says why)."""
+
+
+@dataclass(frozen=True)
+class SiteMeterFeed:
+    """A building's site meter as the demo feeds it: the observer that posts or serves its readings (None: the
+    building has none that can be fed, ``message`` says so), the Modbus meter served (stop it when done)."""
+
+    observer: Observer | None
+    modbus: ModbusFeed | None
+    message: str
+
+
+def site_meter_feed(slug: str, path: Path, runners: list[ChargerRunner], load: Schedule, clock: SimClock,
+                    meter_url: str) -> SiteMeterFeed:
+    """Feed the building's site meter every 5 simulated s with ``load`` plus what its simulated EVs draw: an
+    HTTP-push meter (token from the commissioning file at ``path``) by POST to ``meter_url``, a Modbus TCP meter
+    on a loopback host by serving its registers on its port. Records nothing."""
+    try:
+        where = wired(slug, path)
+    except (SetupError, CommissioningError, OSError) as error:
+        raise SiteMeterUnfed(f"{slug}: the site meter cannot be fed: {error}") from None
+    modbus = where.meter_modbus
+    feed = None
+    if modbus is not None:
+        if not is_loopback(modbus.host):
+            return SiteMeterFeed(None, None, f"{slug}: site meter {where.meter_key} is read over Modbus TCP at "
+                                             f"{modbus.address}, not a loopback address: none fed")
+        try:
+            feed = ModbusFeed(modbus).start()
+        except OSError as error:
+            raise SiteMeterUnfed(f"{slug}: the site meter {where.meter_key} cannot be served: {error}") from None
+        how = f"over Modbus TCP at {modbus.address} (unit {modbus.unit_id}, profile {modbus.profile})"
+    elif where.meter_token is None:
+        return SiteMeterFeed(None, None, f"{slug}: no HTTP-push site meter with a token in {path} and no Modbus "
+                                         "site meter: none fed")
+    else:
+        how = f"({meter_url})"
+    observer = Observer(runners, where, load, clock, meter_url, 5, Recorder(where.nodes), record=False, modbus=feed)
+    return SiteMeterFeed(observer, feed, f"{slug}: site meter {where.meter_key} fed every 5 simulated s {how}")

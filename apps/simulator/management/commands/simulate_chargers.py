@@ -17,13 +17,11 @@ from apps.commissioning.schema import CommissioningError
 from apps.simulator import scenario as scenarios
 from apps.simulator.building_load import DEFAULT_CURVE, schedule
 from apps.simulator.client import ChargerRunner, SimClock, run_chargers
-from apps.simulator.closedloop import Recorder
 from apps.simulator.management.options import delay_range, scenario_text
-from apps.simulator.meter_registers import is_loopback
 from apps.simulator.modbus_meter import ModbusFeed
 from apps.simulator.model import ChargerSim
-from apps.simulator.observer import Observer
-from apps.simulator.selectors import SetupError, building, charger_passwords, wired
+from apps.simulator.observer import Observer, SiteMeterUnfed, site_meter_feed
+from apps.simulator.selectors import SetupError, building, charger_passwords
 
 # Without --duration a fast run starts this far back in simulated time, then continues in real time.
 DEFAULT_HORIZON = timedelta(days=30)
@@ -138,34 +136,17 @@ class Command(BaseCommand):
 
     def _site_meter(self, slug, commissioning_file, runners, spec, clock, start, horizon, seed, meter_url):
         path = commissioning_file or Path(settings.BASE_DIR) / "examples" / f"{slug}.yaml"
-        try:
-            where = wired(slug, path)
-        except (SetupError, CommissioningError, OSError) as error:
-            raise CommandError(f"{slug}: the site meter cannot be fed: {error}") from None
-        modbus = where.meter_modbus
-        feed = None
-        if modbus is not None:
-            if not is_loopback(modbus.host):
-                self.stdout.write(f"{slug}: site meter {where.meter_key} is read over Modbus TCP at {modbus.address}, "
-                                  "not a loopback address: none fed")
-                return
-            try:
-                feed = ModbusFeed(modbus).start()
-            except OSError as error:
-                raise CommandError(f"{slug}: the site meter {where.meter_key} cannot be served: {error}") from None
-            self.feeds.append(feed)
-            how = f"over Modbus TCP at {modbus.address} (unit {modbus.unit_id}, profile {modbus.profile})"
-        elif where.meter_token is None:
-            self.stdout.write(f"{slug}: no HTTP-push site meter with a token in {path} and no Modbus site meter: "
-                              "none fed")
-            return
-        else:
-            how = f"({meter_url})"
         curve = spec.building_load.curve() if spec.building_load is not None else DEFAULT_CURVE
-        load = schedule(curve, start, int(horizon.total_seconds()), seed)
-        self.observers.append(Observer(runners, where, load, clock, meter_url, 5, Recorder(where.nodes),
-                                       record=False, modbus=feed))
-        self.stdout.write(f"{slug}: site meter {where.meter_key} fed every 5 simulated s {how}")
+        try:
+            fed = site_meter_feed(slug, path, runners, schedule(curve, start, int(horizon.total_seconds()), seed),
+                                  clock, meter_url)
+        except SiteMeterUnfed as error:
+            raise CommandError(str(error)) from None
+        if fed.modbus is not None:
+            self.feeds.append(fed.modbus)
+        if fed.observer is not None:
+            self.observers.append(fed.observer)
+        self.stdout.write(fed.message)
 
     def request_stop(self) -> None:
         """Stop a run from another thread (tests)."""
