@@ -24,12 +24,15 @@ guns (50 connectors), spread over the phases.
 3. keeps every building's latest site-meter reading fresh in Redis every 5 s (``apps.electrical.latest.put``,
    as the push does after a reading commits, without asking for a run: only the periodic cycle runs): the
    building's own load (60 / 50 / 55 A) plus what its connected cars draw, as a meter at the supply sees;
-4. every ``--interval`` s queues ``rebalance_all`` as beat does and measures, from the moment it was queued:
+4. every ``--interval`` s queues ``rebalance_all`` and the dispatch's catch-up ``dispatch_all_limits`` (which
+   queues each building's lease renewals for their own times) as beat does, and measures, from the moment
+   they were queued:
    *runs_done_s*: until the last building's BalancingRun ended (started_at + duration);
    *dispatched_s*: until the last building's dispatch finished (LimitDispatch.finished_at), i.e. every
    SetChargingProfile of the cycle answered by the connected chargers and every outcome recorded;
    *changes_on_wire_s* / *renewals_on_wire_s*: until the last TxProfile with a new limit / with the same
-   limit again (a lease renewed) reached its charger;
+   limit again (a lease renewed) reached its charger; *renewals_late_s*: how long after its building's
+   renewal time each renewal of the cycle reached its charger (median, max);
    plus the mean BalancingRun duration and the worker's and daphne's CPU. JSON in .local/bench/.
 
 ``inline``: the balancing run alone, building after building in this process (no Celery, no dispatch),
@@ -54,6 +57,7 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from apps.charging import leases  # pure: no Django
 from bench.common import (
     OUT,
     ROOT,
@@ -73,6 +77,7 @@ ACTIVE = 30  # guns with a session per building
 SUPPLY_A = 300
 PHASES = ("L1", "L2", "L3")
 CONFIGURATION = charger_configuration(CONNECTORS)
+LEASE_S = 180  # the platform's LOADBALANCING_LEASE_S, read from the settings by ``run``
 
 
 def slug(b: int) -> str:
@@ -180,6 +185,10 @@ class Charger(OcppCharger):
             kind = "renewals" if self.limit.get(payload["connectorId"]) == limit else "changes"
             self.stats[kind] = self.stats.get(kind, 0) + 1
             self.stats[f"last_{kind}_at"] = time.time()
+            if kind == "renewals":  # how long after its building's renewal time it came (docs: leases.py)
+                now = datetime.now(UTC)
+                late = now - leases.latest_renewal(schema(self.b), LEASE_S, now)
+                self.stats.setdefault("renewals_late_s", []).append(late.total_seconds())
             self.limit[payload["connectorId"]] = limit
             if kind == "changes":  # the car's draw changes: reported at once (a renewal changes nothing)
                 self.report_now.set()
@@ -330,6 +339,10 @@ def cycle_state(buildings: int, t0: datetime) -> list[tuple]:
     return out
 
 
+def _spread(values: list[float]) -> list[float] | None:
+    return [round(statistics.median(values), 2), round(max(values), 2)] if values else None
+
+
 def _since(at: float | None, t0: datetime) -> float | None:
     return round(at - t0.timestamp(), 3) if at is not None else None
 
@@ -366,9 +379,14 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
         renewals_before, changes_before = stats.get("renewals", 0), stats.get("changes", 0)
         stats.pop("last_changes_at", None)
         stats.pop("last_renewals_at", None)
+        stats["renewals_late_s"] = []
         t0 = datetime.now(UTC)
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: celery.send_task("apps.loadbalancing.tasks.rebalance_all"))
+
+        def as_beat() -> None:  # its two half-minute tasks: the balancer's refresh and the dispatch's catch-up
+            celery.send_task("apps.loadbalancing.tasks.rebalance_all")
+            celery.send_task("apps.ocpp.tasks.dispatch_all_limits")
+
+        await asyncio.get_running_loop().run_in_executor(None, as_beat)
         deadline = time.monotonic() + args.interval
         # The cycle is read from the runs' and dispatches' own timestamps once, near its end: polling them
         # (a query over every building's schema) during the cycle took a share of the cores it measures.
@@ -395,6 +413,9 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
             # When the cycle's last TxProfile with a new limit, and its last renewal, reached their charger.
             "changes_on_wire_s": _since(stats.get("last_changes_at"), t0),
             "renewals_on_wire_s": _since(stats.get("last_renewals_at"), t0),
+            # How long after their building's renewal time the renewals of the cycle reached their charger
+            # (p50 / max): a lease has half of it left at that time.
+            "renewals_late_s": _spread(stats["renewals_late_s"]),
             "cpu_s": {"workers": round(sum(cpu[len(ports):]), 2), "daphne": round(sum(cpu[:len(ports)]), 2)},
         }
         print(json.dumps(cycle), flush=True)
@@ -410,7 +431,11 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
 
 
 def run(args: argparse.Namespace) -> int:
+    global LEASE_S
     django_setup()
+    from django.conf import settings
+
+    LEASE_S = settings.LOADBALANCING_LEASE_S
     from django.db import connection
 
     from apps.charging.models import ChargePoint, LimitDispatch

@@ -188,6 +188,18 @@ def dispatch_wanted(*, now: datetime | None = None) -> bool:
     return ConnectorLimit.objects.filter(wanted).exists()
 
 
+def renewal_next(*, within: timedelta, now: datetime | None = None) -> datetime | None:
+    """The building's next renewal time (apps/charging/leases.py) if it comes within ``within`` and the building
+    holds a lease then: the dispatch to run at that moment, so that its leases are renewed when they fall due
+    rather than in a burst at the next periodic run. One query."""
+    now = now or timezone.now()
+    held = Q(lease_until__isnull=False, lease_s__isnull=False,
+             status__in=[ConnectorLimit.Status.ACCEPTED, ConnectorLimit.Status.UNCHANGED])
+    times = [leases.next_renewal(connection.schema_name, lease_s, now) for lease_s in
+             ConnectorLimit.objects.filter(held).order_by().values_list("lease_s", flat=True).distinct()]
+    return min((at for at in times if at - now <= within), default=None)
+
+
 def dispatch_claim(*, hold: timedelta, now: datetime | None = None) -> bool:
     """Ask for a dispatch and try to hold the building's dispatch. False: another worker holds it and will
     dispatch again before letting go (it sees ``dirty``)."""

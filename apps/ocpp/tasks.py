@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.charging import services
 from apps.charging.models import ChargePoint
 from apps.charging.reservations import reservations_expire
-from apps.charging.smart_charging import connectors_over_limit, dispatch_wanted
+from apps.charging.smart_charging import connectors_over_limit, dispatch_wanted, renewal_next
 from apps.core.tenants import all_condominiums, in_condominium
 from apps.ocpp import handshake, live
 from apps.ocpp.delivery import send_to
@@ -147,18 +147,41 @@ def dispatch_limits(schema_name: str) -> dict:
             "sent": len(report.sent), "latencies_s": report.latencies_s, "failed": report.failed}
 
 
+# How far ahead the catch-up (every 30 s, beat) schedules each building's next lease renewal: twice its period, so
+# that a catch-up that comes late (or a period a manager lengthened a little) leaves no renewal unscheduled; the
+# renewal's own mark keeps a time scheduled by two catch-ups from being dispatched twice.
+RENEWAL_AHEAD = timedelta(seconds=60)
+RENEWAL_AFTER_S = 0.2  # after the renewal time: the leases that began before it are then due (clocks in ms)
+
+
+def queue_renewal(schema_name: str, at: datetime) -> bool:
+    """Queue the building's dispatch for the moment its leases fall due (``renewal_next``), once per renewal
+    time. Not through ``queue_dispatch``: its "one is waiting" mark would hold back the requests of the
+    balancer's runs until then. True when queued by this call."""
+    ttl_s = int((at - timezone.now()).total_seconds() + RENEWAL_AHEAD.total_seconds()) + 1
+    if not live.mark_once(f"dispatch-renewal:{schema_name}:{at.timestamp():.3f}", max(ttl_s, 1)):
+        return False
+    dispatch_limits.apply_async((schema_name,), eta=at + timedelta(seconds=RENEWAL_AFTER_S))
+    return True
+
+
 @shared_task
 def dispatch_all_limits() -> int:
     """Every half minute: limits not yet delivered, leases due, profiles to send again, a request whose task
-    was lost. A building with none of them queues nothing (``dispatch_wanted``)."""
+    was lost. A building with none of them queues nothing (``dispatch_wanted``). And each building's next lease
+    renewal within RENEWAL_AHEAD is queued for its time: the leases of a hundred buildings are renewed as each
+    falls due, a few at a time, not all those of the last half minute at once."""
     queued = 0
     now = timezone.now()
     for condo in all_condominiums():
         with in_condominium(condo):
             wanted = dispatch_wanted(now=now)
+            renewal = renewal_next(within=RENEWAL_AHEAD, now=now)
         if wanted:
             queue_dispatch(condo.schema_name)
             queued += 1
+        if renewal is not None:
+            queue_renewal(condo.schema_name, renewal)
     return queued
 
 

@@ -745,6 +745,78 @@ async def test_reaction_time_through_a_real_celery_worker(maple_schema, charger_
         worker.stop()
 
 
+async def test_a_lease_is_renewed_at_its_buildings_renewal_time_by_a_dispatch_queued_for_it(
+        maple_schema, charger_id, test_database_url, settings):
+    """The catch-up queues each building's next lease renewal for its own time: the charger gets its limit again
+    just after the building's renewal time (leases.py), through a real worker, not at whichever periodic run
+    comes next; a renewal time is queued once however many catch-ups see it coming; a building holding no
+    lease gets none queued."""
+    from apps.charging.smart_charging import renewal_next
+    from apps.ocpp import tasks
+    from hoa_charging.celery import app
+
+    settings.LOADBALANCING_ENABLED = False  # the test sets the limits itself
+    await sync_to_async(quiet_building)(maple_schema, charger_id)
+    lease_s = 20  # a renewal time every 10 s
+    assert await run_in_schema(maple_schema, renewal_next, within=timedelta(minutes=10)) is None  # no lease held
+    worker = CeleryWorker(test_database_url, env={"LOADBALANCING_ENABLED": "0"}).start()
+    memory = ProfileMemory()
+    charger = await connect(charger_id, memory)
+    pump = asyncio.ensure_future(charger.settle(300))
+    try:
+        await start(charger, 1)
+        pk1 = await connector_pk(maple_schema, charger_id, 1)
+        await set_limits(maple_schema, {pk1: "12"}, lease_s=lease_s)
+
+        def tx_profiles(since: int) -> list[float]:
+            return [at for (action, payload), at in zip(charger.received_calls[since:], charger.received_at[since:],
+                                                        strict=True)
+                    if action == "SetChargingProfile"
+                    and payload["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile"]
+
+        await async_wait_for(lambda: tx_profiles(0) or None, 90, what="the first 12 A TxProfile")
+
+        async def accepted() -> bool:
+            return (await limit_row(maple_schema, pk1)).status == ConnectorLimit.Status.ACCEPTED
+
+        await async_wait_for(accepted, 30, what="its answer recorded")
+        # Far from its next renewal time: the one after is queued (a lease just renewed is not due before it).
+        now = timezone.now()
+        renewal = await run_in_schema(maple_schema, renewal_next, within=timedelta(seconds=60), now=now)
+        assert renewal is not None and now < renewal <= now + timedelta(seconds=lease_s / 2)
+        assert renewal == leases.next_renewal(maple_schema, lease_s, now)
+        assert await run_in_schema(maple_schema, renewal_next, within=renewal - now - timedelta(milliseconds=1),
+                                   now=now) is None
+        seen = len(charger.received_calls)
+        assert await sync_to_async(tasks.queue_renewal)(maple_schema, renewal)
+        assert not await sync_to_async(tasks.queue_renewal)(maple_schema, renewal)  # once, however often seen
+        # (A renewal time that fell between the first profile and now makes the catch-up renew at once too.)
+        at = await async_wait_for(lambda: next((t for t in tx_profiles(seen) if t >= renewal.timestamp() - 0.05),
+                                               None), lease_s, interval=0.01, what="the lease renewed")
+        assert renewal.timestamp() <= at <= renewal.timestamp() + 3, (at - renewal.timestamp())
+        assert memory.limit(1) == 12
+
+        async def renewed() -> bool:  # its answer recorded (a worker stopped in the middle of a round would not)
+            row = await limit_row(maple_schema, pk1)
+            return row.status == ConnectorLimit.Status.ACCEPTED and row.acknowledged_at >= renewal
+
+        await async_wait_for(renewed, 30, what="the renewal's answer recorded")
+
+        # The catch-up queues the next one (every building's: the worker is stopped first, the broker purged
+        # after): its renewal time is then marked as queued.
+        worker.stop()
+        now = timezone.now()
+        following = await run_in_schema(maple_schema, renewal_next, within=tasks.RENEWAL_AHEAD, now=now)
+        assert following is not None and following > renewal
+        await sync_to_async(tasks.dispatch_all_limits)()
+        assert not await sync_to_async(tasks.queue_renewal)(maple_schema, following)
+    finally:
+        pump.cancel()
+        await charger.transport.disconnect()
+        worker.stop()
+        app.control.purge()  # the other buildings' renewals the catch-up queued
+
+
 def _recorded(schema: str, pk: int) -> ConnectorLimit | None:
     from apps.core.tenants import in_schema
 
