@@ -369,7 +369,31 @@ def limit_record(outcomes: Iterable[LimitOutcome], *, planned_at: datetime, now:
         rows = list(ConnectorLimit.objects.select_for_update().filter(connector_id__in=list(by_connector))
                     .order_by("connector_id"))
         fields = _limit_apply(rows, by_connector, planned_at=planned_at, now=now)
-        ConnectorLimit.objects.bulk_update(rows, sorted(fields))
+        _rows_update(rows, fields)
+
+
+def _rows_update(rows: list[ConnectorLimit], names: set[str]) -> None:
+    """Write these fields of every row in one ``UPDATE ... FROM (VALUES ...)``. Django's bulk_update would too,
+    but builds a CASE of one WHEN per row and field in Python: with 50 connectors that took most of a dispatch
+    worker's time (docs/benchmarks.md, "Balancing 100 buildings")."""
+    if not rows:
+        return
+    meta = ConnectorLimit._meta
+    quote = connection.ops.quote_name
+    fields = [meta.get_field(name) for name in sorted(names)]
+    one = "(" + ", ".join([f"%s::{meta.pk.rel_db_type(connection)}"]
+                          + [f"%s::{field.db_type(connection)}" for field in fields]) + ")"
+    params: list[object] = []
+    for row in rows:
+        params.append(row.pk)
+        params += [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
+    # Only the model's own names are formatted in; every value is a parameter.
+    columns = [quote(field.column) for field in fields]
+    pk = quote(meta.pk.column)
+    sql = (f"UPDATE {quote(meta.db_table)} AS t SET {', '.join(f'{c} = v.{c}' for c in columns)} "  # noqa: S608
+           f"FROM (VALUES {', '.join([one] * len(rows))}) AS v({pk}, {', '.join(columns)}) WHERE t.{pk} = v.{pk}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _limit_apply(rows: list[ConnectorLimit], outcomes: Mapping[int, LimitOutcome], *, planned_at: datetime,
