@@ -31,7 +31,8 @@ guns (50 connectors), spread over the phases.
    *dispatched_s*: until the last building's dispatch finished (LimitDispatch.finished_at), i.e. every
    SetChargingProfile of the cycle answered by the connected chargers and every outcome recorded;
    *changes_on_wire_s* / *renewals_on_wire_s*: until the last TxProfile with a new limit / with the same
-   limit again (a lease renewed) reached its charger; *renewals_late_s*: how long after its building's
+   limit again or one less than 1 A higher (a lease renewed: the platform sends smaller rises only then)
+   reached its charger; *renewals_late_s*: how long after its building's
    renewal time each renewal of the cycle reached its charger (median, max);
    plus the mean BalancingRun duration and the worker's and daphne's CPU. JSON in .local/bench/.
 
@@ -181,8 +182,10 @@ class Charger(OcppCharger):
         periods = profile.get("chargingSchedule", {}).get("chargingSchedulePeriod") or [{}]
         if profile.get("chargingProfilePurpose") == "TxProfile" and "limit" in periods[0]:
             limit = float(periods[0]["limit"])
-            # The same limit again is a lease renewed; a new one a change of the plan.
-            kind = "renewals" if self.limit.get(payload["connectorId"]) == limit else "changes"
+            # The same limit again is a lease renewed, and so is a rise of less than 1 A: the platform sends one
+            # only with a renewal (it skips smaller changes, decreases apart); anything else is a change.
+            before = self.limit.get(payload["connectorId"])
+            kind = "renewals" if before is not None and 0 <= limit - before < 1 else "changes"
             self.stats[kind] = self.stats.get(kind, 0) + 1
             self.stats[f"last_{kind}_at"] = time.time()
             if kind == "renewals":  # how long after its building's renewal time it came (docs: leases.py)
