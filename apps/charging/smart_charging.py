@@ -170,34 +170,50 @@ def chargers_request_resend() -> int:
 # --- the dispatch: claim, plan, record ------------------------------------------------
 
 
-def dispatch_wanted(*, now: datetime | None = None) -> bool:
+def _held() -> Q:
+    """Limits a charger holds under a lease (acknowledged, or found unchanged since)."""
+    return Q(lease_until__isnull=False, lease_s__isnull=False,
+             status__in=[ConnectorLimit.Status.ACCEPTED, ConnectorLimit.Status.UNCHANGED])
+
+
+def _held_lease_lengths() -> list[int]:
+    return list(ConnectorLimit.objects.filter(_held()).order_by().values_list("lease_s", flat=True).distinct())
+
+
+def dispatch_wanted(*, now: datetime | None = None, lease_lengths: list[int] | None = None) -> bool:
     """Whether the periodic catch-up has anything to dispatch in the building: a limit not delivered for good
     yet (``dirty``: new, unanswered, waiting for its charger), a request left pending (its task lost), a
     charger whose static profiles are to be sent again, or a lease due (apps/charging/leases.py). Otherwise a
-    dispatch would read the whole plan to send nothing; a few small queries instead."""
+    dispatch would read the whole plan to send nothing; a few small queries instead. ``lease_lengths``: the
+    held leases' lengths when the caller read them already."""
     now = now or timezone.now()
     if LimitDispatch.objects.filter(dirty=True).exists() or ChargePoint.objects.filter(
             smart_charging_resend=True, removed_at__isnull=True, enabled=True).exists():
         return True
-    held = Q(lease_until__isnull=False, lease_s__isnull=False,
-             status__in=[ConnectorLimit.Status.ACCEPTED, ConnectorLimit.Status.UNCHANGED])
     wanted = Q(dirty=True)
-    for lease_s in ConnectorLimit.objects.filter(held).order_by().values_list("lease_s", flat=True).distinct():
-        wanted |= held & Q(lease_s=lease_s,
-                           lease_until__lt=leases.due_if_ending_before(connection.schema_name, lease_s, now))
+    for lease_s in _held_lease_lengths() if lease_lengths is None else lease_lengths:
+        wanted |= _held() & Q(lease_s=lease_s,
+                              lease_until__lt=leases.due_if_ending_before(connection.schema_name, lease_s, now))
     return ConnectorLimit.objects.filter(wanted).exists()
 
 
-def renewal_next(*, within: timedelta, now: datetime | None = None) -> datetime | None:
+def renewal_next(*, within: timedelta, now: datetime | None = None,
+                 lease_lengths: list[int] | None = None) -> datetime | None:
     """The building's next renewal time (apps/charging/leases.py) if it comes within ``within`` and the building
     holds a lease then: the dispatch to run at that moment, so that its leases are renewed when they fall due
-    rather than in a burst at the next periodic run. One query."""
+    rather than in a burst at the next periodic run. One query, none given ``lease_lengths``."""
     now = now or timezone.now()
-    held = Q(lease_until__isnull=False, lease_s__isnull=False,
-             status__in=[ConnectorLimit.Status.ACCEPTED, ConnectorLimit.Status.UNCHANGED])
-    times = [leases.next_renewal(connection.schema_name, lease_s, now) for lease_s in
-             ConnectorLimit.objects.filter(held).order_by().values_list("lease_s", flat=True).distinct()]
+    times = [leases.next_renewal(connection.schema_name, lease_s, now)
+             for lease_s in (_held_lease_lengths() if lease_lengths is None else lease_lengths)]
     return min((at for at in times if at - now <= within), default=None)
+
+
+def dispatch_outlook(*, within: timedelta, now: datetime | None = None) -> tuple[bool, datetime | None]:
+    """For the periodic catch-up: ``dispatch_wanted`` and ``renewal_next``, the held leases read once."""
+    now = now or timezone.now()
+    lengths = _held_lease_lengths()
+    return (dispatch_wanted(now=now, lease_lengths=lengths),
+            renewal_next(within=within, now=now, lease_lengths=lengths))
 
 
 def dispatch_claim(*, hold: timedelta, now: datetime | None = None) -> bool:

@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.charging import services
 from apps.charging.models import ChargePoint
 from apps.charging.reservations import reservations_expire
-from apps.charging.smart_charging import connectors_over_limit, dispatch_wanted, renewal_next
+from apps.charging.smart_charging import connectors_over_limit, dispatch_outlook
 from apps.core.tenants import all_condominiums, in_condominium
 from apps.ocpp import handshake, live
 from apps.ocpp.delivery import send_to
@@ -155,7 +155,7 @@ RENEWAL_AFTER_S = 0.2  # after the renewal time: the leases that began before it
 
 
 def queue_renewal(schema_name: str, at: datetime) -> bool:
-    """Queue the building's dispatch for the moment its leases fall due (``renewal_next``), once per renewal
+    """Queue the building's dispatch for the moment its leases fall due (``dispatch_outlook``), once per renewal
     time. Not through ``queue_dispatch``: its "one is waiting" mark would hold back the requests of the
     balancer's runs until then. True when queued by this call."""
     ttl_s = int((at - timezone.now()).total_seconds() + RENEWAL_AHEAD.total_seconds()) + 1
@@ -168,15 +168,14 @@ def queue_renewal(schema_name: str, at: datetime) -> bool:
 @shared_task
 def dispatch_all_limits() -> int:
     """Every half minute: limits not yet delivered, leases due, profiles to send again, a request whose task
-    was lost. A building with none of them queues nothing (``dispatch_wanted``). And each building's next lease
+    was lost. A building with none of them queues nothing (``dispatch_outlook``). And each building's next lease
     renewal within RENEWAL_AHEAD is queued for its time: the leases of a hundred buildings are renewed as each
     falls due, a few at a time, not all those of the last half minute at once."""
     queued = 0
     now = timezone.now()
     for condo in all_condominiums():
         with in_condominium(condo):
-            wanted = dispatch_wanted(now=now)
-            renewal = renewal_next(within=RENEWAL_AHEAD, now=now)
+            wanted, renewal = dispatch_outlook(within=RENEWAL_AHEAD, now=now)
         if wanted:
             queue_dispatch(condo.schema_name)
             queued += 1
