@@ -328,6 +328,13 @@ if not 30 <= LOADBALANCING_LEASE_S <= 3600 or not 5 <= LOADBALANCING_REFRESH_S <
     )
 if not 1 <= LOADBALANCING_RUN_RETENTION_DAYS <= 3650:
     raise ImproperlyConfigured("LOADBALANCING_RUN_RETENTION_DAYS must be 1 to 3650")
+# For closed-loop simulations only (python manage.py simulate_building --speed N, on a development server):
+# the balancer's resident timers (minimum run and pause, need periods, stays; allocator.RESIDENT_TIMERS) run N
+# times faster, so a night played in minutes is balanced as a real night would be. The devices' timers (a car
+# following its limit, drop confirmation, staleness, leases) stay in real seconds.
+LOADBALANCING_SIMULATION_SPEED = env_int("LOADBALANCING_SIMULATION_SPEED", 1)
+if not 1 <= LOADBALANCING_SIMULATION_SPEED <= 3600 or (PRODUCTION and LOADBALANCING_SIMULATION_SPEED != 1):
+    raise ImproperlyConfigured("LOADBALANCING_SIMULATION_SPEED must be 1 to 3600, and 1 with HOA_ENV=production")
 # When a resident has not said when the car must be ready: the building's usual morning, local time (HH:MM).
 try:
     LOADBALANCING_DEFAULT_READY_BY = time.fromisoformat(env_str("LOADBALANCING_DEFAULT_READY_BY", "07:00"))

@@ -167,6 +167,16 @@ class Parameters:
     # an estimate from the resident's history, or the car only stopped for a while): paused again if it still
     # does not draw after its ramp-up window, charging on (at the lowest weight) if it does
     need_period_s: int = 900  # need factors and shares are re-evaluated at most once per period (wall-clock aligned)
+    # The residents' time runs this many times faster than ``now`` (1 in service): a closed-loop simulation
+    # that plays a night in minutes. The residents' timers (min_run_s, min_pause_s, done_recheck_s,
+    # need_period_s, need_horizon_s, need_default_stay_s) count their time, and so does the time to a
+    # departure over which energy is needed; the devices' timers (ramp-up, follow, drop confirmation,
+    # staleness) stay in ``now``'s seconds.
+    pace: int = 1
+
+    def __post_init__(self) -> None:
+        if self.pace < 1:
+            raise ValueError(f"pace must be 1 or more, not {self.pace}")
 
 
 DEFAULT_PARAMETERS = Parameters()
@@ -806,6 +816,11 @@ def _period_of(at: datetime, period_s: int) -> int:
     return int(at.timestamp()) // max(period_s, 1)
 
 
+def _resident(seconds: int, params: Parameters) -> timedelta:
+    """A resident timer as a span of ``now`` (``Parameters.pace``)."""
+    return timedelta(seconds=seconds / params.pace)
+
+
 def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[int | None, bool]:
     """(the need factor in 128ths, or None without demand info; whether it is done and paused).
 
@@ -831,12 +846,13 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
         plan.need_served_ppm, plan.need_at = 1_000_000, now
         if plan.mandatory:
             return low, False
-        if memory is not None and memory.done and now - memory.since < _seconds(params.done_recheck_s):
+        if memory is not None and memory.done and now - memory.since < _resident(params.done_recheck_s, params):
             return low, True
         return low, memory is not None and memory.running and _stopped_drawing(plan, memory, now, params)
+    period_s = max(params.need_period_s // params.pace, 1)
     if (memory is not None and memory.need is not None and memory.need_at is not None and memory.need_at <= now
             and memory.need_demand_wh == session.demand_wh and memory.need_departure == session.departure
-            and _period_of(memory.need_at, params.need_period_s) == _period_of(now, params.need_period_s)):
+            and _period_of(memory.need_at, period_s) == _period_of(now, period_s)):
         plan.need_served_ppm, plan.need_at = memory.need_served_ppm, memory.need_at
         return memory.need, False
     plan.need_fresh = True
@@ -861,9 +877,9 @@ def _evaluate_need(plan: _Plan, volts: int, now: datetime, params: Parameters, s
 
 def _stay_s(session: Session, params: Parameters, now: datetime) -> int:
     """The seconds a car's need is counted over: to its departure, at least ``need_horizon_s`` (a late car);
-    without a departure ``need_default_stay_s``."""
+    without a departure ``need_default_stay_s``. In the residents' time (``Parameters.pace``), as energy is."""
     if session.departure is not None:
-        return max(int((session.departure - now).total_seconds()), params.need_horizon_s, 1)
+        return max(int((session.departure - now).total_seconds()) * params.pace, params.need_horizon_s, 1)
     return max(params.need_default_stay_s, 1)
 
 
@@ -1110,8 +1126,8 @@ def _admit(
     stale_nodes: set[int], warnings: list[str],
 ) -> list[_Plan]:
     """Reserve floors in a fair order; return the sessions that run this cycle (their floors subtracted)."""
-    min_run = timedelta(seconds=params.min_run_s)
-    min_pause = timedelta(seconds=params.min_pause_s)
+    min_run = _resident(params.min_run_s, params)
+    min_pause = _resident(params.min_pause_s, params)
     resume_margin = _ma_ceil(params.resume_margin_a)
 
     def was_running(plan: _Plan) -> bool:

@@ -110,7 +110,8 @@ def building_rebalance(*, trigger: str, now: datetime | None = None, refresh: bo
     inputs = building_inputs(now=now)
     if not inputs.connectors:
         return None
-    params = allocator.Parameters(stale_ev_budget_a=inputs.safe_ev_budget_a)
+    params = allocator.Parameters(stale_ev_budget_a=inputs.safe_ev_budget_a,
+                                  pace=settings.LOADBALANCING_SIMULATION_SPEED)
     started = time.perf_counter()
     allocation = allocator.allocate(inputs.nodes, inputs.connectors, inputs.sessions, inputs.meters,
                                     state_load(schema), now, params)

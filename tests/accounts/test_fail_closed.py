@@ -90,3 +90,17 @@ def test_a_handoff_ticket_signed_with_the_development_key_is_refused(client, wor
     genuine = handoff.issue_ticket(world.acme_manager.pk, world.maple.pk)
     assert client.get("/accounts/handoff/", {"ticket": genuine}, HTTP_HOST=MAPLE)["Location"] == "/"
     assert client.get("/", HTTP_HOST=MAPLE).status_code == 200
+
+
+def test_production_refuses_a_simulation_pace_for_the_balancer():
+    env = environment(HOA_ENV="production", DJANGO_SECRET_KEY=REAL_KEY, ALLOWED_HOSTS="charging.example.com",
+                      LOADBALANCING_SIMULATION_SPEED="20")
+    result = run([sys.executable, "manage.py", "check"], env)
+    assert result.returncode != 0
+    assert "LOADBALANCING_SIMULATION_SPEED must be 1 to 3600, and 1 with HOA_ENV=production" in result.stderr
+    # Development accepts it, and the balancer reads it.
+    script = "from django.conf import settings; print(settings.LOADBALANCING_SIMULATION_SPEED)"
+    result = run([sys.executable, "-c", f"import django; django.setup(); {script}"],
+                 environment(HOA_ENV="development", LOADBALANCING_SIMULATION_SPEED="20"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["20"]

@@ -7,9 +7,11 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
+
 from apps.loadbalancing import statecodec
 from apps.loadbalancing.allocator import Why
-from tests.loadbalancing.checks import T0, amps, at, guns, meter, run, session, three
+from tests.loadbalancing.checks import DEFAULTS, T0, amps, at, guns, meter, run, session, three
 
 D = Decimal
 HOUR = 3600
@@ -66,10 +68,12 @@ def test_a_car_without_demand_info_keeps_a_neutral_weight():
     assert (amps(result, "g0"), amps(result, "g1")) == (D(16), D(16))
 
 
-def simulate_night(cars, limits_a, hours, *, informed=True, every=60):
+def simulate_night(cars, limits_a, hours, *, informed=True, every=60, speed=1, params=DEFAULTS):
     """Ideal cars (they draw their limit until their demand is met) on single-phase guns g0, g1, ... on L1.
 
     cars: (arrive s, leave s, demand Wh). Returns (energy Wh per car, limits per car per cycle in A).
+    ``speed``: the night is played that many times faster than the allocator's clock (a closed-loop
+    simulation): ``every`` and the cars' times are the night's seconds, energy flows in them.
     """
     building = guns(limits_a, ["L1"] * len(cars))
     got_ws = [0] * len(cars)
@@ -77,13 +81,13 @@ def simulate_night(cars, limits_a, hours, *, informed=True, every=60):
     history: list[list[Decimal | None]] = [[] for _ in cars]
     state = None
     for tick in range(0, hours * HOUR, every):
-        now = at(tick)
+        now = at(tick / speed)
         present = [i for i, (arrive, leave, _) in enumerate(cars) if arrive <= tick < leave]
-        sessions = [session(f"g{i}", cars[i][0], draw_a=three((draw[i], 0, 0)), draw_at=now,
+        sessions = [session(f"g{i}", cars[i][0] / speed, draw_a=three((draw[i], 0, 0)), draw_at=now,
                             energy_wh=got_ws[i] // 3600,
                             demand_wh=cars[i][2] if informed else None,
-                            departure=at(cars[i][1]) if informed else None) for i in present]
-        result = run(building, sessions, [meter((sum(draw[i] for i in present), 0, 0), now)], state, now)
+                            departure=at(cars[i][1] / speed) if informed else None) for i in present]
+        result = run(building, sessions, [meter((sum(draw[i] for i in present), 0, 0), now)], state, now, params)
         state = result.state
         for i in range(len(cars)):
             if i not in present:
@@ -114,6 +118,44 @@ def test_cars_sharing_a_circuit_finish_at_comparable_shares_of_their_demand():
     # Equal current instead: g0 gets all it asked for, g1 little more than half.
     blind, _, _ = simulate_night(NIGHT, 32, 10, informed=False)
     assert blind[0] == 40_000 and blind[1] < 0.55 * 60_000
+
+
+def test_a_night_played_faster_is_balanced_as_the_same_night_when_the_residents_time_is_paced():
+    """A closed-loop simulation plays a night twenty times faster than the platform's clock. With ``pace`` the
+    allocator counts the residents' time (need periods, departures, minimum run and pause) as the night does,
+    and balances it as it balances the night itself; without, every car seems to need twenty times the current
+    it does, all reach the need factor's cap and the night is shared by equal current instead."""
+    night = [*NIGHT, (HOUR, 9 * HOUR, 20_000)]
+    real, real_history, _ = simulate_night(night, 32, 10)
+    paced, paced_history, _ = simulate_night(night, 32, 10, speed=20, params=replace(DEFAULTS, pace=20))
+    assert paced == real
+    assert paced_history == real_history
+    served = [e / c[2] for e, c in zip(real, night, strict=True)]
+    assert max(served) - min(served) < 0.1, served  # 58.7-66.7 %
+    # Unpaced, the car that came last with the smallest need gets the most (82.6 %, the first two 63.3 and
+    # 52.9 %): what the closed loop at 20x showed before the platform could be told the pace.
+    unpaced, _, _ = simulate_night(night, 32, 10, speed=20)
+    served = [e / c[2] for e, c in zip(unpaced, night, strict=True)]
+    assert max(served) - min(served) > 0.25, served
+    assert max(served) == served[2]
+
+
+def test_pace_divides_the_residents_timers_and_keeps_the_devices_timers():
+    building = guns(32, ["L1", "L1", "L1", "L1", "L1", "L1"])
+    cars = [session(f"g{i}") for i in range(6)]
+    params = replace(DEFAULTS, pace=20)
+    # Six cars at 6 A minimum on 32 A: one waits. Turns come after min_run_s / 20 and min_pause_s / 20.
+    first = run(building, cars, [meter(0)], None, T0, params)
+    waiting = [k for k, v in first.limits.items() if v.amps == 0]
+    assert len(waiting) == 1
+    running = [replace(c, draw_a=three((amps(first, c.connector), 0, 0)), draw_at=at(44)) for c in cars]
+    load = sum(amps(first, c.connector) for c in cars)
+    held = run(building, running, [meter((load, 0, 0), at(44))], first.state, at(44), params)
+    assert [k for k, v in held.limits.items() if v.amps == 0] == waiting  # 900 s / 20 = 45 s not yet over
+    turned = run(building, running, [meter((load, 0, 0), at(46))], held.state, at(46), params)
+    assert [k for k, v in turned.limits.items() if v.amps == 0] != waiting
+    with pytest.raises(ValueError, match="pace"):
+        replace(DEFAULTS, pace=0)
 
 
 def test_the_car_that_will_have_the_phase_to_itself_lets_the_one_leaving_first_charge_first():

@@ -121,12 +121,18 @@ class Command(BaseCommand):
         app = ResidentApp(meter_url, where.host, session_cookie=settings.SESSION_COOKIE_NAME,
                           csrf_cookie=settings.CSRF_COOKIE_NAME)
         talk = ResidentsTalk(runners, residents, clock, app, setup.schema_name, recorder)
+        paced = settings.LOADBALANCING_SIMULATION_SPEED
+        if speed > 1 and paced == 1:
+            self.stderr.write(f"the balancer's resident timers run in real time: at {speed:g}x a 15-minute need period "
+                              f"lasts {15 * speed / 60:g} simulated hours (LOADBALANCING_SIMULATION_SPEED, "
+                              "docs/simulator.md)")
         if where.meter_token is None:
             self.stderr.write(f"{slug} has no HTTP-push site meter with a token in {path}: no readings are sent")
         visits = sum(len(v) for v in plan.evs.values())
         self.stdout.write(f"{slug}: {len(runners)} chargers, {visits} EV visits, {hours:g} h at {speed:g}x "
                           f"({hours * 3600 / speed:.0f} s), seed {seed}, {len(load.steps_starting())} load steps, "
-                          f"{residents.speaking} residents to state their needs ({habits.state_needs_percent} %)")
+                          f"{residents.speaking} residents to state their needs ({habits.state_needs_percent} %), "
+                          f"resident timers paced {paced}x")
         with contextlib.ExitStack() as files:
             if trace is not None:
                 try:
@@ -147,7 +153,7 @@ class Command(BaseCommand):
         if report is not None:
             data = result.as_json() | {"building": slug, "hours": hours, "speed": speed, "seed": seed,
                                        "readings_accepted": observer.posted, "reading_problems": observer.post_errors,
-                                       "needs_percent": habits.state_needs_percent}
+                                       "needs_percent": habits.state_needs_percent, "timers_paced": paced}
             report.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
             self.stdout.write(f"report written to {report}")
 
