@@ -12,10 +12,10 @@ the building's lock in Redis). The allocator is pure (allocator.py); this module
 
 A periodic refresh (``refresh=True``) reads, allocates and records like any run (the allocation depends on
 the clock too: a meter going silent, minimum run and pause times), but asks for the same limits again only
-once the building's renewal time (every half lease, at an offset of its own: apps/charging/leases.py) came
-since they were last asked, or when a connector's limit waits for its transaction: a building where
-nothing changed then costs no write to its limits and queues no dispatch. A run on an event never skips
-them.
+once a lease has passed since they were last asked, or when a connector's limit waits for its transaction:
+a building where nothing changed costs no write to its limits and queues no dispatch. (The leases are
+renewed by the dispatch, each building at its own renewal times: apps/charging/leases.py.) A run on an event
+never skips them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from apps.charging import leases
 from apps.charging.models import ConnectorLimit
 from apps.charging.smart_charging import Limit, limits_set
 from apps.core import live_store
@@ -68,21 +67,21 @@ def _asked_digest(wanted: dict[int, Limit], lease_s: int) -> str:
 
 def _ask_again(schema_name: str, wanted: dict[int, Limit], lease_s: int) -> bool:
     """A periodic refresh: whether to hand the same limits to ``limits_set`` again. Yes when they differ from
-    the ones asked last, when the building's renewal time came since they were asked (the key expires then),
-    or when a connector's limit waits for its transaction (asking again is what sends it once the transaction
-    is there)."""
+    the ones asked last, when a lease has passed since they were asked (the key expires then), or when a
+    connector's limit waits for its transaction (asking again is what sends it once the transaction is
+    there)."""
     if live_store.sync_client().get(_asked_key(schema_name)) != _asked_digest(wanted, lease_s):
         return True
     return ConnectorLimit.objects.filter(connector_id__in=list(wanted),
                                          status=ConnectorLimit.Status.NO_TRANSACTION).exists()
 
 
-def _asked(schema_name: str, wanted: dict[int, Limit], lease_s: int, now: datetime) -> None:
-    """The mark of what was asked lives until the building's next renewal time (apps/charging/leases.py):
-    the first refresh after it asks again, and the dispatch renews the leases that began before it."""
-    ttl = leases.next_renewal(schema_name, lease_s, now) - now
-    live_store.sync_client().set(_asked_key(schema_name), _asked_digest(wanted, lease_s),
-                                 px=max(int(ttl / timedelta(milliseconds=1)), 1))
+def _asked(schema_name: str, wanted: dict[int, Limit], lease_s: int) -> None:
+    """The mark of what was asked lives a lease. The leases are renewed by the dispatch on the building's own
+    schedule (apps/charging/leases.py: the dispatch queued for each renewal time, and the catch-up for any
+    lease due), not by asking for the same limits again; the refresh asks once a lease all the same, so that
+    limits changed outside the balancer (by hand, in the database) are put right within a lease."""
+    live_store.sync_client().set(_asked_key(schema_name), _asked_digest(wanted, lease_s), ex=lease_s)
 
 
 def _amps(limit: allocator.Limit, inputs: BuildingInputs, voltages: dict[str, int]) -> Decimal:
@@ -130,7 +129,7 @@ def building_rebalance(*, trigger: str, now: datetime | None = None, refresh: bo
         reasons = "; ".join(sorted({allocation.why[key].why.value for key in allocation.limits}))
         changed = limits_set(limits=wanted, lease_s=lease_s, reason=f"balancer ({trigger}): {reasons}"[:300],
                              now=now)
-        _asked(schema, wanted, lease_s, now)
+        _asked(schema, wanted, lease_s)
     state_save(schema, allocation.state)
     run = BalancingRun.objects.create(
         started_at=now, trigger=trigger[:120], duration_us=int((time.perf_counter() - began) * 1_000_000),
