@@ -118,7 +118,10 @@ def deliverable_w(nodes: Sequence[NodeLimits], wants: Sequence[tuple[Wiring, Dec
         for p in range(3):
             direct[wiring.node][p] += grid[p]
 
+    reached: set[str] = set()
+
     def through(node: NodeLimits) -> tuple[list[Decimal], Decimal]:
+        reached.add(node.key)
         per_phase = list(direct[node.key])
         total = sum(per_phase, Decimal(0)) * node.voltage_v
         for child in children.get(node.key, []):
@@ -131,7 +134,11 @@ def deliverable_w(nodes: Sequence[NodeLimits], wants: Sequence[tuple[Wiring, Dec
             total = min(total, max(Decimal(0), node.max_power_w - sum(loads[node.key], Decimal(0)) * node.voltage_v))
         return per_phase, total
 
-    return sum((through(root)[1] for root in children.get(None, [])), Decimal(0))
+    spare = sum((through(root)[1] for root in children.get(None, [])), Decimal(0))
+    if len(reached) < len(by_key):  # commissioning refuses such a tree; a hand-made one is refused here
+        loop = sorted(set(by_key) - reached)
+        raise ValueError(f"nodes {', '.join(loop)} form a loop: each is fed, through the others, by itself")
+    return spare
 
 
 @dataclass

@@ -203,6 +203,11 @@ def test_the_spare_power_is_what_the_cars_could_draw_through_every_node_and_phas
     # A car near full takes less than its phase could give; no car, no spare.
     assert deliverable_w([supply, cab], [(on["L2"], D("12.5"), 1)], quiet) == D("12.5") * 230
     assert deliverable_w([supply, cab], [], quiet) == D(0)
+    # Nodes that feed each other are not a tree: refused, not counted as no room.
+    a = NodeLimits("a", (D(32),) * 3, (D(32),) * 3, parent="b")
+    b = NodeLimits("b", (D(32),) * 3, (D(32),) * 3, parent="a")
+    with pytest.raises(ValueError, match="nodes a, b form a loop"):
+        deliverable_w([supply, cab, a, b], [(Wiring("C#1", "a", 1, "L1"), D(32), 1)], quiet)
     # The supply's room is after the non-EV load, per phase: 15 A left on L1 for the cabinet's L1 car.
     busy = {"supply": (D(140), D(0), D(0))}
     assert deliverable_w([supply, cab], [(on["L1"], D(32), 1), (on["L2"], D(32), 1)], busy) == D(15 + 32) * 230
