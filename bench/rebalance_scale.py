@@ -354,6 +354,8 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
     from asgiref.sync import sync_to_async
     from celery import Celery
 
+    from hoa_charging.procfile import celery_workers
+
     celery = Celery(broker=os.environ["REDIS_URL"])
     stats: dict = {}
     stop = asyncio.Event()
@@ -378,6 +380,7 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
     for k in range(args.cycles):
         await asyncio.sleep(1)
         cpu_before = [cpu_seconds(p.pid, children=True) for p in servers]
+        own_before = time.process_time()  # the simulated chargers and the meters' feed, on the same cores
         profiles_before = stats.get("profiles", 0)
         renewals_before, changes_before = stats.get("renewals", 0), stats.get("changes", 0)
         stats.pop("last_changes_at", None)
@@ -419,7 +422,9 @@ async def run_async(args: argparse.Namespace, ports: list[int], servers: list[su
             # How long after their building's renewal time the renewals of the cycle reached their charger
             # (p50 / max): a lease has half of it left at that time.
             "renewals_late_s": _spread(stats["renewals_late_s"]),
-            "cpu_s": {"workers": round(sum(cpu[len(ports):]), 2), "daphne": round(sum(cpu[:len(ports)]), 2)},
+            "cpu_s": {"workers": round(sum(cpu[len(ports):]), 2), "daphne": round(sum(cpu[:len(ports)]), 2),
+                      **dict(zip(celery_workers(), cpu[len(ports):], strict=True)),
+                      "simulated_chargers": round(time.process_time() - own_before, 2)},
         }
         print(json.dumps(cycle), flush=True)
         cycles.append(cycle)
