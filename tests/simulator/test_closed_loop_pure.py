@@ -222,3 +222,14 @@ def test_the_spare_power_is_what_the_cars_could_draw_through_every_node_and_phas
     assert deliverable_w([supply, cab], [(three, D(16), 3)], quiet) == D(48 * 230)
     with pytest.raises(ValueError, match="no node 'x'"):
         deliverable_w([supply, cab], [(Wiring("X#1", "x", 1, "L1"), D(16), 1)], quiet)
+
+
+def test_simulate_building_says_when_the_balancers_pace_is_not_the_simulations_speed():
+    from apps.simulator.management.options import pace_warning
+
+    assert pace_warning(20.0, 20) is None and pace_warning(1.0, 1) is None and pace_warning(0.5, 1) is None
+    unpaced = pace_warning(20.0, 1)
+    assert unpaced is not None and "lasts 5 simulated hours" in unpaced
+    assert "LOADBALANCING_SIMULATION_SPEED=20" in unpaced
+    assert "off by 3 times" in (pace_warning(60.0, 20) or "")
+    assert "paced at 20x" in (pace_warning(1.0, 20) or "")

@@ -26,3 +26,16 @@ def delay_range(text: str) -> tuple[int, int]:
     if not 0 <= bounds[0] <= bounds[1]:
         raise CommandError(f"--profile-delay {text!r}: LOW must be 0 or more and at most HIGH")
     return bounds
+
+
+def pace_warning(speed: float, paced: int) -> str | None:
+    """What to tell the user when the balancer's pace (LOADBALANCING_SIMULATION_SPEED, as this process sees it) is
+    not the simulation's speed: its residents' timers and the cars' needs would be off (docs/simulator.md)."""
+    if speed > 1 and paced == 1:
+        return (f"the balancer's resident timers run in real time: at {speed:g}x a 15-minute need period lasts "
+                f"{15 * speed / 60:g} simulated hours (set LOADBALANCING_SIMULATION_SPEED={speed:g} for the "
+                "platform's processes and this command, docs/simulator.md)")
+    if speed >= 1 and paced != speed:
+        return (f"the balancer is paced at {paced}x (LOADBALANCING_SIMULATION_SPEED) but the simulation runs at "
+                f"{speed:g}x: its residents' timers and the cars' needs are off by {speed / paced:g} times")
+    return None

@@ -27,7 +27,7 @@ from apps.simulator import scenario as scenarios
 from apps.simulator.building_load import DEFAULT_CURVE, schedule
 from apps.simulator.client import ChargerRunner, SimClock, run_chargers
 from apps.simulator.closedloop import Recorder
-from apps.simulator.management.options import delay_range, scenario_text
+from apps.simulator.management.options import delay_range, pace_warning, scenario_text
 from apps.simulator.model import ChargerSim
 from apps.simulator.observer import Observer, ResidentsTalk
 from apps.simulator.resident_app import ResidentApp
@@ -122,10 +122,9 @@ class Command(BaseCommand):
                           csrf_cookie=settings.CSRF_COOKIE_NAME)
         talk = ResidentsTalk(runners, residents, clock, app, setup.schema_name, recorder)
         paced = settings.LOADBALANCING_SIMULATION_SPEED
-        if speed > 1 and paced == 1:
-            self.stderr.write(f"the balancer's resident timers run in real time: at {speed:g}x a 15-minute need period "
-                              f"lasts {15 * speed / 60:g} simulated hours (LOADBALANCING_SIMULATION_SPEED, "
-                              "docs/simulator.md)")
+        warning = pace_warning(speed, paced)
+        if warning is not None:
+            self.stderr.write(warning)
         if where.meter_token is None:
             self.stderr.write(f"{slug} has no HTTP-push site meter with a token in {path}: no readings are sent")
         visits = sum(len(v) for v in plan.evs.values())
