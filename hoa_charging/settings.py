@@ -329,7 +329,7 @@ if not 30 <= LOADBALANCING_LEASE_S <= 3600 or not 5 <= LOADBALANCING_REFRESH_S <
 if not 1 <= LOADBALANCING_RUN_RETENTION_DAYS <= 3650:
     raise ImproperlyConfigured("LOADBALANCING_RUN_RETENTION_DAYS must be 1 to 3650")
 # For closed-loop simulations only (python manage.py simulate_building --speed N, on a development server):
-# the balancer's resident timers (minimum run and pause, need periods, stays; allocator.RESIDENT_TIMERS) run N
+# the balancer's resident timers (minimum run and pause, need periods, stays; allocator.Parameters.pace) run N
 # times faster, so a night played in minutes is balanced as a real night would be. The devices' timers (a car
 # following its limit, drop confirmation, staleness, leases) stay in real seconds.
 LOADBALANCING_SIMULATION_SPEED = env_int("LOADBALANCING_SIMULATION_SPEED", 1)
