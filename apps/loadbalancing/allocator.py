@@ -33,7 +33,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 from functools import lru_cache
@@ -51,6 +51,8 @@ WEIGHT_SCALE = 10
 NEED_SCALE = 128
 # Water-filling counts in 1/1280 mA, so that a level step (one unit per weight) is 1 mA at priority 1, neutral need.
 FINE = WEIGHT_SCALE * NEED_SCALE
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class AllocationInputError(ValueError):
@@ -812,8 +814,9 @@ def _need_constants(params: Parameters) -> tuple[int, int, int, int, int]:
 
 
 @lru_cache(maxsize=1024)
-def _period_of(at: datetime, period_s: int) -> int:
-    return int(at.timestamp()) // max(period_s, 1)
+def _period_of(at: datetime, period: timedelta) -> int:
+    """The index of the period ``at`` falls in (whole microseconds: exact, and a pace need not divide it)."""
+    return (at - _EPOCH) // max(period, _MICROSECOND)
 
 
 def _resident(seconds: int, params: Parameters) -> timedelta:
@@ -849,10 +852,10 @@ def _need(plan: _Plan, volts: int, now: datetime, params: Parameters) -> tuple[i
         if memory is not None and memory.done and now - memory.since < _resident(params.done_recheck_s, params):
             return low, True
         return low, memory is not None and memory.running and _stopped_drawing(plan, memory, now, params)
-    period_s = max(params.need_period_s // params.pace, 1)
+    period = _resident(params.need_period_s, params)
     if (memory is not None and memory.need is not None and memory.need_at is not None and memory.need_at <= now
             and memory.need_demand_wh == session.demand_wh and memory.need_departure == session.departure
-            and _period_of(memory.need_at, period_s) == _period_of(now, period_s)):
+            and _period_of(memory.need_at, period) == _period_of(now, period)):
         plan.need_served_ppm, plan.need_at = memory.need_served_ppm, memory.need_at
         return memory.need, False
     plan.need_fresh = True

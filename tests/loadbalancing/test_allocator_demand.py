@@ -158,6 +158,24 @@ def test_pace_divides_the_residents_timers_and_keeps_the_devices_timers():
         replace(DEFAULTS, pace=0)
 
 
+def test_a_pace_that_does_not_divide_the_need_period_keeps_its_exact_length():
+    """At 7x the 900 s need period lasts 128.571429 s of ``now`` (not 128 s): a car's need is evaluated again
+    exactly when that period turns."""
+    params = replace(DEFAULTS, pace=7)
+    period = timedelta(seconds=DEFAULTS.need_period_s / 7)
+    epoch = T0.replace(year=1970, month=1, day=1, hour=0)
+    turn = epoch + ((T0 - epoch) // period + 1) * period  # the first turn after T0
+    building = guns(32, ["L1"])
+    car = session("g0", demand_wh=20_000, departure=at(8 * 3600))
+    first = run(building, [car], [meter(0)], None, T0, params)
+    assert first.state.connectors["g0"].need_at == T0
+    before = turn - timedelta(microseconds=1)
+    kept = run(building, [car], [meter(0, before)], first.state, before, params)
+    assert kept.state.connectors["g0"].need_at == T0
+    again = run(building, [car], [meter(0, turn)], kept.state, turn, params)
+    assert again.state.connectors["g0"].need_at == turn
+
+
 def test_the_car_that_will_have_the_phase_to_itself_lets_the_one_leaving_first_charge_first():
     """Same arrival, same demand; g1 stays two hours after g0 has left, with L1 to itself (13.8 kWh at 30 A).
 

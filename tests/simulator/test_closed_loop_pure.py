@@ -227,9 +227,11 @@ def test_the_spare_power_is_what_the_cars_could_draw_through_every_node_and_phas
 def test_simulate_building_says_when_the_balancers_pace_is_not_the_simulations_speed():
     from apps.simulator.management.options import pace_warning
 
-    assert pace_warning(20.0, 20) is None and pace_warning(1.0, 1) is None and pace_warning(0.5, 1) is None
-    unpaced = pace_warning(20.0, 1)
-    assert unpaced is not None and "lasts 5 simulated hours" in unpaced
+    assert pace_warning(20.0, 20, 900) is None and pace_warning(1.0, 1, 900) is None
+    assert pace_warning(0.5, 1, 900) is None
+    unpaced = pace_warning(20.0, 1, 900)
+    assert unpaced is not None and "a 15-minute need period lasts 5 simulated hours" in unpaced
     assert "LOADBALANCING_SIMULATION_SPEED=20" in unpaced
-    assert "off by 3 times" in (pace_warning(60.0, 20) or "")
-    assert "paced at 20x" in (pace_warning(1.0, 20) or "")
+    assert "a 10-minute need period lasts 3.33333 simulated hours" in (pace_warning(20.0, 1, 600) or "")
+    assert "off by 3 times" in (pace_warning(60.0, 20, 900) or "")
+    assert "paced at 20x" in (pace_warning(1.0, 20, 900) or "")

@@ -28,13 +28,15 @@ def delay_range(text: str) -> tuple[int, int]:
     return bounds
 
 
-def pace_warning(speed: float, paced: int) -> str | None:
+def pace_warning(speed: float, paced: int, need_period_s: int) -> str | None:
     """What to tell the user when the balancer's pace (LOADBALANCING_SIMULATION_SPEED, as this process sees it) is
-    not the simulation's speed: its residents' timers and the cars' needs would be off (docs/simulator.md)."""
+    not the simulation's speed: its residents' timers and the cars' needs would be off (docs/simulator.md).
+    ``need_period_s``: the balancer's need period (allocator.Parameters), named as an example."""
     if speed > 1 and paced == 1:
-        return (f"the balancer's resident timers run in real time: at {speed:g}x a 15-minute need period lasts "
-                f"{15 * speed / 60:g} simulated hours (set LOADBALANCING_SIMULATION_SPEED={speed:g} for the "
-                "platform's processes and this command, docs/simulator.md)")
+        return (f"the balancer's resident timers run in real time: at {speed:g}x a {need_period_s / 60:g}-minute need "
+                f"period lasts {need_period_s * speed / 3600:g} simulated hours (set "
+                f"LOADBALANCING_SIMULATION_SPEED={speed:g} for the platform's processes and this command, "
+                "docs/simulator.md)")
     if speed >= 1 and paced != speed:
         return (f"the balancer is paced at {paced}x (LOADBALANCING_SIMULATION_SPEED) but the simulation runs at "
                 f"{speed:g}x: its residents' timers and the cars' needs are off by {speed / paced:g} times")

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.commissioning.schema import CommissioningError
+from apps.loadbalancing.allocator import DEFAULT_PARAMETERS
 from apps.simulator import scenario as scenarios
 from apps.simulator.building_load import DEFAULT_CURVE, schedule
 from apps.simulator.client import ChargerRunner, SimClock, run_chargers
@@ -122,7 +123,7 @@ class Command(BaseCommand):
                           csrf_cookie=settings.CSRF_COOKIE_NAME)
         talk = ResidentsTalk(runners, residents, clock, app, setup.schema_name, recorder)
         paced = settings.LOADBALANCING_SIMULATION_SPEED
-        warning = pace_warning(speed, paced)
+        warning = pace_warning(speed, paced, DEFAULT_PARAMETERS.need_period_s)
         if warning is not None:
             self.stderr.write(warning)
         if where.meter_token is None:
