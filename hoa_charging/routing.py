@@ -1,14 +1,19 @@
 """Websocket routes.
 
 OCPP chargers send no Origin header, so the OCPP route is not wrapped in
-AllowedHostsOriginValidator; browser websockets (none yet) must be.
+AllowedHostsOriginValidator; browser websockets are, with the session (AuthMiddlewareStack).
 """
 
+from channels.auth import AuthMiddlewareStack
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import re_path
 
+from apps.console.consumers import ConsoleConsumer
 from apps.ocpp.consumer import OcppConsumer
 
 websocket_urlpatterns: list = [
+    # The building console's live view (a browser on the building's own host; apps/console/consumers.py).
+    re_path(r"^ws/console/$", AllowedHostsOriginValidator(AuthMiddlewareStack(ConsoleConsumer.as_asgi()))),
     # Any host name: installers configure one URL template, ws(s)://<host>/ocpp/<chargePointId>.
     # Ids the platform cannot register (too long, a NUL...) are refused by the consumer's handshake check.
     re_path(r"^ocpp/(?P<charge_point_id>[^/]*)/?$", OcppConsumer.as_asgi()),

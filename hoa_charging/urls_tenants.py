@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/handoff/", account_views.redeem_handoff, name="redeem_handoff"),
     path("healthz", core_views.healthz, name="healthz"),
     path("capacity/", core_views.capacity_page, name="capacity"),
+    path("", include("apps.console.urls_tenant")),
     path("", include("apps.ocpp.urls_tenant")),
     path("", include("apps.electrical.urls_tenant")),
     path("", include("apps.billing.urls_tenant")),

@@ -56,6 +56,11 @@ TENANT_ROUTES = {
         "ocpp/test_export.py::test_only_the_buildings_managers_and_board_get_the_frame_log, "
         "test_managers_see_card_ids_board_members_see_them_masked_and_outsiders_nothing"
     ),
+    "console/": (
+        "console/test_page.py::test_residents_and_people_of_other_buildings_get_nothing, "
+        "test_the_other_companys_manager_sees_only_their_own_building; the live view's socket: "
+        "console/test_live.py::test_everyone_else_is_refused_at_the_handshake"
+    ),
     "capacity/": (
         "electrical/test_capacity_report.py::test_residents_and_other_buildings_get_nothing, "
         "test_the_page_with_its_charts_for_managers_and_board"
