@@ -1,0 +1,67 @@
+"""The building console in a real browser: a manager watches a charger start charging without reloading the page;
+people without the right get nothing."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import websockets
+from asgiref.sync import sync_to_async
+from playwright.async_api import expect
+
+from tests import factories
+from tests.browser.conftest import logged_in, screenshot
+from tests.ocpp.charger import FakeCharger, ws_headers
+
+HOST = "maple-court.localhost"
+
+
+async def test_a_manager_sees_a_charger_go_from_available_to_charging_without_reloading(chromium, web, world,
+                                                                                        committed):
+    cp_id = f"WEB-{uuid.uuid4().hex[:8].upper()}"
+    await sync_to_async(factories.charger)(world.maple, cp_id)
+    context = await logged_in(chromium, world.acme_manager, HOST, web.port)
+    page = await context.new_page()
+    try:
+        await page.goto(f"http://{HOST}:{web.port}/console/")
+        await expect(page.locator("#live")).to_have_class(re.compile(r"\bon\b"), timeout=15_000)
+        await page.evaluate("window.notReloaded = true")
+        row = page.locator(f'tr[data-connector="{cp_id}#1"]')
+        await expect(row.locator('[data-f="online"]')).to_have_text("offline")
+        async with websockets.connect(f"{web.url}{cp_id}", subprotocols=["ocpp1.6"],
+                                      additional_headers=ws_headers(cp_id)) as ws:
+            charger = FakeCharger(ws)
+            await charger.boot()
+            await charger.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"})
+            await expect(row.locator('[data-f="status"]')).to_have_text("Available", timeout=10_000)
+            await expect(row.locator('[data-f="online"]')).to_have_text("online")
+            await charger.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"})
+            await charger.call("MeterValues", {"connectorId": 1, "meterValue": [{
+                "timestamp": "2026-03-01T20:00:00Z", "sampledValue": [
+                    {"value": "15.9", "measurand": "Current.Import", "phase": "L1", "unit": "A"}]}]})
+            await expect(row.locator('[data-f="status"]')).to_have_text("Charging", timeout=10_000)
+            await expect(row.locator('[data-f="currents_a"]')).to_have_text("15.9 / — / —", timeout=10_000)
+            # The supply's EV load on the connector's phase moved with it.
+            supply = page.locator('tr[data-node="supply"] [data-phase="L1"] [data-f="ev_a"]')
+            await expect(supply).not_to_have_text("0.0")
+            assert await page.evaluate("window.notReloaded") is True  # the same page, updated in place
+            await screenshot(page, "console")
+        # The charger's connection ends: the console says so, still without reloading.
+        await expect(row.locator('[data-f="online"]')).to_have_text("offline", timeout=15_000)
+        assert await page.evaluate("window.notReloaded") is True
+    finally:
+        await context.close()
+
+
+async def test_a_resident_on_a_phone_and_another_buildings_manager_get_nothing(chromium, web, world, committed):
+    for user in (world.maple_resident, world.harbor_manager):
+        context = await logged_in(chromium, user, HOST, web.port, viewport={"width": 390, "height": 844},
+                                  is_mobile=True)
+        try:
+            page = await context.new_page()
+            answer = await page.goto(f"http://{HOST}:{web.port}/console/")
+            assert answer is not None and answer.status == 404
+            assert "TEST-MAPLE-1" not in await page.content()
+        finally:
+            await context.close()
