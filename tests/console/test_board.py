@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
@@ -9,6 +10,9 @@ from apps.console.board import (
     CircuitInfo,
     ConnectorInfo,
     ConnectorNow,
+    ConnectorRow,
+    NodeRow,
+    PhaseRow,
     RunInfo,
     SessionInfo,
     as_json,
@@ -136,3 +140,12 @@ def test_the_first_push_is_everything_and_each_next_only_what_changed():
     later = as_json(picture(TREE, GUNS[:2], {"CP-1#1": now(12, status="Charging")}, {}, run(at=T0.replace(hour=21))))
     delta = changes(moved, later)
     assert delta["connectors_gone"] == ["CP-2#1"] and delta["run_at"] == "2026-03-01T21:00:00+00:00"
+
+
+def test_the_wire_carries_every_field_of_every_row():
+    """The page's script reads rows by field name: a field added to a row and forgotten on the wire would leave
+    the page showing its first value for ever."""
+    wire = as_json(picture(TREE, GUNS, {"CP-1#1": now(16)}, {}, run()))
+    assert set(wire["connectors"]["CP-1#1"]) == {f.name for f in fields(ConnectorRow)}
+    assert set(wire["nodes"]["cabinet"]) == {f.name for f in fields(NodeRow)}
+    assert set(wire["nodes"]["cabinet"]["phases"][0]) == {f.name for f in fields(PhaseRow)}
