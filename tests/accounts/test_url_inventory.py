@@ -17,6 +17,10 @@ PUBLIC_ROUTES = {
     ),
     "": "test_access.py::test_manager_of_another_company_gets_nothing_of_acme",
     "go/<slug:slug>/": "test_access.py::test_a_ticket_works_only_for_its_building_and_its_person",
+    "portfolio/": (
+        "console/test_portfolio.py::test_each_manager_sees_the_buildings_of_their_companies_only, "
+        "test_board_members_and_residents_get_nothing"
+    ),
     "healthz": "test_access.py::test_healthz (no data)",
     "admin/": "test_access.py::test_admin_site_is_for_platform_staff_only",
     "api/ocpp/chargers/<str:charge_point_id>/commands/<str:action>": (
