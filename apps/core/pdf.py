@@ -6,13 +6,15 @@ every PDF is done once per process here:
 - one FontConfiguration (Fontconfig's font list and Pango's font map, with the fonts it has loaded);
 - stylesheets parsed once (``stylesheet``), rather than a ``<style>`` element parsed with every document;
 - font subsets reused. WeasyPrint embeds only the glyphs a PDF uses, and cuts them out of the font with
-  fontTools (HarfBuzz-Subset is not installed here) at ~0.1 s per font per PDF, most of it decoding layout
-  tables that are then dropped: the largest cost of a statement. Subsetting keeps glyph ids, so a subset
-  holding more glyphs than a PDF uses serves it just as well: the first PDFs of a process make a subset of
-  every glyph seen so far, and the next PDFs whose glyphs are all in it embed that one as it is. A PDF
-  carries at most a few kilobytes of glyphs it does not show; its text, widths and ToUnicode map are its
-  own. The font given to the subsetter is the font without its layout tables (GSUB, GPOS...), which
-  fontTools would decode only to drop them: a subset takes a third of the time.
+  HarfBuzz-Subset when the system has it (libharfbuzz-subset0), else with fontTools at ~0.1 s per font per
+  PDF, most of it decoding layout tables that are then dropped: the largest cost of a statement.
+  Subsetting keeps glyph ids, so a subset holding more glyphs than a PDF uses serves it just as well: the
+  first PDFs of a process make a subset of every glyph seen so far, and the next PDFs whose glyphs are all
+  in it embed that one as it is. A PDF carries at most a few kilobytes of glyphs it does not show; its text,
+  widths and ToUnicode map are its own. With fontTools, the font given to the subsetter is the font
+  without its layout tables (GSUB, GPOS...), which it would decode only to drop them: a subset takes a
+  third of the time. HarfBuzz subsets from the face it already holds (it drops GSUB and GPOS itself, and
+  keeps GDEF), so nothing is stripped for it (``harfbuzz_subsets``).
 
 Its loggers are quieted here too: fontTools logs every table it touches at INFO, and WeasyPrint warns for
 each font that it uses fontTools rather than HarfBuzz-Subset.
@@ -106,7 +108,7 @@ def _install_subset_cache() -> None:
         wider = glyphs | used
         if len(wider) > MAX_SHARED_GLYPHS:
             return original(font, to_unicode, hinting)
-        font.file_content = whole = _without_layout_tables(font, key)
+        font.file_content = whole = font.file_content if harfbuzz_subsets() else _without_layout_tables(font, key)
         original(font, dict.fromkeys(wider, ""), hinting)
         if font.file_content is not whole:  # subset (WeasyPrint keeps the whole font when it cannot)
             with _lock:
@@ -115,6 +117,13 @@ def _install_subset_cache() -> None:
 
     subset.shared_subsets = True  # type: ignore[attr-defined]
     Font.subset = subset
+
+
+def harfbuzz_subsets() -> bool:
+    """Whether WeasyPrint subsets fonts with HarfBuzz-Subset (found on the system, 4.1 or newer), as it decides."""
+    from weasyprint.text.ffi import harfbuzz, harfbuzz_subset
+
+    return harfbuzz_subset is not None and bool(harfbuzz.hb_version_atleast(4, 1, 0))
 
 
 def _digest(font) -> bytes:
