@@ -2,8 +2,11 @@
 
 from django.urls import path
 
-from apps.console import views
+from apps.console import operate, views
 
 urlpatterns = [
     path("console/", views.building_console, name="console"),
+    path("console/operate/<str:charge_point_id>/<int:connector>/", operate.menu, name="console-operate-menu"),
+    path("console/operate/<str:charge_point_id>/<int:connector>/<slug:key>/", operate.operate, name="console-operate"),
+    path("console/operations/", operate.operations, name="console-operations"),
 ]

@@ -15,12 +15,17 @@ from apps.console import portfolio, selectors
 from apps.core.selectors import condominium_links
 
 
+def can_operate(request: HttpRequest) -> bool:
+    """apps.accounts.selectors.may_run_chargers, from the roles the access check already read (no query)."""
+    return request.user.is_superuser or MANAGER in request.roles
+
+
 @condominium_role_required(MANAGER, BOARD)
 @require_GET
 def building_console(request: HttpRequest) -> HttpResponse:
     _, _, picture = selectors.console_picture(request.tenant.schema_name)
     return render(request, "console/building.html", {
-        "picture": picture,
+        "picture": picture, "can_operate": can_operate(request),
     })
 
 

@@ -1,4 +1,5 @@
-"""HTTP interface for commands to chargers: managers of the charger's company (and superusers).
+"""HTTP interface for commands to chargers: managers of the charger's company (and superusers). Each command is on
+the building's operations trail (apps/ocpp/operations.py).
 
     POST /api/ocpp/chargers/<chargePointId>/commands/<Action>   body: the OCPP payload (JSON)
 """
@@ -12,7 +13,9 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
 
 from apps.accounts.selectors import may_run_chargers
-from apps.ocpp import commands, handshake
+from apps.core.tenants import in_schema
+from apps.ocpp import handshake, operations
+from apps.ocpp.models import RemoteOperation
 from apps.tenancy.models import Condominium
 
 
@@ -34,18 +37,26 @@ def charger_command(request: HttpRequest, charge_point_id: str, action: str) -> 
     timeout = _timeout(request.GET.get("timeout", "30"))
     if timeout is None:
         return JsonResponse({"error": "timeout must be a number of seconds from 1 to 120"}, status=400)
-    try:
-        answer = commands.send_command_sync(registration.charge_point_id, action, payload, timeout,
-                                            schema_name=registration.schema_name)
-    except commands.ChargerNotConnected:
+    with in_schema(registration.schema_name):  # recorded on the building's operations trail
+        operation = operations.operation_run(
+            user=request.user, charge_point_id=registration.charge_point_id, action=action, payload=payload,
+            via="api", schema_name=registration.schema_name, timeout=timeout,
+            connector_number=_connector_of(payload))
+    outcome = operation.outcome
+    if outcome == RemoteOperation.Outcome.NOT_CONNECTED:
         return JsonResponse({"error": "charger not connected"}, status=409)
-    except commands.CommandTimeout as error:
-        return JsonResponse({"error": str(error)}, status=504)
-    except commands.InvalidCommand as error:
-        return JsonResponse({"error": error.error_code, "description": error.description}, status=400)
-    except commands.CommandRejected as error:
-        return JsonResponse({"error": error.error_code, "description": error.description}, status=502)
-    return JsonResponse({"status": "ok", "answer": answer})
+    if outcome == RemoteOperation.Outcome.TIMEOUT:
+        return JsonResponse({"error": operation.error}, status=504)
+    if outcome in (RemoteOperation.Outcome.INVALID, RemoteOperation.Outcome.ERROR):
+        code, _, description = operation.error.partition(": ")
+        return JsonResponse({"error": code, "description": description},
+                            status=400 if outcome == RemoteOperation.Outcome.INVALID else 502)
+    return JsonResponse({"status": "ok", "answer": operation.answer})
+
+
+def _connector_of(payload: dict) -> int | None:
+    connector = payload.get("connectorId")
+    return connector if isinstance(connector, int) and not isinstance(connector, bool) and connector > 0 else None
 
 
 def _timeout(raw: str) -> float | None:

@@ -65,6 +65,14 @@ TENANT_ROUTES = {
         "test_the_other_companys_manager_sees_only_their_own_building; the live view's socket: "
         "console/test_live.py::test_everyone_else_is_refused_at_the_handshake"
     ),
+    "console/operate/<str:charge_point_id>/<int:connector>/": (
+        "console/test_operations.py::test_nobody_else_can_send_one"
+    ),
+    "console/operate/<str:charge_point_id>/<int:connector>/<slug:key>/": (
+        "console/test_operations.py::test_nobody_else_can_send_one, "
+        "test_stopping_with_no_session_under_way_sends_nothing (another building's charger: 404)"
+    ),
+    "console/operations/": "console/test_operations.py::test_nobody_else_can_send_one",
     "capacity/": (
         "electrical/test_capacity_report.py::test_residents_and_other_buildings_get_nothing, "
         "test_the_page_with_its_charts_for_managers_and_board"
