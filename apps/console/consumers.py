@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -78,6 +79,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused (403)
             return
         self.host, self.user, self.schema = host, user, condominium.schema_name
+        self.zone = ZoneInfo(condominium.timezone)  # times go out in the building's own time
         await self.accept()
         self.task = asyncio.ensure_future(self.push())
 
@@ -98,7 +100,8 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=1011)
 
     async def _push(self) -> None:
-        built, run = await run_in_schema(self.schema, lambda: (selectors.structure(), selectors.run_info()))
+        built, run = await run_in_schema(self.schema, lambda: (selectors.structure(), selectors.run_info(
+            zone=self.zone)))
         sent: dict | None = None
         transactions: dict[str, int | None] | None = None
         run_checked = recheck = time.monotonic()
@@ -115,7 +118,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
                 run_checked = clock
                 latest = await run_in_schema(self.schema, selectors.latest_run_id)
                 if latest != (run.run_id if run is not None else None):
-                    run = await run_in_schema(self.schema, selectors.run_info, latest)
+                    run = await run_in_schema(self.schema, selectors.run_info, latest, zone=self.zone)
             if clock - recheck >= settings.CONSOLE_RECHECK_S:
                 recheck = clock
                 if await database_sync_to_async(_viewer_of)(self.user, self.host, self.session_key) is None:

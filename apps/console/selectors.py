@@ -5,6 +5,7 @@ pipelined round trip, no query), the latest balancing run. apps/console/board.py
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import tzinfo
 from decimal import Decimal
 
 from apps.charging.models import ChargingSession, Connector
@@ -80,13 +81,14 @@ def latest_run_id() -> int | None:
     return BalancingRun.objects.order_by("-started_at", "-id").values_list("id", flat=True).first()
 
 
-def run_info(run_id: int | None = None) -> board.RunInfo | None:
-    """The latest run (or the one named), with what the picture needs of it."""
+def run_info(run_id: int | None = None, zone: tzinfo | None = None) -> board.RunInfo | None:
+    """The latest run (or the one named), with what the picture needs of it; its time in ``zone`` when given."""
     runs = BalancingRun.objects.order_by("-started_at", "-id").only("id", "started_at", "limits", "nodes")
     run = runs.filter(pk=run_id).first() if run_id is not None else runs.first()
     if run is None:
         return None
-    return board.RunInfo(run_id=run.pk, started_at=run.started_at, limits=run.limits, nodes=run.nodes)
+    started = run.started_at.astimezone(zone) if zone is not None else run.started_at
+    return board.RunInfo(run_id=run.pk, started_at=started, limits=run.limits, nodes=run.nodes)
 
 
 def connectors_now(states: dict[str, live.ChargerLive], schema_name: str,

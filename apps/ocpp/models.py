@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -69,3 +71,11 @@ class RemoteOperation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.requested_at:%Y-%m-%d %H:%M:%S} {self.user_email}: {self.action} {self.charge_point_id}"
+
+    @property
+    def payload_text(self) -> str:
+        return json.dumps(self.payload, sort_keys=True)
+
+    @property
+    def answer_text(self) -> str:
+        return json.dumps(self.answer, sort_keys=True) if self.answer else ""

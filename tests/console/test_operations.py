@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from zoneinfo import ZoneInfo
 
 import pytest
 import websockets
@@ -91,6 +92,8 @@ async def test_a_manager_confirms_stops_a_residents_session_and_the_trail_keeps_
         trail = (await asyncio.to_thread(manager.get, "/console/operations/")).content.decode()
         row = trail[trail.index(f'data-operation="{operation.pk}"'):]
         assert "manager@acme.test" in row[:row.index("</tr>")] and "Accepted" in row[:row.index("</tr>")]
+        local = operation.requested_at.astimezone(ZoneInfo(world.maple.timezone))  # the building's own time
+        assert local.strftime("%Y-%m-%d %H:%M:%S") in row and '{&quot;transactionId&quot;: %d}' % tx in row
         assert "RemoteStopTransaction on" in trail  # the message that says what the charger answered
         # The board reads the trail, and cannot operate.
         board = await sync_to_async(_client)(world.maple_board)

@@ -4,6 +4,7 @@ its queries do not grow with the building."""
 from __future__ import annotations
 
 import uuid
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -43,7 +44,7 @@ def test_managers_see_each_connectors_state_limit_reason_and_resident(world):
         ChargingSession.objects.create(charge_point=connector.charge_point, connector=connector, connector_number=1,
                                        transaction_id=900_000 + connector.pk, id_tag="04A1B2C3D4", resident=resident,
                                        started_at=timezone.now(), meter_start_wh=1000)
-        BalancingRun.objects.create(
+        run = BalancingRun.objects.create(
             started_at=timezone.now(), trigger="test", duration_us=1, allocate_us=1,
             limits={f"{cp_id}#1": {"a": "13.7", "w": None, "why": "node-current",
                                    "sentence": "The supply's L1 is shared by every car on it."}},
@@ -67,6 +68,9 @@ def test_managers_see_each_connectors_state_limit_reason_and_resident(world):
     supply = html[html.index('data-node="supply"'):]
     assert 'data-f="other_a" data-empty="?">98.5<' in supply[:supply.index("</tr>")]
     assert "/static/js/console.js" in html
+    # The run's time in the building's own time zone (Maple Court: America/Los_Angeles), not the server's.
+    local = run.started_at.astimezone(ZoneInfo(world.maple.timezone)).strftime("%Y-%m-%d %H:%M:%S")
+    assert f'<span id="run-at">{local}</span>' in html
 
 
 @pytest.mark.django_db
