@@ -93,7 +93,7 @@ async def test_a_manager_confirms_stops_a_residents_session_and_the_trail_keeps_
         row = trail[trail.index(f'data-operation="{operation.pk}"'):]
         assert "manager@acme.test" in row[:row.index("</tr>")] and "Accepted" in row[:row.index("</tr>")]
         local = operation.requested_at.astimezone(ZoneInfo(world.maple.timezone))  # the building's own time
-        assert local.strftime("%Y-%m-%d %H:%M:%S") in row and '{&quot;transactionId&quot;: %d}' % tx in row
+        assert local.strftime("%Y-%m-%d %H:%M:%S") in row and f'{{&quot;transactionId&quot;: {tx}}}' in row
         assert "RemoteStopTransaction on" in trail  # the message that says what the charger answered
         # The board reads the trail, and cannot operate.
         board = await sync_to_async(_client)(world.maple_board)
