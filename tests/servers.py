@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -114,6 +116,17 @@ class Daphne:
         self.stop()
         time.sleep(down_for)  # the point: chargers find the server gone for this long
         self.start()
+
+
+@contextlib.contextmanager
+def daphne_running(tmp_path_factory, env: dict[str, str] | None = None) -> Iterator[Daphne]:
+    """A module's daphne on the test database (its log in a folder of its own), stopped when the block ends."""
+    server = Daphne(database_url_for_subprocesses(), tmp_path_factory.mktemp("daphne") / "daphne.log", env=env)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 class CeleryWorker:

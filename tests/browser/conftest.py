@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.test import Client
 
-from tests.servers import ROOT, Daphne, database_url_for_subprocesses
+from tests.servers import ROOT, Daphne, daphne_running
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -64,13 +64,8 @@ async def chromium():
 @pytest.fixture(scope="module")
 def web(tmp_path_factory, _test_database_only) -> Iterator[Daphne]:
     """The platform's ASGI server (pages, static files, the OCPP and console websockets) on a free port."""
-    server = Daphne(database_url_for_subprocesses(), tmp_path_factory.mktemp("web") / "daphne.log",
-                    env={"CONSOLE_PUSH_MS": "250"})
-    try:
-        server.start()
+    with daphne_running(tmp_path_factory, env={"CONSOLE_PUSH_MS": "250"}) as server:
         yield server
-    finally:
-        server.close()
 
 
 def _session_key(user, host: str) -> str:

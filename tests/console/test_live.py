@@ -17,7 +17,7 @@ from django.test import Client
 
 from tests import factories
 from tests.ocpp.charger import FakeCharger, ws_headers
-from tests.servers import Daphne, database_url_for_subprocesses
+from tests.servers import daphne_running
 
 HOST = "maple-court.localhost"
 
@@ -25,13 +25,8 @@ HOST = "maple-court.localhost"
 @pytest.fixture(scope="module")
 def daphne(tmp_path_factory, _test_database_only):
     # Pushes every 200 ms and checks the viewer's right every second, so that the test sees both soon.
-    server = Daphne(database_url_for_subprocesses(), tmp_path_factory.mktemp("daphne") / "daphne.log",
-                    env={"CONSOLE_PUSH_MS": "200", "CONSOLE_RECHECK_S": "1"})
-    try:
-        server.start()
+    with daphne_running(tmp_path_factory, env={"CONSOLE_PUSH_MS": "200", "CONSOLE_RECHECK_S": "1"}) as server:
         yield server
-    finally:
-        server.close()
 
 
 def session_cookie(user, host: str = HOST) -> tuple[Client, str]:

@@ -17,19 +17,15 @@ from apps.core.tenants import in_schema
 from apps.ocpp.models import RemoteOperation
 from tests import factories
 from tests.ocpp.charger import FakeCharger, ws_headers
-from tests.servers import Daphne, database_url_for_subprocesses
+from tests.servers import daphne_running
 
 HOST = "maple-court.localhost"
 
 
 @pytest.fixture(scope="module")
 def daphne(tmp_path_factory, _test_database_only):
-    server = Daphne(database_url_for_subprocesses(), tmp_path_factory.mktemp("daphne") / "daphne.log")
-    try:
-        server.start()
+    with daphne_running(tmp_path_factory) as server:
         yield server
-    finally:
-        server.close()
 
 
 def _client(user, host: str = HOST) -> Client:

@@ -17,17 +17,13 @@ from apps.electrical.models import SiteMeterReading
 from tests import factories
 from tests.electrical.conftest import HARBOR, MAPLE
 from tests.helpers import iso
-from tests.servers import Daphne, database_url_for_subprocesses
+from tests.servers import daphne_running
 
 
 @pytest.fixture(scope="module")
 def daphne(tmp_path_factory, _test_database_only):
-    server = Daphne(database_url_for_subprocesses(), tmp_path_factory.mktemp("daphne") / "daphne.log")
-    try:
-        server.start()
+    with daphne_running(tmp_path_factory) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -14,17 +14,13 @@ import websockets
 import websockets.exceptions
 
 from tests.ocpp.charger import FakeCharger, ws_headers
-from tests.servers import Daphne, database_url_for_subprocesses
+from tests.servers import Daphne, daphne_running, database_url_for_subprocesses
 
 
 @pytest.fixture(scope="module")
 def daphne(tmp_path_factory, _test_database_only):
-    server = Daphne(database_url_for_subprocesses(), tmp_path_factory.mktemp("daphne") / "daphne.log")
-    try:
-        server.start()
+    with daphne_running(tmp_path_factory) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize("path", [
