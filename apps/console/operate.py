@@ -25,9 +25,7 @@ def operate(request: HttpRequest, charge_point_id: str, connector: int, key: str
     if not can_operate(request):
         raise Http404("not found")  # board members read the trail; they do not operate
     op = CONSOLE_OPERATIONS.get(key)
-    target = (Connector.objects.filter(charge_point__charge_point_id=charge_point_id, connector_id=connector,
-                                       removed_at__isnull=True, charge_point__removed_at__isnull=True)
-              .select_related("charge_point", "parking_spot").first())
+    target = _connector(charge_point_id, connector)
     if op is None or target is None:
         raise Http404("not found")
     session = (ChargingSession.objects.filter(connector=target, stopped_at__isnull=True)
@@ -54,6 +52,13 @@ def operate(request: HttpRequest, charge_point_id: str, connector: int, key: str
     return redirect("console-operations")
 
 
+def _connector(charge_point_id: str, number: int) -> Connector | None:
+    """The building's connector (in service, on a charger in service), with its charger and spot."""
+    return (Connector.objects.filter(charge_point__charge_point_id=charge_point_id, connector_id=number,
+                                     removed_at__isnull=True, charge_point__removed_at__isnull=True)
+            .select_related("charge_point", "parking_spot").first())
+
+
 @condominium_role_required(MANAGER, BOARD)
 @require_GET
 def operations(request: HttpRequest) -> HttpResponse:
@@ -66,9 +71,7 @@ def menu(request: HttpRequest, charge_point_id: str, connector: int) -> HttpResp
     """The operations offered for a connector (and its charger), each leading to its confirmation."""
     if not can_operate(request):
         raise Http404("not found")
-    target = (Connector.objects.filter(charge_point__charge_point_id=charge_point_id, connector_id=connector,
-                                       removed_at__isnull=True, charge_point__removed_at__isnull=True)
-              .select_related("charge_point", "parking_spot").first())
+    target = _connector(charge_point_id, connector)
     if target is None:
         raise Http404("not found")
     return render(request, "console/operate_menu.html", {

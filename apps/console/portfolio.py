@@ -20,6 +20,7 @@ from apps.audit.selectors import overdue_rows
 from apps.billing.models import SessionCharge
 from apps.charging.models import ChargePoint, ChargingSession
 from apps.console import board
+from apps.console.selectors import usable_per_phase
 from apps.core.tenants import in_schema
 from apps.electrical.latest import site_load_latest
 from apps.electrical.models import Circuit
@@ -87,8 +88,7 @@ def building_summary(condominium: Condominium, now: datetime) -> BuildingSummary
         peak = max(range(len(site.reading.currents_a)), key=lambda i: site.reading.currents_a[i])
         load_a = site.reading.currents_a[peak]
         if supply is not None:
-            rated = supply[f"max_current_l{peak + 1}_a"]
-            limit_a = max(rated * supply["derate"] - supply["margin_a"], Decimal(0)).quantize(board.TENTH)
+            limit_a = usable_per_phase(supply)[peak]
     return BuildingSummary(
         condominium=condominium, chargers=len(charger_ids), online=online, faulted=faulted, sessions=sessions,
         ev_kw=(ev_w / 1000).quantize(board.TENTH, ROUND_HALF_UP), load_a=load_a, limit_a=limit_a,

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from apps.charging.models import ChargingSession, Connector
 from apps.console import board
+from apps.electrical.capacity import PhaseLimits
 from apps.electrical.models import Circuit
 from apps.loadbalancing.models import BalancingRun
 from apps.ocpp import live
@@ -33,7 +34,7 @@ def structure() -> Structure:
     as plain rows: no model instances, which for a building of 200 connectors cost more than the queries."""
     circuits = tuple(
         board.CircuitInfo(key=c["key"], name=c["name"], parent=c["parent__key"], max_power_w=c["max_power_w"],
-                          limit_a=_usable(c))
+                          limit_a=usable_per_phase(c))
         for c in Circuit.objects.filter(removed_at__isnull=True).values(
             "key", "name", "parent__key", "max_power_w", "max_current_l1_a", "max_current_l2_a", "max_current_l3_a",
             "derate", "margin_a")
@@ -67,13 +68,12 @@ def open_sessions() -> dict[str, board.SessionInfo]:
     }
 
 
-def _usable(circuit: dict) -> tuple[Decimal, Decimal, Decimal]:
-    """What the node may carry per phase as the balancer counts it: rated x derate, less the margin."""
-    def usable(rated: Decimal) -> Decimal:
-        return max(rated * circuit["derate"] - circuit["margin_a"], Decimal(0)).quantize(board.TENTH)
-
-    return (usable(circuit["max_current_l1_a"]), usable(circuit["max_current_l2_a"]),
-            usable(circuit["max_current_l3_a"]))
+def usable_per_phase(circuit: dict) -> tuple[Decimal, Decimal, Decimal]:
+    """What the node may carry per phase as the balancer counts it (apps.electrical.capacity.PhaseLimits)."""
+    l1, l2, l3 = PhaseLimits(rated_a=(circuit["max_current_l1_a"], circuit["max_current_l2_a"],
+                                      circuit["max_current_l3_a"]),
+                             derate=circuit["derate"], margin_a=circuit["margin_a"]).usable_a
+    return l1, l2, l3
 
 
 def latest_run_id() -> int | None:
