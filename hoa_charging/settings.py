@@ -141,6 +141,7 @@ SHARED_APPS = [
     "channels",
     "apps.core",
     "apps.console",
+    "apps.portal",
     "apps.commissioning",
     "apps.audit",
     "apps.simulator",
@@ -336,8 +337,9 @@ if not 1 <= LOADBALANCING_RUN_RETENTION_DAYS <= 3650:
 LOADBALANCING_SIMULATION_SPEED = env_int("LOADBALANCING_SIMULATION_SPEED", 1)
 if not 1 <= LOADBALANCING_SIMULATION_SPEED <= 3600 or (PRODUCTION and LOADBALANCING_SIMULATION_SPEED != 1):
     raise ImproperlyConfigured("LOADBALANCING_SIMULATION_SPEED must be 1 to 3600, and 1 with HOA_ENV=production")
-# The building console's live view (apps/console): seconds between two pushes of what changed (each reads the
-# chargers' live state from Redis, no database query), and between two checks that the viewer may still see it.
+# The live views (the building console, apps/console, and the resident's, apps/portal): ms between two pushes
+# of what changed (each reads the chargers' live state from Redis, no database query), and seconds between two
+# checks that the viewer may still see it.
 CONSOLE_PUSH_MS = env_int("CONSOLE_PUSH_MS", 1000)
 CONSOLE_RECHECK_S = env_int("CONSOLE_RECHECK_S", 30)
 if not 100 <= CONSOLE_PUSH_MS <= 60_000 or not 1 <= CONSOLE_RECHECK_S <= 3600:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("capacity/", core_views.capacity_page, name="capacity"),
     path("", include("apps.console.urls_tenant")),
+    path("", include("apps.portal.urls_tenant")),
     path("", include("apps.ocpp.urls_tenant")),
     path("", include("apps.electrical.urls_tenant")),
     path("", include("apps.billing.urls_tenant")),

@@ -172,7 +172,8 @@ def _hold_reasons(session: ChargingSession, readings: list[pricing.Reading]) -> 
     return tuple(reasons)
 
 
-def _max_power_w(connector: Connector | None) -> int:
+def connector_max_power_w(connector: Connector | None) -> int:
+    """What a connector can deliver at most (the DC charger's rating, or its current at 230 V per phase)."""
     if connector is None:
         return metering.DEFAULT_MAX_POWER_W
     if connector.is_dc and connector.max_power_w:
@@ -200,7 +201,7 @@ def session_input(session: ChargingSession) -> pricing.SessionInput:
         wh = metering.to_wh(row.value, row.unit) if row.phase == "" and row.location in ("", "Outlet") else None
         if wh is not None and wh >= 0:
             readings.append(pricing.Reading(row.sampled_at, int(wh.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))))
-    max_power = _max_power_w(session.connector)
+    max_power = connector_max_power_w(session.connector)
     started = session.started_at or session.stopped_at
     assert started is not None and session.stopped_at is not None
     cleaned = metering.reconstruct_energy(
@@ -323,7 +324,7 @@ def price_quote(
     """
     building = building_billing()
     start = start or timezone.now()
-    max_power = _max_power_w(connector)
+    max_power = connector_max_power_w(connector)
     if duration is None:
         duration = timedelta(seconds=max(60, -(-energy_wh * 3600 // max_power)))
     choice: TariffChoice | None = tariff_for(connector_pk=connector.pk, resident_id=resident_id,

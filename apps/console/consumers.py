@@ -17,52 +17,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.contrib.sessions.backends.db import SessionStore
 
-from apps.accounts.selectors import BOARD, MANAGER, condominium_roles
+from apps.accounts.selectors import BOARD, MANAGER
 from apps.console import board, selectors
-from apps.core.tenants import in_public_schema, run_in_schema
+from apps.core.browser_sockets import member_of, same_origin
+from apps.core.tenants import run_in_schema
 from apps.ocpp import live
-from apps.tenancy.models import Condominium, Domain
+from apps.tenancy.models import Condominium
 
 logger = logging.getLogger(__name__)
 
 RUN_CHECK_S = 5.0
-VIEWERS = (MANAGER, BOARD)
-
-
-def _header(scope: dict, name: bytes) -> str:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value.decode("latin-1")
-    return ""
-
-
-def same_origin(scope: dict) -> str | None:
-    """The host name when the page that opens the socket is on the very host it connects to; None otherwise."""
-    host = _header(scope, b"host").strip().lower()
-    origin = urlsplit(_header(scope, b"origin").strip().lower())
-    if not host or origin.scheme not in ("http", "https") or origin.netloc != host:
-        return None
-    return host.rsplit(":", 1)[0] if not host.endswith("]") else host
+VIEWERS = frozenset({MANAGER, BOARD})
 
 
 def _viewer_of(user, host: str, session_key: str | None) -> Condominium | None:
-    """The building of ``host`` when ``user`` (with a session still open) may watch its console."""
-    if session_key is None or not SessionStore().exists(session_key):
-        return None
-    with in_public_schema():
-        domain = Domain.objects.select_related("tenant").filter(domain=host).first()
-        if domain is None or domain.tenant.schema_name == "public":
-            return None
-        condominium = domain.tenant
-        return condominium if condominium_roles(user, condominium) & set(VIEWERS) else None
+    return member_of(user, host, session_key, VIEWERS)
 
 
 class ConsoleConsumer(AsyncJsonWebsocketConsumer):

@@ -110,7 +110,7 @@ def connector_label(connector: Connector) -> str:
 # --- the page ----------------------------------------------------------------------------------------
 
 
-def _words() -> dict[str, str]:
+def tariff_words() -> dict[str, str]:
     gettext = translation.gettext
     return {
         "ENERGY": gettext("{price} per kWh"), "TIME": gettext("{price} per hour"),
@@ -150,7 +150,7 @@ def visitor_tariff_lines(connector: Connector, at: datetime | None = None) -> tu
     if choice is None or version is None:
         return "", ()
     try:
-        return choice.tariff.name, wording.describe(pricing_tariff(version), _words())
+        return choice.tariff.name, wording.describe(pricing_tariff(version), tariff_words())
     except pricing.TariffInvalid as error:
         # Stored past the services' checks: the label still prints, and says so; the manager is told.
         logger.error("visitor tariff %s of connector %s cannot be read: %s", version, connector.pk, error)

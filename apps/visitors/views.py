@@ -24,6 +24,7 @@ from django.core.validators import validate_email
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -33,6 +34,7 @@ from apps.accounts.selectors import MANAGER
 from apps.billing import pricing
 from apps.billing.api import BadQuery, _kwh, _minutes
 from apps.billing.services import NoTariff, price_quote
+from apps.buildings.models import Resident
 from apps.payments.stripe_client import get_client
 from apps.visitors import labels, ratelimit, services
 from apps.visitors.models import Visit, VisitorCode
@@ -93,8 +95,15 @@ def page(request: HttpRequest, code: str) -> HttpResponse:
         publishable_key = get_client().publishable_key
     except Exception:  # payments not configured: the page still shows the tariff
         publishable_key = ""
+    # A resident of the building who scans the label charges on their own account instead (apps/portal decides
+    # whether this connector is one they may use).
+    resident_start = None
+    if request.user.is_authenticated and Resident.objects.filter(user=request.user, is_active=True).exists():
+        resident_start = reverse("me-start", args=[found.connector.charge_point.charge_point_id,
+                                                   found.connector.connector_id])
     return render(request, "visitors/page.html", {"page": info, "publishable_key": publishable_key,
-                                                  "typical_kwh": Decimal(info.typical_energy_wh) / 1000})
+                                                  "typical_kwh": Decimal(info.typical_energy_wh) / 1000,
+                                                  "resident_start": resident_start})
 
 
 @require_GET

@@ -73,6 +73,20 @@ TENANT_ROUTES = {
         "test_stopping_with_no_session_under_way_sends_nothing (another building's charger: 404)"
     ),
     "console/operations/": "console/test_operations.py::test_nobody_else_can_send_one",
+    "me/": (
+        "portal/test_resident.py::test_a_resident_downloads_their_statement_and_nobody_else_does; the live view's "
+        "socket: portal/test_resident.py::test_nobody_but_a_resident_of_the_building_gets_the_live_view"
+    ),
+    "me/charge/<str:charge_point_id>/<int:connector>/": (
+        "portal/test_resident.py::test_a_resident_cannot_start_on_another_households_spot_or_stop_their_session"
+    ),
+    "me/sessions/<int:session_pk>/stop/": (
+        "portal/test_resident.py::test_a_resident_cannot_start_on_another_households_spot_or_stop_their_session"
+    ),
+    "me/cards/<str:id_tag>/lost/": "portal/test_resident.py::test_a_card_reported_lost_is_refused_at_once",
+    "me/statements/<int:statement_pk>.pdf": (
+        "portal/test_resident.py::test_a_resident_downloads_their_statement_and_nobody_else_does"
+    ),
     "capacity/": (
         "electrical/test_capacity_report.py::test_residents_and_other_buildings_get_nothing, "
         "test_the_page_with_its_charts_for_managers_and_board"
