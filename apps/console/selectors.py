@@ -114,3 +114,33 @@ def console_picture(schema_name: str) -> tuple[Structure, board.RunInfo | None, 
     states = live.read_building_live(built.charge_point_ids)
     return built, run, board.picture(built.circuits, built.connectors,
                                      connectors_now(states, schema_name, built.connectors), built.sessions, run)
+
+
+@dataclass(frozen=True)
+class FinishedSession:
+    pk: int
+    connector: str
+    resident: str
+    unit: str
+    started_at: object
+    stopped_at: object
+    stop_reason: str
+    energy_wh: int
+    total: Decimal | None
+    currency: str
+    held: bool
+
+
+def finished_sessions(limit: int = 20) -> list[FinishedSession]:
+    """The building's latest finished sessions, with who charged and what it cost (one query)."""
+    rows = (ChargingSession.objects.filter(stopped_at__isnull=False).order_by("-stopped_at", "-pk")
+            .values("pk", "charge_point__charge_point_id", "connector_number", "resident__user__name",
+                    "resident__user__email", "resident__unit__number", "id_tag", "started_at", "stopped_at",
+                    "stop_reason", "energy_wh", "charge__status", "charge__total", "charge__currency")[:limit])
+    return [FinishedSession(
+        pk=r["pk"], connector=f"{r['charge_point__charge_point_id']} #{r['connector_number']}",
+        resident=r["resident__user__name"] or r["resident__user__email"] or r["id_tag"] or "",
+        unit=r["resident__unit__number"] or "", started_at=r["started_at"], stopped_at=r["stopped_at"],
+        stop_reason=r["stop_reason"], energy_wh=r["energy_wh"],
+        total=r["charge__total"] if r["charge__status"] == "priced" else None, currency=r["charge__currency"] or "",
+        held=r["charge__status"] == "held") for r in rows]

@@ -25,7 +25,7 @@ def can_operate(request: HttpRequest) -> bool:
 def building_console(request: HttpRequest) -> HttpResponse:
     _, _, picture = selectors.console_picture(request.tenant.schema_name)
     return render(request, "console/building.html", {
-        "picture": picture, "can_operate": can_operate(request),
+        "picture": picture, "can_operate": can_operate(request), "finished": selectors.finished_sessions(),
     })
 
 

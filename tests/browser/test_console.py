@@ -3,6 +3,8 @@ people without the right get nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import uuid
 
@@ -65,3 +67,44 @@ async def test_a_resident_on_a_phone_and_another_buildings_manager_get_nothing(c
             assert "TEST-MAPLE-1" not in await page.content()
         finally:
             await context.close()
+
+
+async def test_a_manager_stops_a_session_from_the_browser_and_it_appears_among_the_finished(chromium, web, world,
+                                                                                            committed):
+    cp_id = f"STOP-{uuid.uuid4().hex[:8].upper()}"
+    await sync_to_async(factories.charger)(world.maple, cp_id)
+    context = await logged_in(chromium, world.acme_manager, HOST, web.port)
+    page = await context.new_page()
+    async with websockets.connect(f"{web.url}{cp_id}", subprotocols=["ocpp1.6"],
+                                  additional_headers=ws_headers(cp_id)) as ws:
+        charger = FakeCharger(ws)
+        await charger.boot()
+        await charger.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"})
+        started = await charger.call("StartTransaction", {"connectorId": 1, "idTag": "04A1B2C3D4", "meterStart": 500,
+                                                          "timestamp": "2026-03-01T20:00:00Z"})
+        tx = started[2]["transactionId"]
+        pump = asyncio.ensure_future(charger.settle(60))  # the charger answers the platform's calls meanwhile
+        try:
+            await page.goto(f"http://{HOST}:{web.port}/console/")
+            row = page.locator(f'tr[data-connector="{cp_id}#1"]')
+            await expect(row.locator('[data-f="resident"]')).to_have_text("Alice", timeout=10_000)
+            await row.locator("a", has_text="Operate").click()
+            await page.locator('a[data-op="stop"]').click()
+            await expect(page.locator("#confirm")).to_contain_text("Alice")
+            await page.locator("#confirm-button").click()
+            await expect(page.locator(".messages")).to_contain_text("Accepted", timeout=15_000)
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+        assert ("RemoteStopTransaction", {"transactionId": tx}) in charger.received_calls
+        # The charger ends the session, as a real one does after RemoteStop.
+        await charger.call("StopTransaction", {"transactionId": tx, "meterStop": 7800, "reason": "Remote",
+                                               "timestamp": "2026-03-01T21:00:00Z"})
+        await page.goto(f"http://{HOST}:{web.port}/console/")
+        finished = page.locator("#finished tr", has_text=cp_id)
+        await expect(finished).to_contain_text("7.300")  # kWh: 7,800 - 500 Wh
+        await expect(finished).to_contain_text("Alice")
+        await expect(finished).to_contain_text("Remote")
+        await expect(page.locator(f'tr[data-connector="{cp_id}#1"] [data-f="resident"]')).to_have_text("")
+    await context.close()
