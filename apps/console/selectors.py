@@ -5,13 +5,18 @@ pipelined round trip, no query), the latest balancing run. apps/console/board.py
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
+from typing import Any
+
+from django.db.models import Max
+from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import TruncMinute
 
 from apps.charging.models import ChargingSession, Connector
-from apps.console import board
+from apps.console import board, history
 from apps.electrical.capacity import PhaseLimits
-from apps.electrical.models import Circuit
+from apps.electrical.models import Circuit, SiteMeter, SiteMeterReading
 from apps.loadbalancing.models import BalancingRun
 from apps.ocpp import live
 
@@ -144,3 +149,32 @@ def finished_sessions(limit: int = 20) -> list[FinishedSession]:
         stop_reason=r["stop_reason"], energy_wh=r["energy_wh"],
         total=r["charge__total"] if r["charge__status"] == "priced" else None, currency=r["charge__currency"] or "",
         held=r["charge__status"] == "held") for r in rows]
+
+
+def chart(hours: int, now: datetime) -> dict[str, Any]:
+    """The last ``hours`` at the node the site meter measures (the supply when there is no meter), a row a minute
+    (apps/console/history.py). Three queries, however many readings and runs."""
+    meter = (SiteMeter.objects.filter(removed_at__isnull=True).select_related("circuit")
+             .order_by("circuit__parent_id", "key").first())  # the supply's meter first
+    node = meter.circuit.key if meter is not None else (
+        Circuit.objects.filter(parent__isnull=True, removed_at__isnull=True).values_list("key", flat=True).first())
+    end = now.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = end - timedelta(hours=hours)
+    meter_rows: list[history.MeterMinute] = []
+    if meter is not None:
+        rows = (SiteMeterReading.objects.filter(meter=meter, sampled_at__gte=start, sampled_at__lt=end)
+                .annotate(minute=TruncMinute("sampled_at", tzinfo=UTC)).values("minute")
+                .annotate(l1=Max("current_l1_a"), l2=Max("current_l2_a"), l3=Max("current_l3_a")).order_by("minute"))
+        meter_rows = [history.MeterMinute(r["minute"], (r["l1"], r["l2"], r["l3"])) for r in rows]
+    runs: list[history.RunMinute] = []
+    if node is not None:
+        # The latest run of each minute of the window, and the one in force when it opens.
+        in_window = (BalancingRun.objects.filter(started_at__gte=start, started_at__lt=end)
+                     .annotate(minute=TruncMinute("started_at", tzinfo=UTC), node=KeyTransform(node, "nodes"))
+                     .order_by("minute", "-started_at", "-id").distinct("minute").values("minute", "node"))
+        before = (BalancingRun.objects.filter(started_at__lt=start).order_by("-started_at", "-id")
+                  .annotate(node=KeyTransform(node, "nodes")).values("started_at", "node").first())
+        if before is not None:
+            runs.append(history.RunMinute(before["started_at"], before["node"] or {}))
+        runs += [history.RunMinute(r["minute"], r["node"] or {}) for r in in_window]
+    return {"node": node or "", "hours": hours, **history.minutes(meter_rows, runs, start=start, end=end)}

@@ -6,6 +6,7 @@ from apps.console import operate, views
 
 urlpatterns = [
     path("console/", views.building_console, name="console"),
+    path("console/chart.json", views.chart, name="console-chart"),
     path("console/operate/<str:charge_point_id>/<int:connector>/", operate.menu, name="console-operate-menu"),
     path("console/operate/<str:charge_point_id>/<int:connector>/<slug:key>/", operate.operate, name="console-operate"),
     path("console/operations/", operate.operations, name="console-operations"),

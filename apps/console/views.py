@@ -4,7 +4,7 @@ updated live through apps/console/consumers.py) and the company's portfolio of b
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -26,7 +26,22 @@ def building_console(request: HttpRequest) -> HttpResponse:
     _, _, picture = selectors.console_picture(request.tenant.schema_name)
     return render(request, "console/building.html", {
         "picture": picture, "can_operate": can_operate(request), "finished": selectors.finished_sessions(),
+        "chart_hours": CHART_HOURS,
     })
+
+
+CHART_HOURS = (1, 3, 6, 12, 24, 48)
+
+
+@condominium_role_required(MANAGER, BOARD)
+@require_GET
+def chart(request: HttpRequest) -> JsonResponse:
+    """The console's chart: the metered node's load, EV load, other load and limit, a row a minute."""
+    raw = request.GET.get("hours", "6")
+    if not raw.isdigit() or int(raw) not in CHART_HOURS:
+        return JsonResponse({"error": f"hours: {raw[:20]!r} is not one of {', '.join(map(str, CHART_HOURS))}"},
+                            status=400)
+    return JsonResponse(selectors.chart(int(raw), timezone.now()))
 
 
 @login_required

@@ -28,6 +28,9 @@ async def test_a_manager_sees_a_charger_go_from_available_to_charging_without_re
     try:
         await page.goto(f"http://{HOST}:{web.port}/console/")
         await expect(page.locator("#live")).to_have_class(re.compile(r"\bon\b"), timeout=15_000)
+        # The chart of the last hours is drawn from the vendored uPlot (no CDN), in the page itself.
+        await expect(page.locator("#chart canvas").first).to_be_visible(timeout=10_000)
+        await expect(page.locator("#load-chart")).to_have_attribute("data-points", re.compile(r"^\d+$"))
         await page.evaluate("window.notReloaded = true")
         row = page.locator(f'tr[data-connector="{cp_id}#1"]')
         await expect(row.locator('[data-f="online"]')).to_have_text("offline")
