@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.utils.translation import gettext_lazy as _
 
@@ -18,3 +19,12 @@ class EveryonePasswordResetForm(PasswordResetForm):
 
     def get_users(self, email):
         return User.objects.filter(email__iexact=email.strip(), is_active=True)
+
+
+class ProfileForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=200, required=False)
+    preferred_language = forms.ChoiceField(
+        label=_("Language"), required=False,
+        choices=[("", _("Automatic: the browser's for pages, the building's for e-mails")), *settings.LANGUAGES],
+        help_text=_("Pages, e-mails and statements are in this language."),
+    )

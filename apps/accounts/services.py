@@ -138,3 +138,17 @@ def invite_new_people(*, emails: list[str]) -> InvitationRound:
         else:
             result.invited.append(user.email)
     return result
+
+
+class ProfileRefused(ValueError):
+    """What cannot be saved, in words."""
+
+
+def profile_update(*, user: User, name: str, language: str) -> User:
+    """The person's own name and language ("" for the building's)."""
+    known = {code for code, _ in settings.LANGUAGES}
+    if language and language not in known:
+        raise ProfileRefused(f"language {language!r} is not one of {', '.join(sorted(known))}")
+    user.name, user.preferred_language = name.strip()[:200], language
+    user.save(update_fields=["name", "preferred_language"])
+    return user

@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from apps.accounts.forms import EmailAuthenticationForm, EveryonePasswordResetForm
-from apps.accounts.views import InvitationView
+from apps.accounts.views import InvitationView, profile
 
 urlpatterns = [
     path(
@@ -15,6 +15,7 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/profile/", profile, name="profile"),
     path(
         "accounts/password-reset/",
         auth_views.PasswordResetView.as_view(

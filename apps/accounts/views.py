@@ -3,12 +3,13 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import PasswordResetConfirmView
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
-from apps.accounts import handoff
+from apps.accounts import handoff, services
+from apps.accounts.forms import ProfileForm
 from apps.accounts.models import User
 from apps.accounts.selectors import condominium_roles, visible_condominiums
 from apps.accounts.tokens import invitation_tokens
@@ -58,3 +59,24 @@ class InvitationView(PasswordResetConfirmView):
     def get_user(self, uidb64):
         user = super().get_user(uidb64)
         return user if user is not None and user.is_active else None
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def profile(request: HttpRequest) -> HttpResponse:
+    """The person's own name and language, on the company's site or a building's site where they have a role."""
+    tenant = getattr(request, "tenant", None)
+    if tenant is not None and tenant.schema_name != "public" and not condominium_roles(request.user, tenant):
+        raise Http404("not found")
+    user = request.user
+    form = ProfileForm(request.POST or None, initial={"name": user.name, "preferred_language": user.preferred_language})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.profile_update(user=user, name=form.cleaned_data["name"],
+                                    language=form.cleaned_data["preferred_language"])
+        except services.ProfileRefused as refusal:
+            form.add_error("preferred_language", str(refusal))
+        else:
+            messages.success(request, _("Your profile is saved."))
+            return redirect("profile")
+    return render(request, "accounts/profile.html", {"form": form}, status=400 if form.errors else 200)

@@ -7,6 +7,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 PUBLIC_ROUTES = {
     "accounts/login/": "test_access.py::test_anonymous_is_sent_to_login, test_login_with_email_and_password",
     "accounts/logout/": "test_access.py::test_login_with_email_and_password",
+    "accounts/profile/": "test_profile.py::test_people_of_other_buildings_get_nothing_and_strangers_log_in_first",
     "accounts/password-reset/": "test_access.py::test_password_reset_by_email",
     "accounts/password-reset/sent/": "test_access.py::test_password_reset_by_email",
     "accounts/reset/<uidb64>/<token>/": "test_access.py::test_password_reset_by_email",
@@ -38,6 +39,7 @@ PUBLIC_ROUTES = {
 TENANT_ROUTES = {
     "accounts/login/": "test_access.py::test_login_with_email_and_password",
     "accounts/logout/": "test_access.py::test_login_with_email_and_password",
+    "accounts/profile/": "test_profile.py::test_people_of_other_buildings_get_nothing_and_strangers_log_in_first",
     "accounts/password-reset/": "test_access.py::test_password_reset_by_email",
     "accounts/password-reset/sent/": "test_access.py::test_password_reset_by_email",
     "accounts/reset/<uidb64>/<token>/": "test_access.py::test_password_reset_by_email",
