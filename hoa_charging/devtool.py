@@ -6,6 +6,7 @@ test       the quality gates and the whole test suite
 services   find or start PostgreSQL and Redis and print their URLs
 stop       stop the embedded PostgreSQL, Redis and localstripe (if this project started them)
 manage ... run a manage.py command with the services' environment
+translations  compile locale/*/LC_MESSAGES/*.po into the .mo files Django reads (demo, test and manage do it too)
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def cmd_stop(_: list[str]) -> int:
 
 
 def cmd_manage(args: list[str]) -> int:
+    _translations()
     env, _ = _service_env()
     return _run([PYTHON, "manage.py", *args], env, check=False)
 
@@ -91,7 +93,21 @@ def _stripe_env(env: dict[str, str]) -> dict[str, str]:
     return stripe_env
 
 
+def _translations() -> None:
+    """The .mo catalogues from the .po files (hoa_charging/translations.py), when they are missing or older."""
+    from hoa_charging.translations import compile_catalogues
+
+    for mo in compile_catalogues(ROOT / "locale"):
+        print(f"translations: compiled {mo.relative_to(ROOT)}")
+
+
+def cmd_translations(_: list[str]) -> int:
+    _translations()
+    return 0
+
+
 def cmd_demo(args: list[str]) -> int:
+    _translations()
     env, urls = _service_env()
     port = env.setdefault("HOA_PORT", "8000")
     env.setdefault("HOA_BIND", "127.0.0.1")
@@ -122,6 +138,7 @@ def pure_modules() -> list[str]:
 
 
 def cmd_test(args: list[str]) -> int:
+    _translations()
     env, urls = _service_env()
     if urls.redis_origin != "environment":
         # Keep test traffic off the demo's Redis database.
@@ -159,6 +176,7 @@ COMMANDS = {
     "services": cmd_services,
     "stop": cmd_stop,
     "manage": cmd_manage,
+    "translations": cmd_translations,
 }
 
 

@@ -60,3 +60,50 @@ def test_an_open_month_and_an_open_link_are_different_words():
     with translation.override("fr"):
         assert str(BillingPeriod.Status.OPEN.label) == "Ouvert"
         assert translation.pgettext("start date", "From") == "Du"
+
+
+# --- compiling: hoa_charging/translations.py --------------------------------------------------------------
+
+GOOD = '''msgid ""
+msgstr ""
+"Content-Type: text/plain; charset=UTF-8\\n"
+"Language: es\\n"
+
+msgid "Card %(card)s is lost."
+msgstr "La tarjeta %(card)s está perdida."
+
+#, fuzzy
+msgid "Not sure yet"
+msgstr "Todavía no"
+'''
+
+
+def _catalogue(tmp_path: Path, text: str) -> Path:
+    po = tmp_path / "es" / "LC_MESSAGES" / "django.po"
+    po.parent.mkdir(parents=True)
+    po.write_text(text, encoding="utf-8")
+    return po
+
+
+def test_a_catalogue_is_compiled_once_and_fuzzy_entries_stay_english(tmp_path):
+    import gettext
+
+    from hoa_charging.translations import compile_catalogues
+
+    po = _catalogue(tmp_path, GOOD)
+    assert compile_catalogues(tmp_path) == [po.with_suffix(".mo")]
+    assert compile_catalogues(tmp_path) == []  # up to date: left alone
+    with po.with_suffix(".mo").open("rb") as fh:
+        compiled = gettext.GNUTranslations(fh)
+    assert compiled.gettext("Card %(card)s is lost.") == "La tarjeta %(card)s está perdida."
+    assert compiled.gettext("Not sure yet") == "Not sure yet"
+
+
+def test_a_translation_that_would_break_the_page_is_refused_with_its_file_and_line(tmp_path):
+    from hoa_charging.translations import CatalogueError, compile_catalogues
+
+    po = _catalogue(tmp_path, GOOD.replace("La tarjeta %(card)s", "La tarjeta %(tarjeta)s"))
+    with pytest.raises(CatalogueError) as refused:
+        compile_catalogues(tmp_path)
+    assert f"{po}:6" in str(refused.value) and "tarjeta" in str(refused.value)
+    assert not po.with_suffix(".mo").exists()  # nothing half-made is left for Django to load
