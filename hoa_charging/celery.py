@@ -42,4 +42,5 @@ app.conf.beat_schedule = {
     },
     "ocpp-dispatch-all-limits": {"task": "apps.ocpp.tasks.dispatch_all_limits", "schedule": 30.0},
     "ocpp-check-limit-compliance": {"task": "apps.ocpp.tasks.check_limit_compliance", "schedule": 60.0},
+    "alerts-email-new": {"task": "apps.console.tasks.email_new_alerts", "schedule": 60.0},
 }

@@ -49,3 +49,10 @@ def visible_condominiums(user: User) -> QuerySet[Condominium]:
         .distinct()
         .order_by("company__name", "name")
     )
+
+
+def building_managers(condominium: Condominium) -> list[User]:
+    """The people who run the building: its company's managers (active accounts)."""
+    return list(User.objects.filter(company_memberships__company_id=condominium.company_id,
+                                    company_memberships__role=CompanyMembership.Role.MANAGER, is_active=True)
+                .distinct().order_by("email"))

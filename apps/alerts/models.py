@@ -39,6 +39,13 @@ class Alert(models.Model):
     last_seen_at = models.DateTimeField()
     occurrences = models.PositiveIntegerField(default=1)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # The managers' inbox: who took it in hand, who closed it by hand (empty: the platform, when the condition
+    # cleared) and why; when its e-mail went out (apps.alerts.services.alert_emails_send, once per alert).
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=254, blank=True, help_text="E-mail of who acknowledged it.")
+    resolved_by = models.CharField(max_length=254, blank=True, help_text="E-mail of who resolved it by hand.")
+    resolution_note = models.CharField(max_length=300, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-raised_at"]
@@ -53,3 +60,19 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+class AlertEmailPreference(models.Model):
+    """Whether a manager wants an e-mail for a kind of alert in this building. Without a row, the default of the
+    kind applies (apps.alerts.services.EMAIL_BY_DEFAULT)."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32, choices=Alert.Kind.choices)
+    email = models.BooleanField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "kind"], name="alert_email_preference_once")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.kind}: {'e-mail' if self.email else 'no e-mail'}"

@@ -67,6 +67,12 @@ TENANT_ROUTES = {
         "test_the_other_companys_manager_sees_only_their_own_building; the live view's socket: "
         "console/test_live.py::test_everyone_else_is_refused_at_the_handshake"
     ),
+    "alerts/": "console/test_alerts.py::test_residents_and_people_of_other_buildings_get_nothing",
+    "alerts/<int:alert_pk>/acknowledge": (
+        "console/test_alerts.py::test_residents_and_people_of_other_buildings_get_nothing"
+    ),
+    "alerts/<int:alert_pk>/resolve": "console/test_alerts.py::test_residents_and_people_of_other_buildings_get_nothing",
+    "alerts/preferences": "console/test_alerts.py::test_residents_and_people_of_other_buildings_get_nothing",
     "console/chart.json": "console/test_history.py::test_residents_and_people_of_other_buildings_get_no_chart",
     "console/operate/<str:charge_point_id>/<int:connector>/": (
         "console/test_operations.py::test_nobody_else_can_send_one"
