@@ -210,7 +210,7 @@ def _grid_currents(connector: ConnectorInfo, state: ConnectorNow) -> list[Decima
 def _node_row(circuit: CircuitInfo, depth: int, ev_a: list[Decimal], run: RunInfo | None) -> NodeRow:
     seen = run.nodes.get(circuit.key) if run is not None else None
     other = _other_load(seen) if seen is not None else None
-    limits = _amps_list(seen.get("capacity_a")) if seen is not None else None
+    limits = amps_list(seen.get("capacity_a")) if seen is not None else None
     phases = []
     for index, name in enumerate(PHASES):
         limit = limits[index] if limits is not None else circuit.limit_a[index]
@@ -224,14 +224,14 @@ def _node_row(circuit: CircuitInfo, depth: int, ev_a: list[Decimal], run: RunInf
 
 
 def _other_load(seen: Mapping[str, Any]) -> list[Decimal] | None:
-    non_ev, unmanaged = _amps_list(seen.get("non_ev_a")), _amps_list(seen.get("unmanaged_a"))
+    non_ev, unmanaged = amps_list(seen.get("non_ev_a")), amps_list(seen.get("unmanaged_a"))
     if non_ev is None:
         return None
     return [(a + (unmanaged[i] if unmanaged is not None else 0)).quantize(TENTH, ROUND_HALF_UP)
             for i, a in enumerate(non_ev)]
 
 
-def _amps_list(raw: object) -> list[Decimal] | None:
+def amps_list(raw: object) -> list[Decimal] | None:
     """Three amperes from a run's record; None when they are not there or do not read as numbers."""
     if not isinstance(raw, list | tuple) or len(raw) != 3:
         return None

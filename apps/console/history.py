@@ -18,8 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+from apps.console.board import amps_list
 
 TENTH = Decimal("0.1")
 MINUTE = timedelta(minutes=1)
@@ -37,16 +39,6 @@ class MeterMinute:
 class RunMinute:
     minute: datetime
     node: Mapping[str, Any]  # the latest run's record of the node in that minute: capacity_a, non_ev_a, unmanaged_a
-
-
-def _amps(raw: object) -> list[Decimal] | None:
-    if not isinstance(raw, list | tuple) or len(raw) != 3:
-        return None
-    try:
-        values = [Decimal(str(v)) for v in raw]
-    except InvalidOperation:
-        return None
-    return values if all(v.is_finite() for v in values) else None
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -67,9 +59,9 @@ def minutes(meter: Sequence[MeterMinute], runs: Sequence[RunMinute], *, start: d
     while minute < end:
         while i < len(ordered) and ordered[i].minute <= minute:
             node, i = ordered[i].node, i + 1
-        capacity = _amps(node.get("capacity_a")) if node is not None else None
-        non_ev = _amps(node.get("non_ev_a")) if node is not None else None
-        unmanaged = _amps(node.get("unmanaged_a")) if node is not None else None
+        capacity = amps_list(node.get("capacity_a")) if node is not None else None
+        non_ev = amps_list(node.get("non_ev_a")) if node is not None else None
+        unmanaged = amps_list(node.get("unmanaged_a")) if node is not None else None
         other = [a + (unmanaged[p] if unmanaged else 0) for p, a in enumerate(non_ev)] if non_ev else None
         seen = by_minute.get(minute)
         building = ev = rest = None

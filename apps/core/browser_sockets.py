@@ -8,13 +8,19 @@ lost role closes the socket.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from urllib.parse import urlsplit
 
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.sessions.backends.db import SessionStore
 
 from apps.accounts.selectors import condominium_roles
 from apps.core.tenants import in_public_schema
 from apps.tenancy.models import Condominium, Domain
+
+logger = logging.getLogger(__name__)
 
 
 def _header(scope: dict, name: bytes) -> str:
@@ -43,3 +49,53 @@ def member_of(user, host: str, session_key: str | None, roles: frozenset[str]) -
             return None
         condominium = domain.tenant
         return condominium if condominium_roles(user, condominium) & roles else None
+
+
+class LiveViewConsumer(AsyncJsonWebsocketConsumer):
+    """A read-only live view for the people of a building who hold one of ``roles``: refused at the handshake
+    (403) for anyone else; once open, ``push`` runs until the socket closes, and ``still_allowed`` tells it
+    whether the viewer may still see it (a logout or a lost role closes it with 4403)."""
+
+    roles: frozenset[str] = frozenset()
+    name = "live view"
+
+    async def connect(self) -> None:
+        self.task: asyncio.Task | None = None
+        host = same_origin(self.scope)
+        user = self.scope.get("user")
+        self.session_key = getattr(self.scope.get("session"), "session_key", None)
+        condominium = None
+        if host is not None and getattr(user, "is_authenticated", False):
+            condominium = await database_sync_to_async(member_of)(user, host, self.session_key, self.roles)
+        if condominium is None:
+            await self.close()  # before accept: the handshake is refused (403)
+            return
+        self.host, self.user, self.schema = host, user, condominium.schema_name
+        await self.opened(condominium)
+        await self.accept()
+        self.task = asyncio.ensure_future(self._run())
+
+    async def opened(self, condominium: Condominium) -> None:
+        """What the view reads once, before it is accepted."""
+
+    async def still_allowed(self) -> bool:
+        return await database_sync_to_async(member_of)(self.user, self.host, self.session_key, self.roles) is not None
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "task", None) is not None:
+            self.task.cancel()
+
+    async def receive_json(self, content, **kwargs) -> None:
+        return  # read-only: commands go through the pages' forms
+
+    async def push(self) -> None:
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        try:
+            await self.push()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s of %s stopped", self.name, self.schema)
+            await self.close(code=1011)

@@ -13,64 +13,34 @@ The page reloads itself when the set of sessions changes.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
 from apps.accounts.selectors import RESIDENT
-from apps.core.browser_sockets import member_of, same_origin
+from apps.core.browser_sockets import LiveViewConsumer
 from apps.core.tenants import run_in_schema
 from apps.ocpp import live
 from apps.portal import cards, selectors
-
-logger = logging.getLogger(__name__)
 
 LOOK_S = 5.0  # how often the sessions under way and the latest balancing run are looked for
 RESIDENTS = frozenset({RESIDENT})
 
 
-class ResidentConsumer(AsyncJsonWebsocketConsumer):
-    async def connect(self) -> None:
-        self.task: asyncio.Task | None = None
-        host = same_origin(self.scope)
-        user = self.scope.get("user")
-        self.session_key = getattr(self.scope.get("session"), "session_key", None)
-        condominium = None
-        if host is not None and getattr(user, "is_authenticated", False):
-            condominium = await database_sync_to_async(member_of)(user, host, self.session_key, RESIDENTS)
-        if condominium is None:
-            await self.close()  # before accept: the handshake is refused (403)
-            return
-        self.host, self.user, self.schema = host, user, condominium.schema_name
+class ResidentConsumer(LiveViewConsumer):
+    roles = RESIDENTS
+    name = "resident live view"
+
+    async def opened(self, condominium) -> None:
+        user = self.user
         self.resident_ids = await run_in_schema(self.schema, lambda: [r.pk for r in selectors.households(user)])
-        await self.accept()
-        self.task = asyncio.ensure_future(self.push())
-
-    async def disconnect(self, code: int) -> None:
-        if getattr(self, "task", None) is not None:
-            self.task.cancel()
-
-    async def receive_json(self, content, **kwargs) -> None:
-        return  # read-only: starting and stopping go through the pages' forms
-
-    async def push(self) -> None:
-        try:
-            await self._push()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("resident live view in %s: stopped", self.schema)
-            await self.close(code=1011)
 
     def _read_sessions(self) -> tuple[list[cards.SessionInfo], dict[int, cards.SessionPricing | None]]:
         sessions = selectors.open_sessions(self.resident_ids)
         return sessions, {s.session_pk: selectors.session_pricing(s.session_pk) for s in sessions}
 
-    async def _push(self) -> None:
+    async def push(self) -> None:
         sessions, prices = await run_in_schema(self.schema, self._read_sessions)
         run_id = await run_in_schema(self.schema, selectors.latest_run_id)
         limits = await run_in_schema(self.schema, selectors.run_limits, run_id)
@@ -89,7 +59,7 @@ class ResidentConsumer(AsyncJsonWebsocketConsumer):
                     run_id, limits = latest, await run_in_schema(self.schema, selectors.run_limits, latest)
             if clock - recheck >= settings.CONSOLE_RECHECK_S:
                 recheck = clock
-                if await database_sync_to_async(member_of)(self.user, self.host, self.session_key, RESIDENTS) is None:
+                if not await self.still_allowed():
                     await self.close(code=4403)
                     return
             keys = [s.key for s in sessions]

@@ -4,7 +4,6 @@
   "use strict";
   var badge = document.getElementById("live");
   if (!badge) { return; }
-  var delay = 1000;
   var stale = false;
 
   function text(el, value) {
@@ -58,15 +57,5 @@
     }
   }
 
-  function connect() {
-    var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/console/");
-    ws.onopen = function () { badge.textContent = badge.getAttribute("data-on"); badge.className = "live on"; delay = 1000; };
-    ws.onmessage = function (event) { apply(JSON.parse(event.data)); };
-    ws.onclose = function () {
-      badge.textContent = badge.getAttribute("data-off"); badge.className = "live off";
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 30000);
-    };
-  }
-  connect();
+  window.liveSocket("/ws/console/", badge, apply);
 })();

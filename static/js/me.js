@@ -6,7 +6,6 @@
   var now = document.getElementById("now");
   if (!badge || !now) { return; }
   var shown = now.getAttribute("data-sessions");
-  var delay = 1000;
 
   function text(el, value) {
     var out = (value === null || value === "" || value === undefined)
@@ -36,15 +35,5 @@
     });
   }
 
-  function connect() {
-    var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/me/");
-    ws.onopen = function () { badge.textContent = badge.getAttribute("data-on"); badge.className = "live on"; delay = 1000; };
-    ws.onmessage = function (event) { apply(JSON.parse(event.data)); };
-    ws.onclose = function () {
-      badge.textContent = badge.getAttribute("data-off"); badge.className = "live off";
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 30000);
-    };
-  }
-  connect();
+  window.liveSocket("/ws/me/", badge, apply);
 })();
