@@ -5,18 +5,15 @@ one, and a refusal or a silent charger is recorded as such."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from zoneinfo import ZoneInfo
 
 import pytest
-import websockets
 from asgiref.sync import sync_to_async
 from django.test import Client
 
 from apps.core.tenants import in_schema
 from apps.ocpp.models import RemoteOperation
-from tests import factories
-from tests.ocpp.charger import FakeCharger, ws_headers
+from tests.ocpp.charger import FakeCharger, connected_charger, while_answering
 from tests.servers import daphne_running
 
 HOST = "maple-court.localhost"
@@ -40,23 +37,7 @@ def _operations(schema: str, cp_id: str) -> list[RemoteOperation]:
 
 
 async def _charger(daphne, world, answers=None) -> tuple[str, FakeCharger, object]:
-    cp_id = f"OP-{uuid.uuid4().hex[:8].upper()}"
-    await sync_to_async(factories.charger)(world.maple, cp_id)
-    ws = await websockets.connect(f"{daphne.url}{cp_id}", subprotocols=["ocpp1.6"],
-                                  additional_headers=ws_headers(cp_id))
-    charger = FakeCharger(ws, answers=answers)
-    await charger.boot()
-    await charger.settle(1.0)  # the configuration the platform asks after boot
-    return cp_id, charger, ws
-
-
-async def _while_answering(charger: FakeCharger, call, *args):
-    """Run a blocking request in a thread while the charger answers what the platform sends it."""
-    pump = asyncio.ensure_future(charger.settle(20))
-    try:
-        return await asyncio.to_thread(call, *args)
-    finally:
-        pump.cancel()
+    return await connected_charger(daphne, world.maple, "OP", answers)
 
 
 async def test_a_manager_confirms_stops_a_residents_session_and_the_trail_keeps_it(daphne, world, committed):
@@ -77,7 +58,7 @@ async def test_a_manager_confirms_stops_a_residents_session_and_the_trail_keeps_
         html = page.content.decode()
         assert "Alice" in html and "101" in html and 'id="confirm-button"' in html
         assert not [a for a, _ in charger.received_calls if a == "RemoteStopTransaction"]  # asking is not sending
-        answer = await _while_answering(charger, manager.post, path)
+        answer = await while_answering(charger, manager.post, path)
         assert answer.status_code == 302 and answer["Location"] == "/console/operations/"
         assert ("RemoteStopTransaction", {"transactionId": tx}) in charger.received_calls
         [operation] = await sync_to_async(_operations)(world.maple.schema_name, cp_id)
@@ -109,7 +90,7 @@ async def test_nobody_else_can_send_one(daphne, world, committed, who, host):
         path = f"/console/operate/{cp_id}/1/unlock/"
         assert (await asyncio.to_thread(client.get, f"/console/operate/{cp_id}/1/")).status_code == 404
         assert (await asyncio.to_thread(client.get, path)).status_code == 404
-        assert (await _while_answering(charger, client.post, path)).status_code == 404
+        assert (await while_answering(charger, client.post, path)).status_code == 404
         assert [a for a, _ in charger.received_calls if a == "UnlockConnector"] == []
         assert await sync_to_async(_operations)(world.maple.schema_name, cp_id) == []
         if who != "maple_board":
@@ -122,8 +103,8 @@ async def test_a_refusal_and_a_silent_charger_are_recorded_as_such(daphne, world
     cp_id, charger, ws = await _charger(daphne, world, answers={"UnlockConnector": {"status": "UnlockFailed"}})
     manager = await sync_to_async(_client)(world.acme_manager)
     try:
-        await _while_answering(charger, manager.post, f"/console/operate/{cp_id}/2/unlock/")
-        await _while_answering(charger, manager.post, f"/console/operate/{cp_id}/1/soft_reset/")
+        await while_answering(charger, manager.post, f"/console/operate/{cp_id}/2/unlock/")
+        await while_answering(charger, manager.post, f"/console/operate/{cp_id}/1/soft_reset/")
     finally:
         await ws.close()
     offline = await asyncio.to_thread(manager.post, f"/console/operate/{cp_id}/1/unavailable/")
@@ -143,7 +124,7 @@ async def test_stopping_with_no_session_under_way_sends_nothing(daphne, world, c
     try:
         page = await asyncio.to_thread(manager.get, f"/console/operate/{cp_id}/1/stop/")
         assert 'id="nothing-to-stop"' in page.content.decode() and 'id="confirm-button"' not in page.content.decode()
-        answer = await _while_answering(charger, manager.post, f"/console/operate/{cp_id}/1/stop/")
+        answer = await while_answering(charger, manager.post, f"/console/operate/{cp_id}/1/stop/")
         assert answer.status_code == 302
         assert [a for a, _ in charger.received_calls if a == "RemoteStopTransaction"] == []
         assert await sync_to_async(_operations)(world.maple.schema_name, cp_id) == []
@@ -159,7 +140,7 @@ async def test_the_commands_api_is_on_the_trail_too(daphne, world, committed):
     cp_id, charger, ws = await _charger(daphne, world, answers={"GetLocalListVersion": {"listVersion": 3}})
     manager = await sync_to_async(_client)(world.acme_manager, "localhost")
     try:
-        answer = await _while_answering(charger, manager.post, f"/api/ocpp/chargers/{cp_id}/commands/GetLocalListVersion",
+        answer = await while_answering(charger, manager.post, f"/api/ocpp/chargers/{cp_id}/commands/GetLocalListVersion",
                                         "{}", "application/json")
         assert answer.status_code == 200 and answer.json() == {"status": "ok", "answer": {"listVersion": 3}}
     finally:

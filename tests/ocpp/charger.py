@@ -252,3 +252,31 @@ class ProfileMemory:
             if profile["chargingProfilePurpose"] == purpose:
                 return profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
         return None
+
+
+async def connected_charger(daphne, condo, prefix: str, answers: dict[str, Any] | None = None):
+    """A new charger of ``condo`` (tests.factories.charger), connected to ``daphne`` and booted: (id, charger, ws)."""
+    import uuid
+
+    import websockets
+    from asgiref.sync import sync_to_async
+
+    from tests import factories
+
+    cp_id = f"{prefix}-{uuid.uuid4().hex[:8].upper()}"
+    await sync_to_async(factories.charger)(condo, cp_id)
+    ws = await websockets.connect(f"{daphne.url}{cp_id}", subprotocols=["ocpp1.6"],
+                                  additional_headers=ws_headers(cp_id))
+    charger = FakeCharger(ws, answers=answers)
+    await charger.boot()
+    await charger.settle(1.0)  # the configuration the platform asks after boot
+    return cp_id, charger, ws
+
+
+async def while_answering(charger: FakeCharger, call, *args):
+    """Run a blocking request (a test client's) in a thread while the charger answers what the platform sends."""
+    pump = asyncio.ensure_future(charger.settle(20))
+    try:
+        return await asyncio.to_thread(call, *args)
+    finally:
+        pump.cancel()

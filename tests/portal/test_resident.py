@@ -27,7 +27,7 @@ from apps.statements import services as statements
 from apps.statements.models import StatementLine
 from apps.visitors.services import visitor_codes_ensure
 from tests import factories
-from tests.ocpp.charger import FakeCharger, ws_headers
+from tests.ocpp.charger import FakeCharger, connected_charger, while_answering
 from tests.servers import daphne_running
 
 HOST = "maple-court.localhost"
@@ -76,23 +76,8 @@ async def _update(ws, wanted, timeout: float = 10.0) -> dict:
             return message
 
 
-async def _charger(daphne, world) -> tuple[str, FakeCharger, object]:
-    cp_id = f"ME-{uuid.uuid4().hex[:8].upper()}"
-    await sync_to_async(factories.charger)(world.maple, cp_id)
-    ws = await websockets.connect(f"{daphne.url}{cp_id}", subprotocols=["ocpp1.6"],
-                                  additional_headers=ws_headers(cp_id))
-    charger = FakeCharger(ws)
-    await charger.boot()
-    await charger.settle(1.0)
-    return cp_id, charger, ws
-
-
-async def _while_answering(charger: FakeCharger, call, *args):
-    pump = asyncio.ensure_future(charger.settle(20))
-    try:
-        return await asyncio.to_thread(call, *args)
-    finally:
-        pump.cancel()
+async def _charger(daphne, world, answers=None) -> tuple[str, FakeCharger, object]:
+    return await connected_charger(daphne, world.maple, "ME", answers)
 
 
 def _ago(**delta) -> str:
@@ -120,7 +105,7 @@ async def test_a_resident_starts_watches_and_stops_a_session_from_the_phone(daph
         assert f'href="{start}"' in label.decode()
         assert (await asyncio.to_thread(phone.get, start)).status_code == 200
         assert not [a for a, _ in charger.received_calls if a == "RemoteStartTransaction"]  # asking is not sending
-        answer = await _while_answering(charger, phone.post, start)
+        answer = await while_answering(charger, phone.post, start)
         assert answer.status_code == 302 and answer["Location"] == "/me/"
         [(_, payload)] = [(a, p) for a, p in charger.received_calls if a == "RemoteStartTransaction"]
         assert payload["connectorId"] == 1 and payload["idTag"].startswith("APP")
@@ -148,7 +133,7 @@ async def test_a_resident_starts_watches_and_stops_a_session_from_the_phone(daph
         [session_pk] = [int(k) for k in message["sessions"]]
         stop = f"/me/sessions/{session_pk}/stop/"
         assert (await asyncio.to_thread(phone.get, stop)).status_code == 200
-        answer = await _while_answering(charger, phone.post, stop)
+        answer = await while_answering(charger, phone.post, stop)
         assert answer.status_code == 302
         assert ("RemoteStopTransaction", {"transactionId": tx}) in charger.received_calls
     finally:
@@ -166,20 +151,20 @@ async def test_a_resident_cannot_start_on_another_households_spot_or_stop_their_
         assert f'id="start-{cp_id}-1"' not in home  # the owner's spot
         assert f'data-place="{cp_id}#2"' in home  # connector 2 has no spot: shared by the building
         assert (await asyncio.to_thread(neighbour.get, f"/me/charge/{cp_id}/1/")).status_code == 404
-        assert (await _while_answering(charger, neighbour.post, f"/me/charge/{cp_id}/1/")).status_code == 404
+        assert (await while_answering(charger, neighbour.post, f"/me/charge/{cp_id}/1/")).status_code == 404
         assert not [a for a, _ in charger.received_calls if a == "RemoteStartTransaction"]
         started = await charger.call("StartTransaction", {"connectorId": 1, "idTag": await sync_to_async(
             _card_of)(world, owner), "meterStart": 0, "timestamp": "2026-03-02T18:00:00Z"})
         session_pk = await sync_to_async(_session_pk)(world, started[2]["transactionId"])
         assert (await asyncio.to_thread(neighbour.get, f"/me/sessions/{session_pk}/stop/")).status_code == 404
-        assert (await _while_answering(charger, neighbour.post, f"/me/sessions/{session_pk}/stop/")).status_code == 404
+        assert (await while_answering(charger, neighbour.post, f"/me/sessions/{session_pk}/stop/")).status_code == 404
         assert not [a for a, _ in charger.received_calls if a == "RemoteStopTransaction"]
         # People of other buildings, and the building's manager (who stops sessions from the console): nothing.
         for outsider in (world.oak_resident, world.harbor_resident, world.acme_manager):
             client = await sync_to_async(_client)(outsider)
             for path in (f"/me/charge/{cp_id}/2/", f"/me/sessions/{session_pk}/stop/"):
                 assert (await asyncio.to_thread(client.get, path)).status_code == 404
-                assert (await _while_answering(charger, client.post, path)).status_code == 404
+                assert (await while_answering(charger, client.post, path)).status_code == 404
         assert not [a for a, _ in charger.received_calls if a in ("RemoteStartTransaction", "RemoteStopTransaction")]
     finally:
         await ws.close()
