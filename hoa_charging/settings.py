@@ -138,10 +138,14 @@ SHARED_APPS = [
     "axes",
     "django_celery_beat",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "apps.core",
     "apps.console",
     "apps.portal",
+    "apps.api",
     "apps.commissioning",
     "apps.audit",
     "apps.simulator",
@@ -532,8 +536,22 @@ STORAGES = {
 # --- REST framework -----------------------------------------------------------------
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # Machines send "Authorization: Token <key>" (manage.py api_token); the browser its session (with CSRF).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication",
+                                       "rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "COERCE_DECIMAL_TO_STRING": True,  # amounts and amperes exact, as strings
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "HOA Charging API",
+    "DESCRIPTION": "A building's chargers, sessions, statements, tariffs and site-meter readings (apps/api).",
+    "VERSION": "1",
+    # Swagger UI's files come from the drf-spectacular-sidecar package, served by the platform: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 # --- security (production) ----------------------------------------------------------

@@ -13,6 +13,7 @@ urlpatterns = [
     path("capacity/", core_views.capacity_page, name="capacity"),
     path("", include("apps.console.urls_tenant")),
     path("", include("apps.portal.urls_tenant")),
+    path("", include("apps.api.urls_tenant")),
     path("", include("apps.ocpp.urls_tenant")),
     path("", include("apps.electrical.urls_tenant")),
     path("", include("apps.billing.urls_tenant")),

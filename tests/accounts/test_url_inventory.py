@@ -67,6 +67,13 @@ TENANT_ROUTES = {
         "test_the_other_companys_manager_sees_only_their_own_building; the live view's socket: "
         "console/test_live.py::test_everyone_else_is_refused_at_the_handshake"
     ),
+    "api/v1/chargers/": "api/test_api.py::test_people_of_other_buildings_get_nothing, test_fuzz.py",
+    "api/v1/sessions/": "api/test_api.py::test_people_of_other_buildings_get_nothing, test_fuzz.py",
+    "api/v1/statements/": "api/test_api.py::test_people_of_other_buildings_get_nothing, test_fuzz.py",
+    "api/v1/tariffs/": "api/test_api.py::test_people_of_other_buildings_get_nothing, test_fuzz.py",
+    "api/v1/site-meter-readings/": "api/test_api.py::test_people_of_other_buildings_get_nothing, test_fuzz.py",
+    "api/schema/": "api/test_api.py::test_the_openapi_description_and_its_docs_are_served_by_the_platform (public)",
+    "api/docs/": "api/test_api.py::test_the_openapi_description_and_its_docs_are_served_by_the_platform (public)",
     "alerts/": "console/test_alerts.py::test_residents_and_people_of_other_buildings_get_nothing",
     "alerts/<int:alert_pk>/acknowledge": (
         "console/test_alerts.py::test_residents_and_people_of_other_buildings_get_nothing"
