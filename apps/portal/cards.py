@@ -75,9 +75,8 @@ class SessionCard:
     why: str  # the binding constraint's code ("node-power", "connector", ...)
     can_stop: bool
 
-    @property
-    def cost_text(self) -> str:
-        return display(self.cost, self.currency) if self.cost is not None else ""
+    def cost_text(self, locale: str = "en") -> str:
+        return display(self.cost, self.currency, locale) if self.cost is not None else ""
 
 
 def cost_so_far(price: SessionPricing | None, *, started_at: datetime, now: datetime,
@@ -119,13 +118,14 @@ def session_card(session: SessionInfo, state: ConnectorState | None, balance: Ma
     )
 
 
-def as_json(cards: Sequence[SessionCard]) -> dict[str, Any]:
-    """The cards as the live view sends them: numbers as strings (exact), by session."""
+def as_json(cards: Sequence[SessionCard], locale: str = "en") -> dict[str, Any]:
+    """The cards as the live view sends them: numbers as strings (exact), by session; the cost also written for
+    a reader of ``locale``."""
     def text(value: Decimal | None) -> str | None:
         return str(value) if value is not None else None
 
     return {"sessions": {str(c.session_pk): {
         "online": c.online, "status": c.status, "power_kw": text(c.power_kw), "energy_kwh": text(c.energy_kwh),
-        "cost": text(c.cost), "cost_text": c.cost_text, "currency": c.currency, "limit": c.limit,
+        "cost": text(c.cost), "cost_text": c.cost_text(locale), "currency": c.currency, "limit": c.limit,
         "sentence": c.sentence,
     } for c in cards}}

@@ -35,6 +35,7 @@ class ResidentConsumer(LiveViewConsumer):
     async def opened(self, condominium) -> None:
         user = self.user
         self.resident_ids = await run_in_schema(self.schema, lambda: [r.pk for r in selectors.households(user)])
+        self.locale = getattr(user, "preferred_language", "") or condominium.locale or "en"
 
     def _read_sessions(self) -> tuple[list[cards.SessionInfo], dict[int, cards.SessionPricing | None]]:
         sessions = selectors.open_sessions(self.resident_ids)
@@ -67,8 +68,9 @@ class ResidentConsumer(LiveViewConsumer):
                       for cp, state in (await live.read_many(sorted({k.rpartition("#")[0] for k in keys}))).items()}
             connectors = selectors.connector_states(keys, self.schema, states)
             now = timezone.now()
-            wire = cards.as_json([cards.session_card(s, connectors.get(s.key), limits.get(s.key, {}),
-                                                     prices.get(s.session_pk), now=now) for s in sessions])
+            shown = [cards.session_card(s, connectors.get(s.key), limits.get(s.key, {}), prices.get(s.session_pk),
+                                        now=now) for s in sessions]
+            wire = cards.as_json(shown, self.locale)
             if wire != sent:
                 await self.send_json({"type": "update", **wire})
                 sent = wire

@@ -60,7 +60,7 @@ def _line_rows(statement: Statement, lines: list) -> tuple[str, list[str]]:
         cells.append([when, [line.description] + ([late] if line.prior_period else []),
                       [line.connector_label] if line.connector_label else [], [kwh(line.energy_wh)],
                       [hours_minutes(line.duration_s)], [part for part in line.window.split("; ") if part],
-                      [display(amount, statement.currency)]])
+                      [display(amount, statement.currency, statement.language)]])
     return line_text.rows(columns, cells)
 
 

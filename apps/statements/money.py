@@ -1,11 +1,14 @@
-"""Amounts as a statement shows them. Pure: no Django."""
+"""Amounts as a statement shows them, in the reader's language (Babel's CLDR data: "$1,234.50" in English,
+"1.234,50 US$" in Spanish, "1 234,50 $US" in French). Pure: no Django."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+from babel.core import UnknownLocaleError
+from babel.numbers import format_currency
+
 from apps.billing.pricing import minor_unit, round_money
-from apps.payments.money import SYMBOLS
 
 __all__ = ["display", "minor_unit", "rounded"]
 
@@ -14,10 +17,11 @@ def rounded(amount: Decimal, currency: str) -> Decimal:
     return round_money(amount, currency.upper())
 
 
-def display(amount: Decimal, currency: str) -> str:
-    """``-1234.5`` USD -> ``-$1,234.50``; currencies without a symbol here show their code."""
+def display(amount: Decimal, currency: str, locale: str = "en") -> str:
+    """``-1234.5`` USD -> ``-$1,234.50`` (``locale`` "en"); rounded once to the currency's minor unit, then only
+    written: the digits are the exact amount's."""
     value = rounded(amount, currency)
-    sign = "-" if value < 0 else ""
-    digits = f"{abs(value):,}"
-    symbol = SYMBOLS.get(currency.upper())
-    return f"{sign}{symbol}{digits}" if symbol else f"{sign}{digits} {currency.upper()}"
+    try:
+        return format_currency(value, currency.upper(), locale=(locale or "en").replace("-", "_"))
+    except UnknownLocaleError:
+        return format_currency(value, currency.upper(), locale="en")

@@ -34,7 +34,8 @@ def test_the_cost_so_far_is_the_tariff_applied_to_the_energy_delivered_until_now
     card = cards.session_card(SESSION, state(), {"a": "16", "sentence": "Shared with 3 cars", "why": "node"}, PRICE,
                               now=START + timedelta(minutes=45))
     assert card.energy_kwh == Decimal("5.13") and card.power_kw == Decimal("7.2")
-    assert card.cost == Decimal("1.64") and card.cost_text == "$1.64"  # 5.125 kWh x 0.32, rounded once
+    assert card.cost == Decimal("1.64") and card.cost_text() == "$1.64"  # 5.125 kWh x 0.32, rounded once
+    assert card.cost_text("es") == "1,64\xa0US$" and card.cost_text("fr") == "1,64\xa0$US"  # the reader's way
     assert (card.limit, card.sentence, card.why) == ("16 A", "Shared with 3 cars", "node")
     assert card.can_stop and card.online
 
@@ -48,7 +49,7 @@ def test_at_night_the_night_price_applies():
 
 def test_numbers_of_another_session_on_the_connector_are_not_shown():
     card = cards.session_card(SESSION, state(transaction_id=42), {}, PRICE, now=START + timedelta(minutes=5))
-    assert card.energy_kwh is None and card.power_kw is None and card.cost is None and card.cost_text == ""
+    assert card.energy_kwh is None and card.power_kw is None and card.cost is None and card.cost_text() == ""
 
 
 def test_without_a_tariff_or_a_reading_there_is_no_cost_rather_than_zero():

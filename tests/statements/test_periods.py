@@ -46,4 +46,8 @@ def test_amounts_round_half_up_to_the_minor_unit_of_their_currency():
     assert rounded(Decimal("1.0005"), "KWD") == Decimal("1.001")
     assert display(Decimal("-1234.5"), "USD") == "-$1,234.50"
     assert display(Decimal("370"), "JPY") == "¥370"
-    assert display(Decimal("12"), "CHF") == "12.00 CHF"
+    assert display(Decimal("12"), "CHF") == "CHF12.00"  # CLDR's English
+    # In the reader's language, with the same digits:
+    assert display(Decimal("-1234.5"), "USD", "es") == "-1.234,50\xa0US$"
+    assert display(Decimal("-1234.5"), "EUR", "fr") == "-1\u202f234,50\xa0€"
+    assert display(Decimal("0.125"), "USD", "xx") == "$0.13"  # a language CLDR does not know: English

@@ -164,7 +164,7 @@ def test_the_pdf_is_rendered_once_in_the_residents_language_and_kept_with_its_ha
 
     with in_schema(world.maple.schema_name):
         html = render_html(Statement.objects.get(pk=statement.pk))
-    assert "Estado de cuenta de carga" in html and statement.number in html and "$3.95" in html
+    assert "Estado de cuenta de carga" in html and statement.number in html and "3,95\xa0US$" in html
     assert 'src="data:image/svg+xml;base64,' in html  # the usage chart
 
 

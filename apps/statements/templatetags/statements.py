@@ -1,4 +1,5 @@
 from django import template
+from django.utils import translation
 
 from apps.statements.money import display
 
@@ -7,7 +8,7 @@ register = template.Library()
 
 @register.filter
 def money(amount, currency: str) -> str:
-    return display(amount, currency)
+    return display(amount, currency, translation.get_language() or "en")
 
 
 @register.filter
