@@ -314,6 +314,25 @@ def payment_method_save(*, resident: Resident, setup_intent_id: str, make_defaul
     return saved
 
 
+def autopay_set(*, resident: Resident, card_pk: int | None) -> SavedPaymentMethod | None:
+    """Turn autopay on with one of the resident's saved cards (``card_pk``), or off (None): the card stays saved,
+    so that autopay can be turned on again without entering it. Statements already being charged are not
+    affected; the next due statement follows the choice."""
+    with transaction.atomic():
+        Resident.objects.select_for_update().get(pk=resident.pk)
+        card = None
+        if card_pk is not None:
+            card = SavedPaymentMethod.objects.filter(pk=card_pk, resident=resident, removed_at__isnull=True).first()
+            if card is None:
+                raise PaymentError("that card is not one of the resident's saved cards")
+        SavedPaymentMethod.objects.filter(resident=resident, is_default=True).exclude(
+            pk=card.pk if card is not None else None).update(is_default=False)
+        if card is not None and not card.is_default:
+            card.is_default = True
+            card.save(update_fields=["is_default"])
+    return card
+
+
 # --- payments ------------------------------------------------------------------------------------
 
 

@@ -216,8 +216,11 @@ class Account:
     balance: Decimal  # what the household owes (positive) or has in credit (negative)
     currency: str
     autopay_card: SavedPaymentMethod | None
+    cards: tuple[SavedPaymentMethod, ...]  # the saved cards, the autopay one first
 
 
 def account(resident: Resident) -> Account:
-    card = SavedPaymentMethod.objects.filter(resident=resident, is_default=True, removed_at__isnull=True).first()
-    return Account(resident_balance(resident_id=resident.pk), building_billing().currency, card)
+    cards = tuple(SavedPaymentMethod.objects.filter(resident=resident, removed_at__isnull=True)
+                  .order_by("-is_default", "-created_at"))
+    autopay = next((c for c in cards if c.is_default), None)
+    return Account(resident_balance(resident_id=resident.pk), building_billing().currency, autopay, cards)

@@ -10,4 +10,5 @@ urlpatterns = [
     path("me/sessions/<int:session_pk>/stop/", views.stop, name="me-stop"),
     path("me/cards/<str:id_tag>/lost/", views.card_lost, name="me-card-lost"),
     path("me/statements/<int:statement_pk>.pdf", views.statement_pdf, name="me-statement-pdf"),
+    path("me/autopay/<int:resident_pk>/", views.autopay, name="me-autopay"),
 ]

@@ -6,6 +6,7 @@
     GET/POST  /me/sessions/<id>/stop/               stop my session
     GET/POST  /me/cards/<id tag>/lost/              report a card lost: blocked on every charger at once
     GET       /me/statements/<id>.pdf               a statement of mine as PDF
+    POST      /me/autopay/<resident id>/            autopay on with a saved card (card=<id>) or off (card=off)
 
 Residents of the building only; a user with no household here gets 404, as does anything of another household.
 """
@@ -17,13 +18,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.accounts.access import condominium_role_required
 from apps.accounts.selectors import RESIDENT
 from apps.buildings.models import IdTag
 from apps.ocpp import live
 from apps.ocpp.models import RemoteOperation
+from apps.payments import services as payments
 from apps.portal import selectors, services
 from apps.statements.services import statement_render
 
@@ -155,3 +157,25 @@ def statement_pdf(request: HttpRequest, statement_pk: int) -> HttpResponse:
     response = HttpResponse(bytes(document.pdf), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="{statement.number}.pdf"'
     return response
+
+
+@condominium_role_required(RESIDENT)
+@require_POST
+def autopay(request: HttpRequest, resident_pk: int) -> HttpResponse:
+    resident = next((r for r in _households(request) if r.pk == resident_pk), None)
+    if resident is None:
+        raise Http404("not found")
+    raw = request.POST.get("card", "")
+    if raw != "off" and not raw.isdigit():
+        messages.error(request, _("Choose a saved card, or turn autopay off."))
+        return redirect("me")
+    try:
+        card = payments.autopay_set(resident=resident, card_pk=None if raw == "off" else int(raw))
+    except payments.PaymentError:
+        raise Http404("not found") from None  # not one of this household's cards
+    if card is None:
+        messages.success(request, _("Autopay is off: your statements are no longer charged to a card."))
+    else:
+        messages.success(request, _("Autopay is on: your statements are charged to %(card)s when they are due.") % {
+            "card": card})
+    return redirect("me")

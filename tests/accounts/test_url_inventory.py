@@ -99,6 +99,7 @@ TENANT_ROUTES = {
     "me/sessions/<int:session_pk>/stop/": (
         "portal/test_resident.py::test_a_resident_cannot_start_on_another_households_spot_or_stop_their_session"
     ),
+    "me/autopay/<int:resident_pk>/": "portal/test_autopay.py::test_nobody_else_changes_a_households_autopay",
     "me/cards/<str:id_tag>/lost/": "portal/test_resident.py::test_a_card_reported_lost_is_refused_at_once",
     "me/statements/<int:statement_pk>.pdf": (
         "portal/test_resident.py::test_a_resident_downloads_their_statement_and_nobody_else_does"
