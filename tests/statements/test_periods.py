@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from apps.statements import periods
-from apps.statements.money import display, rounded
+from apps.statements.money import display, kwh_text, rounded
 
 
 def test_a_month_runs_from_local_midnight_to_local_midnight():
@@ -51,3 +51,9 @@ def test_amounts_round_half_up_to_the_minor_unit_of_their_currency():
     assert display(Decimal("-1234.5"), "USD", "es") == "-1.234,50\xa0US$"
     assert display(Decimal("-1234.5"), "EUR", "fr") == "-1\u202f234,50\xa0€"
     assert display(Decimal("0.125"), "USD", "xx") == "$0.13"  # a language CLDR does not know: English
+
+
+def test_energy_is_written_in_kwh_with_every_wh_in_the_readers_way():
+    assert kwh_text(1_234_501) == "1,234.501" and kwh_text(7300) == "7.300" and kwh_text(0) == "0.000"
+    assert kwh_text(1_234_501, "es") == "1.234,501"
+    assert kwh_text(1_234_501, "fr") == "1\u202f234,501" and kwh_text(-5, "en") == "-0.005"

@@ -1,7 +1,7 @@
 from django import template
 from django.utils import translation
 
-from apps.statements.money import display
+from apps.statements.money import display, kwh_text
 
 register = template.Library()
 
@@ -13,10 +13,10 @@ def money(amount, currency: str) -> str:
 
 @register.filter
 def kwh(energy_wh) -> str:
+    """Integer Wh as kWh with three decimals, exact, written the reader's way ("1,234.500"; "1.234,500")."""
     if energy_wh is None:
         return ""
-    whole, rest = divmod(int(energy_wh), 1000)
-    return f"{whole:,}.{rest:03d}"
+    return kwh_text(int(energy_wh), translation.get_language() or "en")
 
 
 @register.filter
