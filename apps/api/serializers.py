@@ -38,7 +38,8 @@ class ChargerSerializer(serializers.Serializer):
 class CostSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["priced", "held"])
     currency = serializers.CharField()
-    total = serializers.DecimalField(max_digits=14, decimal_places=3)
+    total = serializers.DecimalField(max_digits=14, decimal_places=3, allow_null=True,
+                                     help_text="Null while the session is held for review.")
 
 
 class SessionSerializer(serializers.Serializer):

@@ -135,7 +135,7 @@ class Sessions(_List):
             if charge is None:
                 return None
             return {"status": charge.status, "currency": charge.currency,
-                    "total": charge.total if charge.status == SessionCharge.Status.PRICED else 0}
+                    "total": charge.total if charge.status == SessionCharge.Status.PRICED else None}
 
         return [{"id": s.pk, "transaction_id": s.transaction_id, "charge_point_id": s.charge_point.charge_point_id,
                  "connector_id": s.connector_number,

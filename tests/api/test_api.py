@@ -124,3 +124,32 @@ def test_the_token_command_prints_rotates_and_revokes(world, capsys):
 
 def api_with(key: str) -> Client:
     return Client(HTTP_HOST=HOST, HTTP_AUTHORIZATION=f"Token {key}")
+
+
+@pytest.mark.django_db
+def test_sessions_carry_their_cost_once_priced_and_none_while_held(world):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.billing.models import SessionCharge
+    from apps.charging.models import ChargePoint, ChargingSession
+
+    now = timezone.now()
+    with in_schema(world.maple.schema_name):
+        cp = ChargePoint.objects.get(charge_point_id="TEST-MAPLE-1")
+        alice = Resident.objects.get(user=world.maple_resident)
+        made = []
+        for n, (status, total) in enumerate((("priced", Decimal("2.336")), ("held", Decimal("0")))):
+            session = ChargingSession.objects.create(
+                charge_point=cp, connector_number=1, transaction_id=700_100 + n, resident=alice,
+                started_at=now - timedelta(hours=3 - n), stopped_at=now - timedelta(hours=2 - n), energy_wh=7300)
+            SessionCharge.objects.create(session=session, status=status, energy_wh=7300, currency="USD",
+                                         subtotal=total, tax=Decimal(0), total=total, priced_at=now,
+                                         period=now.date().replace(day=1))
+            made.append(session.pk)
+    rows = {s["id"]: s for s in api(world.maple_resident).get("/api/v1/sessions/?status=finished").json()["results"]}
+    assert rows[made[0]]["cost"] == {"status": "priced", "currency": "USD", "total": "2.336"}
+    assert rows[made[1]]["cost"] == {"status": "held", "currency": "USD", "total": None}
+    assert rows[made[0]]["energy_wh"] == 7300 and rows[made[0]]["unit"] == "101"
+    assert api(world.maple_resident).get("/api/v1/sessions/?status=open").json()["count"] == 0
