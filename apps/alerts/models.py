@@ -23,6 +23,7 @@ class Alert(models.Model):
         CHARGING_LIMIT_FAILED = "charging_limit_failed", "Charging limit not applied"
         CHARGER_OVER_LIMIT = "charger_over_limit", "Charger draws above its limit"
         EV_LOSSES = "ev_losses", "EV sub-meter losses above the threshold"
+        PAYMENT_FAILED = "payment_failed", "Payment failed"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"
@@ -30,6 +31,7 @@ class Alert(models.Model):
         CRITICAL = "critical", "Critical"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
+    # What it is about: a charger's id, or for a failed payment the unit ("unit 101"); empty for the building.
     severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
     charge_point_id = models.CharField(max_length=64, blank=True)
     connector_number = models.PositiveSmallIntegerField(null=True, blank=True)
