@@ -125,12 +125,15 @@ def alert_emails_send(*, managers: list, building: str, inbox_url: str, now: dat
     now = now or timezone.now()
     Alert.objects.filter(emailed_at__isnull=True, raised_at__lt=now - EMAIL_WITHIN).update(emailed_at=now)
     sent = 0
+    wanted: dict[int, dict[str, bool]] = {}  # each manager's preferences, read once per run
     for alert in Alert.objects.filter(emailed_at__isnull=True).order_by("raised_at", "pk"):
         if not Alert.objects.filter(pk=alert.pk, emailed_at__isnull=True).update(emailed_at=now):
             continue  # another mailer has it
         try:
             for manager in managers:
-                if not email_preferences(manager.pk).get(alert.kind, False):
+                if manager.pk not in wanted:
+                    wanted[manager.pk] = email_preferences(manager.pk)
+                if not wanted[manager.pk].get(alert.kind, False):
                     continue
                 language = manager.preferred_language or "en"
                 with translation.override(language):

@@ -245,11 +245,7 @@ def amps_list(raw: object) -> list[Decimal] | None:
 def _connector_row(connector: ConnectorInfo, state: ConnectorNow, session: SessionInfo | None,
                    run: RunInfo | None) -> ConnectorRow:
     balance = run.limits.get(connector.key, {}) if run is not None else {}
-    limit = ""
-    if balance.get("a") not in (None, ""):
-        limit = f"{balance['a']} A"
-    elif balance.get("w") not in (None, ""):
-        limit = f"{balance['w']} W"
+    limit = limit_text(balance)
     power = state.power_w
     energy = state.session_energy_wh
     return ConnectorRow(
@@ -263,6 +259,15 @@ def _connector_row(connector: ConnectorInfo, state: ConnectorNow, session: Sessi
         session_kwh=(Decimal(energy) / 1000).quantize(HUNDREDTH, ROUND_HALF_UP)
         if energy is not None and session is not None else None,
     )
+
+
+def limit_text(balance: Mapping[str, Any]) -> str:
+    """A connector's limit in a balancing run's record as people read it: "14.4 A", "22000 W", or ""."""
+    if balance.get("a") not in (None, ""):
+        return f"{balance['a']} A"
+    if balance.get("w") not in (None, ""):
+        return f"{balance['w']} W"
+    return ""
 
 
 def _tenth(amps: Decimal | None) -> Decimal | None:

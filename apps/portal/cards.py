@@ -19,6 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from apps.billing import pricing
+from apps.console.board import limit_text
 from apps.statements.money import display
 
 TENTH = Decimal("0.1")
@@ -103,17 +104,12 @@ def session_card(session: SessionInfo, state: ConnectorState | None, balance: Ma
     power = state.power_w if state is not None and same else None
     energy = state.session_energy_wh if state is not None and same else None
     cost, currency = cost_so_far(price, started_at=session.started_at, now=now, energy_wh=energy)
-    limit = ""
-    if balance.get("a") not in (None, ""):
-        limit = f"{balance['a']} A"
-    elif balance.get("w") not in (None, ""):
-        limit = f"{balance['w']} W"
     return SessionCard(
         key=session.key, session_pk=session.session_pk, label=session.label, started_at=session.started_at,
         online=bool(state is not None and state.online), status=state.status if state is not None else "",
         power_kw=(power / 1000).quantize(TENTH, ROUND_HALF_UP) if power is not None else None,
         energy_kwh=(Decimal(energy) / 1000).quantize(HUNDREDTH, ROUND_HALF_UP) if energy is not None else None,
-        cost=cost, currency=currency, limit=limit, sentence=str(balance.get("sentence") or ""),
+        cost=cost, currency=currency, limit=limit_text(balance), sentence=str(balance.get("sentence") or ""),
         why=str(balance.get("why") or ""), can_stop=session.transaction_id is not None,
     )
 
