@@ -28,8 +28,8 @@ from apps.billing.models import SessionCharge, Tariff
 from apps.billing.pricing import TariffInvalid, tariff_document
 from apps.billing.selectors import pricing_tariff
 from apps.charging.models import ChargePoint, ChargingSession, Connector
+from apps.core.selectors import connector_balance
 from apps.electrical.models import SiteMeterReading
-from apps.loadbalancing.models import BalancingRun
 from apps.ocpp import live
 from apps.statements.models import Statement
 from apps.visitors import wording
@@ -75,8 +75,7 @@ class Chargers(_List):
                   .select_related("parking_spot").order_by("connector_id")):
             connectors.setdefault(c.charge_point_id, []).append(c)
         states = live.read_building_live([cp.charge_point_id for cp in page])
-        run = BalancingRun.objects.order_by("-started_at", "-id").only("limits").first()
-        limits = run.limits if run is not None else {}
+        limits = connector_balance()
         schema = self.request.tenant.schema_name
         out = []
         for cp in page:

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.accounts.selectors import RESIDENT
+from apps.console.selectors import latest_run_id
 from apps.core.browser_sockets import LiveViewConsumer
 from apps.core.tenants import run_in_schema
 from apps.ocpp import live
@@ -43,7 +44,7 @@ class ResidentConsumer(LiveViewConsumer):
 
     async def push(self) -> None:
         sessions, prices = await run_in_schema(self.schema, self._read_sessions)
-        run_id = await run_in_schema(self.schema, selectors.latest_run_id)
+        run_id = await run_in_schema(self.schema, latest_run_id)
         limits = await run_in_schema(self.schema, selectors.run_limits, run_id)
         sent: dict | None = None
         looked = recheck = time.monotonic()
@@ -55,7 +56,7 @@ class ResidentConsumer(LiveViewConsumer):
                 if [s.session_pk for s in found] != [s.session_pk for s in sessions] or any(
                         a.transaction_id != b.transaction_id for a, b in zip(found, sessions, strict=True)):
                     sessions, prices = await run_in_schema(self.schema, self._read_sessions)
-                latest = await run_in_schema(self.schema, selectors.latest_run_id)
+                latest = await run_in_schema(self.schema, latest_run_id)
                 if latest != run_id:
                     run_id, limits = latest, await run_in_schema(self.schema, selectors.run_limits, latest)
             if clock - recheck >= settings.CONSOLE_RECHECK_S:

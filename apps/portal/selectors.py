@@ -116,10 +116,6 @@ def session_pricing(session_pk: int) -> cards.SessionPricing | None:
                                 max_power_w=connector_max_power_w(session.connector))
 
 
-def latest_run_id() -> int | None:
-    return BalancingRun.objects.order_by("-started_at", "-id").values_list("id", flat=True).first()
-
-
 def run_limits(run_id: int | None) -> dict[str, dict]:
     """Each connector's limit and reason in the run named (the latest when None): ``{"CP#1": {"a": ..}}``."""
     runs = BalancingRun.objects.order_by("-started_at", "-id").only("id", "limits")
